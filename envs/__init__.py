@@ -1,0 +1,8 @@
+"""Built-in environments; importing this package registers every family's ids.
+
+One file per family. ``morl.envs.list()`` lists every registered id.
+"""
+
+from morl.registry import list_envs as list  # noqa: A001  (morl.envs.list(), as the design names it)
+
+from . import deep_sea_treasure  # noqa: F401
