@@ -1,0 +1,113 @@
+"""Twin testing: step a morl env and its MO-Gymnasium twin on the same actions and compare every step.
+
+Used by the conformance tests of every ported environment. Stochastic parts are synchronised through
+hooks: ``sync_reset`` copies the reference's (possibly random) initial state into ours, and ``sync_step``
+injects the reference's random outcome for the coming step into our state or params before both step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+import morl
+
+
+@dataclass
+class TwinCase:
+    env_id: str                                   # morl id
+    gym_id: str                                   # MO-Gymnasium id
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    gym_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: (reference unwrapped env, our state, our params) -> our state, after both reset
+    sync_reset: Callable[[Any, Any, Any], Any] | None = None
+    #: (reference unwrapped env, our state, our params, action) -> (our state, our params), before each step
+    sync_step: Callable[[Any, Any, Any, Any], tuple[Any, Any]] | None = None
+    #: reference observation -> flat array comparable to ours (for dict observations)
+    ref_obs: Callable[[Any], np.ndarray] = np.asarray
+    obs_atol: float = 0.0
+    reward_atol: float = 0.0
+    #: draws an action for the reference env from a numpy Generator (default: action_space.sample)
+    sample_action: Callable[[Any, np.random.Generator], Any] | None = None
+
+
+@dataclass
+class TwinReport:
+    episodes: int
+    steps: int
+    terminated: int
+    truncated: int
+
+
+_JIT_CACHE: dict[int, tuple[Callable, Callable]] = {}
+
+
+def _jitted(env) -> tuple[Callable, Callable]:
+    if id(env) not in _JIT_CACHE:
+        _JIT_CACHE[id(env)] = (jax.jit(env.reset), jax.jit(env.step))
+    return _JIT_CACHE[id(env)]
+
+
+def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
+    """Run ``episodes`` random-action episodes on both envs; raise AssertionError at the first mismatch."""
+    import mo_gymnasium as mo_gym
+
+    env, params = morl.make(case.env_id, **case.kwargs)
+    ref = mo_gym.make(case.gym_id, **case.gym_kwargs)
+    reset, step = _jitted(env)
+    rng = np.random.default_rng(seed)
+    key = jax.random.PRNGKey(seed)
+    total_steps = n_term = n_trunc = 0
+    for ep in range(episodes):
+        ref_obs, _ = ref.reset(seed=int(rng.integers(2**31)))
+        key, k_reset = jax.random.split(key)
+        obs, state = reset(k_reset, params)
+        ep_params = params
+        if case.sync_reset is not None:
+            state = case.sync_reset(ref.unwrapped, state, ep_params)
+            obs = _obs_of(env, state, ep_params)
+        _compare(case, "reset obs", ep, 0, case.ref_obs(ref_obs), obs, case.obs_atol)
+        t = 0
+        while True:
+            if case.sample_action is not None:
+                action = case.sample_action(ref.action_space, rng)
+            else:
+                ref.action_space.seed(int(rng.integers(2**31)))
+                action = ref.action_space.sample()
+            if case.sync_step is not None:
+                state, ep_params = case.sync_step(ref.unwrapped, state, ep_params, action)
+            ref_obs, ref_r, ref_term, ref_trunc, _ = ref.step(action)
+            key, k_step = jax.random.split(key)
+            obs, state, r, term, trunc, _ = step(k_step, state, np.asarray(action), ep_params)
+            t += 1
+            where = f"step {t}, action {action!r}"
+            _compare(case, "obs", ep, where, case.ref_obs(ref_obs), obs, case.obs_atol)
+            _compare(case, "reward", ep, where, np.asarray(ref_r, np.float32), r, case.reward_atol)
+            assert bool(term) == bool(ref_term), f"{case.env_id} ep {ep} {where}: terminated {bool(term)} != {ref_term}"
+            assert bool(trunc) == bool(ref_trunc), f"{case.env_id} ep {ep} {where}: truncated {bool(trunc)} != {ref_trunc}"
+            if ref_term or ref_trunc:
+                n_term += bool(ref_term)
+                n_trunc += bool(ref_trunc)
+                break
+        total_steps += t
+    ref.close()
+    return TwinReport(episodes, total_steps, n_term, n_trunc)
+
+
+def _obs_of(env, state, params):
+    """Observation of a synchronised state: envs expose ``get_obs(state, params)`` when they need syncing."""
+    return env.get_obs(state, params)
+
+
+def _compare(case, what, ep, where, expected, got, atol):
+    expected = np.asarray(expected)
+    got = np.asarray(got)
+    assert expected.shape == got.shape, f"{case.env_id} ep {ep} {where}: {what} shape {got.shape} != {expected.shape}"
+    if atol == 0.0:
+        ok = np.array_equal(expected.astype(np.float64), got.astype(np.float64))
+    else:
+        ok = np.allclose(expected.astype(np.float64), got.astype(np.float64), atol=atol, rtol=0)
+    assert ok, f"{case.env_id} ep {ep} {where}: {what} differs\n ours: {got}\n  ref: {expected}"
