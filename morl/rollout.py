@@ -1,0 +1,296 @@
+"""The rollout engine: one call runs T steps of N environments (optionally for P population members).
+
+Pure-JAX envs: a jitted ``lax.scan`` over time with ``vmap`` over envs, auto-reset on episode end, and
+per-episode vector statistics. Host (gymnasium) envs: the same call steps MO-Gymnasium's
+``MOSyncVectorEnv`` on the host and runs the jitted policy between steps. Both return the same
+``Transition`` type, so agents and the evaluator never ask which kind of env they got.
+
+A policy is ``policy(policy_params, obs[N, ...], key) -> (action[N, ...], extras)``; ``extras`` is any
+pytree with a leading N axis (log-probs, values, ...) and is stored in the trajectory. With
+``population=True`` every leaf of ``policy_params`` and of the rollout state has a leading P axis and
+members run in lockstep (one vmapped program), as C-MORL and MORL/D need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from morl.env import select_tree
+
+PyTree = Any
+Policy = Callable[[PyTree, jax.Array, jax.Array], tuple[jax.Array, PyTree]]
+
+
+@struct.dataclass
+class RolloutState:
+    """What the engine carries between calls (leading axes: [P,] N)."""
+
+    env_state: PyTree
+    obs: jax.Array
+    episode_return: jax.Array             # running undiscounted vector return, [N, m]
+    episode_discounted_return: jax.Array  # running sum of gamma^t r_t, [N, m]
+    episode_length: jax.Array             # [N] int32
+    discount: jax.Array                   # gamma^t of the next reward, [N]
+
+
+@struct.dataclass
+class Transition:
+    """A trajectory, leaves shaped [T, [P,] N, ...].
+
+    ``next_obs`` is the true next observation: on the last step of an episode it is the final observation
+    (before auto-reset), which bootstrapping on truncation needs. ``episode_*`` hold the finished
+    episode's statistics where ``done`` is true (and the running values elsewhere).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array
+    extras: PyTree
+    episode_return: jax.Array
+    episode_discounted_return: jax.Array
+    episode_length: jax.Array
+
+    @property
+    def done(self) -> jax.Array:
+        return self.terminated | self.truncated
+
+
+def _zero_stats(num_envs: int, reward_dim: int):
+    return (jnp.zeros((num_envs, reward_dim), jnp.float32), jnp.zeros((num_envs, reward_dim), jnp.float32),
+            jnp.zeros((num_envs,), jnp.int32), jnp.ones((num_envs,), jnp.float32))
+
+
+def _update_stats(state: RolloutState, reward, done, gamma):
+    ret = state.episode_return + reward
+    dret = state.episode_discounted_return + state.discount[:, None] * reward
+    length = state.episode_length + 1
+    finished = (ret, dret, length)
+    keep = done[:, None]
+    running = (jnp.where(keep, 0.0, ret), jnp.where(keep, 0.0, dret), jnp.where(done, 0, length),
+               jnp.where(done, 1.0, state.discount * gamma))
+    return finished, running
+
+
+@struct.dataclass
+class EpisodeSummary:
+    """What ``emit="summary"`` returns instead of a trajectory: episodes finished during the call, per env.
+
+    Accumulated in the scan carry (nothing is stored per step), so evaluation and benchmarks run at full
+    speed. ``first_*`` is the first episode finished in the call (what evaluation reads); ``*_sum`` add up
+    every finished episode. Leaves are shaped [[P,] N, ...].
+    """
+
+    episodes: jax.Array
+    return_sum: jax.Array
+    discounted_return_sum: jax.Array
+    length_sum: jax.Array
+    first_return: jax.Array
+    first_discounted_return: jax.Array
+    first_length: jax.Array
+
+    @staticmethod
+    def zeros(num_envs: int, reward_dim: int) -> "EpisodeSummary":
+        vec = jnp.zeros((num_envs, reward_dim), jnp.float32)
+        cnt = jnp.zeros((num_envs,), jnp.int32)
+        return EpisodeSummary(cnt, vec, vec, cnt, vec, vec, cnt)
+
+    def add(self, done, ret, dret, length) -> "EpisodeSummary":
+        first = done & (self.episodes == 0)
+        d, f = done[:, None], first[:, None]
+        return EpisodeSummary(
+            self.episodes + done, self.return_sum + jnp.where(d, ret, 0.0),
+            self.discounted_return_sum + jnp.where(d, dret, 0.0), self.length_sum + jnp.where(done, length, 0),
+            jnp.where(f, ret, self.first_return), jnp.where(f, dret, self.first_discounted_return),
+            jnp.where(first, length, self.first_length))
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A compiled rollout for one (env, policy, num_envs, num_steps) combination. Build with `make_rollout`."""
+
+    init: Callable[..., RolloutState]
+    run: Callable[..., tuple[RolloutState, Transition]]
+    num_envs: int
+    num_steps: int
+    population: int | None
+    is_host: bool
+
+
+def make_rollout(env, policy: Policy, num_envs: int, num_steps: int, gamma: float = 1.0,
+                 population: int | None = None, seed: int | None = None, emit: str = "transitions") -> Rollout:
+    """Build ``init(key[, params]) -> RolloutState`` and ``run(policy_params, state, key[, params])``.
+
+    ``population``: number of members P (leading axis of ``policy_params``), or None for a single policy.
+    ``seed``: host envs only, seeds the vector env (pure-JAX envs are seeded by the key).
+    ``emit``: ``"transitions"`` (a `Transition` per step, for learning) or ``"summary"`` (one
+    `EpisodeSummary` per call, for evaluation and benchmarks: nothing stored per step).
+    """
+    if emit not in ("transitions", "summary"):
+        raise ValueError(f"emit must be 'transitions' or 'summary', got {emit!r}")
+    if num_envs < 1 or num_steps < 1:
+        raise ValueError(f"num_envs and num_steps must be >= 1 (got {num_envs}, {num_steps})")
+    if getattr(env, "is_host", False):
+        return _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit)
+    return _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
+
+
+def _check_action_shape(env, action, num_envs):
+    expected = (num_envs, *env.action_space.shape)
+    if tuple(action.shape) != expected:
+        raise ValueError(
+            f"policy returned actions of shape {tuple(action.shape)} for {env.name}, expected {expected} "
+            f"(num_envs x action_space {env.action_space.describe()}); return one action per env"
+        )
+
+
+def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit):
+    m = env.reward_dim
+
+    def init_single(key, params):
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+        return RolloutState(env_state, obs, *_zero_stats(num_envs, m))
+
+    def run_single(policy_params, state: RolloutState, key, params):
+        def one_step(carry, key):
+            state, summary = carry
+            k_act, k_step, k_reset = jax.random.split(key, 3)
+            action, extras = policy(policy_params, state.obs, k_act)
+            _check_action_shape(env, action, num_envs)
+            step_keys = jax.random.split(k_step, num_envs)
+            next_obs, env_state, reward, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                step_keys, state.env_state, action, params)
+            done = term | trunc
+            reset_obs, reset_state = jax.vmap(env.reset, in_axes=(0, None))(
+                jax.random.split(k_reset, num_envs), params)
+            env_state = jax.vmap(select_tree)(done, reset_state, env_state)
+            obs = jnp.where(done.reshape(done.shape + (1,) * (next_obs.ndim - 1)), reset_obs, next_obs)
+            (ret, dret, length), running = _update_stats(state, reward, done, gamma)
+            new_state = RolloutState(env_state, obs, *running)
+            if emit == "summary":
+                return (new_state, summary.add(done, ret, dret, length)), None
+            transition = Transition(state.obs, action, reward, term, trunc, next_obs, extras, ret, dret, length)
+            return (new_state, summary), transition
+
+        (state, summary), traj = jax.lax.scan(one_step, (state, EpisodeSummary.zeros(num_envs, m)),
+                                              jax.random.split(key, num_steps))
+        return state, (summary if emit == "summary" else traj)
+
+    if population is None:
+        init_fn, run_fn = init_single, run_single
+    else:
+        def init_fn(key, params):
+            return jax.vmap(init_single, in_axes=(0, None))(jax.random.split(key, population), params)
+
+        def run_fn(policy_params, state, key, params):
+            state, traj = jax.vmap(run_single, in_axes=(0, 0, 0, None))(
+                policy_params, state, jax.random.split(key, population), params)
+            if emit == "summary":
+                return state, traj
+            # put time first, as in the single-policy case: [T, P, N, ...]
+            return state, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)
+
+    init_jit, run_jit = jax.jit(init_fn), jax.jit(run_fn)
+    default = env.default_params
+
+    def init(key, params=None):
+        return init_jit(key, default if params is None else params)
+
+    def run(policy_params, state, key, params=None):
+        return run_jit(policy_params, state, key, default if params is None else params)
+
+    # expose the traceable functions too, for agents that call the engine inside their own jit
+    init.pure, run.pure = init_fn, run_fn  # type: ignore[attr-defined]
+    return Rollout(init, run, num_envs, num_steps, population, is_host=False)
+
+
+def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit):
+    """Host path: MOSyncVectorEnv steps on the host, the jitted policy runs between steps."""
+    members = population or 1
+    total = members * num_envs
+    m = env.reward_dim
+    vec = env.make_vector_env(total, seed=seed)
+    if population is None:
+        act = jax.jit(policy)
+    else:
+        act = jax.jit(lambda p, o, k: jax.vmap(policy)(p, o, jax.random.split(k, population)))
+
+    def to_member_axes(x):
+        x = np.asarray(x)
+        return x if population is None else x.reshape((population, num_envs) + x.shape[1:])
+
+    def flat(x):
+        x = np.asarray(x)
+        return x if population is None else x.reshape((total,) + x.shape[2:])
+
+    def init(key, params=None):
+        obs, _ = vec.reset(seed=int(jax.random.randint(key, (), 0, 2**31 - 1)))
+        stats = [np.asarray(s) for s in _zero_stats(total, m)]
+        return RolloutState(None, jnp.asarray(to_member_axes(obs)), *map(lambda s: jnp.asarray(to_member_axes(s)), stats))
+
+    def run(policy_params, state: RolloutState, key, params=None):
+        obs = flat(state.obs)
+        ret, dret = flat(state.episode_return).copy(), flat(state.episode_discounted_return).copy()
+        length, discount = flat(state.episode_length).copy(), flat(state.discount).copy()
+        steps = []
+        summary = EpisodeSummary.zeros(total, m)
+        for k in jax.random.split(key, num_steps):
+            action, extras = act(policy_params, jnp.asarray(to_member_axes(obs)), k)
+            action_np = flat(action)
+            expected = (total, *env.action_space.shape)
+            if action_np.shape != expected:
+                raise ValueError(f"policy returned actions of shape {action_np.shape} for {env.name}, "
+                                 f"expected {expected}; return one action per env")
+            next_obs, reward, term, trunc, _ = vec.step(action_np)
+            reward = np.asarray(reward, np.float32)
+            if not np.all(np.isfinite(reward)):
+                bad = np.argwhere(~np.isfinite(reward))[0]
+                raise FloatingPointError(f"{env.name} returned a non-finite reward {reward[bad[0]]} in env {bad[0]}; "
+                                         "check the environment (or wrap it to clip/repair rewards)")
+            term, trunc = np.asarray(term, bool), np.asarray(trunc, bool)
+            done = term | trunc
+            ret += reward
+            dret += discount[:, None] * reward
+            length += 1
+            fin = (ret.copy(), dret.copy(), length.copy())
+            if emit == "summary":
+                summary = summary.add(jnp.asarray(done), *map(jnp.asarray, fin))
+            obs_after = np.array(next_obs, copy=True)
+            for i in np.flatnonzero(done):  # MOSyncVectorEnv resets on the NEXT call; reset now instead
+                obs_after[i], _ = vec.envs[i].reset()
+                vec._autoreset_envs[i] = False
+            ret[done] = 0.0
+            dret[done] = 0.0
+            length[done] = 0
+            discount = np.where(done, 1.0, discount * gamma).astype(np.float32)
+            if emit == "transitions":
+                steps.append((obs, action_np, reward, term, trunc, np.asarray(next_obs), extras, *fin))
+            obs = obs_after
+        new_state = RolloutState(None, jnp.asarray(to_member_axes(obs)), *(jnp.asarray(to_member_axes(x)) for x in
+                                 (ret, dret, length, discount)))
+        if emit == "summary":
+            return new_state, jax.tree.map(lambda x: jnp.asarray(to_member_axes(np.asarray(x))), summary)
+        cols = list(zip(*steps))
+        arrays = [jnp.asarray(np.stack([to_member_axes(x) for x in c])) for i, c in enumerate(cols) if i != 6]
+        extras = jax.tree.map(lambda *xs: jnp.stack(xs), *cols[6])
+        return new_state, Transition(*arrays[:6], extras, *arrays[6:])
+
+    return Rollout(init, run, num_envs, num_steps, population, is_host=True)
+
+
+def random_policy(env) -> Policy:
+    """A uniform random policy over ``env.action_space`` (policy params are ignored)."""
+    space = env.action_space
+
+    def policy(_params, obs, key):
+        return space.sample(key, (obs.shape[0],)), ()
+
+    return policy
