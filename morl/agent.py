@@ -1,0 +1,112 @@
+"""The agent interface and registry: every algorithm plugs into the CLI, evaluator and store through it.
+
+An agent is a frozen config dataclass (defaults = the paper's settings, documented field by field) and a
+factory ``make_trainer(config, env, env_params) -> Trainer``. Training is chunked: the host calls
+``update`` repeatedly (each call is a jitted chunk of work), so the CLI can report progress, evaluate and
+checkpoint between chunks, and a killed run resumes from its last checkpoint. ``TrainState`` must be a
+pytree of arrays (so it checkpoints) and carry its own PRNG key (so a resumed run is bit-identical).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import jax
+
+from morl.solution import Solution
+
+PyTree = Any
+
+
+class Trainer(Protocol):
+    config: Any
+
+    def init(self, key: jax.Array) -> PyTree:
+        """A fresh train state (a pytree of arrays, including its PRNG key)."""
+
+    def update(self, state: PyTree) -> tuple[PyTree, dict[str, float]]:
+        """One chunk of training; returns the new state and scalar logs."""
+
+    def done(self, state: PyTree) -> bool:
+        """True once the budget is spent."""
+
+    def env_steps(self, state: PyTree) -> int:
+        """Real environment transitions consumed so far."""
+
+    def solution(self, state: PyTree) -> Solution:
+        """The current solution (policy set or conditioned policy)."""
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    config_cls: type
+    make_trainer: Callable[..., Trainer]
+    summary: str = ""
+    #: which action spaces it supports: "discrete", "continuous" or both
+    action_kinds: tuple[str, ...] = ("discrete", "continuous")
+    #: config overrides per env id (e.g. the official per-env settings)
+    env_defaults: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+_AGENTS: dict[str, AgentSpec] = {}
+
+
+def register_agent(spec: AgentSpec) -> AgentSpec:
+    if not dataclasses.is_dataclass(spec.config_cls):
+        raise TypeError(f"agent {spec.name!r}: config_cls must be a dataclass")
+    _AGENTS[spec.name] = spec
+    return spec
+
+
+def _load() -> None:
+    import morl.agents  # noqa: F401  (registers the built-in agents)
+
+
+def list_agents() -> list[str]:
+    _load()
+    return sorted(_AGENTS)
+
+
+def agent_spec(name: str) -> AgentSpec:
+    _load()
+    if name not in _AGENTS:
+        close = difflib.get_close_matches(name, _AGENTS, n=3, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown agent {name!r}.{hint} Registered agents: {', '.join(sorted(_AGENTS)) or 'none'}")
+    return _AGENTS[name]
+
+
+def make_config(name: str, env_id: str | None = None, **overrides: Any):
+    """The agent's config: paper defaults, then the per-env defaults, then ``overrides``."""
+    spec = agent_spec(name)
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    merged = dict(spec.env_defaults.get(env_id, {})) if env_id else {}
+    merged.update(overrides)
+    unknown = sorted(set(merged) - fields)
+    if unknown:
+        raise TypeError(f"agent {name!r} has no config field(s) {unknown}; fields: {sorted(fields)}")
+    return spec.config_cls(**merged)
+
+
+def make_trainer(name: str, env, env_params=None, config=None, **overrides: Any) -> Trainer:
+    spec = agent_spec(name)
+    if config is None:
+        config = make_config(name, getattr(env, "spec_id", None), **overrides)
+    kind = "discrete" if type(env.action_space).__name__ == "Discrete" else "continuous"
+    if kind not in spec.action_kinds:
+        raise ValueError(f"agent {name!r} supports {'/'.join(spec.action_kinds)} actions; {env.name} has {kind} actions")
+    return spec.make_trainer(config, env, env.default_params if env_params is None else env_params)
+
+
+def train(trainer: Trainer, key: jax.Array, callback: Callable[[PyTree, dict], None] | None = None) -> tuple[PyTree, Solution]:
+    """Run a trainer to the end of its budget (the CLI adds progress, evaluation and checkpoints around this)."""
+    state = trainer.init(key)
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+        if callback is not None:
+            callback(state, logs)
+    return state, trainer.solution(state)

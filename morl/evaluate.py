@@ -1,0 +1,122 @@
+"""The evaluator: any `Solution` -> a `Front` of vector returns and its metrics.
+
+Protocol (written down once, recorded with every result): each candidate policy (or, for a
+preference-conditioned policy, each evaluation preference) runs ``episodes`` episodes with deterministic
+actions; its point is the mean **discounted** vector return with discount ``gamma`` (MORL-Baselines'
+convention, MORL-Baselines #194), and the mean undiscounted return is kept too. Candidates and episodes
+run as one vmapped program on pure-JAX envs, on the host for ``gym:`` envs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from morl.rollout import make_rollout
+from morl.solution import Solution
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """Evaluation settings. Defaults follow MORL-Baselines (`common/evaluation.py`)."""
+
+    gamma: float = 0.99            # discount of the reported returns (MORL-Baselines: the agent's gamma)
+    episodes: int = 5              # episodes per candidate / preference (num_eval_episodes_for_front)
+    front_weights: int = 100       # preferences a conditioned policy is evaluated at (num_eval_weights_for_front)
+    eu_weights: int = 50           # preferences of expected utility (num_eval_weights_for_eval)
+    max_steps: int | None = None   # episode cap; None = the env's own time limit (C-MORL's protocol uses 500)
+    ref_point: tuple[float, ...] | None = None  # None = the env's default reference point
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Front:
+    """Evaluated candidates and the non-dominated front they form."""
+
+    returns: np.ndarray                 # [K, m] mean discounted vector return per candidate
+    undiscounted_returns: np.ndarray    # [K, m]
+    weights: np.ndarray | None          # [K, m] the preference of each candidate (if any)
+    front: np.ndarray                   # [F, m] non-dominated, de-duplicated points of `returns`
+    metrics: dict[str, float]
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+
+_ROLLOUTS: dict[tuple, Any] = {}
+
+
+def _cached_rollout(env, act, population, episodes, steps, gamma):
+    key = (id(env), id(act), population, episodes, steps, float(gamma))
+    if key not in _ROLLOUTS:
+        def policy(p, obs, k):
+            return act(p["params"], p["w"], obs, k), ()
+
+        _ROLLOUTS[key] = (env, make_rollout(env, policy, episodes, steps, gamma=gamma, population=population,
+                                            emit="summary"))
+    return _ROLLOUTS[key][1]
+
+
+def evaluate_returns(solution: Solution, env, params=None, weights=None, *, episodes: int = 5, gamma: float = 0.99,
+                     max_steps: int | None = None, key: jax.Array | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mean (discounted, undiscounted) vector returns [K, m] of every candidate, and their preferences."""
+    m = env.reward_dim
+    if solution.conditioned:
+        if weights is None:
+            raise ValueError("a preference-conditioned solution needs evaluation `weights` [K, m]")
+        w = np.asarray(weights, np.float32)
+        k = w.shape[0]
+        p = jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), solution.params)
+    else:
+        k = solution.num_candidates
+        w = (np.asarray(solution.candidate_weights, np.float32) if solution.candidate_weights is not None
+             else np.full((k, m), 1.0 / m, np.float32))
+        p = solution.params
+    if w.ndim != 2 or w.shape[1] != m:
+        raise ValueError(f"evaluation weights must have shape [K, {m}] for {env.name}, got {w.shape}")
+    if getattr(env, "is_host", False):
+        steps = max_steps or env.max_steps or 1000
+    else:
+        params = env.default_params if params is None else params
+        if max_steps is not None:
+            params = params.replace(max_steps=max_steps)
+        steps = int(params.max_steps)
+    rollout = _cached_rollout(env, solution.act, k, episodes, steps, gamma)
+    key = jax.random.PRNGKey(0) if key is None else key
+    k_init, k_run = jax.random.split(key)
+    state = rollout.init(k_init, params) if not rollout.is_host else rollout.init(k_init)
+    _, summary = rollout.run({"params": p, "w": jnp.asarray(w)}, state, k_run, params)
+    finished = np.asarray(summary.episodes) > 0
+    if not finished.all():
+        raise RuntimeError(f"{(~finished).sum()} evaluation episodes on {env.name} did not end within {steps} steps; "
+                           "pass max_steps= (a time limit) to evaluate")
+    disc = np.asarray(summary.first_discounted_return, np.float64).mean(axis=1)
+    undisc = np.asarray(summary.first_return, np.float64).mean(axis=1)
+    return disc, undisc, w
+
+
+def evaluate(solution: Solution, env, params=None, protocol: EvalProtocol = EvalProtocol(),
+             known_front: np.ndarray | None = None, key: jax.Array | None = None) -> Front:
+    """Evaluate a solution and compute every metric (HV, EU, sparsity, cardinality; IGD and MUL with a known front)."""
+    from morl import metrics
+    from morl.pareto import non_dominated
+    from morl.weights import equally_spaced_weights
+
+    m = env.reward_dim
+    weights = equally_spaced_weights(m, protocol.front_weights) if solution.conditioned else None
+    disc, undisc, w = evaluate_returns(solution, env, params, weights, episodes=protocol.episodes,
+                                       gamma=protocol.gamma, max_steps=protocol.max_steps, key=key)
+    if not np.all(np.isfinite(disc)):
+        raise FloatingPointError(f"evaluation on {env.name} produced non-finite returns; the policy or env emits NaN/inf")
+    ref = protocol.ref_point if protocol.ref_point is not None else env.ref_point
+    if known_front is None and env.has_known_front:
+        known_front = env.pareto_front(protocol.gamma)
+    front = non_dominated(disc)
+    values = metrics.all_metrics(front, ref_point=ref, known_front=known_front,
+                                 weights=equally_spaced_weights(m, protocol.eu_weights))
+    proto = protocol.as_dict() | {"ref_point": None if ref is None else [float(x) for x in ref]}
+    return Front(disc, undisc, w, front, values, proto)
