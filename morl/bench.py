@@ -1,0 +1,107 @@
+"""Benchmarks: env steps/s of the engine beside the reference stack, measured in the same run.
+
+Speed is measured here, never asserted in tests. Ratios are quoted against MO-Gymnasium measured in the
+same process on the same machine, because absolute figures on a shared machine drift by 20-30%.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+import morl
+from morl.rollout import make_rollout, random_policy
+
+
+@dataclass
+class BenchRow:
+    what: str
+    num_envs: int
+    steps: int
+    seconds: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds
+
+
+def machine() -> str:
+    import os
+
+    dev = jax.devices()[0]
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} on {dev.platform}:{dev.device_kind}"
+
+
+def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:
+    """The engine with a random policy (auto-reset and episode statistics included, compile excluded)."""
+    env, params = morl.make(env_id)
+    rollout = make_rollout(env, random_policy(env), num_envs, num_steps, emit="summary")
+    key = jax.random.PRNGKey(seed)
+    state = rollout.init(key, params)
+    state, out = rollout.run((), state, key, params)  # compile
+    jax.block_until_ready(out)
+    calls, start = 0, time.perf_counter()
+    while True:
+        key, k = jax.random.split(key)
+        state, out = rollout.run((), state, k, params)
+        jax.block_until_ready(out)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            break
+    return BenchRow(f"morl engine (jit+vmap, {jax.devices()[0].platform})", num_envs, calls * num_envs * num_steps, elapsed)
+
+
+def _gym_id(env_id: str) -> str:
+    return env_id[len("gym:"):] if env_id.startswith("gym:") else env_id
+
+
+def bench_mo_gymnasium_single(env_id: str, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:
+    """MO-Gymnasium's plain loop: one env, random actions, reset on episode end."""
+    import mo_gymnasium as mo_gym
+
+    env = mo_gym.make(_gym_id(env_id))
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    steps, start = 0, time.perf_counter()
+    while True:
+        for _ in range(1000):
+            _, _, term, trunc, _ = env.step(env.action_space.sample())
+            if term or trunc:
+                env.reset()
+        steps += 1000
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return BenchRow("MO-Gymnasium single env", 1, steps, elapsed)
+
+
+def bench_mo_gymnasium_vector(env_id: str, num_envs: int = 64, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:
+    """MO-Gymnasium's ``MOSyncVectorEnv`` with random actions (it auto-resets itself)."""
+    import mo_gymnasium as mo_gym
+    from mo_gymnasium.wrappers.vector import MOSyncVectorEnv
+
+    vec = MOSyncVectorEnv([lambda: mo_gym.make(_gym_id(env_id)) for _ in range(num_envs)])
+    vec.reset(seed=seed)
+    vec.action_space.seed(seed)
+    steps, start = 0, time.perf_counter()
+    while True:
+        for _ in range(20):
+            vec.step(vec.action_space.sample())
+        steps += 20 * num_envs
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            vec.close()
+            return BenchRow(f"MO-Gymnasium MOSyncVectorEnv({num_envs})", num_envs, steps, elapsed)
+
+
+def bench_rollout(env_id: str, num_envs: int = 4096, num_steps: int = 1000, min_seconds: float = 2.0,
+                  reference: bool = True) -> list[BenchRow]:
+    rows = [] if env_id.startswith("gym:") else [bench_engine(env_id, num_envs, num_steps, min_seconds)]
+    if reference:
+        rows.append(bench_mo_gymnasium_single(env_id, min_seconds))
+        rows.append(bench_mo_gymnasium_vector(env_id, 64, min_seconds))
+    return rows
