@@ -134,9 +134,10 @@ class DeepSeaTreasure(Environment):
         return self._obs(pos), state, reward, terminated, time_limit(time, params), {}
 
     def pareto_front(self, gamma: float = 1.0) -> np.ndarray:
-        values, steps = self._front[:, 0], self._front[:, 1].astype(int)
-        treasure = values * gamma ** (steps - 1)
-        time = np.array([-np.sum(gamma ** np.arange(n)) for n in steps])
+        # Scalar powers, as MO-Gymnasium computes them: numpy's vectorised power can differ by 1 ulp.
+        steps = self._front[:, 1].astype(int)
+        treasure = np.array([value * gamma ** float(n - 1) for value, n in zip(self._front[:, 0], steps)])
+        time = np.array([-np.sum(np.array([gamma**i for i in range(n)])) for n in steps])
         return np.stack([treasure, time], axis=1)
 
 

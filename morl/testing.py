@@ -40,6 +40,8 @@ class TwinReport:
     steps: int
     terminated: int
     truncated: int
+    #: per-episode undiscounted return vectors of the reference env, shape [episodes, reward_dim]
+    returns: np.ndarray | None = None
 
 
 _JIT_CACHE: dict[int, tuple[Callable, Callable]] = {}
@@ -61,6 +63,7 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
     rng = np.random.default_rng(seed)
     key = jax.random.PRNGKey(seed)
     total_steps = n_term = n_trunc = 0
+    returns = []
     for ep in range(episodes):
         ref_obs, _ = ref.reset(seed=int(rng.integers(2**31)))
         key, k_reset = jax.random.split(key)
@@ -71,6 +74,7 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
             obs = _obs_of(env, state, ep_params)
         _compare(case, "reset obs", ep, 0, case.ref_obs(ref_obs), obs, case.obs_atol)
         t = 0
+        ep_return = 0.0
         while True:
             if case.sample_action is not None:
                 action = case.sample_action(ref.action_space, rng)
@@ -83,6 +87,7 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
             key, k_step = jax.random.split(key)
             obs, state, r, term, trunc, _ = step(k_step, state, np.asarray(action), ep_params)
             t += 1
+            ep_return = ep_return + np.asarray(ref_r, np.float64)
             where = f"step {t}, action {action!r}"
             _compare(case, "obs", ep, where, case.ref_obs(ref_obs), obs, case.obs_atol)
             _compare(case, "reward", ep, where, np.asarray(ref_r, np.float32), r, case.reward_atol)
@@ -93,8 +98,9 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
                 n_trunc += bool(ref_trunc)
                 break
         total_steps += t
+        returns.append(ep_return)
     ref.close()
-    return TwinReport(episodes, total_steps, n_term, n_trunc)
+    return TwinReport(episodes, total_steps, n_term, n_trunc, np.stack(returns))
 
 
 def _obs_of(env, state, params):
