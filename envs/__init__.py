@@ -8,3 +8,6 @@ from morl.registry import list_envs as list  # noqa: A001  (morl.envs.list(), as
 from . import deep_sea_treasure  # noqa: F401
 from . import fruit_tree  # noqa: F401
 from . import resource_gathering  # noqa: F401
+from . import four_room  # noqa: F401
+from . import breakable_bottles  # noqa: F401
+from . import fishwood  # noqa: F401
