@@ -32,8 +32,9 @@ class BenchRow:
 def machine() -> str:
     import os
 
-    dev = jax.devices()[0]
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} on {dev.platform}:{dev.device_kind}"
+    devs = jax.devices()
+    return (f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
+            f"{len(devs)} x {devs[0].platform}:{devs[0].device_kind}")
 
 
 def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:

@@ -85,7 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_all_cpu_cores() -> None:
+    """Expose every CPU core as a JAX device (before JAX starts) so the engine shards envs across them.
+
+    XLA runs one jitted scan on one thread; with N CPU devices the env axis is partitioned N ways. Has no
+    effect on accelerators (their devices come first) and respects a user-set XLA_FLAGS.
+    """
+    import os
+
+    if "XLA_FLAGS" not in os.environ and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    use_all_cpu_cores()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

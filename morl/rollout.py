@@ -200,9 +200,13 @@ def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
 
     init_jit, run_jit = jax.jit(init_fn), jax.jit(run_fn)
     default = env.default_params
+    sharding = _env_axis_sharding(num_envs, population is not None)
 
     def init(key, params=None):
-        return init_jit(key, default if params is None else params)
+        state = init_jit(key, default if params is None else params)
+        # spread the env axis over every device (GPUs, or CPU cores exposed as devices): the jitted scan
+        # then runs SPMD-partitioned, one shard per device
+        return state if sharding is None else jax.device_put(state, sharding)
 
     def run(policy_params, state, key, params=None):
         return run_jit(policy_params, state, key, default if params is None else params)
@@ -210,6 +214,16 @@ def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
     # expose the traceable functions too, for agents that call the engine inside their own jit
     init.pure, run.pure = init_fn, run_fn  # type: ignore[attr-defined]
     return Rollout(init, run, num_envs, num_steps, population, is_host=False)
+
+
+def _env_axis_sharding(num_envs: int, has_population: bool):
+    devices = jax.devices()
+    if len(devices) < 2 or num_envs % len(devices):
+        return None
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("envs",))
+    return NamedSharding(mesh, PartitionSpec(None, "envs") if has_population else PartitionSpec("envs"))
 
 
 def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit):
