@@ -11,14 +11,13 @@ import copy
 
 import jax
 import jax.numpy as jnp
+import mo_gymnasium as mo_gym  # the reference (a core dependency)
 import numpy as np
 import pytest
 
 import morl
 from morl.env import select_tree
 from morl.testing import TwinCase, run_twin
-
-mo_gym = pytest.importorskip("mo_gymnasium", reason="MO-Gymnasium is the reference these tests compare against")
 
 # the references' reward Boxes are declared in float64 and cast by gymnasium, which warns about it
 pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
