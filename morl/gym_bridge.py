@@ -1,0 +1,555 @@
+"""The Gymnasium bridge, both ways.
+
+``to_gymnasium(env)`` shows a pure-JAX morl env to the Gymnasium world (MO-Gymnasium wrappers, vector envs,
+MORL-Baselines agents, the env checker): a ``gymnasium.Env`` with a float32 vector reward of shape
+``(reward_dim,)`` and an ``unwrapped.reward_space``, exactly like an MO-Gymnasium env.
+
+``from_gymnasium(id_or_env_fn)`` goes the other way: it puts any MO-Gymnasium (vector-reward gymnasium) env
+behind the rollout engine's host path as a `GymnasiumEnv` descriptor (spaces, reward names, reference
+point, time limit, and a factory for ``MOSyncVectorEnv``s). ``morl.make("gym:<id>")`` calls it.
+
+Checking an env: gymnasium's ``check_env`` assumes a scalar reward. MO-Gymnasium side-steps that by
+disabling the passive checker in ``mo_gym.make`` and, in its own tests, running ``check_env`` on
+``LinearReward(env)``. With gymnasium 1.4 that no longer works (``LinearReward`` puts the same weight array
+into every ``info``, which ``check_returned_data_not_reused`` rejects, even for MO-Gymnasium's own
+deep-sea-treasure). `check_env` here runs gymnasium's full ``check_env`` on the raw env instead and skips
+exactly one check, the scalar-reward one (see `check_env`), replacing it with vector-reward checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnasium.envs.registration import EnvSpec as GymEnvSpec
+from gymnasium.utils import env_checker as gym_env_checker
+
+from morl import spaces as morl_spaces
+from morl.env import Environment, EnvParams
+
+__all__ = ["to_gymnasium", "from_gymnasium", "ToGymnasiumEnv", "GymnasiumEnv", "check_env", "known_ref_point",
+           "KNOWN_REF_POINTS"]
+
+
+# =====================================================================================================
+# morl -> gymnasium
+# =====================================================================================================
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The jitted reset/step of one env object; every wrapper of that object shares them (one compile)."""
+
+    reset: Callable[..., Any]
+    step: Callable[..., Any]
+
+
+_COMPILED_FALLBACK: dict[int, tuple[Environment, _Compiled]] = {}  # envs without a __dict__ (slots)
+_ENV_CACHE: dict[tuple, tuple[Environment, EnvParams]] = {}        # (id, kwargs) -> one shared env object
+
+
+def _compiled(env: Environment) -> _Compiled:
+    """Jitted reset/step for ``env``, built once per env object and stored on it."""
+    store = getattr(env, "__dict__", None)
+    if store is not None and isinstance(store.get("_gym_bridge_compiled"), _Compiled):
+        return store["_gym_bridge_compiled"]
+    if store is None and id(env) in _COMPILED_FALLBACK:
+        return _COMPILED_FALLBACK[id(env)][1]
+
+    def reset(key, params):
+        # one dispatch per call: the key is split inside the compiled function
+        key, sub = jax.random.split(key)
+        obs, state = env.reset(sub, params)
+        return key, obs, state
+
+    def step(key, state, action, params):
+        key, sub = jax.random.split(key)
+        obs, state, reward, terminated, truncated, info = env.step(sub, state, action, params)
+        return key, obs, state, reward, terminated, truncated, info
+
+    fns = _Compiled(jax.jit(reset), jax.jit(step))
+    if store is not None:
+        store["_gym_bridge_compiled"] = fns
+    else:
+        _COMPILED_FALLBACK[id(env)] = (env, fns)  # keep env alive so its id stays unique
+    return fns
+
+
+def _make_cached(env_id: str, make_kwargs: dict[str, Any]) -> tuple[Environment, EnvParams]:
+    """``morl.make`` memoised per (id, kwargs): pure envs are stateless, so wrappers can share one object
+    (and therefore one compile), e.g. the copies inside an ``MOSyncVectorEnv``."""
+    from morl.registry import make
+
+    try:
+        cache_key = (env_id, tuple(sorted(make_kwargs.items())))
+        hash(cache_key)
+    except TypeError:  # unhashable kwargs: no sharing
+        return make(env_id, **make_kwargs)
+    if cache_key not in _ENV_CACHE:
+        _ENV_CACHE[cache_key] = make(env_id, **make_kwargs)
+    return _ENV_CACHE[cache_key]
+
+
+def _key_from_seed(seed: int) -> jax.Array:
+    """``PRNGKey(seed)`` for 32-bit seeds (so a seeded reset equals ``env.reset`` from that key); larger seeds
+    go through numpy's SeedSequence, because ``PRNGKey`` keeps only their low 32 bits."""
+    if 0 <= seed < 2**32:
+        return jax.random.PRNGKey(seed)
+    return jnp.asarray(np.random.SeedSequence(seed).generate_state(2, dtype=np.uint32))
+
+
+class ToGymnasiumEnv(gymnasium.Env):
+    """A pure-JAX morl env as a ``gymnasium.Env`` with a vector reward (what MO-Gymnasium tools expect).
+
+    Keys: ``reset(seed=s)`` starts from ``key = PRNGKey(s)``; ``reset()`` without a seed starts from
+    ``PRNGKey(np_random.integers(2**32))`` (so a seeded reset makes every later unseeded reset reproducible,
+    as in gymnasium). Each reset and each step then does ``key, sub = jax.random.split(key)`` and passes
+    ``sub`` to the pure ``env.reset`` / ``env.step``; a direct rollout with the same key schedule returns
+    the same trajectory.
+
+    Episodes end where the pure env says (its own ``truncated``); no ``TimeLimit`` is added.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": [], "render_fps": None}
+    render_mode = None
+
+    def __init__(self, env: Environment, params: EnvParams | None = None, *, source_id: str | None = None,
+                 make_kwargs: dict[str, Any] | None = None, base_params: EnvParams | None = None):
+        if not isinstance(env, Environment):
+            raise TypeError(f"ToGymnasiumEnv needs a morl Environment, got {type(env).__name__}")
+        self.morl_env = env
+        self._params_given = params is not None
+        if params is None:
+            params = env.default_params if base_params is None else base_params
+        self.params = params
+        # device-side params with fixed dtypes, so every call hits the same compiled function
+        self._params = jax.tree.map(jnp.asarray, self.params)
+        self._fns = _compiled(env)
+        self._source_id = source_id
+        self._make_kwargs = dict(make_kwargs or {})
+
+        self._morl_action_space = env.action_space
+        self.observation_space = env.observation_space.to_gymnasium()
+        self.action_space = self._morl_action_space.to_gymnasium()
+        self.reward_space = env.reward_space.to_gymnasium()
+        self.reward_dim = int(env.reward_dim)
+        self.reward_names = tuple(env.reward_names) or tuple(f"r{i}" for i in range(self.reward_dim))
+        self.ref_point = None if env.ref_point is None else tuple(float(v) for v in env.ref_point)
+        max_steps = getattr(self.params, "max_steps", None)
+        self.max_steps = None if max_steps is None else int(max_steps)
+        self.name = env.name
+        self.spec = self._make_spec()
+
+        self._act_dtype = np.dtype(self._morl_action_space.dtype)
+        self._obs_dtype = np.dtype(self.observation_space.dtype)
+        self._obs_scalar = isinstance(self.observation_space, gymnasium.spaces.Discrete)
+        self._key = None
+        self._state = None
+        self._needs_reset = True
+        self._t = 0          # steps in the current episode
+        self._episode = 0    # episodes started (the first is episode 1)
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode; ``options`` is accepted for API compatibility and ignored."""
+        super().reset(seed=seed)
+        if seed is not None:
+            key = _key_from_seed(int(seed))
+        else:
+            key = jax.random.PRNGKey(int(self.np_random.integers(2**32)))
+        self._key, obs, self._state = self._fns.reset(key, self._params)
+        self._needs_reset = False
+        self._t = 0
+        self._episode += 1
+        return self._to_obs(jax.device_get(obs)), {}
+
+    def step(self, action: Any):
+        if self._needs_reset:
+            raise gymnasium.error.ResetNeeded(
+                f"{self.name}: step() called "
+                + ("before reset()" if self._state is None else "after the episode ended (terminated or truncated)")
+                + "; call env.reset() first")
+        act = self._check_action(action)
+        self._key, obs, self._state, reward, terminated, truncated, info = self._fns.step(
+            self._key, self._state, act, self._params)
+        obs, reward, terminated, truncated, info = jax.device_get((obs, reward, terminated, truncated, info))
+        self._t += 1
+        reward = np.array(reward, dtype=np.float32).reshape(self.reward_dim)
+        if np.isnan(reward).any() or np.isinf(reward).any():
+            self._needs_reset = True
+            bad = [n for n, r in zip(self.reward_names, reward) if not np.isfinite(r)]
+            raise FloatingPointError(
+                f"{self.name}: the reward vector at step {self._t} of episode {self._episode} (after action "
+                f"{action!r}) is {reward.tolist()}, non-finite in objective(s) {bad}. The pure env produced it; "
+                "check its step function and params (jax.config.update('jax_debug_nans', True) points at the "
+                "operation). Call reset() to start a new episode.")
+        terminated, truncated = bool(terminated), bool(truncated)
+        if terminated or truncated:
+            self._needs_reset = True
+        return self._to_obs(obs), reward, terminated, truncated, _to_numpy_info(info)
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._state = None
+        self._needs_reset = True
+
+    # ------------------------------------------------------------------ MO extras
+    def pareto_front(self, gamma: float = 1.0) -> np.ndarray | None:
+        """The pure env's true front of discounted vector returns (None when unknown)."""
+        return self.morl_env.pareto_front(gamma)
+
+    @property
+    def has_known_front(self) -> bool:
+        return self.morl_env.has_known_front
+
+    # ------------------------------------------------------------------ helpers
+    def _make_spec(self) -> GymEnvSpec:
+        """A spec that rebuilds this wrapper via ``gymnasium.make(env.spec)`` (the checker's close check uses
+        it). ``max_episode_steps`` is informational: the pure env truncates by itself. ``gymnasium.make`` would
+        add a ``TimeLimit`` at the same step, which is harmless."""
+        kwargs: dict[str, Any] = {"id_or_env": self._source_id or self.morl_env, **self._make_kwargs}
+        if self._params_given:
+            kwargs["params"] = self.params
+        name = self.name if self._source_id is None else self._source_id
+        return GymEnvSpec(id=f"morl/{name}", entry_point=to_gymnasium, kwargs=kwargs,
+                          max_episode_steps=self.max_steps, disable_env_checker=True, nondeterministic=False)
+
+    def _to_obs(self, obs: np.ndarray) -> Any:
+        if self._obs_scalar:
+            return self._obs_dtype.type(obs)
+        return np.array(obs, dtype=self._obs_dtype)  # a fresh array each call, never a view of a device buffer
+
+    def _check_action(self, action: Any) -> np.ndarray:
+        space, gspace = self._morl_action_space, self.action_space
+        arr = np.asarray(action)
+        if isinstance(space, morl_spaces.Discrete):
+            hi = space.start + space.n - 1
+            if arr.shape != ():
+                fix = "pass a scalar, e.g. int(action.item())" if arr.size == 1 else \
+                    "step one env with one action (MOSyncVectorEnv for several)"
+                raise ValueError(f"{self.name}: action {action!r} has shape {arr.shape}, but the action space is "
+                                 f"{gspace} (one integer in [{space.start}, {hi}]); {fix}")
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"{self.name}: action {action!r} has dtype {arr.dtype}, but the action space is "
+                                 f"{gspace} (one integer in [{space.start}, {hi}]); pass an int (e.g. int(action) "
+                                 "or argmax of your logits)")
+            if not space.start <= int(arr) <= hi:
+                raise ValueError(f"{self.name}: action {action!r} is out of range for the action space {gspace}; "
+                                 f"pick an integer in [{space.start}, {hi}] (env.action_space.sample() draws one)")
+            return np.asarray(arr, dtype=self._act_dtype)
+        # Box
+        if arr.shape != space.shape:
+            fix = f"reshape it to {space.shape}" if arr.size == math.prod(space.shape) else \
+                f"pass an array of shape {space.shape}"
+            raise ValueError(f"{self.name}: action {action!r} has shape {arr.shape}, but the action space is "
+                             f"{gspace}; {fix}")
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise ValueError(f"{self.name}: action {action!r} has dtype {arr.dtype}, but the action space is "
+                             f"{gspace}; pass a numeric array")
+        arr = arr.astype(self._act_dtype)
+        if np.isnan(arr).any():
+            raise ValueError(f"{self.name}: action {action!r} contains NaN; the action space is {gspace}. "
+                             "Check the policy's outputs")
+        low, high = gspace.low, gspace.high
+        if not (np.all(arr >= low) and np.all(arr <= high)):
+            raise ValueError(f"{self.name}: action {action!r} is outside the action space {gspace} "
+                             f"(low {low.tolist()}, high {high.tolist()}); clip it with "
+                             "np.clip(action, env.action_space.low, env.action_space.high) or squash the policy "
+                             "output (e.g. tanh) into the bounds")
+        return arr
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_fns")  # jitted functions do not pickle; rebuilt (or re-shared) on load
+        if self._source_id is not None:
+            state.pop("morl_env")  # rebuilt from the id so it shares the process's compile
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "morl_env" not in state:
+            self.morl_env = _make_cached(self._source_id, self._make_kwargs)[0]
+        self._fns = _compiled(self.morl_env)
+
+    def __repr__(self) -> str:
+        return f"<ToGymnasiumEnv {self.name}>"
+
+
+def _to_numpy_info(info: Any) -> dict[str, Any]:
+    """A fresh dict of numpy values (device_get already copied the arrays out of JAX)."""
+    if not isinstance(info, dict):
+        return {"info": info}
+    return {k: (_to_numpy_info(v) if isinstance(v, dict) else v) for k, v in info.items()}
+
+
+def to_gymnasium(id_or_env: str | Environment, params: EnvParams | None = None,
+                 **make_kwargs: Any) -> ToGymnasiumEnv:
+    """Wrap a pure morl env (an id or an `Environment`) as a ``gymnasium.Env`` with a vector reward.
+
+    ``make_kwargs`` go to ``morl.make`` (only with an id). Wrappers made from the same id and kwargs share one
+    env object and one compile.
+    """
+    if isinstance(id_or_env, str):
+        env, default_params = _make_cached(id_or_env, make_kwargs)
+        return ToGymnasiumEnv(env, params, source_id=id_or_env, make_kwargs=make_kwargs,
+                              base_params=default_params)
+    if isinstance(id_or_env, Environment):
+        if make_kwargs:
+            raise TypeError(f"to_gymnasium: keyword arguments {sorted(make_kwargs)} only apply to an env id; with an "
+                            "Environment object pass params=... (or build it with morl.make(id, **kwargs))")
+        return ToGymnasiumEnv(id_or_env, params)
+    if isinstance(id_or_env, (GymnasiumEnv, gymnasium.Env)):
+        raise TypeError(f"to_gymnasium: {id_or_env!r} is already a gymnasium env (or a GymnasiumEnv descriptor, "
+                        "whose make_single() builds one); to_gymnasium takes a pure morl env or its id")
+    raise TypeError(f"to_gymnasium takes a morl env id (str) or a morl Environment, got {type(id_or_env).__name__}")
+
+
+# =====================================================================================================
+# checking
+# =====================================================================================================
+
+#: the start of the one gymnasium check that `check_env` skips (``passive_env_checker.env_step_passive_checker``)
+SCALAR_REWARD_WARNING = "The reward returned by `step()` must be a float"
+
+
+def check_env(env: gymnasium.Env, skip_render_check: bool = True, skip_close_check: bool = False,
+              vector_steps: int = 50) -> None:
+    """gymnasium's ``check_env`` for a vector-reward env.
+
+    Skipped, exactly: the scalar-reward check of ``gymnasium.utils.passive_env_checker.env_step_passive_checker``
+    (the warning "The reward returned by `step()` must be a float, int, np.integer or np.floating", and the
+    ``np.isnan`` / ``np.isinf`` warnings on that scalar, which cannot run on a vector). In gymnasium 1.4 it
+    is a warning, not an assertion, so it is silenced and nothing else is: every other check runs unchanged
+    (spaces, reset return type, seeding determinism, options, step determinism, data not reused, close).
+
+    Added instead (MO-Gymnasium's ``_test_reward_bounds`` and then some): over ``vector_steps`` random steps
+    the reward is a float32 ``np.ndarray`` of shape ``(reward_dim,)``, finite, and inside
+    ``env.unwrapped.reward_space``. Raises AssertionError on the first failure.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*" + SCALAR_REWARD_WARNING.replace("(", r"\(").replace(")", r"\)"))
+        gym_env_checker.check_env(env, skip_render_check=skip_render_check,
+                                              skip_close_check=skip_close_check)
+    _check_vector_reward(env, vector_steps)
+
+
+def _check_vector_reward(env: gymnasium.Env, n_steps: int) -> None:
+    base = env.unwrapped
+    space = getattr(base, "reward_space", None)
+    assert isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1, (
+        f"env.unwrapped.reward_space must be a 1-D gymnasium Box, got {space!r}")
+    dim = getattr(base, "reward_dim", None)
+    assert dim == space.shape[0], f"env.unwrapped.reward_dim ({dim}) != reward_space.shape[0] ({space.shape[0]})"
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    for t in range(n_steps):
+        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert isinstance(reward, np.ndarray) and reward.dtype == np.float32 and reward.shape == (dim,), (
+            f"step {t}: reward must be a float32 np.ndarray of shape ({dim},), got {type(reward).__name__} "
+            f"{getattr(reward, 'dtype', '')} {getattr(reward, 'shape', '')}")
+        assert np.all(np.isfinite(reward)), f"step {t}: reward {reward} is not finite"
+        assert space.contains(reward), f"step {t}: reward {reward} is outside reward_space {space}"
+        if terminated or truncated:
+            env.reset()
+
+
+# =====================================================================================================
+# gymnasium -> morl (host path)
+# =====================================================================================================
+
+#: MORL-Baselines' hypervolume reference points (see shared/reference/mo_gym_morl_baselines.md, section 1,
+#: for each source). Ids without a published point are absent: ref_point is None for them.
+KNOWN_REF_POINTS: dict[str, tuple[float, ...]] = {
+    # examples/ols_dst.py, examples/pql_dst.py, examples/mp_mo_q_learning_DST.py, tests/test_algos.py
+    "deep-sea-treasure-v0": (0.0, -25.0),
+    "deep-sea-treasure-concave-v0": (0.0, -25.0),
+    # examples/lcn_fruit_tree.py and tests (gamma 1)
+    "fruit-tree-v0": (0.0,) * 6,
+    # examples/envelope_minecart.py, examples/gpi_pd_minecart.py; pcn_minecart.py for the deterministic one
+    "minecart-v0": (0.0, 0.0, -200.0),
+    "minecart-deterministic-v0": (0.0, 0.0, -200.0),
+    # examples/morld_lunar_lander.py, PR #134
+    "mo-lunar-lander-v3": (-101.0, -1001.0, -101.0, -101.0),
+    # issue #43, CAPQL line (named -v2 there)
+    "mo-lunar-lander-continuous-v3": (-110.0, -400.0, -100.0, -100.0),
+    # examples/morld_cheetah.py, examples/pgmorl_halfcheetah.py, issue #43
+    "mo-halfcheetah-v4": (-100.0, -100.0),
+    "mo-halfcheetah-v5": (-100.0, -100.0),
+    # examples/morld_hopper.py, PR #135
+    "mo-hopper-v4": (-100.0, -100.0, -100.0),
+    "mo-hopper-v5": (-100.0, -100.0, -100.0),
+    # examples/gpi_pd_hopper.py, issue #43
+    "mo-hopper-2d-v4": (-100.0, -100.0),
+    "mo-hopper-2obj-v5": (-100.0, -100.0),
+}
+
+
+def known_ref_point(env_id: str | None) -> tuple[float, ...] | None:
+    """MORL-Baselines' reference point for a gymnasium id, or None when none is published."""
+    return None if env_id is None else KNOWN_REF_POINTS.get(env_id)
+
+
+def _import_mo_gymnasium() -> None:
+    """MO-Gymnasium registers its ids on import."""
+    try:
+        import mo_gymnasium  # noqa: F401
+    except ImportError:  # plain gymnasium ids still work
+        pass
+
+
+def _resolve_gym_id(env_id: str) -> GymEnvSpec:
+    _import_mo_gymnasium()
+    try:
+        return gymnasium.spec(env_id)
+    except gymnasium.error.Error as e:
+        from morl.registry import UnknownEnvError
+
+        ids = list(gymnasium.registry.keys())
+        close = difflib.get_close_matches(env_id, ids, n=5, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownEnvError(
+            f"unknown gymnasium id {env_id!r}.{hint} gymnasium.pprint_registry() lists every id "
+            f"(MO-Gymnasium's ids are registered by `import mo_gymnasium`; a third-party id may need its "
+            f"package imported first, or the form 'module:Env-v0'). gymnasium said: {e}") from None
+
+
+def _make_gym(env_id: str, kwargs: dict[str, Any]) -> gymnasium.Env:
+    # as mo_gym.make: the passive checker assumes a scalar reward
+    return gymnasium.make(env_id, disable_env_checker=True, **kwargs)
+
+
+class _GymFactory:
+    """A picklable ``env_fn`` (AsyncVectorEnv-style workers need to pickle it)."""
+
+    def __init__(self, env_id: str | None, fn: Callable[..., gymnasium.Env] | None, kwargs: dict[str, Any]):
+        self.env_id, self.fn, self.kwargs = env_id, fn, kwargs
+
+    def __call__(self) -> gymnasium.Env:
+        if self.env_id is not None:
+            return _make_gym(self.env_id, copy.deepcopy(self.kwargs))
+        env = self.fn(**self.kwargs)
+        if not isinstance(env, gymnasium.Env):
+            raise TypeError(f"from_gymnasium: the env function returned {type(env).__name__}, not a gymnasium.Env")
+        return env
+
+
+class GymnasiumEnv:
+    """A gymnasium / MO-Gymnasium env for the rollout engine's host path. Not a pure env: a descriptor.
+
+    It declares what a pure env declares (spaces as morl spaces, reward names, reference point, time limit,
+    front) and builds the host-side envs the engine steps: ``make_vector_env(n, seed)`` returns an
+    ``MOSyncVectorEnv`` (gymnasium's NEXT_STEP autoreset: the step after an episode ends returns the reset
+    observation and a zero reward for that copy), ``make_single()`` one env.
+    """
+
+    is_host = True
+    default_params = None
+
+    def __init__(self, env_fn: Callable[[], gymnasium.Env], spec_id: str | None = None,
+                 ref_point: tuple[float, ...] | None = None, reward_names: tuple[str, ...] | None = None):
+        self._env_fn = env_fn
+        probe = env_fn()
+        self._probe = probe
+        base = probe.unwrapped
+        self.spec_id = spec_id if spec_id is not None else (probe.spec.id if probe.spec is not None else None)
+        self.name = self.spec_id or type(base).__name__
+
+        gym_reward_space = getattr(base, "reward_space", None)
+        if not (isinstance(gym_reward_space, gymnasium.spaces.Box) and len(gym_reward_space.shape) == 1):
+            raise ValueError(
+                f"{self.name} has no vector reward (env.unwrapped.reward_space is {gym_reward_space!r}); "
+                "from_gymnasium takes MO-Gymnasium-style envs whose unwrapped env declares a 1-D Box reward_space. "
+                "Give a scalar-reward env a vector reward first (a wrapper that returns np.array([r], np.float32) "
+                "and sets reward_space = Box(-inf, inf, (1,)) on the unwrapped env)")
+        try:
+            self.observation_space = morl_spaces.from_gymnasium(probe.observation_space)
+            self.action_space = morl_spaces.from_gymnasium(probe.action_space)
+        except TypeError as e:
+            raise TypeError(f"{self.name}: {e}") from None
+        self.reward_space = morl_spaces.from_gymnasium(gym_reward_space)
+        self.gym_observation_space = probe.observation_space
+        self.gym_action_space = probe.action_space
+        self.gym_reward_space = gym_reward_space
+
+        dim = int(gym_reward_space.shape[0])
+        names = reward_names if reward_names is not None else getattr(base, "reward_names", None)
+        self.reward_names = tuple(names) if names else tuple(f"r{i}" for i in range(dim))
+        if len(self.reward_names) != dim:
+            raise ValueError(f"{self.name}: {len(self.reward_names)} reward names {self.reward_names} for a "
+                             f"{dim}-objective reward")
+        if ref_point is None:
+            ref_point = getattr(base, "ref_point", None)
+        if ref_point is None:
+            ref_point = known_ref_point(self.spec_id)
+        self.ref_point = None if ref_point is None else tuple(float(v) for v in ref_point)
+        if self.ref_point is not None and len(self.ref_point) != dim:
+            raise ValueError(f"{self.name}: ref_point {self.ref_point} has {len(self.ref_point)} entries for a "
+                             f"{dim}-objective reward")
+        self.max_steps = probe.spec.max_episode_steps if probe.spec is not None else None
+
+    @property
+    def reward_dim(self) -> int:
+        return int(self.reward_space.shape[0])
+
+    @property
+    def has_known_front(self) -> bool:
+        return callable(getattr(self._probe.unwrapped, "pareto_front", None))
+
+    def pareto_front(self, gamma: float = 1.0) -> np.ndarray | None:
+        """The env's own ``pareto_front(gamma)`` as an ``[n, reward_dim]`` float array; None when it has none."""
+        fn = getattr(self._probe.unwrapped, "pareto_front", None)
+        if not callable(fn):
+            return None
+        front = fn(gamma=gamma)
+        return None if front is None else np.asarray(front, dtype=np.float64).reshape(-1, self.reward_dim)
+
+    def make_single(self) -> gymnasium.Env:
+        """One fresh gymnasium env."""
+        return self._env_fn()
+
+    def make_vector_env(self, num_envs: int, seed: int | None = None):
+        """``num_envs`` copies in an ``MOSyncVectorEnv`` (rewards ``(num_envs, reward_dim)`` float32), already reset
+        with ``seed`` (copy i gets ``seed + i``, gymnasium's rule), so later unseeded resets are reproducible."""
+        from mo_gymnasium.wrappers.vector import MOSyncVectorEnv
+
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"{self.name}: num_envs must be a positive int, got {num_envs!r}")
+        envs = MOSyncVectorEnv([self._env_fn] * int(num_envs))
+        envs.reset(seed=seed)
+        return envs
+
+    def close(self) -> None:
+        self._probe.close()
+
+    def __repr__(self) -> str:
+        return f"<GymnasiumEnv {self.name}>"
+
+
+def from_gymnasium(id_or_env_fn: str | Callable[..., gymnasium.Env], *, ref_point: tuple[float, ...] | None = None,
+                   reward_names: tuple[str, ...] | None = None, **kwargs: Any) -> GymnasiumEnv:
+    """Put a vector-reward gymnasium env behind the engine's host path.
+
+    ``id_or_env_fn``: a gymnasium id (MO-Gymnasium's are registered automatically) made with the env checker
+    off, as ``mo_gym.make`` does; or a function returning a ``gymnasium.Env``. ``kwargs`` go to
+    ``gymnasium.make`` (e.g. ``max_episode_steps``) or to the function. ``ref_point`` / ``reward_names``
+    override what the env or MORL-Baselines' table provide.
+    """
+    if isinstance(id_or_env_fn, str):
+        spec = _resolve_gym_id(id_or_env_fn)
+        return GymnasiumEnv(_GymFactory(id_or_env_fn, None, kwargs), spec_id=spec.id,
+                            ref_point=ref_point, reward_names=reward_names)
+    if isinstance(id_or_env_fn, gymnasium.Env):
+        raise TypeError(f"from_gymnasium needs an id or a function that builds the env, got the env instance "
+                        f"{id_or_env_fn!r}; the engine makes several copies, so pass `lambda: <code that builds it>`")
+    if callable(id_or_env_fn):
+        return GymnasiumEnv(_GymFactory(None, id_or_env_fn, kwargs), ref_point=ref_point, reward_names=reward_names)
+    raise TypeError(f"from_gymnasium takes a gymnasium id (str) or an env function, got {type(id_or_env_fn).__name__}")
