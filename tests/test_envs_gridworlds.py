@@ -409,3 +409,14 @@ def test_four_room_random_rollout_reaches_goal():
     # a uniform random walk reaches the goal within 200 steps in a few percent of episodes
     # (3.3% in 1000 reference episodes); check we are in that range, not 0 and not most
     assert 0.005 < goals / out["episodes"] < 0.15
+
+
+def test_twin_key_chain_matches_eager_splits():
+    """run_twin makes its keys in jitted blocks; they must equal step-by-step eager splitting."""
+    from morl.testing import _KeyChain
+
+    key = jax.random.PRNGKey(3)
+    chain = _KeyChain(key)
+    for i in range(_KeyChain.BLOCK + 5):  # crosses a block boundary
+        key, sub = jax.random.split(key)
+        assert np.array_equal(np.asarray(sub), chain()), f"key {i} differs"
