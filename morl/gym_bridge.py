@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -72,7 +73,10 @@ def _compiled(env: Environment) -> _Compiled:
     def step(key, state, action, params):
         key, sub = jax.random.split(key)
         obs, state, reward, terminated, truncated, info = env.step(sub, state, action, params)
-        return key, obs, state, reward, terminated, truncated, info
+        # reward and both flags in one float32 array: one device-to-host transfer instead of three
+        packed = jnp.concatenate([jnp.ravel(reward).astype(jnp.float32),
+                                  jnp.stack([terminated, truncated]).astype(jnp.float32)])
+        return key, obs, state, packed, info
 
     fns = _Compiled(jax.jit(reset), jax.jit(step))
     if store is not None:
@@ -168,7 +172,7 @@ class ToGymnasiumEnv(gymnasium.Env):
         self._needs_reset = False
         self._t = 0
         self._episode += 1
-        return self._to_obs(jax.device_get(obs)), {}
+        return self._to_obs(np.asarray(obs)), {}
 
     def step(self, action: Any):
         if self._needs_reset:
@@ -177,12 +181,17 @@ class ToGymnasiumEnv(gymnasium.Env):
                 + ("before reset()" if self._state is None else "after the episode ended (terminated or truncated)")
                 + "; call env.reset() first")
         act = self._check_action(action)
-        self._key, obs, self._state, reward, terminated, truncated, info = self._fns.step(
-            self._key, self._state, act, self._params)
-        obs, reward, terminated, truncated, info = jax.device_get((obs, reward, terminated, truncated, info))
+        self._key, obs, self._state, packed, info = self._fns.step(self._key, self._state, act, self._params)
+        packed = np.asarray(packed)
+        if packed.shape != (self.reward_dim + 2,):
+            self._needs_reset = True
+            raise ValueError(f"{self.name}: step returned a reward of {packed.shape[0] - 2} values, but the env "
+                             f"declares reward_space {self.reward_space} ({self.reward_dim} objectives); fix the "
+                             "env's step or its reward_space")
+        reward = packed[:self.reward_dim].copy()
+        terminated, truncated = bool(packed[-2]), bool(packed[-1])
         self._t += 1
-        reward = np.array(reward, dtype=np.float32).reshape(self.reward_dim)
-        if np.isnan(reward).any() or np.isinf(reward).any():
+        if not np.isfinite(reward).all():
             self._needs_reset = True
             bad = [n for n, r in zip(self.reward_names, reward) if not np.isfinite(r)]
             raise FloatingPointError(
@@ -190,10 +199,9 @@ class ToGymnasiumEnv(gymnasium.Env):
                 f"{action!r}) is {reward.tolist()}, non-finite in objective(s) {bad}. The pure env produced it; "
                 "check its step function and params (jax.config.update('jax_debug_nans', True) points at the "
                 "operation). Call reset() to start a new episode.")
-        terminated, truncated = bool(terminated), bool(truncated)
         if terminated or truncated:
             self._needs_reset = True
-        return self._to_obs(obs), reward, terminated, truncated, _to_numpy_info(info)
+        return self._to_obs(np.asarray(obs)), reward, terminated, truncated, _to_numpy_info(info)
 
     def render(self) -> None:
         return None
@@ -285,10 +293,13 @@ class ToGymnasiumEnv(gymnasium.Env):
 
 
 def _to_numpy_info(info: Any) -> dict[str, Any]:
-    """A fresh dict of numpy values (device_get already copied the arrays out of JAX)."""
+    """A fresh dict of fresh numpy values (users keep infos; nothing may alias a device buffer)."""
+    if not info:
+        return {}
+    info = jax.device_get(info)
     if not isinstance(info, dict):
         return {"info": info}
-    return {k: (_to_numpy_info(v) if isinstance(v, dict) else v) for k, v in info.items()}
+    return jax.tree.map(lambda x: np.array(x) if isinstance(x, np.ndarray) else x, info)
 
 
 def to_gymnasium(id_or_env: str | Environment, params: EnvParams | None = None,
@@ -336,7 +347,7 @@ def check_env(env: gymnasium.Env, skip_render_check: bool = True, skip_close_che
     ``env.unwrapped.reward_space``. Raises AssertionError on the first failure.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*" + SCALAR_REWARD_WARNING.replace("(", r"\(").replace(")", r"\)"))
+        warnings.filterwarnings("ignore", message=".*" + re.escape(SCALAR_REWARD_WARNING))
         gym_env_checker.check_env(env, skip_render_check=skip_render_check,
                                               skip_close_check=skip_close_check)
     _check_vector_reward(env, vector_steps)

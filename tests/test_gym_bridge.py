@@ -157,7 +157,8 @@ def test_check_env_catches_a_reward_outside_the_reward_space():
 
 
 def test_declared_spaces_and_mo_attributes(dst):
-    assert isinstance(dst, gymnasium.Env) and dst.unwrapped is dst  # no TimeLimit or other wrapper
+    assert isinstance(dst, ToGymnasiumEnv) and isinstance(dst, gymnasium.Env)
+    assert dst.unwrapped is dst  # no TimeLimit or other wrapper
     assert dst.observation_space == gymnasium.spaces.Box(0, 11, (2,), np.int32)
     assert dst.action_space == gymnasium.spaces.Discrete(4)
     assert isinstance(dst.reward_space, gymnasium.spaces.Box) and dst.reward_space.dtype == np.float32
