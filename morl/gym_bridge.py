@@ -383,10 +383,11 @@ KNOWN_REF_POINTS: dict[str, tuple[float, ...]] = {
     # examples/ols_dst.py, examples/pql_dst.py, examples/mp_mo_q_learning_DST.py, tests/test_algos.py
     "deep-sea-treasure-v0": (0.0, -25.0),
     "deep-sea-treasure-concave-v0": (0.0, -25.0),
-    # examples/lcn_fruit_tree.py and tests (gamma 1)
-    "fruit-tree-v0": (0.0,) * 6,
-    # examples/envelope_minecart.py, examples/gpi_pd_minecart.py; pcn_minecart.py for the deterministic one
-    "minecart-v0": (0.0, 0.0, -200.0),
+    # issue #43 PQL benchmark runs (gamma 0.99); the same point as the native fruit-tree-v0 and the C-MORL scripts
+    "fruit-tree-v0": (-1.0,) * 6,
+    # issue #43 PCN run, MO-Gym #78, C-MORL's minecart script; the same point as the native minecart-v0.
+    # pcn_minecart.py's (0, 0, -200) with gamma 1 for the deterministic one
+    "minecart-v0": (-1.0, -1.0, -200.0),
     "minecart-deterministic-v0": (0.0, 0.0, -200.0),
     # examples/morld_lunar_lander.py, PR #134
     "mo-lunar-lander-v3": (-101.0, -1001.0, -101.0, -101.0),
