@@ -457,7 +457,7 @@ def test_bad_gym_envs_get_clear_errors():
 
 def test_env_functions_kwargs_and_overrides():
     g = from_gymnasium(mo_gym.make, env_name="minecart-v0", reward_names=("ore1", "ore2", "fuel"))
-    assert g.spec_id == "minecart-v0" and g.ref_point == (0.0, 0.0, -200.0)
+    assert g.spec_id == "minecart-v0" and g.ref_point == (-1.0, -1.0, -200.0)
     assert g.reward_names == ("ore1", "ore2", "fuel") and g.reward_dim == 3 and g.max_steps == 1000
     short = from_gymnasium("deep-sea-treasure-v0", max_episode_steps=7, ref_point=(0, -50))
     assert short.max_steps == 7 and short.ref_point == (0.0, -50.0)
