@@ -147,6 +147,12 @@ def test_declarations(env_id, names, max_steps):
         theirs = ref.observation_space
         assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
         assert np.array_equal(ours.low, theirs.low) and np.array_equal(ours.high, theirs.high)
+    else:  # breakable bottles: our flat layout against the reference's Dict
+        space, high = ref.observation_space, env.observation_space.high
+        assert [space[k].n - 1 for k in ("location", "bottles_carrying", "bottles_delivered")] == list(high[:3])
+        assert space["bottles_dropped"].n == len(high) - 3
+        obs, _ = ref.reset(seed=0)
+        assert np.array_equal(flatten_bottles(obs), np.asarray(env.reset(jax.random.PRNGKey(0), params)[0]))
 
 
 def test_bottles_make_kwargs_and_bad_size():
@@ -420,3 +426,35 @@ def test_twin_key_chain_matches_eager_splits():
     for i in range(_KeyChain.BLOCK + 5):  # crosses a block boundary
         key, sub = jax.random.split(key)
         assert np.array_equal(np.asarray(sub), chain()), f"key {i} differs"
+
+
+_FREE_STEP: dict[str, Callable] = {}
+
+
+@pytest.mark.parametrize("env_id, kwargs, probs, n", [
+    ("four-room-v0", {}, [0.15, 0.35, 0.35, 0.15], 4000),  # drifts up/right: reaches the goal often
+    ("breakable-bottles-v0", {"prob_drop": 1.0, "unbreakable_bottles": True}, [0.3, 0.35, 0.35], 1500),
+    ("breakable-bottles-v0", {"prob_drop": 0.0}, [0.3, 0.35, 0.35], 1500),
+])
+def test_free_run_past_termination(env_id, kwargs, probs, n):
+    """One long run without resets (the unwrapped reference, no time limit): behaviour after a terminal
+    step (stepping off and back onto the goal, delivering with 2 already delivered) matches too.
+    Drop probabilities of 0 and 1 make the reference deterministic."""
+    env, params = morl.make(env_id, **kwargs)
+    ref = mo_gym.make(env_id, **kwargs).unwrapped
+    step = _FREE_STEP.setdefault(env_id, jax.jit(env.step))
+    ref_obs, _ = ref.reset(seed=0)
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    rng = np.random.default_rng(1)
+    actions = rng.choice(len(probs), size=n, p=probs)
+    key = jax.random.PRNGKey(0)  # the runs are deterministic
+    flatten = flatten_bottles if env_id == "breakable-bottles-v0" else np.asarray
+    terminal_steps = 0
+    for t, action in enumerate(actions.tolist()):
+        ref_obs, ref_r, ref_term, _, _ = ref.step(action)
+        obs, state, r, term, _, _ = step(key, state, np.int32(action), params)
+        assert np.array_equal(np.asarray(obs), flatten(ref_obs)), (t, action, obs, ref_obs)
+        assert np.array_equal(np.asarray(r), np.asarray(ref_r, np.float32)), (t, action, r, ref_r)
+        assert bool(term) == bool(ref_term), (t, action)
+        terminal_steps += bool(ref_term)
+    assert terminal_steps >= 3, "the run never went past a terminal step"
