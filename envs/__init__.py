@@ -11,3 +11,5 @@ from . import resource_gathering  # noqa: F401
 from . import four_room  # noqa: F401
 from . import breakable_bottles  # noqa: F401
 from . import fishwood  # noqa: F401
+from . import mountain_car  # noqa: F401
+from . import water_reservoir  # noqa: F401

@@ -1,0 +1,186 @@
+"""Water reservoir (dam) control (Castelletti, Pianosi & Restelli 2012; MiPS port by Parisi).
+
+The agent chooses how much water a dam releases each day; a random inflow N(40, 10) refills it. Up to
+four costs, in this order: flooding upstream (level above 50), water-supply deficit (release below 50),
+hydro-power deficit (power below 4.36) and flooding downstream (release above 30). Step-identical (up to
+float32 rounding of the level) to MO-Gymnasium 1.3.2 ``water-reservoir-v0``:
+
+* the release is bounded to ``[max(s - 100, 0), s]``; out-of-bounds releases are clipped and, with
+  ``penalize``, every objective gets ``-penalize * |clipped - asked|``;
+* with ``normalized_action`` the action in [0, 1] maps linearly onto that interval (no penalty, and,
+  as in MO-Gymnasium, no clipping of actions outside [0, 1]);
+* the episode is truncated after ``time_limit`` (100) steps and never terminates;
+* the start level is one of 10 fixed values (``S_INIT``), an integer in [0, 160) when ``penalize``,
+  or ``initial_state`` when given.
+
+The inflow's mean and std are params, so a twin test (or a climate study) can set them: with
+``inflow_std = 0`` the inflow is exactly ``inflow_mean``. The drawn inflow is returned as
+``info["inflow"]``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from morl.env import Environment, EnvParams, time_limit
+from morl.registry import register
+from morl.spaces import Box
+
+S = 1.0            # reservoir surface
+W_IRR = 50.0       # water demand
+H_FLO_U = 50.0     # flooding threshold upstream (dam height)
+S_MIN_REL = 100.0  # release threshold (max capacity)
+Q_MEF = 0.0        # minimum environmental flow
+GAMMA_H2O = 1000.0 # water density
+W_HYD = 4.36       # hydro-power demand
+Q_FLO_D = 30.0     # flooding threshold downstream
+ETA = 1.0          # turbine efficiency
+G = 9.81           # gravity
+
+#: the 10 start levels MO-Gymnasium draws from uniformly (when not penalize)
+S_INIT = np.array([96.855361, 58.046026, 116.15767, 20.164311, 79.191, 140.13098, 131.01816,
+                   44.351321, 13.185943, 73.508622], dtype=np.float32)
+
+#: a cap on the inflow used only for the reference point: mean + 5 std (P(inflow > it) ~ 3e-7)
+_INFLOW_CAP = 40.0 + 5 * 10.0
+
+
+@struct.dataclass
+class WaterReservoirState:
+    level: jax.Array  # float32 scalar, the reservoir level s
+    time: jax.Array   # int32 steps taken
+
+
+@struct.dataclass
+class WaterReservoirParams(EnvParams):
+    max_steps: int = 100
+    inflow_mean: float = 40.0
+    inflow_std: float = 10.0
+
+
+def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Knuth's error-free sum: ``a + b == s + e`` exactly (float32)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _sum3(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
+    """``a + b + c`` rounded once to float32, as the reference computes it in float64 then casts."""
+    t, e1 = _two_sum(a, b)
+    u, e2 = _two_sum(t, c)
+    return u + (e1 + e2)
+
+
+class WaterReservoir(Environment):
+    """The dam: observation ``[level]``, action ``[release]`` (or ``[fraction]``), ``nO`` costs."""
+
+    ALL_REWARD_NAMES = ("flooding_upstream", "water_deficit", "hydro_deficit", "flooding_downstream")
+
+    def __init__(self, nO: int = 2, penalize: bool | float = False, normalized_action: bool = False,
+                 time_limit: int = 100, initial_state: float | None = None):
+        if nO not in (2, 3, 4):
+            raise ValueError(f"water reservoir: nO (number of objectives) must be 2, 3 or 4; got {nO!r}")
+        if isinstance(penalize, (bool, np.bool_)):
+            coef = 1.0 if penalize else 0.0
+        else:
+            coef = float(penalize)
+            if not coef >= 0.0:
+                raise ValueError(f"water reservoir: penalize must be a bool or a non-negative number; got {penalize!r}")
+        if int(time_limit) < 1:
+            raise ValueError(f"water reservoir: time_limit must be >= 1 steps; got {time_limit!r}")
+        if initial_state is not None:
+            init = np.asarray(initial_state, dtype=np.float64)
+            if init.size != 1 or not np.isfinite(init).all() or float(init.reshape(())) < 0:
+                raise ValueError("water reservoir: initial_state must be one finite level >= 0 (or None for "
+                                 f"a random start); got {initial_state!r}")
+            initial_state = float(init.reshape(()))
+        self.nO = int(nO)
+        self.penalize = penalize
+        self.penalty_coef = coef
+        self.normalized_action = bool(normalized_action)
+        self.time_limit = int(time_limit)
+        self.initial_state = initial_state
+        self.reward_names = self.ALL_REWARD_NAMES[: self.nO]
+        self.ref_point = self._derive_ref_point()
+
+    def _derive_ref_point(self) -> tuple[float, ...]:
+        """Worst undiscounted return of each cost over the horizon, minus a margin of 1.
+
+        MORL-Baselines has no point for this env. A release is always forced into [s - 100, s], so the
+        level after a step is at most 100 + inflow <= 190 (inflow capped at mean + 5 std = 90), and a
+        start level is below 160. Per step, then: flooding upstream >= -(190 - 50) = -140; water deficit
+        >= -50 (release >= 0); hydro deficit >= -4.36; flooding downstream >= -(190 - 30) = -160
+        (release <= level). Times the horizon (``time_limit``) minus 1, as for the mountain cars.
+        With ``penalize`` the penalty has no bound, so policies asking for far out-of-bounds releases
+        can fall outside this point.
+        """
+        level_max = S_MIN_REL + _INFLOW_CAP
+        per_step = (-(level_max - H_FLO_U), -W_IRR, -W_HYD, -(level_max - Q_FLO_D))
+        return tuple(round(self.time_limit * r - 1.0, 6) for r in per_step[: self.nO])
+
+    @property
+    def default_params(self) -> WaterReservoirParams:
+        return WaterReservoirParams(max_steps=self.time_limit)
+
+    @property
+    def observation_space(self) -> Box:
+        return Box(0.0, np.inf, (1,), jnp.float32)
+
+    @property
+    def action_space(self) -> Box:
+        return Box(0.0, 1.0 if self.normalized_action else np.inf, (1,), jnp.float32)
+
+    @property
+    def reward_space(self) -> Box:
+        return Box(-np.inf, 0.0, (self.nO,), jnp.float32)
+
+    def get_obs(self, state: WaterReservoirState, params=None) -> jax.Array:
+        """The observation of a state, ``[level]`` (float32)."""
+        return jnp.reshape(state.level, (1,)).astype(jnp.float32)
+
+    def reset(self, key: jax.Array, params: WaterReservoirParams) -> tuple[jax.Array, WaterReservoirState]:
+        if self.initial_state is not None:
+            level = jnp.float32(self.initial_state)
+        elif self.penalize:
+            level = jax.random.randint(key, (), 0, 160).astype(jnp.float32)
+        else:
+            level = jnp.asarray(S_INIT)[jax.random.randint(key, (), 0, S_INIT.size)]
+        state = WaterReservoirState(level=level, time=jnp.int32(0))
+        return self.get_obs(state), state
+
+    def step(self, key, state, action, params):
+        action = jnp.asarray(action, jnp.float32)
+        if action.size != 1:
+            raise ValueError(f"water reservoir takes one action value, shape (1,); got shape {action.shape}")
+        a = action.reshape(())
+        s = state.level
+        lower = jnp.maximum(s - S_MIN_REL, 0.0)
+        upper = s
+        if self.normalized_action:
+            release = a * (upper - lower) + lower
+            penalty = jnp.float32(0.0)
+        else:
+            release = jnp.clip(a, lower, upper)
+            penalty = -self.penalty_coef * jnp.abs(release - a)
+        inflow = params.inflow_mean + params.inflow_std * jax.random.normal(key, (), jnp.float32)
+        level = jnp.maximum(_sum3(s, inflow.astype(jnp.float32), -release), 0.0)
+
+        flooding_up = -jnp.maximum(level / S - H_FLO_U, 0.0) + penalty
+        deficit = -jnp.maximum(W_IRR - release, 0.0) + penalty
+        q = jnp.maximum(release - Q_MEF, 0.0)
+        power = ETA * G * GAMMA_H2O * level / S * q / 3.6e6
+        hydro = -jnp.maximum(W_HYD - power, 0.0) + penalty
+        flooding_down = -jnp.maximum(release - Q_FLO_D, 0.0) + penalty
+        reward = jnp.stack([flooding_up, deficit, hydro, flooding_down][: self.nO]).astype(jnp.float32)
+
+        time = state.time + 1
+        state = WaterReservoirState(level=level.astype(jnp.float32), time=time)
+        truncated = time_limit(time, params)
+        return self.get_obs(state), state, reward, jnp.asarray(False), truncated, {"inflow": inflow}
+
+
+register("water-reservoir-v0", WaterReservoir)
