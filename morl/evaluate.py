@@ -116,7 +116,9 @@ def evaluate(solution: Solution, env, params=None, protocol: EvalProtocol = Eval
     if known_front is None and env.has_known_front:
         known_front = env.pareto_front(protocol.gamma)
     front = non_dominated(disc)
+    # strict=False: a front below the reference point (an untrained agent) has hypervolume 0, as in
+    # MORL-Baselines, instead of stopping a training run at its first periodic evaluation
     values = metrics.all_metrics(front, ref_point=ref, known_front=known_front,
-                                 weights=equally_spaced_weights(m, protocol.eu_weights))
+                                 weights=equally_spaced_weights(m, protocol.eu_weights), strict=False)
     proto = protocol.as_dict() | {"ref_point": None if ref is None else [float(x) for x in ref]}
     return Front(disc, undisc, w, front, values, proto)

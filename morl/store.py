@@ -1,0 +1,247 @@
+"""The results store: one embedded SQLite database per runs folder (standard library, no server).
+
+Why SQLite: leaderboards must be reproducible from a local file, several training processes (a suite, a
+cluster array job on a shared disk) write at once, and nothing may be lost. The database runs in WAL mode
+(readers never block the writer), every write is one ``BEGIN IMMEDIATE`` transaction (all of a run's
+rows land, or none), and a ``busy_timeout`` makes concurrent writers queue instead of failing.
+
+Tables (``schema_version`` records the layout; a newer file is refused, an older one is migrated):
+
+* ``runs``: one row per run: agent, env (+ kwargs), seed, config, budget, env steps, wall time, machine,
+  package version, the final evaluation's protocol (and its hash) and metrics, suite, folder, dates.
+* ``evaluations``: every evaluation of a run under a protocol (the final one, and each ``morl eval``),
+  keyed by ``(run_id, protocol_hash)``. Leaderboards read this table, so results obtained under different
+  protocols are never averaged together.
+
+The run folders stay the source of truth (``morl runs --reindex`` rebuilds the rows from them); the
+database is the index that tables and queries read.
+
+WAL needs a local file system (SQLite's documented limitation); on NFS point ``--runs-dir`` at local disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DB_NAME = "results.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        TEXT PRIMARY KEY,
+    agent         TEXT NOT NULL,
+    env           TEXT NOT NULL,
+    env_kwargs    TEXT NOT NULL DEFAULT '{}',
+    seed          INTEGER NOT NULL,
+    config        TEXT NOT NULL,
+    budget        INTEGER,
+    env_steps     INTEGER,
+    wall_time     REAL,
+    machine       TEXT,
+    version       TEXT,
+    protocol      TEXT,
+    protocol_hash TEXT,
+    metrics       TEXT,
+    suite         TEXT,
+    path          TEXT,
+    created       TEXT,
+    finished      TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_agent_env ON runs (agent, env);
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id        TEXT NOT NULL,
+    protocol_hash TEXT NOT NULL,
+    protocol      TEXT NOT NULL,
+    metrics       TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    PRIMARY KEY (run_id, protocol_hash)
+);
+"""
+
+RUN_COLUMNS = ("run_id", "agent", "env", "env_kwargs", "seed", "config", "budget", "env_steps", "wall_time",
+               "machine", "version", "protocol", "protocol_hash", "metrics", "suite", "path", "created", "finished")
+_JSON_COLUMNS = ("env_kwargs", "config", "protocol", "metrics")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def clean_json(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return clean_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON (sorted keys, strict): equal settings give equal text, hence equal hashes."""
+    return json.dumps(clean_json(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def protocol_hash(protocol: dict[str, Any]) -> str:
+    """Short stable id of an evaluation protocol (what leaderboards key cells by)."""
+    return hashlib.sha256(dumps(protocol).encode()).hexdigest()[:8]
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Store:
+    """The SQLite results store at ``path`` (created on first use)."""
+
+    def __init__(self, path: str | Path, timeout_s: float = 60.0):
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self._ready = False
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so each write is exactly one transaction
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+        if not self._ready:
+            self._init_schema(conn)
+            self._ready = True
+        return conn
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); put the runs folder on a local disk")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+        with _transaction(conn):
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {row[0]}, newer than this morl ({SCHEMA_VERSION}); "
+                                 "upgrade morl to read it")
+
+    def schema_version(self) -> int:
+        with closing(self._connect()) as conn:
+            return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    # ------------------------------------------------------------------ writes (one transaction each)
+    def record_run(self, row: dict[str, Any]) -> None:
+        """Insert or replace a run's row and its final evaluation, atomically."""
+        missing = {"run_id", "agent", "env", "seed", "config"} - set(row)
+        if missing:
+            raise StoreError(f"a run row needs {sorted(missing)}")
+        unknown = set(row) - set(RUN_COLUMNS)
+        if unknown:
+            raise StoreError(f"unknown run column(s) {sorted(unknown)}; columns: {list(RUN_COLUMNS)}")
+        values = {c: row.get(c) for c in RUN_COLUMNS}
+        for c in _JSON_COLUMNS:
+            if values[c] is not None and not isinstance(values[c], str):
+                values[c] = dumps(values[c])
+        if values["env_kwargs"] is None:
+            values["env_kwargs"] = "{}"
+        if row.get("protocol") is not None and values["protocol_hash"] is None:
+            values["protocol_hash"] = protocol_hash(json.loads(values["protocol"]))
+        with closing(self._connect()) as conn, _transaction(conn):
+            conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES "
+                         f"({', '.join('?' for _ in RUN_COLUMNS)})", [values[c] for c in RUN_COLUMNS])
+            if values["protocol"] is not None and values["metrics"] is not None:
+                conn.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)",
+                             (values["run_id"], values["protocol_hash"], values["protocol"], values["metrics"],
+                              values["finished"] or now_iso()))
+
+    def record_evaluation(self, run_id: str, protocol: dict[str, Any], metrics: dict[str, Any]) -> str:
+        """Store (or replace) an evaluation of ``run_id`` under ``protocol``; returns the protocol hash."""
+        h = protocol_hash(protocol)
+        with closing(self._connect()) as conn, _transaction(conn):
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise StoreError(f"run {run_id!r} is not in {self.path}; record the run first")
+            conn.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)",
+                         (run_id, h, dumps(protocol), dumps(metrics), now_iso()))
+        return h
+
+    # ------------------------------------------------------------------ reads
+    def runs(self, agent: str | None = None, env: str | None = None, suite: str | None = None) -> list[dict[str, Any]]:
+        where, args = _filters(agent=agent, env=env, suite=suite)
+        if not self.path.exists():
+            return []
+        with closing(self._connect()) as conn:
+            rows = conn.execute(f"SELECT * FROM runs{where} ORDER BY created, run_id", args).fetchall()
+        return [_decode(dict(r)) for r in rows]
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        with closing(self._connect()) as conn:
+            r = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if r is None else _decode(dict(r))
+
+    def evaluations(self, agent: str | None = None, env: str | None = None, suite: str | None = None
+                    ) -> list[dict[str, Any]]:
+        """One row per (run, protocol): the run's columns, with ``protocol``/``metrics`` of that evaluation."""
+        if not self.path.exists():
+            return []
+        where, args = _filters(prefix="r.", agent=agent, env=env, suite=suite)
+        cols = ", ".join(f"r.{c}" for c in RUN_COLUMNS if c not in ("protocol", "protocol_hash", "metrics"))
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT {cols}, e.protocol AS protocol, e.protocol_hash AS protocol_hash, e.metrics AS metrics, "
+                f"e.created AS evaluated FROM evaluations e JOIN runs r ON r.run_id = e.run_id{where} "
+                f"ORDER BY r.created, r.run_id", args).fetchall()
+        return [_decode(dict(r)) for r in rows]
+
+    def count(self) -> int:
+        if not self.path.exists():
+            return 0
+        with closing(self._connect()) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): takes the write lock up front, so two
+    writers never deadlock upgrading read locks; the busy timeout queues them."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def _filters(prefix: str = "", **kw) -> tuple[str, list]:
+    parts, args = [], []
+    for col, value in kw.items():
+        if value is None:
+            continue
+        values = [value] if isinstance(value, str) else list(value)
+        parts.append(f"{prefix}{col} IN ({', '.join('?' for _ in values)})")
+        args.extend(values)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), args
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for c in _JSON_COLUMNS:
+        if isinstance(row.get(c), str):
+            row[c] = json.loads(row[c])
+    return row

@@ -1,0 +1,253 @@
+"""The `morl` CLI end to end (in-process `main([...])`), and its answers to bad input.
+
+The agents are the test agents of `test_runs.py` (toy-hillclimb: vmappable; toy-random: sequential),
+so these tests do not wait for the real agents; `test_cli_c_morl_end_to_end` drives C-MORL once it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import test_runs  # noqa: F401  (registers toy-hillclimb and toy-random)
+from morl.cli import main
+from morl import runs as R
+
+DST = "deep-sea-treasure-v0"
+FAST = ["--eval-episodes", "1", "--quiet"]
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, " ".join(err.split())  # rich wraps long lines; compare on single spaces
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """3 seeds of toy-hillclimb (vmapped) and 3 of toy-random (sequential) on DST, in one runs folder."""
+    d = tmp_path_factory.mktemp("runs")
+    assert main(["train", "toy-hillclimb", "--env", DST, "--seeds", "0-2", "--steps", "3200", "--num-policies", "2",
+                 "--eval-every", "1600", "--runs-dir", str(d), *FAST]) == 0
+    assert main(["train", "toy-random", "--env", DST, "--seeds", "0,1,2", "--steps", "1000", "--runs-dir", str(d),
+                 *FAST]) == 0
+    return d
+
+
+def test_train_writes_runs_and_final_table(trained, capsys):
+    good, bad = R.list_runs(trained)
+    assert not bad
+    assert sorted((r.agent, r.seed) for r in good) == [(a, s) for a in ("toy-hillclimb", "toy-random") for s in (0, 1, 2)]
+    assert all(r.status == "done" for r in good)
+    hill = [r for r in good if r.agent == "toy-hillclimb"]
+    assert all(r.meta["config"]["num_policies"] == 2 and r.meta["budget"] == 3200 for r in hill)
+    assert all(r.meta["protocol"]["episodes"] == 1 for r in good)
+    # the final table of a fresh (non-quiet) run, with the progress bar's fields
+    code, out, _ = run_cli(capsys, "train", "toy-random", "--env", DST, "--seed", "7", "--runs-dir", trained / "x",
+                           "--eval-episodes", "1")
+    assert code == 0
+    assert "final evaluation" in out and "seed 7" in out and "HV" in out and "steps" in out
+    assert re.search(r"toy-random_deep-sea-treasure-v0_s7_\S+", out)
+
+
+def test_runs_lists_and_reports_corrupt_folders(trained, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", trained)
+    assert code == 0 and out.count("done") >= 6 and "toy-random" in out
+    # half-written / damaged folders next to good ones: reported and skipped, never a crash
+    import shutil
+
+    d = tmp_path / "runs"
+    src = next(p for p in trained.iterdir() if p.name.startswith("toy-random_"))
+    shutil.copytree(src, d / src.name)
+    (d / "half-created").mkdir()
+    torn = d / "torn-config"
+    torn.mkdir()
+    (torn / "config.json").write_text('{"run_id": "torn-config", "agent": "toy-ra')
+    bad_result = d / "torn-result"
+    shutil.copytree(src, bad_result)
+    (bad_result / "result.json").write_text("{")
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", d)
+    flat = " ".join(out.split())
+    assert code == 0 and src.name in out
+    assert "skipped 3 corrupt or half-written run folder(s)" in flat
+    assert "half-created: no config.json" in flat and "torn-config: unreadable config.json" in flat
+    assert "torn-result: unreadable result.json" in flat
+    code, _, err = run_cli(capsys, "eval", "torn-config", "--runs-dir", d)
+    assert code == 2 and "corrupt" in err
+    code, _, err = run_cli(capsys, "train", "--resume", "torn-result", "--runs-dir", d)
+    assert code == 2 and "corrupt" in err
+
+
+def test_eval_reproduces_final_metrics_and_records_new_protocol(trained, capsys):
+    run = next(r for r in R.list_runs(trained)[0] if r.agent == "toy-hillclimb")
+    code, out, _ = run_cli(capsys, "eval", run.id[:40], "--runs-dir", trained)   # a unique prefix works
+    assert code == 0 and "same protocol" in out
+    h = run.result["protocol_hash"]
+    saved = json.loads((run.path / "evals" / f"{h}.json").read_text())
+    assert saved["metrics"] == pytest.approx(run.result["metrics"])   # same protocol + key: same numbers
+    code, out, _ = run_cli(capsys, "eval", run.id, "--runs-dir", trained, "--gamma", "0.9", "--episodes", "2")
+    assert code == 0 and "other protocol" in out and "gamma=0.9" in out
+    rows = R.store_for(trained).evaluations(agent="toy-hillclimb")
+    mine = [r for r in rows if r["run_id"] == run.id]
+    assert len(mine) == 2 and {r["protocol"]["gamma"] for r in mine} == {0.99, 0.9}
+
+
+def test_plot_writes_png_with_true_front(trained, capsys):
+    import matplotlib.image as mpimg
+
+    run = next(r for r in R.list_runs(trained)[0] if r.agent == "toy-hillclimb")
+    code, out, _ = run_cli(capsys, "plot", run.id, "--runs-dir", trained)
+    assert code == 0 and "true front overlaid" in out
+    img = mpimg.imread(run.path / "front.png")
+    assert img.shape[0] > 200 and img.shape[1] > 200
+    assert (run.path / "front_curve.png").exists()     # two evaluations -> a learning curve
+
+
+def test_leaderboard_three_seeds_all_formats(trained, capsys):
+    code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", trained, "--agent", "toy-hillclimb", "toy-random")
+    assert code == 0
+    lines = [ln for ln in out.splitlines() if ln.startswith("| toy-")]
+    assert [ln.split("|")[1].strip() for ln in lines] == ["toy-hillclimb", "toy-random"]
+    assert all("(n=3)" in ln and "[" in ln for ln in lines)            # mean [95% CI] over 3 seeds
+    # the best mean is the bold one
+    store = R.store_for(trained)
+    rows = [r for r in store.evaluations(env=DST) if r["agent"].startswith("toy-") and r["protocol"]["gamma"] == 0.99
+            and r["protocol"]["episodes"] == 1 and r["budget"] in (3200, 1000)]
+    means = {}
+    for a in ("toy-hillclimb", "toy-random"):
+        means[a] = np.mean([r["metrics"]["hypervolume"] for r in rows if r["agent"] == a])
+    # different budgets -> different columns; each column has one agent, so each is bold
+    assert out.count("**") >= 4 and "1k steps" in out and "3.2k steps" in out
+    assert "protocol" in out and "never mixed" in out
+    code, csv, _ = run_cli(capsys, "leaderboard", "--runs-dir", trained, "--format", "csv", "--agent", "toy-hillclimb")
+    header, row = csv.strip().splitlines()[:2]
+    assert row.startswith("toy-hillclimb,") and "| mean" in header
+    mean = float(row.split(",")[1])
+    assert mean == pytest.approx(means["toy-hillclimb"], rel=1e-9)
+    code, page, _ = run_cli(capsys, "leaderboard", "--runs-dir", trained, "--format", "html", "--metric", "igd")
+    assert code == 0 and "<table>" in page and "<b>" in page and "lower is better" in page
+    code, _, err = run_cli(capsys, "leaderboard", "--runs-dir", trained, "--metric", "speed")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_help_lists_options_derived_from_the_config(capsys):
+    code, out, _ = run_cli(capsys, "train", "toy-hillclimb", "--env", "fruit-tree-v0", "--help")
+    flat = " ".join(out.split())
+    assert code == 0
+    for opt in ("--total-timesteps", "--num-policies", "--sigma", "--schedule", "--strict", "--first-weights",
+                "--eval-gamma", "--eval-episodes", "--steps", "--seeds", "--resume"):
+        assert opt in out, opt
+    assert "scale of the random perturbations" in flat                    # the field's #: comment
+    assert "[int; default: 7]" in flat                                  # fruit-tree's per-env default
+    assert "{constant,linear}" in flat
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0 and "toy-hillclimb" in out and "toy-random" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "toy-hillclimbb", "--env", DST], "unknown agent 'toy-hillclimbb'. Did you mean: toy-hillclimb"),
+    (["train", "toy-hillclimb", "--env", DST, "--sigmaa", "1"], "unknown option --sigmaa for agent 'toy-hillclimb'. Did you mean: --sigma"),
+    (["train", "toy-hillclimb", "--env", DST, "--num-polices", "3"], "Did you mean: --num-policies"),
+    (["train", "toy-hillclimb", "--env", DST, "--sigma", "abc"], "argument --sigma: invalid value 'abc': expected a number"),
+    (["train", "toy-hillclimb", "--env", DST, "--num-policies", "2.5"], "invalid value '2.5': expected an integer"),
+    (["train", "toy-hillclimb", "--env", DST, "--schedule", "cosine"], "expected one of constant, linear"),
+    (["train", "toy-hillclimb", "--env", DST, "--strict", "maybe"], "expected true or false"),
+    (["train", "toy-hillclimb", "--env", DST, "--num-policies", "0"], "num_policies must be >= 1, got 0"),
+    (["train", "toy-hillclimb", "--env", DST, "--first-weights", "0.5"], "first_weights needs 4 values"),
+    (["train", "toy-hillclimb", "--env", "deep-sea-treasur-v0"], "Did you mean: deep-sea-treasure-v0"),
+    (["train", "toy-hillclimb", "--env", DST, "--seed", "1", "--seeds", "0-2"], "give --seed or --seeds, not both"),
+    (["train", "toy-hillclimb", "--env", DST, "--seeds", "4-2"], "invalid --seeds '4-2'"),
+    (["train", "toy-hillclimb", "--env", DST, "--steps", "0"], "--steps must be positive"),
+    (["train", "toy-hillclimb", "--env", DST, "--eval-gamma", "x"], "argument --eval-gamma: invalid value 'x'"),
+    (["train", "toy-hillclimb"], "--env is required"),
+    (["train"], "name an agent"),
+    (["train", "--resume", "no-such-run"], "no run 'no-such-run'"),
+    (["train", "--resume", "x", "--sigma", "1"], "drop --sigma"),
+    (["eval", "no-such-run"], "no run 'no-such-run'"),
+    (["plot", "no-such-run"], "no run 'no-such-run'"),
+    (["train", "toy-random", "--env", "mo-mountaincarcontinuous-v0"], "supports discrete actions"),
+])
+def test_bad_input_gets_a_clear_error(capsys, tmp_path, argv, expected):
+    code, out, err = run_cli(capsys, *argv, "--runs-dir", tmp_path)
+    assert code == 2, out
+    assert expected in err, err
+    assert "Traceback" not in err and not list(tmp_path.glob("*_s*_*"))   # nothing half-created
+
+
+def test_derived_values_reach_the_config(capsys, tmp_path):
+    code, _, _ = run_cli(capsys, "train", "toy-hillclimb", "--env", DST, "--steps", "1e3", "--num-policies", "2",
+                         "--first-weights", "0.2,0.8", "--strict", "false", "--schedule", "linear", "--runs-dir",
+                         tmp_path, "--eval-every", "0", *FAST)
+    assert code == 0
+    (run,) = R.list_runs(tmp_path)[0]
+    cfg = run.meta["config"]
+    assert cfg["total_timesteps"] == 1000 and cfg["first_weights"] == [0.2, 0.8]
+    assert cfg["strict"] is False and cfg["schedule"] == "linear"
+    rows = R.read_jsonl(run.path / "metrics.jsonl")
+    assert not any("eval/hypervolume" in r for r in rows)              # --eval-every 0: final evaluation only
+    # resume of a finished run is refused with the way forward
+    code, _, err = run_cli(capsys, "train", "--resume", run.id, "--runs-dir", tmp_path)
+    assert code == 2 and "already finished" in err and "morl eval" in err
+
+
+def test_suite_run_writes_leaderboard_and_reuses_finished_runs(capsys, tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text("""
+name = "tiny"
+description = "two toy agents, two envs"
+agents = ["toy-random", "toy-hillclimb"]
+seeds = [0, 1]
+metrics = ["hv", "igd"]
+eval_every = 0
+
+[protocol]
+gamma = 0.99
+episodes = 1
+
+[agent_config.toy-hillclimb]
+num_policies = 2
+
+[[envs]]
+id = "deep-sea-treasure-v0"
+steps = 1600
+
+[[envs]]
+id = "fruit-tree-v0"
+kwargs = { depth = 5 }
+steps = 56
+""")
+    out_md = tmp_path / "tiny.md"
+    code, out, err = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--out", out_md, "--quiet")
+    assert code == 0, err
+    text = out_md.read_text()
+    assert "machine:" in text and "morl version:" in text and "# Leaderboard: tiny" in text
+    assert "fruit-tree-v0 (depth=5)" in text and "deep-sea-treasure-v0" in text
+    assert text.count("| toy-hillclimb |") == 2 and text.count("(n=2)") == 8   # 2 metrics x 2 agents x 2 envs
+    n_runs = len(R.list_runs(tmp_path / "runs")[0])
+    assert n_runs == 8
+    code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--out", out_md, "--quiet")
+    assert code == 0 and "2 seeds, 2 already finished" in out
+    assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs            # nothing retrained
+    code, _, err = run_cli(capsys, "suite", "run", "no-such-suite")
+    assert code == 2 and "no suite 'no-such-suite'" in err
+
+
+def test_shipped_classic_suite_is_valid():
+    from morl.leaderboard import load_suite
+
+    s = load_suite("classic")
+    import morl
+
+    for e in s.envs:
+        env, _ = morl.make(e.id, **e.kwargs)
+        assert env.has_known_front, e.id                                # classic = known-front envs
+    assert len(s.seeds) >= 3 and s.protocol
+
+
+def test_envs_command_still_works(capsys):
+    code, out, _ = run_cli(capsys, "envs")
+    assert code == 0 and DST in out
