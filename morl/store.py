@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sqlite3
+import threading
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +110,37 @@ class Store:
         self.path = Path(path)
         self.timeout_s = timeout_s
         self._ready = False
+        self._conn: tuple[tuple[int, int], sqlite3.Connection] | None = None
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> sqlite3.Connection:
+        """This process's (and thread's) connection, opened once: reopening per write would make SQLite
+        checkpoint the WAL at every close."""
+        owner = (os.getpid(), threading.get_ident())
+        if self._conn is not None and self._conn[0] == owner:
+            return self._conn[1]
+        conn = self._open()
+        self._conn = (owner, conn)
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None and self._conn[0] == (os.getpid(), threading.get_ident()):
+            self._conn[1].close()
+        self._conn = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so each write is exactly one transaction
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+        conn.execute("PRAGMA synchronous = NORMAL")  # per connection; with WAL: durable across process crashes
         if not self._ready:
             self._init_schema(conn)
             self._ready = True
@@ -126,7 +150,6 @@ class Store:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); put the runs folder on a local disk")
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
         with _transaction(conn):
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
@@ -138,8 +161,8 @@ class Store:
                                  "upgrade morl to read it")
 
     def schema_version(self) -> int:
-        with closing(self._connect()) as conn:
-            return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+        conn = self._connect()
+        return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     # ------------------------------------------------------------------ writes (one transaction each)
     def record_run(self, row: dict[str, Any]) -> None:
@@ -158,7 +181,7 @@ class Store:
             values["env_kwargs"] = "{}"
         if row.get("protocol") is not None and values["protocol_hash"] is None:
             values["protocol_hash"] = protocol_hash(json.loads(values["protocol"]))
-        with closing(self._connect()) as conn, _transaction(conn):
+        with _transaction(self._connect()) as conn:
             conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES "
                          f"({', '.join('?' for _ in RUN_COLUMNS)})", [values[c] for c in RUN_COLUMNS])
             if values["protocol"] is not None and values["metrics"] is not None:
@@ -169,7 +192,7 @@ class Store:
     def record_evaluation(self, run_id: str, protocol: dict[str, Any], metrics: dict[str, Any]) -> str:
         """Store (or replace) an evaluation of ``run_id`` under ``protocol``; returns the protocol hash."""
         h = protocol_hash(protocol)
-        with closing(self._connect()) as conn, _transaction(conn):
+        with _transaction(self._connect()) as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise StoreError(f"run {run_id!r} is not in {self.path}; record the run first")
             conn.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)",
@@ -181,15 +204,15 @@ class Store:
         where, args = _filters(agent=agent, env=env, suite=suite)
         if not self.path.exists():
             return []
-        with closing(self._connect()) as conn:
-            rows = conn.execute(f"SELECT * FROM runs{where} ORDER BY created, run_id", args).fetchall()
+        conn = self._connect()
+        rows = conn.execute(f"SELECT * FROM runs{where} ORDER BY created, run_id", args).fetchall()
         return [_decode(dict(r)) for r in rows]
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
-        with closing(self._connect()) as conn:
-            r = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        conn = self._connect()
+        r = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if r is None else _decode(dict(r))
 
     def evaluations(self, agent: str | None = None, env: str | None = None, suite: str | None = None
@@ -199,18 +222,18 @@ class Store:
             return []
         where, args = _filters(prefix="r.", agent=agent, env=env, suite=suite)
         cols = ", ".join(f"r.{c}" for c in RUN_COLUMNS if c not in ("protocol", "protocol_hash", "metrics"))
-        with closing(self._connect()) as conn:
-            rows = conn.execute(
-                f"SELECT {cols}, e.protocol AS protocol, e.protocol_hash AS protocol_hash, e.metrics AS metrics, "
-                f"e.created AS evaluated FROM evaluations e JOIN runs r ON r.run_id = e.run_id{where} "
-                f"ORDER BY r.created, r.run_id", args).fetchall()
+        conn = self._connect()
+        rows = conn.execute(
+            f"SELECT {cols}, e.protocol AS protocol, e.protocol_hash AS protocol_hash, e.metrics AS metrics, "
+            f"e.created AS evaluated FROM evaluations e JOIN runs r ON r.run_id = e.run_id{where} "
+            f"ORDER BY r.created, r.run_id", args).fetchall()
         return [_decode(dict(r)) for r in rows]
 
     def count(self) -> int:
         if not self.path.exists():
             return 0
-        with closing(self._connect()) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        conn = self._connect()
+        return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
 
 class _transaction:
