@@ -1,0 +1,67 @@
+"""The evaluator on hand-built solutions whose returns are known exactly."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import morl
+from morl.evaluate import EvalProtocol, evaluate
+from morl.solution import Solution
+
+ENV, PARAMS = morl.make("deep-sea-treasure-v0")
+
+
+def go_to_column(target, w, obs, key):
+    """Right along the surface to column `target`, then straight down: the shortest path to its treasure."""
+    return jnp.where(obs[:, 1] < target, 3, 1).astype(jnp.int32)
+
+
+def conditioned_act(params, w, obs, key):
+    return go_to_column(jnp.round(w[0] * params).astype(jnp.int32), w, obs, key)
+
+
+POLICY_SET = Solution(act=go_to_column, params=jnp.arange(10))
+CONDITIONED = Solution(act=conditioned_act, params=jnp.int32(9), conditioned=True)
+
+
+def test_policy_set_reaches_the_true_front_exactly():
+    front = evaluate(POLICY_SET, ENV, protocol=EvalProtocol(gamma=0.99, episodes=3))
+    true = ENV.pareto_front(0.99)
+    np.testing.assert_allclose(np.sort(front.returns, axis=0), np.sort(true, axis=0), rtol=1e-5)
+    assert front.front.shape == (10, 2)
+    assert front.metrics["hypervolume"] == pytest.approx(360.40, abs=0.01)
+    assert front.metrics["expected_utility"] == pytest.approx(5.610, abs=1e-3)
+    assert front.metrics["igd"] == pytest.approx(0.0, abs=1e-4)
+    assert front.protocol["gamma"] == 0.99 and front.protocol["ref_point"] == [0.0, -25.0]
+
+
+def test_undiscounted_returns_and_gamma_are_separate():
+    front = evaluate(POLICY_SET, ENV, protocol=EvalProtocol(gamma=1.0, episodes=1))
+    np.testing.assert_allclose(front.undiscounted_returns[-1], [23.7, -19.0], rtol=1e-6)
+    np.testing.assert_allclose(front.returns, front.undiscounted_returns, rtol=1e-6)
+
+
+def test_conditioned_solution_is_evaluated_at_every_front_weight():
+    front = evaluate(CONDITIONED, ENV, protocol=EvalProtocol(gamma=0.99, episodes=1, front_weights=50))
+    assert front.returns.shape == (50, 2) and front.weights.shape == (50, 2)
+    true = ENV.pareto_front(0.99)
+    # every point the conditioned policy reaches is a true front point
+    dist = np.abs(front.front[:, None, :] - true[None]).sum(-1).min(1)
+    assert np.all(dist < 1e-4) and len(front.front) >= 5
+
+
+def test_episode_cap_of_the_protocol_applies():
+    stay = Solution(act=lambda p, w, obs, key: jnp.zeros(obs.shape[0], jnp.int32), params=jnp.zeros(1))
+    front = evaluate(stay, ENV, protocol=EvalProtocol(gamma=1.0, episodes=1, max_steps=7))
+    np.testing.assert_allclose(front.returns, [[0.0, -7.0]])
+    assert front.metrics["hypervolume"] == 0.0
+
+
+def test_assignment_picks_the_best_candidate_for_a_preference():
+    sol = Solution(act=go_to_column, params=jnp.arange(10), candidate_returns=ENV.pareto_front(0.99))
+    act = sol.act_for([0.99, 0.01])
+    assert int(act(jnp.zeros((1, 2), jnp.int32), None)[0]) == 3  # heads right for the far treasure
+    with pytest.raises(ValueError):
+        sol.act_for([0.5, 0.6])
