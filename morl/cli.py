@@ -264,7 +264,7 @@ def add_dataclass_options(group, cls: type, defaults: Any = None, *, prefix: str
         opt = "--" + prefix + f.name.replace("_", "-")
         if opt in taken:
             opt = "--" + prefix + "cfg-" + f.name.replace("_", "-")
-        names = [opt] + ([opt.replace("-", "_").replace("__", "--", 1)] if "_" in f.name else [])
+        names = [opt]
         if defaults is not None:
             default = getattr(defaults, f.name)
         elif f.default is not dataclasses.MISSING:
@@ -384,8 +384,8 @@ def _train_parser(agent: str | None, env_id: str | None) -> tuple[_Parser, Any]:
 
     p = _train_base()
     taken = {o for a in p._actions for o in a.option_strings}
-    pg = p.add_argument_group("evaluation protocol (recorded with every result)")
-    add_dataclass_options(pg, EvalProtocol, prefix="eval-", dest_prefix="proto__", taken=taken)
+    pg = p.add_argument_group("evaluation protocol (periodic and final evaluations; recorded with every result)")
+    add_dataclass_options(pg, EvalProtocol, prefix="protocol-", dest_prefix="proto__", taken=taken)
     spec = None
     if agent is not None:
         spec = agent_spec(agent)
@@ -441,7 +441,7 @@ def cmd_train(argv: list[str]) -> int:
     if args.resume:
         given = [o for o, v in (("AGENT", agent), ("--env", args.env), ("--seed", args.seed), ("--seeds", args.seeds),
                                 ("--steps", args.steps), ("--eval-every", args.eval_every))
-                 if v is not None] + [f"--{k}" for k in _collect(args, "cfg__")] + [f"--eval-{k}" for k in _collect(args, "proto__")]
+                 if v is not None] + [f"--{k}" for k in _collect(args, "cfg__")] + [f"--protocol-{k}" for k in _collect(args, "proto__")]
         if given:
             raise CLIError(f"--resume continues runs with their recorded settings; drop {', '.join(given)}")
         infos = [R.find_run(runs_dir, r) for r in args.resume]
@@ -574,8 +574,8 @@ class _ProgressUI:
         t0, s0 = self.start[event.run_id]
         sps = (event.env_steps - s0) / max(now - t0, 1e-9)
         total = event.budget
-        if total is not None and event.env_steps > total:
-            total = event.env_steps
+        if total is not None and (event.env_steps > total or event.finished):
+            total = event.env_steps  # the agent decides when it is done (its step accounting may differ)
         self.progress.update(self.tasks[event.run_id], completed=event.env_steps, total=total,
                              sps=f"{sps:,.0f}/s", hv=fmt_num(event.hv) if event.hv is not None else "-")
 

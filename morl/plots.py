@@ -57,7 +57,7 @@ def plot_front(front: np.ndarray, path: str | Path, *, names: Sequence[str] | No
         fig = plt.figure(figsize=(6.5, 5.5))
         ax = fig.add_subplot(projection="3d")
         if known is not None:
-            ax.scatter(*known.T, s=10, color="0.6", alpha=0.6, label="true front")
+            ax.scatter(*known.T, s=16, color="0.45", alpha=0.7, label="true front")
         if cand is not None and len(cand):
             ax.scatter(*cand.T, s=8, color="0.75", marker="x", label="candidates")
         ax.scatter(*front.T, s=30, color="tab:blue", edgecolor="k", lw=0.5, label="front", depthshade=False)

@@ -630,15 +630,20 @@ class _Driver:
         logs = _scalar_logs(logs)
         row: dict[str, Any] = {"update": self.update, "env_steps": steps, "wall_time": round(self.wall_time(), 4)}
         row.update({f"train/{k}": v for k, v in logs.items()})
-        for k in ("hypervolume", "hv"):
-            if k in logs and math.isfinite(logs[k]):
-                self.hv = logs[k]
+        # the agent's own running HV (e.g. C-MORL's "buffer_hv") shows in the progress bar between evaluations
+        hv_keys = [k for k in logs if k in ("hypervolume", "hv") or k.endswith(("_hv", "_hypervolume"))]
+        if hv_keys and math.isfinite(logs[hv_keys[0]]):
+            self.hv = logs[hv_keys[0]]
         evaluated = False
         if self.next_eval is not None and steps >= self.next_eval and not self.trainer.done(state):
-            front = evaluate_state(self.trainer, state, self.env, self.env_params, self.protocol,
-                                   _eval_key(self.seed, self.update))
-            row.update({f"eval/{k}": v for k, v in front.metrics.items()})
-            self.hv = front.metrics.get("hypervolume", self.hv)
+            try:
+                front = evaluate_state(self.trainer, state, self.env, self.env_params, self.protocol,
+                                       _eval_key(self.seed, self.update))
+            except Exception as exc:  # e.g. no solution yet early in training: recorded, training goes on
+                row["eval/error"] = f"{type(exc).__name__}: {exc}"[:300]
+            else:
+                row.update({f"eval/{k}": v for k, v in front.metrics.items()})
+                self.hv = front.metrics.get("hypervolume", self.hv)
             while self.next_eval <= steps:
                 self.next_eval += self.eval_every
             evaluated = True

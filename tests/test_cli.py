@@ -18,7 +18,7 @@ from morl.cli import main
 from morl import runs as R
 
 DST = "deep-sea-treasure-v0"
-FAST = ["--eval-episodes", "1", "--quiet"]
+FAST = ["--protocol-episodes", "1", "--quiet"]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -48,7 +48,7 @@ def test_train_writes_runs_and_final_table(trained, capsys):
     assert all(r.meta["protocol"]["episodes"] == 1 for r in good)
     # the final table of a fresh (non-quiet) run, with the progress bar's fields
     code, out, _ = run_cli(capsys, "train", "toy-random", "--env", DST, "--seed", "7", "--runs-dir", trained / "x",
-                           "--eval-episodes", "1")
+                           "--protocol-episodes", "1")
     assert code == 0
     assert "final evaluation" in out and "seed 7" in out and "HV" in out and "steps" in out
     assert re.search(r"toy-random_deep-sea-treasure-v0_s7_\S+", out)
@@ -107,6 +107,22 @@ def test_plot_writes_png_with_true_front(trained, capsys):
     assert (run.path / "front_curve.png").exists()     # two evaluations -> a learning curve
 
 
+@pytest.mark.parametrize("m", [3, 6])
+def test_plot_front_3d_and_parallel_coordinates(tmp_path, m):
+    import matplotlib.image as mpimg
+
+    from morl.plots import plot_front
+
+    rng = np.random.default_rng(0)
+    front, known = rng.random((8, m)), rng.random((20, m)) + 0.5
+    path = plot_front(front, tmp_path / f"f{m}.png", names=[f"o{i}" for i in range(m)], known_front=known,
+                      title=f"{m} objectives")
+    img = mpimg.imread(path)
+    assert img.shape[0] > 200 and img.std() > 0.01                     # something was drawn
+    with pytest.raises(ValueError, match="at least 2 objectives"):
+        plot_front(np.zeros((3, 1)), tmp_path / "bad.png")
+
+
 def test_leaderboard_three_seeds_all_formats(trained, capsys):
     code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", trained, "--agent", "toy-hillclimb", "toy-random")
     assert code == 0
@@ -139,7 +155,7 @@ def test_help_lists_options_derived_from_the_config(capsys):
     flat = " ".join(out.split())
     assert code == 0
     for opt in ("--total-timesteps", "--num-policies", "--sigma", "--schedule", "--strict", "--first-weights",
-                "--eval-gamma", "--eval-episodes", "--steps", "--seeds", "--resume"):
+                "--protocol-gamma", "--protocol-episodes", "--steps", "--seeds", "--resume"):
         assert opt in out, opt
     assert "scale of the random perturbations" in flat                    # the field's #: comment
     assert "[int; default: 7]" in flat                                  # fruit-tree's per-env default
@@ -162,7 +178,7 @@ def test_help_lists_options_derived_from_the_config(capsys):
     (["train", "toy-hillclimb", "--env", DST, "--seed", "1", "--seeds", "0-2"], "give --seed or --seeds, not both"),
     (["train", "toy-hillclimb", "--env", DST, "--seeds", "4-2"], "invalid --seeds '4-2'"),
     (["train", "toy-hillclimb", "--env", DST, "--steps", "0"], "--steps must be positive"),
-    (["train", "toy-hillclimb", "--env", DST, "--eval-gamma", "x"], "argument --eval-gamma: invalid value 'x'"),
+    (["train", "toy-hillclimb", "--env", DST, "--protocol-gamma", "x"], "argument --protocol-gamma: invalid value 'x'"),
     (["train", "toy-hillclimb"], "--env is required"),
     (["train"], "name an agent"),
     (["train", "--resume", "no-such-run"], "no run 'no-such-run'"),

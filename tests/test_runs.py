@@ -301,7 +301,7 @@ def test_vmapped_seeds_one_program(tmp_path):
 def test_sigkill_and_resume_gives_the_same_front(tmp_path):
     """A run killed with SIGKILL mid-training and resumed ends with the same front as an uninterrupted run."""
     common = ["train", "toy-hillclimb", "--env", DST, "--seed", "5", "--steps", "9600", "--eval-every", "3200",
-              "--checkpoint-secs", "0", "--eval-episodes", "1", "--quiet"]
+              "--checkpoint-secs", "0", "--protocol-episodes", "1", "--quiet"]
     ref = subprocess.Popen(morl_cmd(*common, "--runs-dir", str(tmp_path / "ref")), env=sub_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     victim = subprocess.Popen(morl_cmd(*common, "--delay", "0.4", "--runs-dir", str(tmp_path / "kill")),
