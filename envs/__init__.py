@@ -13,3 +13,4 @@ from . import breakable_bottles  # noqa: F401
 from . import fishwood  # noqa: F401
 from . import mountain_car  # noqa: F401
 from . import water_reservoir  # noqa: F401
+from . import minecart  # noqa: F401

@@ -33,6 +33,11 @@ class TwinCase:
     reward_atol: float = 0.0
     #: draws an action for the reference env from a numpy Generator (default: action_space.sample)
     sample_action: Callable[[Any, np.random.Generator], Any] | None = None
+    #: (reference unwrapped env, action) -> True to tolerate a mismatch on the step just taken, for
+    #: outcomes the reference itself decides by float rounding (exact ties, see the minecart tests).
+    #: Tolerated steps are counted in ``TwinReport.tolerated``; the case's ``sync_step`` must then
+    #: resynchronise our state before the next step.
+    mismatch_ok: Callable[[Any, Any], bool] | None = None
 
 
 @dataclass
@@ -43,6 +48,8 @@ class TwinReport:
     truncated: int
     #: per-episode undiscounted return vectors of the reference env, shape [episodes, reward_dim]
     returns: np.ndarray | None = None
+    #: steps whose mismatch ``TwinCase.mismatch_ok`` tolerated
+    tolerated: int = 0
 
 
 _JIT_CACHE: dict[int, tuple[Callable, Callable]] = {}
@@ -90,7 +97,7 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
     reset, step = _jitted(env)
     rng = np.random.default_rng(seed)
     next_key = _KeyChain(jax.random.PRNGKey(seed))
-    total_steps = n_term = n_trunc = 0
+    total_steps = n_term = n_trunc = n_tolerated = 0
     returns = []
     for ep in range(episodes):
         ref_obs, _ = ref.reset(seed=int(rng.integers(2**31)))
@@ -115,10 +122,15 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
             t += 1
             ep_return = ep_return + np.asarray(ref_r, np.float64)
             where = _Where(t, action)
-            _compare(case, "obs", ep, where, case.ref_obs(ref_obs), obs, case.obs_atol)
-            _compare(case, "reward", ep, where, np.asarray(ref_r, np.float32), r, case.reward_atol)
-            assert bool(term) == bool(ref_term), f"{case.env_id} ep {ep} {where}: terminated {bool(term)} != {ref_term}"
-            assert bool(trunc) == bool(ref_trunc), f"{case.env_id} ep {ep} {where}: truncated {bool(trunc)} != {ref_trunc}"
+            try:
+                _compare(case, "obs", ep, where, case.ref_obs(ref_obs), obs, case.obs_atol)
+                _compare(case, "reward", ep, where, np.asarray(ref_r, np.float32), r, case.reward_atol)
+                assert bool(term) == bool(ref_term), f"{case.env_id} ep {ep} {where}: terminated {bool(term)} != {ref_term}"
+                assert bool(trunc) == bool(ref_trunc), f"{case.env_id} ep {ep} {where}: truncated {bool(trunc)} != {ref_trunc}"
+            except AssertionError:
+                if case.mismatch_ok is None or not case.mismatch_ok(ref.unwrapped, action):
+                    raise
+                n_tolerated += 1
             if ref_term or ref_trunc:
                 n_term += bool(ref_term)
                 n_trunc += bool(ref_trunc)
@@ -126,7 +138,7 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
         total_steps += t
         returns.append(ep_return)
     ref.close()
-    return TwinReport(episodes, total_steps, n_term, n_trunc, np.stack(returns))
+    return TwinReport(episodes, total_steps, n_term, n_trunc, np.stack(returns), n_tolerated)
 
 
 class _Where:

@@ -1,0 +1,540 @@
+"""Conformance of minecart-v0 and minecart-deterministic-v0 with MO-Gymnasium 1.3.2.
+
+- Twin runs, 200 episodes each, every step compared (obs, reward, flags). A biased driver reads the
+  reference cart and heads for mines, mines and drives home in most episodes, and rides walls or wanders
+  for up to 1000 steps in the rest. Ore draws of minecart-v0 are replayed: the reference draws them from
+  numpy's *global* RNG, which is seeded before every reference step; the same normals go into our
+  ``state.ore_noise``.
+- Tolerances: obs and reward within 1e-6 (one float32 ulp for positions and speed; content is summed in
+  float32, the reference sums in float64); our double-float kinematics stay within 1e-10 of the
+  reference's float64 state over whole episodes (asserted every step).
+- Ties: MO-Gymnasium's wall tests are exact (``y == 1``) and mirror-symmetric turns bring a cart back
+  to exactly a wall coordinate in real arithmetic; float64 rounding noise then decides the outcome. A
+  mismatch is tolerated only if the *reference's own* outcome changes when its pre-step state moves by
+  1e-9 (100x our drift), then our state is resynchronised; such steps must stay rare.
+- Ore draw statistics of our env, known fronts (MO-Gymnasium's approximate fronts and CCS, and their
+  hypervolumes), jit + vmap over 1024 copies for 1000 steps, traced once.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import mo_gymnasium as mo_gym
+import numpy as np
+import pytest
+from mo_gymnasium.envs.minecart import minecart as ref_minecart
+
+import morl
+import morl.envs  # noqa: F401  (registers the ids)
+from morl.envs import minecart
+from morl.metrics import hypervolume
+from morl.testing import TwinCase, run_twin
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
+
+TWIN_EPISODES = 200
+OBS_ATOL = REWARD_ATOL = 1e-6
+DRIFT_TOL = 1e-9      # |our double-float state - reference float64 state|, every step
+TIE_TOL = 1e-8        # a reference value this close to a threshold is a tie (float rounding decides)
+MAX_TIE_RATE = 0.005  # tolerated ties per step
+REF_DIR = Path(ref_minecart.__file__).parent
+MINES = np.array([m for m, _ in minecart._MINES])
+
+
+# ----------------------------------------------------------------------------- driver
+class Pilot:
+    """Biased random driver (``TwinCase.sample_action``) that steers by the reference cart.
+
+    Modes per episode: "mine" (66%): drive to a random mine at a random cruise speed, brake inside it,
+    mine 1-10 steps, drive home; "wall" (30%): head for a random point beyond a wall at up to 0.1 per
+    frame and ride along it for 50-300 steps, then home; "wander" (4%): turn/accelerate-heavy random
+    actions (walls, speeds up to 0.06 a frame) that brake and turn away when heading back into the base, so they run
+    into the 1000-step limit. Every mode takes a random action with a per-episode probability.
+    """
+
+    def __init__(self):
+        self.cart = None
+        self.mode = None
+
+    def start(self, ref) -> None:
+        self.cart, self.mode = ref.cart, None
+
+    def _plan(self, rng: np.random.Generator) -> None:
+        self.mode = rng.choice(["mine", "wall", "wander"], p=[0.66, 0.3, 0.04])
+        self.phase, self.t = "go", 0
+        self.eps = rng.uniform(0.0, 0.15)
+        if self.mode == "mine":
+            self.target = MINES[rng.integers(len(MINES))]
+            self.cruise = rng.uniform(0.005, 0.03)
+            self.n_mine = int(rng.integers(1, 11))
+        elif self.mode == "wall":
+            u = rng.uniform(0.0, 1.0)
+            self.target = [np.array([1.4, u]), np.array([u, 1.4]), np.array([-0.4, u]), np.array([u, -0.4])][
+                rng.integers(4)]
+            self.cruise = rng.uniform(0.01, 0.1)
+            self.ride = int(rng.integers(50, 301))
+            self.eps = rng.uniform(0.05, 0.3)
+
+    def _steer(self, target, cruise) -> int:
+        c = self.cart
+        d = np.asarray(target) - c.pos
+        diff = (math.degrees(math.atan2(d[1], d[0])) - c.angle + 180.0) % 360.0 - 180.0
+        if abs(diff) > 20:
+            return minecart.ACT_RIGHT if diff > 0 else minecart.ACT_LEFT
+        return minecart.ACT_ACCEL if c.speed < cruise else minecart.ACT_NONE
+
+    def __call__(self, space, rng: np.random.Generator) -> np.int64:
+        if self.mode is None:
+            self._plan(rng)
+        self.t += 1
+        if self.mode == "wander":
+            c = self.cart
+            heading = np.array([math.cos(math.radians(c.angle)), math.sin(math.radians(c.angle))])
+            if c.departed and np.hypot(*c.pos) < 0.45 and heading @ c.pos < 0.5 * np.hypot(*c.pos):
+                if c.speed > 0:
+                    return np.int64(minecart.ACT_BRAKE)
+                return np.int64(self._steer(3 * c.pos, 1.0))
+            action = rng.choice(6, p=[0.08, 0.2, 0.2, 0.25, 0.05, 0.22])
+            return np.int64(minecart.ACT_NONE if action == minecart.ACT_ACCEL and c.speed > 0.06 else action)
+        if rng.random() < self.eps:
+            return np.int64(rng.integers(6))
+        if self.phase == "home":
+            return np.int64(self._steer((0.0, 0.0), self.cruise))
+        if self.mode == "wall":
+            if self.t > self.ride:
+                self.phase = "home"
+            return np.int64(self._steer(self.target, self.cruise))
+        if self.phase == "mine":
+            self.n_mine -= 1
+            self.phase = "home" if self.n_mine <= 0 else "mine"
+            return np.int64(minecart.ACT_MINE)
+        if np.hypot(*(self.target - self.cart.pos)) < 0.1:
+            if self.cart.speed > 0:
+                return np.int64(minecart.ACT_BRAKE)
+            self.phase = "mine"
+            return self(space, rng)
+        return np.int64(self._steer(self.target, self.cruise))
+
+
+# ----------------------------------------------------------------------------- synchronisation and ties
+def state_from_reference(ref, state: minecart.MinecartState) -> minecart.MinecartState:
+    """Our state set to the reference cart's (double-float position and speed)."""
+    c = ref.cart
+    pos, pos_lo = minecart.split_f64(c.pos)
+    speed, speed_lo = minecart.split_f64(c.speed)
+    return state.replace(pos=pos, pos_lo=pos_lo, speed=speed, speed_lo=speed_lo,
+                         angle=np.int32(round(float(c.angle))), content=np.asarray(c.content, np.float32),
+                         departed=np.bool_(c.departed), end=np.bool_(ref.end))
+
+
+def reference_near_ties(snapshot: dict, action, frame_skip: int = 4, incremental: bool = True) -> list[str]:
+    """Replay the reference's step from ``snapshot`` frame by frame with its own ``Cart`` and list every
+    threshold test that its float64 values came within ``TIE_TOL`` of (where rounding can decide).
+
+    Positions exactly on a wall (clipped there) are exact, not ties; values computed to within
+    ``TIE_TOL`` of a wall, of the base or mine radius, or of the speed threshold are.
+    """
+    cart = ref_minecart.Cart(len(snapshot["content"]))
+    cart.pos, cart.speed, cart.angle = snapshot["pos"].copy(), snapshot["speed"], snapshot["angle"]
+    end, departed = snapshot["end"], snapshot["departed"]
+    outer, mult = (frame_skip, 1) if incremental else (1, frame_skip)
+    near = []
+
+    def check(what: str, value: float, threshold: float) -> None:
+        if abs(value - threshold) < TIE_TOL:
+            near.append(f"{what} {value!r} ~ {threshold}")
+
+    for _ in range(outer):
+        if action == minecart.ACT_LEFT:
+            cart.rotate(-minecart.ROTATION * mult)
+        elif action == minecart.ACT_RIGHT:
+            cart.rotate(minecart.ROTATION * mult)
+        elif action == minecart.ACT_ACCEL:
+            cart.accelerate(minecart.ACCELERATION * mult)
+        elif action == minecart.ACT_BRAKE:
+            cart.accelerate(-ref_minecart.DECELERATION * mult)
+        elif action == minecart.ACT_MINE:
+            check("speed", cart.speed, minecart.EPS_SPEED)
+            check("mine distance", min(np.hypot(*(cart.pos - m)) for m in MINES), minecart.MINE_RADIUS)
+        if end:
+            break
+        for _ in range(mult):
+            check("speed", cart.speed, minecart.EPS_SPEED)
+            if cart.speed >= minecart.EPS_SPEED:
+                velocity = cart.speed * np.array([math.cos(cart.angle * math.pi / 180),
+                                                  math.sin(cart.angle * math.pi / 180)])
+                for p, v in zip(cart.pos, velocity):
+                    check("|velocity|", abs(v), minecart.EPS_SPEED)
+                    check("velocity", v, 0.0)
+                    for wall in (0.0, 1.0):
+                        if p != wall:
+                            check("position", p, wall)
+                        check("position + velocity", p + v, wall)
+            cart.step()
+        distance = np.hypot(*cart.pos)
+        check("base distance", distance, minecart.BASE_RADIUS)
+        if distance < minecart.BASE_RADIUS:
+            end = end or departed
+        else:
+            departed = True
+    return near
+
+
+class Sync:
+    """Hooks of a twin run: pilot start, drift check, ore draw replay, tie tolerance and resync."""
+
+    def __init__(self, replay_draws: bool, frame_skip: int = 4, incremental: bool = True):
+        self.pilot = Pilot()
+        self.incremental = incremental
+        self.replay_draws = replay_draws
+        self.frame_skip = frame_skip
+        self.seeds = itertools.count(12345)
+        self.snapshot = None
+        self.resync = False
+        self.max_drift = 0.0
+        self.n_steps = 0
+        self.ties: list[tuple] = []
+
+    def reset(self, ref, state, params):
+        self.pilot.start(ref)
+        self.resync = False
+        return state
+
+    def step(self, ref, state, params, action):
+        c = ref.cart
+        self.snapshot = {"pos": np.array(c.pos, np.float64), "speed": float(c.speed), "angle": c.angle,
+                         "content": np.array(c.content, np.float64), "departed": c.departed, "end": ref.end}
+        if self.resync:
+            state, self.resync = state_from_reference(ref, state), False
+        self.n_steps += 1
+        if self.n_steps % 4 == 1:  # drift check (every 4th step keeps the run fast)
+            pos, pos_lo, speed, speed_lo, angle = jax.device_get(
+                (state.pos, state.pos_lo, state.speed, state.speed_lo, state.angle))
+            drift = max(np.abs(np.float64(pos) + pos_lo - c.pos).max(),
+                        abs(np.float64(speed) + speed_lo - c.speed))
+            assert drift < DRIFT_TOL, f"double-float state drifted {drift:.3g} from the reference's"
+            assert angle == c.angle, f"angle {angle} != reference {c.angle}"
+            self.max_drift = max(self.max_drift, drift)
+        if self.replay_draws and action == minecart.ACT_MINE:  # the reference draws only when mining
+            # the reference's norm(mu, sigma).rvs() is mu + sigma * standard_normal() of numpy's global
+            # RandomState, drawn ore by ore, frame by frame: seed it and give us the same normals
+            seed = next(self.seeds)
+            np.random.seed(seed)
+            z = np.random.RandomState(seed).standard_normal((self.frame_skip, 2))
+            state = state.replace(ore_noise=z.astype(np.float32))
+        return state, params
+
+    def mismatch_ok(self, ref, action) -> bool:
+        near = reference_near_ties(self.snapshot, action, self.frame_skip, self.incremental)
+        if near:
+            self.ties.append((self.snapshot, int(action), near))
+            self.resync = True
+        return bool(near)
+
+
+def _twin(env_id: str, gym_id: str, replay_draws: bool, episodes: int = TWIN_EPISODES, seed: int = 0,
+          **kwargs):
+    sync = Sync(replay_draws, kwargs.get("frame_skip", 4))
+    case = TwinCase(env_id, gym_id, kwargs=kwargs, gym_kwargs=kwargs, sync_reset=sync.reset,
+                    sync_step=sync.step, obs_atol=OBS_ATOL, reward_atol=REWARD_ATOL,
+                    sample_action=sync.pilot, mismatch_ok=sync.mismatch_ok)
+    saved = np.random.get_state()
+    try:
+        report = run_twin(case, episodes=episodes, seed=seed)
+    finally:
+        np.random.set_state(saved)
+    assert report.episodes == episodes
+    assert report.tolerated == len(sync.ties) <= MAX_TIE_RATE * report.steps, \
+        f"{report.tolerated} tied steps out of {report.steps}"
+    return report, sync
+
+
+def _check_coverage(report) -> None:
+    ore = report.returns[:, :2].sum(axis=1)
+    brought_ore = int(np.sum(ore > 0))
+    # most "mine" episodes bring ore home; some episodes reach the 1000-step limit
+    assert brought_ore >= 0.3 * report.episodes, f"only {brought_ore} episodes brought ore home"
+    assert report.truncated >= 3, f"only {report.truncated} episodes reached the time limit"
+    assert report.terminated >= 0.5 * report.episodes
+    assert report.steps >= 40 * report.episodes  # long episodes: drift is checked over many steps
+
+
+def test_twin_deterministic():
+    report, sync = _twin("minecart-deterministic-v0", "minecart-deterministic-v0", replay_draws=False)
+    _check_coverage(report)
+    # deterministic ore: every return is a non-negative combination of the mines' per-frame means
+    ore = report.returns[:, :2]
+    assert np.all(ore >= 0) and np.all(ore.sum(axis=1) <= 1.5 + 1e-6)
+
+
+def test_twin_stochastic_with_replayed_draws():
+    report, sync = _twin("minecart-v0", "minecart-v0", replay_draws=True, seed=1)
+    _check_coverage(report)
+    ore = report.returns[:, :2]
+    full = ore[ore.sum(axis=1) > 0]
+    # random ore: the amounts brought home vary
+    assert len(np.unique(np.round(full, 6), axis=0)) > 0.8 * len(full)
+
+
+def test_twin_non_incremental_frame_skip():
+    """The reference's ``incremental_frane_skip=False``: one action of 4x effect, then 4 moves."""
+    sync = Sync(replay_draws=True, incremental=False)
+    case = TwinCase("minecart-v0", "minecart-v0", kwargs={"incremental_frame_skip": False},
+                    gym_kwargs={"incremental_frane_skip": False}, sync_reset=sync.reset, sync_step=sync.step,
+                    obs_atol=OBS_ATOL, reward_atol=REWARD_ATOL, sample_action=sync.pilot,
+                    mismatch_ok=sync.mismatch_ok)
+    saved = np.random.get_state()
+    try:
+        report = run_twin(case, episodes=25, seed=1)
+    finally:
+        np.random.set_state(saved)
+    assert report.tolerated <= MAX_TIE_RATE * report.steps
+    assert np.sum(report.returns[:, :2].sum(axis=1) > 0) >= 5
+
+
+def test_tie_detector():
+    """A cart on the top wall turning right from 345 degrees comes back to y == 1 exactly in real
+    arithmetic (sin 355 + sin 5 = 0): the reference's outcome hangs on rounding. Exact wall contact
+    (clipped positions) and ordinary steps are not ties."""
+    snap = {"pos": np.array([0.5, 1.0]), "speed": 0.05, "angle": 345, "content": np.zeros(2),
+            "departed": True, "end": False}
+    assert reference_near_ties(snap, minecart.ACT_RIGHT)
+    assert not reference_near_ties(dict(snap, pos=np.array([0.5, 0.7])), minecart.ACT_RIGHT)
+    assert not reference_near_ties(snap, minecart.ACT_LEFT)
+    sliding = dict(snap, pos=np.array([1.0, 0.5]), angle=45)  # slides along the right wall
+    assert not reference_near_ties(sliding, minecart.ACT_NONE)
+    assert not reference_near_ties(dict(snap, pos=np.array([0.16, 0.84]), speed=0.0), minecart.ACT_MINE)
+    assert reference_near_ties(dict(snap, pos=np.array([0.16, 0.84 - 0.14 - 1e-12]), speed=0.0),
+                               minecart.ACT_MINE)
+
+
+# ----------------------------------------------------------------------------- constants and config
+def test_config_matches_reference_json():
+    for name, path in [("default", "mine_config.json"), ("deterministic", "mine_config_det.json")]:
+        with open(REF_DIR / path) as f:
+            data = json.load(f)
+        ours = minecart.CONFIGS[name]
+        assert ours["capacity"] == data["capacity"] and ours["ore_cnt"] == data["ore_cnt"]
+        assert ours["mine_cnt"] == data["mine_cnt"] == len(ours["mines"])
+        for a, b in zip(ours["mines"], data["mines"]):
+            assert (a["x"], a["y"]) == (b["x"], b["y"])
+            np.testing.assert_array_equal(a["distributions"], b["distributions"])
+    for name in ["EPS_SPEED", "ROTATION", "ACCELERATION", "MAX_SPEED", "MINE_RADIUS", "BASE_RADIUS",
+                 "FUEL_IDLE", "FUEL_ACC", "FUEL_MINE", "ACT_MINE", "ACT_LEFT", "ACT_RIGHT", "ACT_ACCEL",
+                 "ACT_BRAKE", "ACT_NONE"]:
+        assert getattr(minecart, name) == getattr(ref_minecart, name), name
+    # the scales MO-Gymnasium multiplies in are all 1
+    assert ref_minecart.CART_SCALE == ref_minecart.MINE_SCALE == ref_minecart.BASE_SCALE == 1.0
+    assert ref_minecart.DECELERATION >= ref_minecart.MAX_SPEED  # brake always stops the cart
+
+
+def test_declarations_and_fuel():
+    env, params = morl.make("minecart-v0")
+    det, _ = morl.make("minecart-deterministic-v0")
+    assert env.ref_point == (-1.0, -1.0, -200.0) and det.ref_point == (0.0, 0.0, -200.0)
+    assert env.reward_names == ("ore1", "ore2", "fuel") and env.max_steps == 1000
+    assert env.observation_space.shape == (7,) and env.action_space.n == 6
+    ref = mo_gym.make("minecart-v0")
+    np.testing.assert_array_equal(env.reward_space.low, ref.unwrapped.reward_space.low)
+    np.testing.assert_array_equal(env.reward_space.high, ref.unwrapped.reward_space.high)
+    # the documented fuel costs (-0.22 mine, -0.12 accelerate, -0.02 otherwise), bit for bit as the
+    # reference's float32 reward vector holds them
+    step = jax.jit(env.step)
+    _, s = env.reset(jax.random.PRNGKey(0), params)
+    for a, fuel in [(0, -0.22), (1, -0.02), (2, -0.02), (3, -0.12), (4, -0.02), (5, -0.02), (7, -0.02)]:
+        _, _, r, *_ = step(jax.random.PRNGKey(1), s, np.int32(a), params)
+        assert abs(float(r[2]) - fuel) < 1e-7
+        if a < 6:  # 7 is not an action: ours does nothing (the reference would do the same)
+            ref.reset(seed=0)
+            assert np.float32(r[2]) == ref.step(a)[1][2], a
+    ref.close()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown minecart config"):
+        minecart.Minecart(config="nope")
+    with pytest.raises(ValueError, match="frame_skip"):
+        minecart.Minecart(frame_skip=0)
+    with pytest.raises(ValueError, match="list every mine"):
+        minecart.Minecart(config={"capacity": 1.5, "mine_cnt": 5, "ore_cnt": 2, "mines": []})
+    env = minecart.Minecart()
+    bad = copy.deepcopy(minecart.CONFIGS["default"])
+    bad["mines"] = bad["mines"][:3]
+    bad["mine_cnt"] = 3
+    with pytest.raises(ValueError, match="make a new Minecart"):
+        env.params_from_config(bad)
+
+
+def test_params_from_reference_json_equal_defaults():
+    env = minecart.Minecart("deterministic")
+    from_json = env.params_from_config(str(REF_DIR / "mine_config_det.json"))
+    for a, b in zip(jax.tree.leaves(from_json), jax.tree.leaves(env.default_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_double_float_blocks_are_exact_under_jit():
+    """The error-free transforms the kinematics rely on survive XLA (no reassociation, no fma change)."""
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal(4096) * 10.0 ** rng.integers(-4, 1, 4096)).astype(np.float32)
+    b = (rng.standard_normal(4096) * 10.0 ** rng.integers(-4, 1, 4096)).astype(np.float32)
+    (s, e), (p, q) = jax.jit(lambda a, b: (minecart._two_sum(a, b), minecart._two_prod(a, b)))(a, b)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    np.testing.assert_array_equal(np.float64(s) + np.float64(e), a64 + b64)
+    np.testing.assert_array_equal(np.asarray(p, np.float64) + np.asarray(q, np.float64), a64 * b64)
+    x = np.abs(a64) + 1e-3
+    hi, lo = jax.jit(minecart._df_sqrt)(minecart.split_f64(x))
+    assert np.max(np.abs((np.float64(hi) + np.float64(lo)) / np.sqrt(x) - 1)) < 2e-14
+
+
+# ----------------------------------------------------------------------------- ore statistics
+N_DRAWS = 4096
+N_REF_DRAWS = 1000  # scipy draws one at a time: slow
+
+
+def test_ore_draw_statistics():
+    """One MINE step of 4096 vmapped carts parked at each mine (capacity raised so nothing is scaled):
+    the content is the sum of 4 draws of max(0, N(mu, sigma)); its first two moments per ore match the
+    reference distribution's (closed form, checked against the reference's own draws) within 5
+    standard errors."""
+    from scipy.stats import norm
+
+    env, params = morl.make("minecart-v0")
+    params = params.replace(capacity=1000.0)
+    fs = env.frame_skip
+
+    @jax.jit
+    def mine_once(key, mine):
+        def one(k):
+            k0, k1 = jax.random.split(k)
+            _, s = env.reset(k0, params)
+            hi, lo = params.mine_pos[mine], params.mine_pos_lo[mine]
+            s = s.replace(pos=hi, pos_lo=lo, departed=jnp.bool_(True))
+            _, s, *_ = env.step(k1, s, jnp.int32(minecart.ACT_MINE), params)
+            return s.content
+        return jax.vmap(one)(jax.random.split(key, N_DRAWS))
+
+    saved = np.random.get_state()
+    ref = ref_minecart.Minecart()
+    np.random.seed(7)
+
+    def close(samples, expected) -> bool:  # sample mean within 5 standard errors
+        return abs(samples.mean() - expected) < 5 * samples.std() / math.sqrt(len(samples))
+
+    for m, ((x, y), means) in enumerate(minecart._MINES):
+        content = np.asarray(mine_once(jax.random.PRNGKey(m), m), np.float64)
+        mine = min(ref.mines, key=lambda mi: np.hypot(*(mi.pos - (x, y))))
+        ref_draws = np.array([mine.mine() for _ in range(N_REF_DRAWS)])  # one draw per ore
+        for o, mu in enumerate(means):
+            sigma = 0.05
+            # Y = max(0, X), X ~ N(mu, sigma): E[Y] = mu Phi(a) + sigma phi(a),
+            # E[Y^2] = (mu^2 + sigma^2) Phi(a) + mu sigma phi(a), a = mu / sigma
+            a = mu / sigma
+            m1 = mu * norm.cdf(a) + sigma * norm.pdf(a)
+            m2 = (mu ** 2 + sigma ** 2) * norm.cdf(a) + mu * sigma * norm.pdf(a)
+            # ours: S = sum of fs independent draws
+            s = content[:, o]
+            assert close(s, fs * m1), (m, o, s.mean(), fs * m1)
+            assert close(s ** 2, fs * m2 + fs * (fs - 1) * m1 ** 2), (m, o, s.std())
+            assert s.std() > 0.5 * math.sqrt(fs * (m2 - m1 ** 2))  # a real spread, not constant draws
+            # the reference's own draws have these one-draw moments too
+            assert close(ref_draws[:, o], m1) and close(ref_draws[:, o] ** 2, m2), (m, o)
+    np.random.set_state(saved)
+
+
+# ----------------------------------------------------------------------------- fronts
+def _as_set(points) -> np.ndarray:
+    p = np.asarray(points, np.float64)
+    return p[np.lexsort(p.T[::-1])]
+
+
+@pytest.fixture(scope="module")
+def reference_envs():
+    saved = np.random.get_state()
+    envs = {name: ref_minecart.Minecart(config=str(REF_DIR / path))
+            for name, path in [("default", "mine_config.json"), ("deterministic", "mine_config_det.json")]}
+    np.random.set_state(saved)
+    return envs
+
+
+@pytest.mark.parametrize("name, env_id, gamma, ref_point, hv", [
+    ("default", "minecart-v0", 0.98, (-1, -1, -200), 668.18),
+    ("deterministic", "minecart-deterministic-v0", 1.0, (0, 0, -200), 147.84),
+])
+def test_pareto_front_and_ccs_equal_reference(reference_envs, name, env_id, gamma, ref_point, hv):
+    env, _ = morl.make(env_id)
+    ref = reference_envs[name]
+    ours, theirs = _as_set(env.pareto_front(gamma)), _as_set(ref.pareto_front(gamma))
+    assert ours.shape == theirs.shape and ours.shape[1] == 3
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    ccs, ref_ccs = _as_set(env.convex_coverage_set(gamma)), _as_set(ref.convex_coverage_set(gamma))
+    np.testing.assert_allclose(ccs, ref_ccs, rtol=0, atol=1e-12)
+    assert len(ccs) < len(ours)
+    assert hypervolume(ours, ref_point) == pytest.approx(hv, abs=0.005)
+    assert tuple(env.ref_point) == tuple(map(float, ref_point))
+    # the other gamma and the asymmetric variant too
+    other = 1.0 if gamma != 1.0 else 0.98
+    np.testing.assert_allclose(_as_set(env.pareto_front(other)), _as_set(ref.pareto_front(other)), atol=1e-12)
+    np.testing.assert_allclose(_as_set(env.pareto_front(gamma, symmetric=False)),
+                               _as_set(ref.pareto_front(gamma, symmetric=False)), atol=1e-12)
+
+
+def test_pareto_front_follows_params():
+    env, params = morl.make("minecart-deterministic-v0")
+    np.testing.assert_allclose(_as_set(env.pareto_front(0.98, params=params)),
+                               _as_set(env.pareto_front(0.98)), atol=1e-12)
+    richer = params.replace(ore_mean=params.ore_mean * 2)
+    assert _as_set(env.pareto_front(0.98, params=richer))[:, :2].max() > env.pareto_front(0.98)[:, :2].max()
+
+
+# ----------------------------------------------------------------------------- jit, vmap, scan
+N_ENVS, N_STEPS = 1024, 1000
+TRACES = {"step": 0}
+
+
+@pytest.fixture(scope="module")
+def rollout():
+    env, params = morl.make("minecart-v0")
+
+    def counted_step(key, state, action, params):
+        TRACES["step"] += 1  # runs only while tracing
+        return env.step(key, state, action, params)
+
+    step = jax.vmap(counted_step, in_axes=(0, 0, 0, None))
+
+    @jax.jit
+    def run(key, params):
+        k0, key = jax.random.split(key)
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k0, N_ENVS), params)
+
+        def body(state, key):
+            ka, ks = jax.random.split(key)
+            # accelerate-heavy random actions so carts reach walls, mines and high speeds
+            action = jax.random.choice(ka, 6, (N_ENVS,), p=jnp.array([0.15, 0.2, 0.2, 0.25, 0.05, 0.15]))
+            obs, state, reward, term, trunc, _ = step(jax.random.split(ks, N_ENVS), state, action, params)
+            ok = jnp.isfinite(obs).all() & jnp.isfinite(reward).all() & jnp.isfinite(state.pos_lo).all()
+            inside = ((obs >= -1) & (obs <= 1)).all()
+            return state, (ok & inside, term.sum(), reward.sum(0), (state.content.sum(-1) > 0).sum())
+
+        state, (ok, term, reward, loaded) = jax.lax.scan(body, state, jax.random.split(key, N_STEPS))
+        return ok.all(), term[-1], reward.sum(0), loaded.max(), state.time
+
+    return run, params
+
+
+def test_jit_vmap_scan_finite_and_traced_once(rollout):
+    run, params = rollout
+    ok, terminated, reward, loaded, time = jax.device_get(run(jax.random.PRNGKey(0), params))
+    assert ok, "non-finite or out-of-space values"
+    assert np.all(time == N_STEPS)
+    assert terminated > 0 and loaded > 0  # carts mined and came back (ends stay terminated: no reset)
+    assert reward[2] < 0 and reward[0] > 0 and reward[1] > 0
+    ok2, *_ = jax.device_get(run(jax.random.PRNGKey(1), params.replace(capacity=1.0)))
+    assert ok2
+    assert TRACES["step"] == 1, f"step traced {TRACES['step']} times"
