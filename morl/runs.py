@@ -586,12 +586,22 @@ class _Driver:
 
     # -------------------------------------------------------------- start / resume
     def lock(self) -> None:
-        held = read_lock(self.info.path)
-        if held is not None and held.get("pid") != os.getpid():
-            raise RunError(f"run {self.info.id} is being trained by pid {held.get('pid')} on {held.get('host')}; "
-                           "stop that process first (or delete its train.lock if it is gone)")
-        atomic_write_json(self.info.path / LOCK_FILE, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                        "started": now_iso()})
+        """Take ``train.lock`` (O_EXCL, so two processes never both train a run); a dead holder's lock is taken over."""
+        path = self.info.path / LOCK_FILE
+        text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": now_iso()})
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = read_lock(self.info.path)
+                if held is not None and held.get("pid") != os.getpid():
+                    raise RunError(f"run {self.info.id} is being trained by pid {held.get('pid')} on "
+                                   f"{held.get('host')}; stop that process first (or delete {path} if it is gone)")
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            break
         (self.info.path / ERROR_FILE).unlink(missing_ok=True)
 
     def unlock(self) -> None:

@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
     return d
 
 
-def test_train_writes_runs_and_final_table(trained, capsys):
+def test_train_writes_runs_and_final_table(trained, capsys, tmp_path):
     good, bad = R.list_runs(trained)
     assert not bad
     assert sorted((r.agent, r.seed) for r in good) == [(a, s) for a in ("toy-hillclimb", "toy-random") for s in (0, 1, 2)]
@@ -47,7 +47,7 @@ def test_train_writes_runs_and_final_table(trained, capsys):
     assert all(r.meta["config"]["num_policies"] == 2 and r.meta["budget"] == 3200 for r in hill)
     assert all(r.meta["protocol"]["episodes"] == 1 for r in good)
     # the final table of a fresh (non-quiet) run, with the progress bar's fields
-    code, out, _ = run_cli(capsys, "train", "toy-random", "--env", DST, "--seed", "7", "--runs-dir", trained / "x",
+    code, out, _ = run_cli(capsys, "train", "toy-random", "--env", DST, "--seed", "7", "--runs-dir", tmp_path,
                            "--protocol-episodes", "1")
     assert code == 0
     assert "final evaluation" in out and "seed 7" in out and "HV" in out and "steps" in out
@@ -80,6 +80,42 @@ def test_runs_lists_and_reports_corrupt_folders(trained, capsys, tmp_path):
     assert code == 2 and "corrupt" in err
     code, _, err = run_cli(capsys, "train", "--resume", "torn-result", "--runs-dir", d)
     assert code == 2 and "corrupt" in err
+
+
+def test_store_rebuilds_from_run_folders(trained, capsys, tmp_path):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(trained, d, ignore=shutil.ignore_patterns("results.sqlite*"))   # folders from another machine
+    code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", d)
+    assert "toy-" not in out
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", d, "--reindex")
+    assert code == 0 and "indexed 6 finished run(s)" in out
+    assert R.store_for(d).count() == 6
+    code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", d)
+    assert "| toy-hillclimb |" in out and "(n=3)" in out
+
+
+def test_a_live_lock_blocks_a_second_trainer(trained, tmp_path):
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    src = next(p for p in trained.iterdir() if p.name.startswith("toy-random_"))
+    d = tmp_path / "runs" / src.name
+    shutil.copytree(src, d)
+    (d / "result.json").unlink()                                      # looks unfinished
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (d / "train.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        assert R.read_run(d).status == "running"
+        with pytest.raises(R.RunError, match="being trained by another process"):
+            R.train_runs([R.read_run(d)], resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert R.read_run(d).status == "interrupted"                      # the holder is gone: resumable
 
 
 def test_eval_reproduces_final_metrics_and_records_new_protocol(trained, capsys):
