@@ -14,3 +14,4 @@ from . import fishwood  # noqa: F401
 from . import mountain_car  # noqa: F401
 from . import water_reservoir  # noqa: F401
 from . import minecart  # noqa: F401
+from . import mujoco  # noqa: F401

@@ -23,6 +23,7 @@ class BenchRow:
     num_envs: int
     steps: int
     seconds: float
+    compile_seconds: float | None = None  # the engine's first call (trace + compile + one run), when measured
 
     @property
     def steps_per_s(self) -> float:
@@ -37,14 +38,26 @@ def machine() -> str:
             f"{len(devs)} x {devs[0].platform}:{devs[0].device_kind}")
 
 
-def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:
-    """The engine with a random policy (auto-reset and episode statistics included, compile excluded)."""
-    env, params = morl.make(env_id)
-    rollout = make_rollout(env, random_policy(env), num_envs, num_steps, emit="summary")
+def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds: float = 2.0, seed: int = 0,
+                 env_kwargs: dict | None = None) -> BenchRow:
+    """The engine with a random policy (auto-reset and episode statistics included, compile excluded).
+
+    ``env_kwargs`` go to ``morl.make`` (e.g. ``{"backend": "mujoco"}``). Host envs run at most 64 envs x 200
+    steps per call, and an env may cap the sizes for the device it runs on through a ``bench_size`` attribute
+    ((num_envs, num_steps), e.g. MJX on a CPU), so one call stays within seconds.
+    """
+    env, params = morl.make(env_id, **(env_kwargs or {}))
+    is_host = getattr(env, "is_host", False)
+    cap = (64, 200) if is_host else getattr(env, "bench_size", None)
+    if cap is not None:
+        num_envs, num_steps = min(num_envs, cap[0]), min(num_steps, cap[1])
+    rollout = make_rollout(env, random_policy(env), num_envs, num_steps, emit="summary", seed=seed)
     key = jax.random.PRNGKey(seed)
+    t0 = time.perf_counter()
     state = rollout.init(key, params)
     state, out = rollout.run((), state, key, params)  # compile
     jax.block_until_ready(out)
+    compile_s = time.perf_counter() - t0
     calls, start = 0, time.perf_counter()
     while True:
         key, k = jax.random.split(key)
@@ -54,7 +67,21 @@ def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds:
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             break
-    return BenchRow(f"morl engine (jit+vmap, {jax.devices()[0].platform})", num_envs, calls * num_envs * num_steps, elapsed)
+    how = "host path, MOSyncVectorEnv" if is_host else f"jit+vmap, {jax.devices()[0].platform}"
+    tag = "".join(f", {k}={v}" for k, v in (env_kwargs or {}).items())
+    return BenchRow(f"morl engine ({how}{tag}; first call {compile_s:.1f} s)", num_envs,
+                    calls * num_envs * num_steps, elapsed, compile_s)
+
+
+def engine_variants(env_id: str) -> list[dict]:
+    """The ``morl.make`` kwargs to benchmark an id with: one entry per backend where its entry point lists
+    several (``entry_point.bench_backends``, e.g. the MuJoCo ids: MJX and native MuJoCo), else ``[{}]``."""
+    if env_id.startswith("gym:"):
+        return []
+    from morl.registry import spec
+
+    backends = getattr(spec(env_id).load(), "bench_backends", None)
+    return [{"backend": b} for b in backends] if backends else [{}]
 
 
 def _gym_id(env_id: str) -> str:
@@ -101,7 +128,7 @@ def bench_mo_gymnasium_vector(env_id: str, num_envs: int = 64, min_seconds: floa
 
 def bench_rollout(env_id: str, num_envs: int = 4096, num_steps: int = 1000, min_seconds: float = 2.0,
                   reference: bool = True) -> list[BenchRow]:
-    rows = [] if env_id.startswith("gym:") else [bench_engine(env_id, num_envs, num_steps, min_seconds)]
+    rows = [bench_engine(env_id, num_envs, num_steps, min_seconds, env_kwargs=kw) for kw in engine_variants(env_id)]
     if reference:
         rows.append(bench_mo_gymnasium_single(env_id, min_seconds))
         rows.append(bench_mo_gymnasium_vector(env_id, 64, min_seconds))

@@ -1,0 +1,360 @@
+"""MuJoCo robots (envs/mujoco.py) against MO-Gymnasium 1.3.2's v5 envs.
+
+Three layers:
+1. Formulas, every robot (cheap: no MJX physics is compiled): our observation, reward vector and health rule
+   evaluated on MuJoCo states copied from the reference env after each of its steps must equal the
+   reference's, up to float64 -> float32 rounding.
+2. Physics twins: from the reference's reset qpos/qvel and the same actions, MJX steps through the rollout
+   engine (the path agents use) and must agree with native MuJoCo for the first 10 steps to float32
+   tolerances. hopper, halfcheetah and reacher run in CI; the others compile for 1-3 min each on a 2-core CPU
+   and are marked ``slow``.
+3. The backend choice, the native backend on the host path (engine and evaluator), reset noise, time limits.
+
+MJX compile times are printed (run with ``-s``), never asserted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+mujoco = pytest.importorskip("mujoco", reason="the MuJoCo extra is not installed: pip install 'morl[mujoco]'")
+pytest.importorskip("mujoco.mjx", reason="mujoco-mjx is not installed: pip install 'morl[mujoco]'")
+pytest.importorskip("imageio", reason="MO-Gymnasium's MuJoCo envs need imageio: pip install 'morl[mujoco]'")
+
+import mo_gymnasium as mo_gym  # noqa: E402
+
+import morl  # noqa: E402
+from morl.env import Environment  # noqa: E402
+from morl.evaluate import evaluate_returns  # noqa: E402
+from morl.gym_bridge import GymnasiumEnv  # noqa: E402
+from morl.rollout import make_rollout, random_policy  # noqa: E402
+from morl.solution import Solution  # noqa: E402
+
+from morl.envs.mujoco import ROBOTS, MJXEnv, _import_mujoco, mujoco_warnings_as_python  # noqa: E402
+
+mjx = _import_mujoco()[1]
+
+pytestmark = [
+    # MO-Gymnasium declares float64 reward boxes that gymnasium casts; half_cheetah.xml uses a deprecated attribute
+    pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning"),
+]
+
+IDS = list(ROBOTS)
+CI_PHYSICS = ("mo-hopper-v5", "mo-halfcheetah-v5", "mo-reacher-v5")
+
+#: physics twin tolerance: |ours - ref| <= ATOL + RTOL * |ref| for observations and rewards over 10 steps
+#: (float32 MJX vs float64 MuJoCo; the largest errors measured are 10-100x below these, see the report)
+PHYSICS_TOL = {"default": (1e-4, 1e-4), "mo-humanoid-v5": (1e-2, 1e-2)}
+#: formula tolerance: our formulas in float32 on the reference's float64 states (positions are rounded to
+#: float32 before differencing, so velocities carry ~1e-7 * |x| / dt)
+FORMULA_TOL = (5e-5, 1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+_MJX: dict[str, MJXEnv] = {}
+
+
+def mjx_env(env_id: str) -> MJXEnv:
+    """One MJX env object per id for the whole module (jitted functions are cached per object)."""
+    if env_id not in _MJX:
+        env, _ = morl.make(env_id, backend="mjx")
+        _MJX[env_id] = env
+    return _MJX[env_id]
+
+
+def ref_env(env_id: str, **kwargs):
+    """MO-Gymnasium's env (the twin), without MuJoCo writing MUJOCO_LOG.TXT into the working directory."""
+    with mujoco_warnings_as_python():
+        return mo_gym.make(env_id, **kwargs)
+
+
+def sample_actions(ref, n: int, seed: int) -> list:
+    ref.action_space.seed(seed)
+    return [ref.action_space.sample() for _ in range(n)]
+
+
+def assert_close(ours, ref, atol, rtol, what):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != {ref.shape}"
+    err = np.abs(ours - ref)
+    bound = atol + rtol * np.abs(ref)
+    assert np.all(err <= bound), (f"{what}: max error {err.max():.3g} at index {int(err.argmax())} "
+                                  f"(ours {ours.ravel()[err.argmax()]}, ref {ref.ravel()[err.argmax()]})")
+
+
+# ======================================================================================= declarations
+@pytest.mark.parametrize("env_id", IDS)
+def test_declarations_match_mo_gymnasium(env_id):
+    """Both backends declare MO-Gymnasium's spaces, our reward names and reference point, its time limit."""
+    ref = ref_env(env_id)
+    for backend in ("mjx", "mujoco"):
+        env = mjx_env(env_id) if backend == "mjx" else morl.make(env_id, backend="mujoco")[0]
+        assert env.observation_space.shape == ref.observation_space.shape, backend
+        gym_act = env.action_space.to_gymnasium()
+        assert type(gym_act) is type(ref.action_space), backend
+        if hasattr(gym_act, "low"):
+            np.testing.assert_array_equal(gym_act.low, ref.action_space.low)
+            np.testing.assert_array_equal(gym_act.high, ref.action_space.high)
+        else:
+            assert gym_act.n == ref.action_space.n == 9
+        assert env.reward_dim == ref.unwrapped.reward_dim == len(env.reward_names)
+        assert env.ref_point == ROBOTS[env_id].ref_point
+        assert env.max_steps == ref.spec.max_episode_steps
+    assert isinstance(mjx_env(env_id), Environment)
+
+
+def test_reference_points_follow_c_morl_and_morl_baselines():
+    for env_id in ("mo-hopper-v5", "mo-ant-v5"):
+        assert ROBOTS[env_id].ref_point == (-100.0,) * 3
+    for env_id in ("mo-hopper-2obj-v5", "mo-ant-2obj-v5", "mo-halfcheetah-v5", "mo-humanoid-v5"):
+        assert ROBOTS[env_id].ref_point == (-100.0,) * 2
+
+
+# ======================================================================================= backend choice
+def test_backend_auto_picks_native_mujoco_on_cpu_and_mjx_on_accelerators():
+    env, params = morl.make("mo-hopper-v5")  # backend="auto"
+    if jax.default_backend() in ("gpu", "tpu"):
+        assert isinstance(env, MJXEnv)
+    else:
+        assert isinstance(env, GymnasiumEnv) and env.is_host and params is None
+    assert isinstance(morl.make("mo-hopper-v5", backend="mjx")[0], MJXEnv)
+    assert isinstance(morl.make("mo-hopper-v5", backend="mujoco")[0], GymnasiumEnv)
+
+
+def test_bad_arguments_fail_with_the_fix():
+    with pytest.raises(ValueError, match="backend must be one of.*'mjx'"):
+        morl.make("mo-hopper-v5", backend="gpu")
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['frame_skip'\].*max_steps"):
+        morl.make("mo-hopper-v5", backend="mujoco", frame_skip=2)
+    with pytest.raises(ValueError, match="max_steps must be a positive int.*500"):
+        morl.make("mo-hopper-v5", backend="mjx", max_steps=0)
+    with pytest.raises(ValueError, match="reset_noise_scale must be"):
+        morl.make("mo-walker2d-v5", backend="mujoco", reset_noise_scale=-1.0)
+    with pytest.raises(ValueError, match="reacher has no reset_noise_scale"):
+        morl.make("mo-reacher-v5", backend="mujoco", reset_noise_scale=0.1)
+
+
+def test_loading_models_writes_no_mujoco_log(tmp_path, monkeypatch):
+    """MuJoCo's default warning handler appends to ./MUJOCO_LOG.TXT (half_cheetah.xml warns on load)."""
+    monkeypatch.chdir(tmp_path)
+    morl.make("mo-halfcheetah-v5", backend="mujoco")[0].make_vector_env(2, seed=0).close()
+    morl.make("mo-halfcheetah-v5", backend="mjx")
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_max_steps_option_on_both_backends():
+    """The C-MORL protocol's 500-step cap: a kwarg on either backend, a params field on MJX."""
+    env, params = morl.make("mo-halfcheetah-v5", backend="mujoco", max_steps=500)
+    assert env.max_steps == 500
+    single = env.make_single()
+    single.reset(seed=0)
+    t, trunc = 0, False
+    while not trunc:
+        _, _, term, trunc, _ = single.step(single.action_space.sample())
+        t += 1
+        assert not term
+    assert t == 500
+    mjx_h, mjx_params = morl.make("mo-halfcheetah-v5", backend="mjx", max_steps=500)
+    assert mjx_params.max_steps == 500 and mjx_h.max_steps == 500
+    assert morl.make("mo-reacher-v5", backend="mjx")[1].max_steps == 50
+
+
+# ======================================================================================= formulas
+def _run_reference_and_compare(env_id: str, steps: int, seed: int):
+    """Step the reference; after each step evaluate our formulas on copies of its MjData."""
+    env = mjx_env(env_id)
+    ref = ref_env(env_id)
+    u = ref.unwrapped
+    obs_fn = jax.jit(env.observation)
+    reward_fn = jax.jit(env.reward)
+    term_fn = jax.jit(lambda d: jnp.logical_and(~env.healthy(d), env.terminates))
+    ctrl_fn = jax.jit(env.action_to_ctrl)
+    atol, rtol = FORMULA_TOL
+    ref_obs, _ = ref.reset(seed=seed)
+    put = lambda: mjx.put_data(env.mj_model, u.data, impl="jax")  # noqa: E731 (ours: humanoid's Newton copy)
+    assert_close(obs_fn(put()), ref_obs, atol, rtol, f"{env_id} reset obs")
+    terminations = 0
+    for t, action in enumerate(sample_actions(ref, steps, seed)):
+        before = put()
+        ref_obs, ref_r, ref_term, ref_trunc, _ = ref.step(action)
+        after = put()
+        where = f"{env_id} step {t + 1}"
+        assert_close(obs_fn(after), ref_obs, atol, rtol, f"{where} obs")
+        assert_close(reward_fn(before, after, ctrl_fn(jnp.asarray(action))), ref_r, atol, rtol, f"{where} reward")
+        assert bool(term_fn(after)) == bool(ref_term), f"{where}: terminated differs"
+        terminations += bool(ref_term)
+        if ref_term or ref_trunc:
+            break
+    return terminations
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_formulas_on_reference_states(env_id):
+    """Observation layout, reward vector and termination from the same MuJoCo states as the reference."""
+    terminations = _run_reference_and_compare(env_id, steps=60, seed=7)
+    if env_id.startswith(("mo-hopper", "mo-walker2d", "mo-humanoid")):
+        assert terminations == 1, f"{env_id}: random actions should fall within 60 steps, exercising termination"
+
+
+# which qpos entries the health rules read, and values on both sides of their thresholds
+HEALTH_PROBES = {
+    "mo-hopper-v5": [(1, [0.69, 0.71, 1.25, 1e9]), (2, [-0.21, -0.19, 0.19, 0.21])],
+    "mo-walker2d-v5": [(1, [0.79, 0.81, 1.99, 2.01]), (2, [-1.01, -0.99, 0.99, 1.01])],
+    "mo-ant-v5": [(2, [0.19, 0.2, 0.75, 1.0, 1.01, np.nan])],
+    "mo-humanoid-v5": [(2, [0.99, 1.01, 1.99, 2.01])],
+}
+
+
+@pytest.mark.parametrize("env_id", list(HEALTH_PROBES))
+def test_health_rule_matches_reference_at_its_thresholds(env_id):
+    env = mjx_env(env_id)
+    u = ref_env(env_id).unwrapped
+    healthy = jax.jit(lambda qp, qv: env.healthy(env._data0.replace(qpos=qp, qvel=qv)))
+    rng = np.random.default_rng(0)
+    checked = set()
+    for index, values in HEALTH_PROBES[env_id]:
+        for value in values:
+            for big_velocity in (False, True):
+                qpos = u.init_qpos + rng.uniform(-0.01, 0.01, u.model.nq)
+                qvel = rng.uniform(-1, 1, u.model.nv) + (150.0 if big_velocity else 0.0)
+                qpos[index] = value
+                u.set_state(qpos, qvel)
+                expected = bool(u.is_healthy)
+                assert bool(healthy(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))) == expected, (
+                    f"{env_id}: qpos[{index}]={value}, |qvel| {'> 100' if big_velocity else '< 1'}")
+                checked.add(expected)
+    assert checked == {True, False}
+
+
+# ======================================================================================= physics twins
+_REPLAY: dict[str, tuple] = {}
+
+
+def replay_rollout(env_id: str):
+    """The engine (scan + vmap + auto-reset) on 1 env, one step per call, with the action given as the
+    policy params: one compile per robot serves the twin, truncation and engine checks."""
+    if env_id not in _REPLAY:
+        env = mjx_env(env_id)
+        rollout = make_rollout(env, lambda p, obs, k: (jnp.broadcast_to(p, (obs.shape[0],) + p.shape), ()),
+                               num_envs=1, num_steps=1)
+        _REPLAY[env_id] = (env, rollout, jax.jit(env.set_state), {"compile_s": None})
+    return _REPLAY[env_id]
+
+
+def physics_twin(env_id: str, steps: int = 10, seed: int = 3) -> dict:
+    env, rollout, set_state, info = replay_rollout(env_id)
+    params = env.default_params
+    ref = ref_env(env_id)
+    u = ref.unwrapped
+    ref_obs, _ = ref.reset(seed=seed)
+    obs, st = set_state(u.data.qpos, u.data.qvel, params)
+    assert_close(obs, ref_obs, 1e-6, 1e-6, f"{env_id} reset obs")
+    state = rollout.init(jax.random.PRNGKey(seed), params)
+    state = state.replace(env_state=jax.tree.map(lambda x: x[None], st), obs=obs[None])
+    atol, rtol = PHYSICS_TOL.get(env_id, PHYSICS_TOL["default"])
+    worst = {"obs": 0.0, "reward": 0.0}
+    key = jax.random.PRNGKey(seed)
+    for t, action in enumerate(sample_actions(ref, steps, seed)):
+        ref_obs, ref_r, ref_term, ref_trunc, _ = ref.step(action)
+        start = time.perf_counter()
+        state, tr = rollout.run(jnp.asarray(action), state, jax.random.fold_in(key, t), params)
+        jax.block_until_ready(tr)
+        if info["compile_s"] is None:
+            info["compile_s"] = time.perf_counter() - start
+            print(f"\n{env_id}: MJX engine step compiled in {info['compile_s']:.1f} s")
+        where = f"{env_id} step {t + 1}"
+        assert_close(tr.next_obs[0, 0], ref_obs, atol, rtol, f"{where} obs")
+        assert_close(tr.reward[0, 0], ref_r, atol, rtol, f"{where} reward")
+        assert bool(tr.terminated[0, 0]) == bool(ref_term), f"{where}: terminated differs"
+        assert bool(tr.truncated[0, 0]) == bool(ref_trunc), f"{where}: truncated differs"
+        worst["obs"] = max(worst["obs"], float(np.abs(np.asarray(tr.next_obs[0, 0]) - ref_obs).max()))
+        worst["reward"] = max(worst["reward"], float(np.abs(np.asarray(tr.reward[0, 0]) - ref_r).max()))
+        if ref_term or ref_trunc:
+            break
+    print(f"{env_id}: largest |MJX - MuJoCo| over {t + 1} steps: obs {worst['obs']:.2e}, reward {worst['reward']:.2e}")
+    return worst
+
+
+@pytest.mark.parametrize("env_id", [pytest.param(i, marks=() if i in CI_PHYSICS else pytest.mark.slow) for i in IDS])
+def test_physics_twin_first_10_steps(env_id):
+    physics_twin(env_id)
+
+
+def test_mjx_truncates_at_max_steps_and_engine_auto_resets():
+    """params.max_steps (500, C-MORL's cap) truncates; the engine keeps the final obs and resets."""
+    env, rollout, set_state, _ = replay_rollout("mo-halfcheetah-v5")
+    params = env.default_params.replace(max_steps=500)
+    state = rollout.init(jax.random.PRNGKey(0), params)
+    state = state.replace(env_state=state.env_state.replace(time=jnp.full((1,), 499, jnp.int32)))
+    before = np.asarray(state.obs)
+    state, tr = rollout.run(jnp.zeros(6), state, jax.random.PRNGKey(1), params)
+    assert bool(tr.truncated[0, 0]) and not bool(tr.terminated[0, 0])
+    assert int(tr.episode_length[0, 0]) == 1  # the stats count from the engine's own init
+    assert int(state.env_state.time[0]) == 0  # auto-reset
+    assert not np.allclose(np.asarray(tr.next_obs[0, 0]), np.asarray(state.obs[0]))
+    assert np.allclose(np.asarray(tr.obs[0, 0]), before[0])
+    state, tr = rollout.run(jnp.zeros(6), state, jax.random.PRNGKey(2), env.default_params)  # default 1000
+    assert not bool(tr.truncated[0, 0])
+
+
+# ======================================================================================= reset noise
+@pytest.mark.parametrize("env_id,qvel_normal", [("mo-hopper-v5", False), ("mo-halfcheetah-v5", True)])
+def test_reset_noise_from_the_key(env_id, qvel_normal):
+    env = mjx_env(env_id)
+    reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
+    params = env.default_params
+    s = params.reset_noise_scale
+    keys = jax.random.split(jax.random.PRNGKey(0), 512)
+    _, states = reset(keys, params)
+    noise_q = np.asarray(states.data.qpos) - env.init_qpos
+    qvel = np.asarray(states.data.qvel)
+    assert np.all(np.abs(noise_q) <= s + 1e-7) and np.abs(noise_q).max() > 0.9 * s
+    assert abs(noise_q.std() - s / np.sqrt(3)) < 0.1 * s          # uniform(-s, s)
+    if qvel_normal:
+        assert abs(qvel.std() - s) < 0.1 * s and np.abs(qvel).max() > 2 * s   # s * standard normal
+    else:
+        assert np.all(np.abs(qvel) <= s + 1e-7) and abs(qvel.std() - s / np.sqrt(3)) < 0.1 * s
+    again = reset(keys, params)[1]
+    np.testing.assert_array_equal(np.asarray(again.data.qpos), np.asarray(states.data.qpos))  # same key, same state
+    assert np.all(np.asarray(states.time) == 0)
+    quiet = reset(keys, params.replace(reset_noise_scale=0.0))[1]  # params are data: no recompile needed
+    np.testing.assert_array_equal(np.asarray(quiet.data.qpos), np.broadcast_to(env.init_qpos, noise_q.shape))
+
+
+def test_reacher_reset_is_the_fixed_pose_with_small_qvel_noise():
+    env = mjx_env("mo-reacher-v5")
+    u = ref_env("mo-reacher-v5").unwrapped
+    u.reset(seed=0)
+    obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.PRNGKey(0), 64),
+                                                                    env.default_params)
+    qpos, qvel = np.asarray(state.data.qpos), np.asarray(state.data.qvel)
+    np.testing.assert_allclose(qpos, np.broadcast_to(u.data.qpos, qpos.shape), atol=1e-7)  # deterministic in MO-Gym
+    assert np.all(np.abs(qvel[:, :2]) <= 0.005 + 1e-9) and np.all(qvel[:, 2:] == 0) and qvel[:, :2].std() > 1e-3
+    np.testing.assert_allclose(np.asarray(obs)[:, :4], np.broadcast_to(u._get_obs()[:4], (64, 4)), atol=1e-6)
+
+
+# ======================================================================================= native backend
+def test_native_backend_runs_in_the_engine_and_evaluator():
+    """The host path with MO-Gymnasium's own env: engine trajectories, then the evaluator, unchanged."""
+    env, params = morl.make("mo-hopper-2obj-v5", backend="mujoco", max_steps=40)
+    rollout = make_rollout(env, random_policy(env), num_envs=3, num_steps=50, seed=0)
+    state = rollout.init(jax.random.PRNGKey(0))
+    state, tr = rollout.run((), state, jax.random.PRNGKey(1))
+    assert tr.reward.shape == (50, 3, 2) and tr.obs.shape == (50, 3, 11) and tr.action.shape == (50, 3, 3)
+    assert np.all(np.isfinite(np.asarray(tr.reward)))
+    done = np.asarray(tr.terminated | tr.truncated)
+    assert done.any(axis=0).all()  # every env finished an episode within 50 steps (cap 40)
+    assert np.asarray(tr.episode_length)[done].max() <= 40
+
+    def act(p, w, obs, key):  # a constant action per candidate
+        return jnp.broadcast_to(p, (obs.shape[0],) + p.shape)
+
+    sol = Solution(act, jnp.asarray([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]], jnp.float32),
+                   candidate_weights=np.array([[0.5, 0.5], [0.9, 0.1]], np.float32))
+    disc, undisc, _ = evaluate_returns(sol, env, episodes=2, gamma=0.99)
+    assert disc.shape == undisc.shape == (2, 2) and np.all(np.isfinite(disc)) and not np.allclose(disc[0], disc[1])
