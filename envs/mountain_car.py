@@ -17,9 +17,10 @@ Rewards (each step):
   constant), with power 0.0015.
 
 Precision: the references integrate in float64 (discrete: always; continuous: on the first step, after
-which gymnasium stores the state as float32 and computes ``cos`` in float64). We integrate in float32,
-so observations drift from the reference by float32 rounding only; measured over 200 (discrete) and 999
-(continuous) steps the drift stays below 1e-6, and the conformance tests hold it to 1e-5.
+which gymnasium stores the state as float32 and computes ``cos`` in float64). We integrate in float32
+(as gymnax does), so trajectories drift from the reference by float32 rounding only: at most 1.1e-5
+(discrete, 200 steps) and 1.7e-5 (continuous, 999 steps) measured over the conformance tests' episodes,
+largest near the unstable point where pushing right balances gravity. The tests hold it to 1e-4.
 """
 
 from __future__ import annotations

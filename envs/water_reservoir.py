@@ -11,7 +11,8 @@ float32 rounding of the level) to MO-Gymnasium 1.3.2 ``water-reservoir-v0``:
   as in MO-Gymnasium, no clipping of actions outside [0, 1]);
 * the episode is truncated after ``time_limit`` (100) steps and never terminates;
 * the start level is one of 10 fixed values (``S_INIT``), an integer in [0, 160) when ``penalize``,
-  or ``initial_state`` when given.
+  or ``initial_state`` when given (always observed with shape (1,); MO-Gymnasium returns a scalar
+  initial_state as given).
 
 The inflow's mean and std are params, so a twin test (or a climate study) can set them: with
 ``inflow_std = 0`` the inflow is exactly ``inflow_mean``. The drawn inflow is returned as
@@ -116,7 +117,7 @@ class WaterReservoir(Environment):
         >= -50 (release >= 0); hydro deficit >= -4.36; flooding downstream >= -(190 - 30) = -160
         (release <= level). Times the horizon (``time_limit``) minus 1, as for the mountain cars.
         With ``penalize`` the penalty has no bound, so policies asking for far out-of-bounds releases
-        can fall outside this point.
+        can fall outside this point; so can an ``initial_state`` above 190.
         """
         level_max = S_MIN_REL + _INFLOW_CAP
         per_step = (-(level_max - H_FLO_U), -W_IRR, -W_HYD, -(level_max - Q_FLO_D))

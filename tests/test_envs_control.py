@@ -8,13 +8,14 @@ only and a `step` traced once.
 
 Tolerances (absolute) and why they are not 0:
 * mountain cars: the references integrate in float64 (discrete) or float64 then float32 with a float64
-  ``cos`` (continuous); we integrate in float32. Random and energy-pumping episodes of 200 / 999 steps
-  drift by at most ~1.2e-5 (measured), most near the unstable point where pushing right just balances
-  gravity, which amplifies any rounding. We hold observations to OBS_ATOL_MC = 1e-4 and the speed
-  reward (15 |v|) to 1e-4; time, move and fuel rewards must match exactly.
+  ``cos`` (continuous); we integrate in float32. Over these episodes (random ones run the full 200 /
+  999 steps) observations drift by at most 1.1e-5 (discrete) and 1.7e-5 (continuous), and the speed
+  reward 15 |v| by 1.4e-5 (measured), the largest near the unstable point where pushing right just
+  balances gravity, which amplifies any rounding. OBS_ATOL_MC = SPEED_ATOL = 1e-4; time, move and fuel
+  rewards and all termination/truncation flags must match exactly.
 * water reservoir: the reference adds a float64 inflow to the float32 level; we inject its draw rounded
-  to float32, so levels (at most ~190, where a float32 ulp is 1.5e-5) differ by an ulp now and then
-  (measured max 1.5e-5 on levels, 3.1e-5 on rewards). Tolerance 1e-4 for both (a few ulps).
+  to float32, so levels (at most ~190) differ by a few ulps now and then: measured 2.3e-5 on levels and
+  4.6e-5 on rewards (which reach ~350 in magnitude with penalties, ulp 3e-5). ATOL_WATER = 2e-4.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:U
 
 OBS_ATOL_MC = 1e-4
 SPEED_ATOL = 1e-4
-ATOL_WATER = 1e-4
+ATOL_WATER = 2e-4
 EPISODES = 200
 
 MC_IDS = ["mo-mountaincar-v0", "mo-mountaincar-3d-v0", "mo-mountaincar-timemove-v0", "mo-mountaincar-timespeed-v0"]
