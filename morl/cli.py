@@ -35,6 +35,14 @@ SHORT_METRICS = (("hypervolume", "hv"), ("expected_utility", "eu"), ("sparsity",
 class CLIError(Exception):
     """A user error: printed as one clear line, exit status 2."""
 
+    code = 2
+
+
+class TrainingFailed(CLIError):
+    """Training raised: the message names the run and its error.txt; exit status 1."""
+
+    code = 1
+
 
 def _fmt_point(p) -> str:
     return "-" if p is None else "[" + ", ".join(f"{x:g}" for x in p) + "]"
@@ -589,6 +597,16 @@ def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool):
         except KeyboardInterrupt:
             ids = " ".join(i.id for i in infos)
             raise CLIError(f"interrupted; the last finished chunk is checkpointed: `morl train --resume {ids}`") from None
+        except (R.RunError, CLIError):
+            raise
+        except Exception as exc:
+            states = [R.read_run(i.path) for i in infos]
+            failed = [s for s in states if s.status == "failed"]
+            todo = [s.id for s in states if s.status in ("interrupted", "failed")]
+            where = (f"run {failed[0].id} failed; the traceback is in {failed[0].path / R.ERROR_FILE}" if failed
+                     else "training failed")
+            raise TrainingFailed(f"{where}: {type(exc).__name__}: {exc}"
+                                 + (f". Continue with `morl train --resume {' '.join(todo)}`" if todo else "")) from None
 
 
 def _metric_cells(metrics: dict[str, Any]) -> list[str]:
@@ -618,7 +636,8 @@ def _print_results(infos, results) -> None:
     console.print(table)
     if results:
         proto = results[0]["protocol"]
-        console.print(f"protocol {results[0]['protocol_hash']}: " + ", ".join(f"{k}={v}" for k, v in proto.items()))
+        console.print(f"protocol {results[0]['protocol_hash']}: " + ", ".join(f"{k}={v}" for k, v in proto.items()),
+                      markup=False)
         console.print(f"next: `morl plot {infos[0].id}`, `morl eval {infos[0].id}`, `morl leaderboard`")
 
 
@@ -677,7 +696,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if bad:
         console.print(f"[yellow]skipped {len(bad)} corrupt or half-written run folder(s):[/]")
         for r in bad:
-            console.print(f"  {r.path}: {r.problem}")
+            console.print(f"  {r.path}: {r.problem}", markup=False, highlight=False)
     return 0
 
 
@@ -716,10 +735,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if k in front.metrics or k in stored:
             table.add_row(f"{k} ({short})", fmt_num(front.metrics.get(k)), fmt_num(stored.get(k)))
     console.print(table)
-    console.print("protocol: " + ", ".join(f"{k}={v}" for k, v in front.protocol.items()))
+    console.print("protocol: " + ", ".join(f"{k}={v}" for k, v in front.protocol.items()), markup=False)
     console.print(f"front: {front.front.shape[0]} point(s) from {front.returns.shape[0]} candidate(s)")
     for n in notes:
-        console.print(f"[yellow]{n}[/]")
+        console.print(n, style="yellow", markup=False)
     return 0
 
 
@@ -750,7 +769,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             if env.has_known_front:
                 known = env.pareto_front(proto.get("gamma", 0.99))
         except Exception as exc:  # plotting never fails for want of the true front
-            console.print(f"[yellow]no true front overlaid: {exc}[/]")
+            console.print(f"no true front overlaid: {exc}", style="yellow", markup=False)
     out = Path(args.out) if args.out else info.path / "front.png"
     hv = (info.result or {}).get("metrics", {}).get("hypervolume")
     title = f"{info.agent} on {info.env}, seed {info.seed}" + (f"  (HV {hv:.4g})" if hv is not None else "")
@@ -951,8 +970,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, (CLIError, RunError)):
             raise
-        err_console.print(f"[red]morl: error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
-        return 2
+        from rich.markup import escape
+
+        err_console.print(f"[red]morl: error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return getattr(exc, "code", 2)
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
 

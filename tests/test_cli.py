@@ -303,3 +303,19 @@ def test_shipped_classic_suite_is_valid():
 def test_envs_command_still_works(capsys):
     code, out, _ = run_cli(capsys, "envs")
     assert code == 0 and DST in out
+
+
+def test_a_failing_run_is_reported_and_resumable(capsys, tmp_path, monkeypatch):
+    def broken(self, state):
+        raise RuntimeError("no policy is good enough yet")
+
+    monkeypatch.setattr(test_runs.RandomSetTrainer, "solution", broken)
+    code, _, err = run_cli(capsys, "train", "toy-random", "--env", DST, "--runs-dir", tmp_path, *FAST)
+    (run,) = R.list_runs(tmp_path)[0]
+    assert code == 1 and run.status == "failed"
+    assert f"run {run.id} failed" in err and "error.txt" in err and "no policy is good enough yet" in err
+    assert f"morl train --resume {run.id}" in err
+    assert "no policy is good enough yet" in (run.path / "error.txt").read_text()
+    monkeypatch.undo()
+    code, _, _ = run_cli(capsys, "train", "--resume", run.id, "--runs-dir", tmp_path, "--quiet")
+    assert code == 0 and R.read_run(run.path).status == "done" and not (run.path / "error.txt").exists()
