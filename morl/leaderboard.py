@@ -9,8 +9,9 @@ percentile-bootstrap confidence interval of that mean (10,000 resamples, fixed s
 reproducible); the best mean of each column is marked, and a last column gives each agent's mean rank.
 If one (agent, env, seed) was run several times under the same column, the latest run counts.
 
-Suites (``experiments/suites/NAME.toml``) are data: envs (with kwargs and budgets), agents (with config
-overrides), seeds and the evaluation protocol. ``run_suite`` trains what is missing (finished runs with
+Suites (``experiments/suites/NAME.toml``) are data: envs (with kwargs, budgets, and per-env protocol and
+agent-config overrides), agents (with config overrides; a value like ``"40%"`` is that share of the env's
+budget, so it follows ``--steps-scale``), seeds and the evaluation protocol. ``run_suite`` trains what is missing (finished runs with
 the same settings are reused, so an interrupted suite picks up where it stopped) and writes
 ``experiments/leaderboards/NAME.md`` with the machine and version it ran on.
 """
@@ -281,6 +282,7 @@ class SuiteEnv:
     steps: int
     kwargs: dict[str, Any] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)   # per-env protocol overrides (e.g. minecart's gamma)
+    agent_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-env, per-agent config overrides
 
 
 @dataclass
@@ -344,10 +346,12 @@ def load_suite(name: str) -> Suite:
     for i, e in enumerate(data["envs"]):
         if not isinstance(e, dict) or "id" not in e or "steps" not in e:
             raise ValueError(f"{where}: envs[{i}] needs `id` and `steps` (e.g. {{ id = \"deep-sea-treasure-v0\", steps = 100000 }})")
-        extra = sorted(set(e) - {"id", "steps", "kwargs", "protocol"})
+        extra = sorted(set(e) - {"id", "steps", "kwargs", "protocol", "agent_config"})
         if extra:
-            raise ValueError(f"{where}: envs[{i}] has unknown key(s) {extra}; allowed: id, steps, kwargs, protocol")
-        envs.append(SuiteEnv(str(e["id"]), int(e["steps"]), dict(e.get("kwargs", {})), dict(e.get("protocol", {}))))
+            raise ValueError(f"{where}: envs[{i}] has unknown key(s) {extra}; "
+                             "allowed: id, steps, kwargs, protocol, agent_config")
+        envs.append(SuiteEnv(str(e["id"]), int(e["steps"]), dict(e.get("kwargs", {})), dict(e.get("protocol", {})),
+                             {str(k): dict(v) for k, v in e.get("agent_config", {}).items()}))
     protocol = dict(data.get("protocol", {}))
     fields = {f.name for f in dataclasses.fields(EvalProtocol)}
     for what, proto in [("[protocol]", protocol)] + [(f"envs[{i}].protocol", e.protocol) for i, e in enumerate(envs)]:
@@ -372,16 +376,31 @@ def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: fl
         spec = agent_spec(agent)
         bf = budget_field(spec)
         for env in suite.envs:
-            overrides = dict(suite.agent_config.get(agent, {}))
             steps = max(1, int(env.steps * steps_scale))
+            overrides = {}
+            for k, v in {**suite.agent_config.get(agent, {}), **env.agent_config.get(agent, {})}.items():
+                overrides[k] = _budget_share(v, steps, f"{suite.path}: {agent}.{k}")
             if bf is None:
                 raise ValueError(f"agent {agent!r} has no budget field; set `budget_field` on its AgentSpec")
             overrides[bf] = steps
-            config = make_config(agent, env.id, **overrides)
+            try:
+                config = make_config(agent, env.id, **overrides)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{suite.path}: config of {agent} on {env.id}: {exc}") from None
             protocol = protocol_from_dict({**suite.protocol, **env.protocol})
             groups.append([RunRequest(agent, env.id, s, config, dict(env.kwargs), protocol, suite.eval_every,
                                       suite=suite.name) for s in (seeds or suite.seeds)])
     return groups
+
+
+def _budget_share(value: Any, steps: int, where: str) -> Any:
+    """``"40%"`` -> 40% of the env's budget (an int), so shares follow budgets and ``--steps-scale``."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return max(1, int(round(float(value.strip()[:-1]) / 100.0 * steps)))
+        except ValueError:
+            raise ValueError(f"{where}: {value!r} is not a percentage like \"40%\"") from None
+    return value
 
 
 def _finished_match(store: Store, req) -> dict | None:

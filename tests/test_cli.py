@@ -271,6 +271,7 @@ steps = 1600
 id = "fruit-tree-v0"
 kwargs = { depth = 5 }
 steps = 56
+agent_config = { toy-random = { chunk = "25%" } }
 """)
     out_md = tmp_path / "tiny.md"
     code, out, err = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--out", out_md, "--quiet")
@@ -279,8 +280,11 @@ steps = 56
     assert "machine:" in text and "morl version:" in text and "# Leaderboard: tiny" in text
     assert "fruit-tree-v0 (depth=5)" in text and "deep-sea-treasure-v0" in text
     assert text.count("| toy-hillclimb |") == 2 and text.count("(n=2)") == 8   # 2 metrics x 2 agents x 2 envs
-    n_runs = len(R.list_runs(tmp_path / "runs")[0])
+    good = R.list_runs(tmp_path / "runs")[0]
+    n_runs = len(good)
     assert n_runs == 8
+    chunks = {(r.env, r.meta["config"]["chunk"]) for r in good if r.agent == "toy-random"}
+    assert chunks == {("fruit-tree-v0", 14), (DST, 500)}                  # "25%" of 56 steps; the default
     code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--out", out_md, "--quiet")
     assert code == 0 and "2 seeds, 2 already finished" in out
     assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs            # nothing retrained
