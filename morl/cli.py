@@ -477,7 +477,7 @@ def cmd_train(argv: list[str]) -> int:
     requests = _train_requests(args, spec)
     infos = [R.create_run(runs_dir, r) for r in requests]
     if not args.quiet:
-        how = ("one vmapped program" if len(infos) > 1 and not args.no_vmap and _vmappable(requests[0])
+        how = ("one vmapped program" if len(infos) > 1 and not args.no_vmap and _vmappable(infos[0])
                else "one after another" if len(infos) > 1 else "")
         console.print(f"[bold]{agent}[/bold] on [bold]{args.env}[/bold], seed(s) {[r.seed for r in requests]}"
                       + (f" ({how})" if how else "") + f" -> {runs_dir}/")
@@ -486,12 +486,10 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-def _vmappable(req) -> bool:
-    import morl
-    from morl.agent import make_trainer
+def _vmappable(info) -> bool:
+    from morl.runs import build
 
-    env, params = morl.make(req.env, **req.env_kwargs)
-    return bool(getattr(make_trainer(req.agent, env, params, config=req.config), "vmappable", False))
+    return bool(getattr(build(info.meta)[4], "vmappable", False))  # (cached: training reuses this trainer)
 
 
 def _train_requests(args, spec) -> list:

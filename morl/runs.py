@@ -607,9 +607,13 @@ class _Driver:
     def unlock(self) -> None:
         (self.info.path / LOCK_FILE).unlink(missing_ok=True)
 
+    def start_clock(self) -> None:
+        self.t0 = self.last_ckpt = time.perf_counter()
+
     def fresh(self):
         import jax
 
+        self.start_clock()
         atomic_write_text(self.rows_file, "")
         return self.trainer.init(jax.random.PRNGKey(self.seed))
 
@@ -617,6 +621,7 @@ class _Driver:
         """The state at the last checkpoint (or a fresh one), with metrics rows repaired to match it."""
         import jax
 
+        self.start_clock()
         step = self.ckpt.latest()
         if step is None:
             return self.fresh(), False
@@ -826,7 +831,8 @@ def _train_vmapped(drivers: list[_Driver], progress) -> list[dict[str, Any]]:
         return jax.tree.map(lambda x: x[i], tree)
 
     def body():
-        for d in drivers:
+        for d in drivers:  # one program: each seed's wall time is the group's
+            d.start_clock()
             atomic_write_text(d.rows_file, "")
         state = vinit(keys)
         states = [member(state, i) for i in range(len(drivers))]
