@@ -881,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-true-front", action="store_true")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("leaderboard", help="agents x envs table: mean and 95% bootstrap CI over seeds")
+    p = sub.add_parser("leaderboard", help="agents x envs table: mean and 95%% bootstrap CI over seeds")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--env", nargs="+")
     p.add_argument("--agent", nargs="+")

@@ -304,6 +304,13 @@ def test_shipped_classic_suite_is_valid():
     assert len(s.seeds) >= 3 and s.protocol
 
 
+@pytest.mark.parametrize("argv", [[], ["runs"], ["eval"], ["plot"], ["leaderboard"], ["suite", "run"], ["suite", "list"],
+                                  ["bench", "rollout"], ["envs"]])
+def test_every_help_page_renders(capsys, argv):
+    code, out, _ = run_cli(capsys, *argv, "--help")
+    assert code == 0 and "usage: morl" in out
+
+
 def test_envs_command_still_works(capsys):
     code, out, _ = run_cli(capsys, "envs")
     assert code == 0 and DST in out
