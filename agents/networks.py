@@ -1,0 +1,189 @@
+"""Shared network blocks (flax linen): the 64-64 tanh actor and vector critic of C-MORL / PGMORL.
+
+Follows the official C-MORL networks (``a2c_ppo_acktr/model.py``, see ``shared/reference/algorithms.md``
+§2.2): separate actor and critic MLPs, two hidden layers of 64 units with tanh, orthogonal initialisation
+with gain 1 on every hidden layer, gain 0.01 on the actor's output layer and gain 1 on the critic's, zero
+biases. The critic is a **vector critic**: one value per objective. Discrete action spaces get a categorical
+head (logits); continuous ones a Gaussian head with a state-independent ``log_std`` parameter initialised
+to 0.
+
+`ActorCritic` wraps the two modules in plain functions over a params pytree
+``{"actor": ..., "critic": ...}``, so that agents can ``vmap`` them over a population of policies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from morl.spaces import Box, Discrete
+
+PyTree = Any
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class MLP(nn.Module):
+    """tanh MLP with orthogonal init: ``hidden_gain`` on hidden layers, ``out_gain`` on the output layer."""
+
+    out_dim: int
+    hidden: Sequence[int] = (64, 64)
+    hidden_gain: float = 1.0
+    out_gain: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden:
+            x = jnp.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(self.hidden_gain),
+                                  bias_init=nn.initializers.zeros)(x))
+        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_gain),
+                        bias_init=nn.initializers.zeros)(x)
+
+
+class CategoricalActor(nn.Module):
+    """Logits of a categorical policy (output gain 0.01: near-uniform at init)."""
+
+    num_actions: int
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.num_actions, self.hidden, hidden_gain=1.0, out_gain=0.01)(obs)
+
+
+class GaussianActor(nn.Module):
+    """Mean of a diagonal Gaussian policy and its state-independent ``log_std`` (initialised to 0)."""
+
+    action_dim: int
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean = MLP(self.action_dim, self.hidden, hidden_gain=1.0, out_gain=0.01)(obs)
+        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+class VectorCritic(nn.Module):
+    """One value per objective: ``[..., reward_dim]``."""
+
+    reward_dim: int
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.reward_dim, self.hidden, hidden_gain=1.0, out_gain=1.0)(obs)
+
+
+def observation_dim(space) -> int:
+    """Length of the flat float vector `preprocess_obs` makes from an observation of ``space``."""
+    if isinstance(space, Discrete):
+        return int(space.n)
+    if isinstance(space, Box):
+        return int(np.prod(space.shape)) if len(space.shape) else 1
+    raise TypeError(f"the MLP networks take Box or Discrete observations, got {type(space).__name__}; "
+                    "flatten the observation with a wrapper first")
+
+
+def preprocess_obs(space, obs: jax.Array) -> jax.Array:
+    """Observations ``[B, *shape]`` -> float32 ``[B, observation_dim]`` (Discrete observations one-hot)."""
+    if isinstance(space, Discrete):
+        return jax.nn.one_hot(obs.reshape(obs.shape[0]) - space.start, space.n, dtype=jnp.float32)
+    return obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+
+
+@dataclass(frozen=True)
+class ActorCritic:
+    """A separate actor and vector critic for one env's spaces, as pure functions over ``params``.
+
+    ``raw`` actions are what the policy samples (continuous: before clipping to the action bounds); their
+    log-probabilities are what PPO's ratio needs. ``env_action`` is what the env receives.
+    """
+
+    observation_space: Any
+    action_space: Any
+    reward_dim: int
+    hidden: tuple[int, ...] = (64, 64)
+
+    def __post_init__(self):
+        if not isinstance(self.action_space, (Discrete, Box)):
+            raise TypeError(f"ActorCritic supports Discrete and Box action spaces, got {type(self.action_space).__name__}")
+        if isinstance(self.action_space, Box) and len(self.action_space.shape) != 1:
+            raise ValueError(f"continuous actions must be a 1-D Box, got shape {self.action_space.shape}")
+        observation_dim(self.observation_space)  # fails early on an unsupported observation space
+
+    # ------------------------------------------------------------------ modules
+    @property
+    def discrete(self) -> bool:
+        return isinstance(self.action_space, Discrete)
+
+    @property
+    def obs_dim(self) -> int:
+        return observation_dim(self.observation_space)
+
+    @property
+    def actor(self) -> nn.Module:
+        if self.discrete:
+            return CategoricalActor(int(self.action_space.n), self.hidden)
+        return GaussianActor(int(self.action_space.shape[0]), self.hidden)
+
+    @property
+    def critic(self) -> nn.Module:
+        return VectorCritic(self.reward_dim, self.hidden)
+
+    def init(self, key: jax.Array) -> PyTree:
+        k_actor, k_critic = jax.random.split(key)
+        dummy = jnp.zeros((1, self.obs_dim), jnp.float32)
+        return {"actor": self.actor.init(k_actor, dummy), "critic": self.critic.init(k_critic, dummy)}
+
+    # ------------------------------------------------------------------ functions of features [B, obs_dim]
+    def value(self, critic_params: PyTree, x: jax.Array) -> jax.Array:
+        """Vector values ``[B, reward_dim]``."""
+        return self.critic.apply(critic_params, x)
+
+    def _to_env(self, raw: jax.Array) -> jax.Array:
+        if self.discrete:
+            return (raw + self.action_space.start).astype(self.action_space.dtype)
+        low = jnp.asarray(self.action_space.low, jnp.float32)
+        high = jnp.asarray(self.action_space.high, jnp.float32)
+        return jnp.clip(raw, low, high).astype(self.action_space.dtype)
+
+    def sample(self, actor_params: PyTree, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(env_action, raw_action, log_prob)`` for a batch of features."""
+        if self.discrete:
+            logits = self.actor.apply(actor_params, x)
+            raw = jax.random.categorical(key, logits, axis=-1)
+            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), raw[:, None], axis=-1)[:, 0]
+            return self._to_env(raw), raw, logp
+        mean, log_std = self.actor.apply(actor_params, x)
+        raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return self._to_env(raw), raw, _gaussian_log_prob(raw, mean, log_std)
+
+    def log_prob_entropy(self, actor_params: PyTree, x: jax.Array, raw: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Log-probability of ``raw`` actions and the policy's entropy, both ``[B]``."""
+        if self.discrete:
+            logp_all = jax.nn.log_softmax(self.actor.apply(actor_params, x))
+            logp = jnp.take_along_axis(logp_all, raw.astype(jnp.int32)[:, None], axis=-1)[:, 0]
+            entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+            return logp, entropy
+        mean, log_std = self.actor.apply(actor_params, x)
+        entropy = jnp.sum(0.5 * (1.0 + _LOG_2PI) + log_std, axis=-1)
+        return _gaussian_log_prob(raw, mean, log_std), entropy
+
+    def mode(self, actor_params: PyTree, x: jax.Array) -> jax.Array:
+        """The deterministic (evaluation) action: argmax of the logits, or the Gaussian mean (clipped)."""
+        if self.discrete:
+            return self._to_env(jnp.argmax(self.actor.apply(actor_params, x), axis=-1))
+        mean, _ = self.actor.apply(actor_params, x)
+        return self._to_env(mean)
+
+
+def _gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    z = (x - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z * z - log_std - 0.5 * _LOG_2PI, axis=-1)
