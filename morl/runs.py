@@ -23,9 +23,12 @@ run, and ``morl eval RUN`` with the run's protocol reproduces its final metrics.
 
 Checkpoints are orbax (``CheckpointManager``, synchronous saves: a save returns once the step folder is
 committed, and orbax finalises a step by renaming its temporary folder, so a kill mid-save leaves the
-previous step intact). Typed PRNG keys are stored as their raw data and rewrapped on restore; the state's
-tree structure comes from the trainer (``jax.eval_shape(trainer.init, key)``), shapes from the
-checkpoint, so agents whose state grows (a policy archive) restore too.
+previous step intact). Every leaf is written as a numpy array of its own dtype and read back as one, then
+turned back into what it was (jax array, numpy host buffer, typed PRNG key, Python scalar) from a record in
+the step's JSON metadata; zero-size leaves, which orbax refuses to write, live in that record too. So host
+buffers keep float64/int64 exactly with x64 off, and a resumed run is bit-identical. The state's tree
+structure comes from the trainer (``jax.eval_shape(trainer.init, key)``), shapes from the checkpoint, so
+agents whose state grows (a policy archive) restore too.
 
 Seeds in one program: a trainer that sets ``vmappable = True`` declares that ``init(key)`` and
 ``update(state)`` are pure, traceable JAX functions (no host logic between them) and that ``done``,
@@ -377,44 +380,83 @@ class Checkpointer:
         return steps[-1] if steps else None
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Save ``state`` as step ``step`` (no-op if that step exists). Every leaf is stored as a numpy array of
+        its own dtype (host buffers keep float64/int64); what it was (jax array, numpy array, typed PRNG key,
+        Python scalar) and zero-size leaves (which orbax cannot write) go into the step's JSON metadata."""
         import jax
 
         ocp = self._ocp
         if step in self.manager.all_steps():
             return
-        flat, treedef = jax.tree_util.tree_flatten_with_path(state)
-        impls = {jax.tree_util.keystr(p): str(jax.random.key_impl(x)) for p, x in flat if _key_is_typed(x)}
-        plain = jax.tree.map(lambda x: jax.random.key_data(x) if _key_is_typed(x) else x, state)
+        kinds: dict[str, str] = {}
+        empty: dict[str, list] = {}
+
+        def encode(path, x):
+            name = jax.tree_util.keystr(path)
+            if _key_is_typed(x):
+                kinds[name] = "key:" + str(jax.random.key_impl(x))
+                x = jax.random.key_data(x)
+            elif isinstance(x, jax.Array):
+                kinds[name] = "jax"
+            elif isinstance(x, (np.ndarray, np.generic)):
+                kinds[name] = "numpy"
+            elif isinstance(x, (bool, int, float)):
+                kinds[name] = "python:" + type(x).__name__
+            else:
+                raise RunError(f"train state leaf {name} is a {type(x).__name__}; a train state holds arrays only")
+            a = np.asarray(x)
+            if a.size == 0:
+                empty[name] = [list(a.shape), a.dtype.str]
+                return None
+            return a
+
+        plain = jax.tree_util.tree_map_with_path(encode, state)
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(plain), meta=ocp.args.JsonSave(clean_json(meta | {"key_impls": impls}))),
-            force=True)
+            state=ocp.args.PyTreeSave(plain),
+            meta=ocp.args.JsonSave(clean_json(meta | {"leaf_kinds": kinds, "empty_leaves": empty}))), force=True)
         self.manager.wait_until_finished()
 
     def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
-        """The state saved at ``step`` (default: the latest), shaped like ``template``, and its meta."""
+        """The state saved at ``step`` (default: the latest), with ``template``'s tree structure, and its meta.
+
+        Shapes and dtypes come from the checkpoint (so a state that grew restores), the tree structure and
+        node types from ``template`` (e.g. ``jax.eval_shape(trainer.init, key)``)."""
         import jax
         import jax.numpy as jnp
 
+        ocp = self._ocp
         step = self.latest() if step is None else step
         if step is None:
             raise RunError(f"no checkpoint in {self.directory}")
-        raw = self.manager.restore(step)
-        meta, saved = dict(raw["meta"]), raw["state"]
-        impls = meta.get("key_impls", {})
+        item = self.manager.item_metadata(step)["state"]
+        args = {"meta": ocp.args.JsonRestore()}
+        if jax.tree.leaves(item):  # restore every leaf as numpy, with its saved dtype
+            args["state"] = ocp.args.PyTreeRestore(
+                restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
+        raw = self.manager.restore(step, args=ocp.args.Composite(**args))
+        meta = dict(raw["meta"])
+        saved = raw["state"] if "state" in args else None
+        kinds, empty = meta.get("leaf_kinds", {}), meta.get("empty_leaves", {})
         flat, treedef = jax.tree_util.tree_flatten_with_path(template)
         leaves = []
         for path, tmpl in flat:
-            value = saved
-            for entry in path:
-                value = _lookup(value, entry, path)
             name = jax.tree_util.keystr(path)
-            if name in impls or _key_is_typed(tmpl):
-                impl = impls.get(name) or str(jax.random.key_impl(tmpl))
-                leaves.append(jax.random.wrap_key_data(jnp.asarray(value), impl=impl))
-            elif hasattr(tmpl, "dtype"):
-                leaves.append(jnp.asarray(value, dtype=tmpl.dtype))
-            else:  # a Python scalar leaf
-                leaves.append(type(tmpl)(np.asarray(value).item()) if isinstance(tmpl, (int, float, bool)) else value)
+            if name in empty:
+                shape, dtype = empty[name]
+                value = np.zeros(shape, np.dtype(dtype))
+            else:
+                value = saved
+                for entry in path:
+                    value = _lookup(value, entry, path)
+            kind = kinds.get(name) or ("key:" + str(jax.random.key_impl(tmpl)) if _key_is_typed(tmpl) else "jax")
+            if kind.startswith("key:"):
+                leaves.append(jax.random.wrap_key_data(jnp.asarray(value), impl=kind[4:]))
+            elif kind == "numpy":
+                leaves.append(np.array(value))  # a writable host copy, dtype as saved
+            elif kind.startswith("python:"):
+                leaves.append({"bool": bool, "int": int, "float": float}[kind[7:]](np.asarray(value).item()))
+            else:
+                leaves.append(jnp.asarray(value))
         return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
     def close(self) -> None:

@@ -243,7 +243,8 @@ def test_run_folder_files_and_store(tmp_path):
 def test_checkpoint_roundtrip_typed_keys_and_growing_state(tmp_path):
     ck = R.Checkpointer(tmp_path / "ck")
     state = {"key": jax.random.key(3), "raw": jax.random.PRNGKey(4), "archive": jnp.arange(6.0).reshape(3, 2),
-             "n": jnp.int32(7)}
+             "n": jnp.int32(7), "host": {"returns": np.array([1 / 3, 2**-40], np.float64), "ids": np.array([2**40]),
+                                         "none_yet": np.zeros((0, 2), np.float64)}, "count": 3}
     ck.save(1, state, {"loop": {"update": 1}})
     grown = dict(state, archive=jnp.arange(10.0).reshape(5, 2))
     ck.save(2, grown, {"loop": {"update": 2}})
@@ -254,6 +255,13 @@ def test_checkpoint_roundtrip_typed_keys_and_growing_state(tmp_path):
     assert jax.dtypes.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
     assert np.array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(state["key"]))
     assert np.array_equal(restored["raw"], state["raw"]) and int(restored["n"]) == 7
+    host = restored["host"]                                      # host buffers stay numpy, exact, writable
+    assert isinstance(host["returns"], np.ndarray) and host["returns"].dtype == np.float64
+    assert np.array_equal(host["returns"], state["host"]["returns"]) and host["ids"][0] == 2**40
+    assert host["none_yet"].shape == (0, 2) and host["none_yet"].dtype == np.float64   # zero-size survives
+    host["returns"][0] = 5.0
+    assert restored["count"] == 3 and isinstance(restored["count"], int)
+    assert isinstance(restored["archive"], jax.Array)
     ck.save(3, grown, {})
     assert ck.steps() == [2, 3]                                  # the last two kept
     ck.close()
