@@ -369,6 +369,7 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
             self.directory,
+            item_handlers={"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True))
 
     def steps(self) -> list[int]:

@@ -137,7 +137,7 @@ def test_plot_writes_png_with_true_front(trained, capsys):
 
     run = next(r for r in R.list_runs(trained)[0] if r.agent == "toy-hillclimb")
     code, out, _ = run_cli(capsys, "plot", run.id, "--runs-dir", trained)
-    assert code == 0 and "true front overlaid" in out
+    assert code == 0 and "true front overlaid" in " ".join(out.split())
     img = mpimg.imread(run.path / "front.png")
     assert img.shape[0] > 200 and img.shape[1] > 200
     assert (run.path / "front_curve.png").exists()     # two evaluations -> a learning curve
@@ -330,3 +330,36 @@ def test_a_failing_run_is_reported_and_resumable(capsys, tmp_path, monkeypatch):
     monkeypatch.undo()
     code, _, _ = run_cli(capsys, "train", "--resume", run.id, "--runs-dir", tmp_path, "--quiet")
     assert code == 0 and R.read_run(run.path).status == "done" and not (run.path / "error.txt").exists()
+
+
+C_MORL_TINY = ["--steps", "8192", "--init-steps", "4096", "--num-steps", "64", "--num-envs", "4", "--num-minibatches",
+               "2", "--epochs", "2", "--update-iter", "1", "--init-weight-delta", "0.5", "--eval-interval", "1",
+               "--eval-episodes", "1"]
+
+
+def test_c_morl_end_to_end(capsys, tmp_path):
+    """The README's path with the real agent at a tiny budget: train 3 seeds, list, eval, plot, leaderboard."""
+    d = tmp_path / "runs"
+    code, out, err = run_cli(capsys, "train", "c-morl", "--env", DST, "--seeds", "0-2", *C_MORL_TINY,
+                             "--eval-every", "0", "--runs-dir", d, "--protocol-episodes", "1")
+    assert code == 0, err
+    assert "final evaluation" in out and "mean ± std" in out
+    good, bad = R.list_runs(d)
+    assert len(good) == 3 and not bad and all(r.status == "done" and r.agent == "c-morl" for r in good)
+    assert all(r.result["metrics"]["cardinality"] >= 1 and "igd" in r.result["metrics"] for r in good)
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", d)
+    assert code == 0 and out.count("c-morl") >= 3
+    run = good[0]
+    code, out, _ = run_cli(capsys, "eval", run.id, "--runs-dir", d)
+    assert code == 0 and "same protocol" in out
+    saved = json.loads((run.path / "evals" / f"{run.result['protocol_hash']}.json").read_text())
+    assert saved["metrics"] == pytest.approx(run.result["metrics"])          # reproducible from the checkpoint
+    code, out, _ = run_cli(capsys, "plot", run.id, "--runs-dir", d)
+    assert code == 0 and (run.path / "front.png").exists() and "true front overlaid" in " ".join(out.split())
+    code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", d)
+    (row,) = [ln for ln in out.splitlines() if ln.startswith("| c-morl")]
+    assert "(n=3)" in row and "**" in row
+    hv = [r.result["metrics"]["hypervolume"] for r in good]
+    from morl.leaderboard import fmt_num
+
+    assert fmt_num(float(np.mean(hv))) in row
