@@ -24,39 +24,50 @@ Budget: ``total_steps`` and ``init_steps`` count **real** training transitions (
 
 Where this follows the PAPER rather than the official code (``shared/reference/algorithms.md`` §2.2, §2.7)
 ----------------------------------------------------------------------------------------------------------
-- **Barrier threshold**: ``beta * G_j(pi_r)`` from pi_r's evaluated return (the paper), not beta times the
-  current minibatch's mean normalised return (the code).
+- **Barrier threshold**: ``beta * G_j(pi_r)``, from the return of the policy being extended (the paper), not
+  beta times the current minibatch's mean normalised return (the code).
 - **Barrier objectives**: the barrier covers j != l (the paper); the code slices the wrong axis (a sample row),
   so its barrier also covers objective l.
-- **Barrier gradient**: the barrier acts on the objectives' returns through their advantages (the paper's
-  gradient of ``log(G_j - thr_j)``); in the code it depends on the policy only through the clipped ratio and
-  carries no advantage signal for objective j.
+- **Barrier as a function of the policy**: ``log(G_j(theta) - thr_j)`` with ``G_j(theta)`` followed by the
+  importance-sampled advantage surrogate (IPO); the code's barrier depends on the policy only through the
+  clipped ratio times a minibatch mean, carries no advantage signal for objective j, and has zero gradient
+  whenever that mean is <= 0.
 - **Independent extensions**: every (pi_r, l) task starts from pi_r (the paper); the code chains l = 0, 1, ...
-  because it reassigns the sample it extends.
+  because it reassigns the sample it extends (and carries the env state and rollout storage over).
 - **Extension learning rate**: ``extension_lr`` (default the PPO rate, 3e-4, constant); the code inherits the
   decayed rate (about 0) that the snapshot had at the end of stage 1, and the Adam state with it. Here every
-  task starts with a fresh Adam state.
+  task starts with a fresh Adam state and fresh envs.
 - **Step accounting**: budgets are real transitions; the code's ``num_init_steps // M // num_steps`` counts
-  512-step rollouts of 8 envs as 512 steps (8x). The per-env defaults below are the code's real consumption.
+  512-step rollouts of 8 envs as 512 steps (8x). The per-env defaults below are the code's real consumption
+  (`plan_budget` gives back its update counts).
 - The CPO path (never called by the official code) is not implemented; the final extension round never has
-  zero updates (the code can hang there).
+  zero updates (the code can hang there); every worker does not share one noise stream (``torch.manual_seed(j)``).
 
 Other choices, with reasons
 ---------------------------
-- **IPO solved as a barrier-weighted PPO step.** The gradient of the barrier objective at the current policy
-  is ``grad G_l + sum_j grad G_j / (t * slack_j)`` with ``slack_j = G_j - thr_j``. Each update is therefore
-  a PPO-clip step on the scalarised advantage ``w . A_raw`` with ``w_l = 1`` and ``w_j = 1 / (t * slack_j)``
-  (raw reward scale, so the paper's units and t keep their meaning), standardised per batch like every PPO
-  advantage. ``slack_j`` uses the task's latest evaluated return (what the buffer and the constraint talk
-  about) and is held fixed during the update's epochs (first-order IPO).
+- **IPO inside PPO.** Each extension update maximises, per minibatch,
+  ``PPO-clip surrogate of A_l + (1/t) sum_{j != l} log(slack_j + kappa E[(rho - 1) A_j])`` (`agents.ppo.Barrier`):
+  ``slack_j = G_j(pi_k) - thr_j`` at the start of the update, the second term the importance-sampled change of
+  ``G_j`` as the policy moves during the update's epochs (``kappa`` = discounted length of the rollout's
+  episodes). Advantages are on the raw reward scale and the barrier is divided by the same scale as the
+  standardised objective term, so ``t`` keeps the paper's units. At the start of an update the gradient is
+  exactly ``grad G_l + sum_j grad G_j / (t * slack_j)``.
+- **Which G.** The constraint acts on the policy being trained, a stochastic one. ``G_j(pi_k)`` is the mean
+  return (discounted with ``eval_gamma``) of the episodes that ended in the task's latest rollout, and
+  ``G_j(pi_r)`` is measured the same way on the task's first rollout (pi_r itself), so the two sides of the
+  constraint are comparable. (pi_r's buffer return comes from deterministic evaluation; a stochastic pi_r
+  usually scores lower, and measuring its threshold on the deterministic value would start many tasks
+  infeasible.) The buffer records every iterate's deterministic evaluation, as in the paper and the code.
 - **Negative returns.** ``beta * G_j(pi_r)`` is a *stricter* bound than ``G_j(pi_r)`` when ``G_j(pi_r) < 0``
   (e.g. DST's time), so pi_r itself would be infeasible and the barrier undefined. The threshold used is
   ``G_j(pi_r) - (1 - beta) * |G_j(pi_r)|``: identical to the paper's for ``G_j >= 0``, and the same relative
   slack below zero.
-- **Infeasible iterates.** A stochastic update can jump past the boundary, where the log barrier is undefined.
-  The slack is floored at ``slack_floor`` times the task's initial slack (itself floored at 1e-3 of the
-  objective's scale in the buffer), so the barrier weight saturates and the step mostly restores objective j.
+- **Infeasible iterates.** A stochastic update can step past the boundary, where the log barrier is undefined.
+  Below ``slack_floor`` times the task's initial slack (itself at least 1e-3 of the objective's scale in the
+  buffer) the log is continued by its tangent, so a violated constraint keeps a large, finite, restoring
+  gradient.
 - **Stage-1 observation statistics** are frozen during a rollout (see `agents.ppo`).
+- **Deep-sea-treasure** has no official setting; its defaults are ours (see `ENV_DEFAULTS`).
 - **Host (gym:) envs**: the vector envs live outside the train state, so a resumed run restarts their episodes.
 """
 
@@ -137,32 +148,43 @@ class CMORLConfig:
 
 
 # Official per-env settings (algorithms.md §2.3 table). Budgets are the official code's REAL transitions:
-# stage 1 = M * (nominal_init // M // 512) * 4096, extension = N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096.
+# stage 1 = M * (nominal_init // M // 512) * 4096, extension = N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096,
+# so `plan_budget` gives the official numbers of updates. Deep-sea-treasure has no official setting (see below).
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    # minecart script: 3 objectives, delta 0.5 -> 6 preferences, N 6, nominal 0.5M / 0.2M
-    # (-> 65 init updates x 6 policies, 32 extension updates x 18 tasks), eval 10 x gamma 0.98, 500-step cap
-    "minecart-v0": dict(total_steps=3_960_000, init_steps=1_600_000, init_weight_delta=0.5, num_select=6,
+    # minecart script: 3 objectives, delta 0.5 -> 6 preferences, N 6, nominal 0.5M / 0.2M -> 65 init updates x 6
+    # policies + 32 extension updates x 18 tasks; eval 10 episodes x gamma 0.98, 500-step cap
+    "minecart-v0": dict(total_steps=3_956_736, init_steps=1_597_440, init_weight_delta=0.5, num_select=6,
                         eval_interval=1, eval_gamma=0.98, max_episode_steps=500, ref_point=(-1.0, -1.0, -200.0)),
-    # fruit-tree script (depth 6 there): corners -> 6 preferences, N 6, nominal 0.5M / 0.1M
-    # (-> 32 init updates x 6 policies, 21 extension updates x 36 tasks), eval 10 x gamma 0.99
-    "fruit-tree-v0": dict(total_steps=3_890_000, init_steps=790_000, init_weight_delta=1.0, num_select=6,
+    # fruit-tree script (depth 6 there): corners -> 6 preferences, N 6, nominal 0.5M / 0.1M -> 32 init updates
+    # x 6 policies + 21 extension updates x 36 tasks; eval 10 episodes x gamma 0.99
+    "fruit-tree-v0": dict(total_steps=3_883_008, init_steps=786_432, init_weight_delta=1.0, num_select=6,
                           eval_interval=1, eval_gamma=0.99, ref_point=(-1.0,) * 6),
-    # lunar-lander script: corners -> 4 preferences, N 6, nominal 0.5M / 0.2M
-    "mo-lunar-lander-v2": dict(total_steps=3_960_000, init_steps=1_600_000, init_weight_delta=1.0, num_select=6,
+    # lunar-lander script: corners -> 4 preferences, N 6, nominal 0.5M / 0.2M -> 97 x 4 + 24 x 24 updates
+    "mo-lunar-lander-v2": dict(total_steps=3_948_544, init_steps=1_589_248, init_weight_delta=1.0, num_select=6,
                                eval_interval=1, eval_gamma=0.99, max_episode_steps=500,
                                ref_point=(-101.0, -1001.0, -101.0, -101.0)),
-    # MuJoCo scripts: 2-d: delta 0.2 -> 6 (ant-2d: delta 0.5 -> 3), N 5, nominal 1.5M / 1.0M;
-    # 3-d: [.2,.8] delta .3 -> 6, N 6, nominal 2.0M / 1.5M
-    "mo-hopper-2d-v4": dict(total_steps=11_960_000, init_steps=7_990_000, init_weight_delta=0.2, num_select=5,
+    # MuJoCo scripts, 2 objectives: delta 0.2 -> 6 preferences (ant: delta 0.5 -> 3), N 5, nominal 1.5M / 1.0M
+    # -> 325 x 6 (ant: 651 x 3) + 97 x 10 updates; eval 5 (hopper) / 10 episodes x gamma 0.99, 500-step cap
+    "mo-hopper-2d-v4": dict(total_steps=11_960_320, init_steps=7_987_200, init_weight_delta=0.2, num_select=5,
                             eval_episodes=5, max_episode_steps=500, ref_point=(-100.0, -100.0)),
-    "mo-ant-2d-v4": dict(total_steps=11_990_000, init_steps=7_990_000, init_weight_delta=0.5, num_select=5,
+    "mo-ant-2d-v4": dict(total_steps=11_972_608, init_steps=7_999_488, init_weight_delta=0.5, num_select=5,
                          max_episode_steps=500, ref_point=(-100.0, -100.0)),
-    "mo-humanoid-v4": dict(total_steps=11_960_000, init_steps=7_990_000, init_weight_delta=0.2, num_select=5,
+    "mo-humanoid-v4": dict(total_steps=11_960_320, init_steps=7_987_200, init_weight_delta=0.2, num_select=5,
                            max_episode_steps=500, ref_point=(-100.0, -100.0)),
-    "mo-hopper-v4": dict(total_steps=15_980_000, init_steps=11_990_000, init_weight_min=0.2, init_weight_max=0.8,
+    # 3 objectives: [.2, .8] delta .3 -> 6 preferences, N 6, nominal 2.0M / 1.5M -> 488 x 6 + 54 x 18 updates
+    "mo-hopper-v4": dict(total_steps=15_974_400, init_steps=11_993_088, init_weight_min=0.2, init_weight_max=0.8,
                          init_weight_delta=0.3, num_select=6, max_episode_steps=500, ref_point=(-100.0,) * 3),
-    "mo-ant-v4": dict(total_steps=15_980_000, init_steps=11_990_000, init_weight_min=0.2, init_weight_max=0.8,
+    "mo-ant-v4": dict(total_steps=15_974_400, init_steps=11_993_088, init_weight_min=0.2, init_weight_max=0.8,
                       init_weight_delta=0.3, num_select=6, max_episode_steps=500, ref_point=(-100.0,) * 3),
+    # deep-sea-treasure: NO official setting; ours. Its 10 front points are each optimal for a narrow band of
+    # linear preferences (the 23.7 treasure for w_treasure > 0.70 only, 17.8 for 0.666-0.672), so 11 preferences
+    # (delta 0.1); the intermediate policies of stage 1 (evaluated after every update) fill the bands between.
+    # Discount 0.99 for training and evaluation (the front is defined for it); one evaluation episode (env and
+    # policy are deterministic); rollouts of 16 envs x 128 steps and 4 minibatches: more updates per transition
+    # on a tiny problem. 30 updates x 11 policies, then 20 extension updates x 10 tasks (N 5).
+    "deep-sea-treasure-v0": dict(total_steps=1_085_440, init_steps=675_840, init_weight_delta=0.1, num_select=5,
+                                 eval_interval=1, eval_episodes=1, gamma=0.99, eval_gamma=0.99, num_envs=16,
+                                 num_steps=128, num_minibatches=4, ref_point=(0.0, -25.0)),
 }
 
 
@@ -196,6 +218,23 @@ def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: floa
         raise ValueError(f"generate_weights_batch_dfs(m={m}, min={min_weight}, max={max_weight}, delta={delta_weight}) "
                          "produced a negative last weight; use max_weight <= 1")
     return grid
+
+
+def plan_budget(config: CMORLConfig, m: int) -> dict[str, int]:
+    """How a config's budget (real transitions) is spent on an m-objective env.
+
+    ``M`` initial policies each get ``init_updates = init_steps // (M * batch)`` PPO updates; the rest is split
+    into ``ext_updates`` constrained updates per (policy, objective) task (N * m tasks), run in ``rounds``
+    rounds of at most ``update_iter``. ``used`` is the transitions that plan consumes (<= total_steps).
+    """
+    M = len(generate_weights_batch_dfs(m, config.init_weight_min, config.init_weight_max, config.init_weight_delta))
+    batch = config.batch_size
+    init_updates = config.init_steps // (M * batch)
+    tasks = config.num_select * m
+    ext_updates = max(0, (config.total_steps - init_updates * M * batch) // (tasks * batch))
+    rounds = math.ceil(ext_updates / config.update_iter) if ext_updates else 0
+    return {"M": M, "init_updates": init_updates, "ext_updates": ext_updates, "rounds": rounds, "tasks": tasks,
+            "used": (init_updates * M + ext_updates * tasks) * batch}
 
 
 # =============================================================================================== 2. policy buffer
@@ -327,17 +366,13 @@ class CMORLTrainer:
         # 1. preference grid and budget (real transitions)
         self.init_weights = generate_weights_batch_dfs(m, cfg.init_weight_min, cfg.init_weight_max,
                                                        cfg.init_weight_delta)
-        self.M = len(self.init_weights)
-        self.N = int(cfg.num_select)
-        self.L = m
-        batch = cfg.batch_size
-        self.init_updates = cfg.init_steps // (self.M * batch)
+        plan = plan_budget(cfg, m)
+        self.M, self.N, self.L = plan["M"], int(cfg.num_select), m
+        self.init_updates, self.ext_updates, self.rounds = plan["init_updates"], plan["ext_updates"], plan["rounds"]
         if self.init_updates < 1:
             raise ValueError(f"C-MORL: init_steps={cfg.init_steps} is less than one update of the {self.M} initial "
-                             f"policies ({self.M} x {batch} transitions); raise init_steps or lower num_envs/num_steps")
-        remaining = cfg.total_steps - self.init_updates * self.M * batch
-        self.ext_updates = max(0, remaining // (self.N * self.L * batch))  # per (policy, objective), all rounds
-        self.rounds = math.ceil(self.ext_updates / cfg.update_iter) if self.ext_updates else 0
+                             f"policies ({self.M} x {cfg.batch_size} transitions); raise init_steps or lower "
+                             "num_envs/num_steps")
         # population sizes (padded to share one compiled program when close)
         lo, hi = sorted((self.M, self.N * self.L))
         shared = self.rounds > 0 and hi <= 1.25 * lo

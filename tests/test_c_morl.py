@@ -1,0 +1,283 @@
+"""C-MORL (`morl.agents.c_morl`): its building blocks, the extension's constrained step on a problem whose
+answer is known, learning results on deep-sea-treasure and fruit-tree, determinism, the host (gym:) path.
+
+Learning tests are result tests against the true fronts (MO-Gymnasium ``pareto_front``): they never lower a
+target. Compiled programs are shared through module-level fixtures.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+
+import morl
+from morl.agent import agent_spec, make_config, make_trainer
+from morl.agents.c_morl import (PHASE_EXTEND, CMORLConfig, CMORLTrainer, buffer_insert, constraint_threshold,
+                                generate_weights_batch_dfs, plan_budget, select_policies)
+from morl.env import Environment, EnvParams
+from morl.evaluate import EvalProtocol, evaluate
+from morl.metrics import hypervolume
+from morl.spaces import Box, Discrete
+
+DST_TRUE_HV = 360.40   # deep-sea-treasure, gamma 0.99, ref (0, -25)
+FTN5_TRUE_HV = 36815.95  # fruit-tree depth 5, gamma 0.99, ref -1^6
+
+
+# ----------------------------------------------------------------------------------------------- building blocks
+def test_preference_grid_matches_official():
+    np.testing.assert_allclose(generate_weights_batch_dfs(2, 0.0, 1.0, 0.2),
+                               [[0, 1], [.2, .8], [.4, .6], [.6, .4], [.8, .2], [1, 0]], atol=1e-12)
+    np.testing.assert_allclose(generate_weights_batch_dfs(2, 0.0, 1.0, 0.5), [[0, 1], [.5, .5], [1, 0]], atol=1e-12)
+    # the 3-objective MuJoCo grid: the last weight is 1 - sum, so it can be 0 despite min 0.2
+    np.testing.assert_allclose(generate_weights_batch_dfs(3, 0.2, 0.8, 0.3),
+                               [[.2, .2, .6], [.2, .5, .3], [.2, .8, 0], [.5, .2, .3], [.5, .5, 0], [.8, .2, 0]],
+                               atol=1e-12)
+    corners = generate_weights_batch_dfs(6, 0.0, 1.0, 1.0)
+    assert corners.shape == (6, 6) and sorted(map(tuple, corners)) == sorted(map(tuple, np.eye(6)))
+    assert len(generate_weights_batch_dfs(3, 0.0, 1.0, 0.5)) == 6  # minecart
+
+
+def test_official_budgets_give_the_official_update_counts():
+    """Per-env defaults are the official code's real transitions: `plan_budget` recovers its update counts
+    (``num_init_steps // M // 512`` and ``(T - T_init) // N // 512 // L``)."""
+    expected = {("minecart-v0", 3): (6, 65, 32), ("fruit-tree-v0", 6): (6, 32, 21), ("mo-hopper-2d-v4", 2): (6, 325, 97),
+                ("mo-ant-2d-v4", 2): (3, 651, 97), ("mo-hopper-v4", 3): (6, 488, 54), ("mo-lunar-lander-v2", 4): (4, 97, 24)}
+    for (env_id, m), (M, init, ext) in expected.items():
+        plan = plan_budget(make_config("c-morl", env_id), m)
+        assert (plan["M"], plan["init_updates"], plan["ext_updates"]) == (M, init, ext), env_id
+        assert plan["used"] == make_config("c-morl", env_id).total_steps, env_id
+    spec = agent_spec("c-morl")
+    assert spec.config_cls is CMORLConfig and set(spec.action_kinds) == {"discrete", "continuous"}
+    cfg = make_config("c-morl", "minecart-v0")
+    assert (cfg.beta, cfg.barrier_t, cfg.update_iter, cfg.policy_buffer, cfg.eval_gamma) == (0.9, 20.0, 20, 200, 0.98)
+
+
+def _buffer(returns, capacity, ids):
+    n = len(returns)
+    pad = capacity - n
+    return {"policy": {"id": np.concatenate([np.asarray(ids, np.float32), np.zeros(pad, np.float32)])},
+            "returns": np.concatenate([np.asarray(returns, np.float64).reshape(n, -1), np.zeros((pad, 2))]),
+            "weights": np.zeros((capacity, 2)), "valid": np.arange(capacity) < n}
+
+
+def test_buffer_insert_filters_dominated_duplicates_and_reference_point():
+    buf = _buffer([[1.0, 5.0], [3.0, 3.0]], capacity=6, ids=[10, 11])
+    cand = {"policy": {"id": np.array([20, 21, 22, 23], np.float32)},
+            "returns": np.array([[2.0, 2.0],      # dominated by (3, 3)
+                                 [3.0, 3.0],      # duplicate: the existing entry (id 11) wins
+                                 [5.0, 1.0],      # new front point
+                                 [9.0, -30.0]]),  # below the reference point (y < -25)
+            "weights": np.zeros((4, 2)), "valid": np.array([True, True, True, True])}
+    new = buffer_insert(buf, cand, ref_point=np.array([0.0, -25.0]), cap=200)
+    kept = {tuple(r): i for r, i in zip(new["returns"][new["valid"]], new["policy"]["id"][new["valid"]])}
+    assert kept == {(1.0, 5.0): 10, (3.0, 3.0): 11, (5.0, 1.0): 22}
+    assert new["valid"].shape == (6,)
+    # inactive candidates are ignored even when they would dominate
+    cand["valid"] = np.array([False, False, False, False])
+    cand["returns"][0] = [100.0, 100.0]
+    assert buffer_insert(buf, cand, None, 200)["valid"].sum() == 2
+
+
+def test_buffer_cap_keeps_largest_crowding_distance():
+    pts = np.array([[0.0, 10.0], [1.0, 9.5], [1.1, 9.4], [5.0, 5.0], [10.0, 0.0]])
+    buf = _buffer(pts, capacity=8, ids=np.arange(5))
+    empty = {"policy": {"id": np.zeros(1, np.float32)}, "returns": np.zeros((1, 2)), "weights": np.zeros((1, 2)),
+             "valid": np.zeros(1, bool)}
+    new = buffer_insert(buf, empty, None, cap=3)
+    # extremes (infinite distance) first, then the most isolated interior point (5, 5); the crowded pair goes
+    assert sorted(map(tuple, new["returns"][new["valid"]])) == [(0.0, 10.0), (5.0, 5.0), (10.0, 0.0)]
+
+
+def test_selection_extremes_first_and_never_reselects():
+    returns = np.array([[0.0, 10.0], [4.0, 6.0], [5.0, 5.0], [6.0, 3.0], [10.0, 0.0]])
+    valid = np.ones(5, bool)
+    first = select_policies(returns, valid, np.zeros((0, 2)), 2)
+    assert sorted(first.tolist()) == [0, 4]  # the two extremes (infinite crowding distance)
+    second = select_policies(returns, valid, returns[first], 2)
+    assert not set(second.tolist()) & {0, 4} and len(second) == 2
+    assert len(select_policies(returns, valid, returns, 3)) == 0  # everything selected before
+
+
+def test_constraint_threshold_paper_and_negative_returns():
+    np.testing.assert_allclose(constraint_threshold(jnp.array([10.0, 0.0, -10.0]), 0.9), [9.0, 0.0, -11.0])
+
+
+# ----------------------------------------------------------------------------------------------- extension
+# A one-step, 2-objective bandit whose constrained optimum is known. pi_r plays a0 = (1, 1) most of the time.
+# Maximising G_0 subject to G_1 >= 0.9 G_1(pi_r) is answered by a1 = (1.3, 0.95) (a mixture with a little
+# of a2 is within 0.015 of it); without the constraint the answer is a2 = (1.5, 0.2). Symmetrically for G_1.
+BANDIT = np.array([[1.0, 1.0], [1.3, 0.95], [1.5, 0.2], [0.95, 1.3], [0.2, 1.5]], np.float32)
+
+
+@struct.dataclass
+class _BanditState:
+    time: jax.Array
+
+
+class Bandit2(Environment):
+    reward_names = ("r0", "r1")
+    ref_point = (0.0, 0.0)
+
+    @property
+    def default_params(self):
+        return EnvParams(max_steps=1)
+
+    @property
+    def observation_space(self):
+        return Box(0.0, 1.0, (1,), jnp.float32)
+
+    @property
+    def action_space(self):
+        return Discrete(len(BANDIT))
+
+    @property
+    def reward_space(self):
+        return Box(0.0, 1.5, (2,), jnp.float32)
+
+    def reset(self, key, params):
+        return jnp.ones((1,), jnp.float32), _BanditState(jnp.int32(0))
+
+    def step(self, key, state, action, params):
+        reward = jnp.asarray(BANDIT)[action]
+        return jnp.ones((1,), jnp.float32), _BanditState(state.time + 1), reward, jnp.bool_(True), jnp.bool_(False), {}
+
+
+def _bandit_extension(barrier_t: float, updates: int = 20):
+    """Extend a hand-made pi_r (p(a0) = 0.6, 0.1 each other action) along both objectives; returns the exact
+    stochastic returns of both tasks after every update, the thresholds and the final deterministic returns."""
+    env = Bandit2()
+    batch = 8 * 16
+    cfg = CMORLConfig(total_steps=2 * batch + 2 * updates * batch, init_steps=2 * batch, init_weight_delta=1.0,
+                      num_select=1, update_iter=updates, num_envs=8, num_steps=16, num_minibatches=4,
+                      eval_episodes=1, eval_gamma=1.0, gamma=0.99, barrier_t=barrier_t, normalize_obs=False,
+                      extension_lr=1e-3)
+    trainer = CMORLTrainer(cfg, env)
+    assert (trainer.M, trainer.P_ext, trainer.ext_updates) == (2, 2, updates)
+    state = trainer.init(jax.random.PRNGKey(0))
+    pop = state["pop"]
+    head = pop.params["actor"]["params"]["MLP_0"]["Dense_2"]
+    bias = np.zeros(head["bias"].shape, np.float32)
+    bias[:, 0] = np.log(6.0)  # softmax -> (0.6, 0.1, 0.1, 0.1, 0.1)
+    params = jax.tree.map(lambda x: x, pop.params)
+    params["actor"]["params"]["MLP_0"]["Dense_2"] = {"bias": jnp.asarray(bias),
+                                                     "kernel": jnp.zeros_like(head["kernel"])}
+    pop = pop.replace(params=params)
+    state["buffer"] = trainer._offer(state["buffer"], pop, np.ones((2, 2)), np.full((2, 2), 0.5), np.array([True, False]))
+    state = trainer._start_round(state)
+    assert int(state["phase"]) == PHASE_EXTEND and state["task"]["active"].tolist() == [True, True]
+    probs = jax.jit(jax.vmap(lambda a: jax.nn.softmax(trainer.ppo.net.actor.apply(a, jnp.ones((1, 1))))[0]))
+    exact, thresholds = [], None
+    while not trainer.done(state):
+        state, _ = trainer.update(state)
+        if thresholds is None:
+            thresholds = np.asarray(state["task"]["ctrl"]["threshold"], np.float64)
+        exact.append(np.asarray(probs(state["task"]["pop"].params["actor"])) @ BANDIT)
+    return np.array(exact), thresholds, state["task"]["returns"], trainer.front(state)
+
+
+def test_extension_raises_objective_within_constraints():
+    exact, thr, det, front = _bandit_extension(barrier_t=20.0)
+    g_r = 0.6 * BANDIT[0] + 0.1 * BANDIT[1:].sum(0)                # (0.995, 0.995): pi_r's return
+    # thresholds: beta * G_j(pi_r), measured on the first rollout (128 episodes): close to 0.9 * 0.995
+    np.testing.assert_allclose(np.diag(thr[:, ::-1]), 0.9 * g_r, atol=0.04)
+    for task, (l, j) in enumerate([(0, 1), (1, 0)]):
+        # every iterate keeps the other objective above its threshold (stochastic policy, exact return) ...
+        assert np.all(exact[:, task, j] >= thr[task, j] - 1e-3), (task, exact[:, task], thr[task])
+        # ... and the objective rises to the known constrained optimum (1.3; the mixed optimum is 1.3145)
+        assert exact[-1, task, l] > 1.25, exact[-1, task]
+        assert exact[-1, task, l] < 1.33
+    # the deterministic policies the buffer records: a1 = (1.3, 0.95) and a3 = (0.95, 1.3)
+    np.testing.assert_allclose(det, [[1.3, 0.95], [0.95, 1.3]], atol=1e-6)
+    assert {(1.3, 0.95), (0.95, 1.3)} <= {tuple(np.round(p, 4)) for p in front}
+
+
+def test_extension_without_barrier_leaves_the_constraint():
+    """Control: with the barrier switched off (t -> inf) the same updates go to the unconstrained corners."""
+    exact, thr, det, _ = _bandit_extension(barrier_t=1e9)
+    np.testing.assert_allclose(det, [[1.5, 0.2], [0.2, 1.5]], atol=1e-6)
+    assert exact[-1, 0, 1] < thr[0, 1] and exact[-1, 1, 0] < thr[1, 0]
+
+
+# ----------------------------------------------------------------------------------------------- deep-sea-treasure
+@pytest.fixture(scope="module")
+def dst_run():
+    env, params = morl.make("deep-sea-treasure-v0")
+    trainer = make_trainer("c-morl", env, params)  # the per-env defaults
+    state = trainer.init(jax.random.PRNGKey(0))
+    snapshots, i = {}, 0
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+        i += 1
+        if i in (32, 35):  # the extension starts after update 30
+            snapshots[i] = jax.tree.map(np.array, state)
+    return env, params, trainer, state, snapshots
+
+
+def test_dst_reaches_95_percent_of_true_hv(dst_run):
+    env, params, trainer, state, _ = dst_run
+    assert trainer.env_steps(state) == 1_085_440
+    solution = trainer.solution(state)
+    result = evaluate(solution, env, params, EvalProtocol(gamma=0.99, episodes=1, ref_point=(0.0, -25.0)))
+    hv = result.metrics["hypervolume"]
+    assert hv >= 0.95 * DST_TRUE_HV, (hv, result.front)
+    # the trainer's own buffer agrees with the evaluator (deterministic env and policies)
+    assert hypervolume(trainer.front(state), (0.0, -25.0)) == pytest.approx(hv, rel=1e-5)
+    # assignment: a user who only cares about treasure gets the deepest treasure found
+    best = int(np.argmax(solution.candidate_returns @ np.array([1.0, 0.0])))
+    assert solution.candidate_returns[best, 0] == pytest.approx(solution.candidate_returns[:, 0].max())
+
+
+def test_same_seed_same_front_and_resume(dst_run):
+    env, params, trainer, state, snapshots = dst_run
+    # resuming from a copy of the state (a checkpoint) gives the same updates
+    resumed = jax.tree.map(np.array, snapshots[32])
+    for _ in range(3):
+        resumed, _ = trainer.update(resumed)
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(snapshots[35])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # a second full run with the same seed and config gives the same front and the same policies
+    again = trainer.init(jax.random.PRNGKey(0))
+    while not trainer.done(again):
+        again, _ = trainer.update(again)
+    np.testing.assert_array_equal(trainer.front(again), trainer.front(state))
+    for a, b in zip(jax.tree.leaves(again["buffer"]), jax.tree.leaves(state["buffer"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ----------------------------------------------------------------------------------------------- fruit tree
+def test_fruit_tree_depth5_reaches_80_percent_of_true_hv():
+    env, params = morl.make("fruit-tree-v0", depth=5)
+    cfg = make_config("c-morl", "fruit-tree-v0", total_steps=1_400_000, init_steps=400_000, num_envs=16, num_steps=64,
+                      num_minibatches=4, eval_episodes=1)
+    trainer = make_trainer("c-morl", env, params, config=cfg)
+    state = trainer.init(jax.random.PRNGKey(0))
+    while not trainer.done(state):
+        state, _ = trainer.update(state)
+    result = evaluate(trainer.solution(state), env, params, EvalProtocol(gamma=0.99, episodes=1, ref_point=(-1.0,) * 6))
+    assert result.metrics["hypervolume"] >= 0.80 * FTN5_TRUE_HV, (result.metrics, len(result.front))
+
+
+# ----------------------------------------------------------------------------------------------- host path
+def test_host_path_gym_deep_sea_treasure():
+    # a 20-step time limit: even a policy that never finds a treasure scores above the reference point (0, -25),
+    # so the buffer is never empty and the extension round runs
+    env, _ = morl.make("gym:deep-sea-treasure-v0", max_episode_steps=20)
+    assert getattr(env, "is_host", False) and env.max_steps == 20
+    cfg = make_config("c-morl", "deep-sea-treasure-v0", total_steps=256, init_steps=128, init_weight_delta=1.0,
+                      num_select=1, num_envs=2, num_steps=32, num_minibatches=2, epochs=2)
+    trainer = make_trainer("c-morl", env, config=cfg)
+    assert (trainer.M, trainer.init_updates, trainer.ext_updates) == (2, 1, 1)
+    state = trainer.init(jax.random.PRNGKey(0))
+    phases = []
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+        phases.append(int(logs["phase"]))
+        assert np.isfinite(logs["pg_loss"]) and np.isfinite(logs["value_loss"])
+    assert trainer.env_steps(state) == 256 and phases[0] == PHASE_EXTEND
+    front = trainer.front(state)
+    assert len(front) >= 1 and np.all(front >= np.array([0.0, -25.0]))
+    result = evaluate(trainer.solution(state), env, protocol=EvalProtocol(gamma=0.99, episodes=1))
+    np.testing.assert_allclose(np.sort(result.front, axis=0), np.sort(front, axis=0), rtol=1e-5)
