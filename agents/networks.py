@@ -187,3 +187,43 @@ class ActorCritic:
 def _gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
     z = (x - mean) * jnp.exp(-log_std)
     return jnp.sum(-0.5 * z * z - log_std - 0.5 * _LOG_2PI, axis=-1)
+
+
+# ----------------------------------------------------------------------------------- ReLU / preference-conditioned
+def _relu_kernel_init(name: str):
+    if name == "orthogonal":     # MORL-Baselines' layer_init: orthogonal, gain 1
+        return nn.initializers.orthogonal(1.0)
+    if name == "xavier_normal":  # PD-MORL's init_weights
+        return nn.initializers.xavier_normal()
+    raise ValueError(f"unknown kernel init {name!r}; use 'orthogonal' or 'xavier_normal'")
+
+
+class ReluMLP(nn.Module):
+    """ReLU MLP with a linear output (the off-policy agents' networks): ``kernel`` init 'orthogonal' (gain 1,
+    MORL-Baselines) or 'xavier_normal' (PD-MORL), zero biases."""
+
+    out_dim: int
+    hidden: Sequence[int] = (256, 256)
+    kernel: str = "orthogonal"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = _relu_kernel_init(self.kernel)
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width, kernel_init=init, bias_init=nn.initializers.zeros)(x))
+        return nn.Dense(self.out_dim, kernel_init=init, bias_init=nn.initializers.zeros)(x)
+
+
+class ConditionedQ(nn.Module):
+    """Preference-conditioned vector Q-network ``Q(x, w) -> [B, A, m]`` (Envelope, PD-MORL): the preference is
+    concatenated to the observation features."""
+
+    num_actions: int
+    reward_dim: int
+    hidden: Sequence[int] = (256, 256, 256, 256)
+    kernel: str = "orthogonal"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        out = ReluMLP(self.num_actions * self.reward_dim, self.hidden, self.kernel)(jnp.concatenate([x, w], -1))
+        return out.reshape(out.shape[:-1] + (self.num_actions, self.reward_dim))
