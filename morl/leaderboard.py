@@ -451,10 +451,16 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
     if suite.description:
         text += [suite.description.strip(), ""]
     seeds_used = seeds or suite.seeds
+    from collections import Counter
+
+    versions = Counter(r.get("version") or "?" for r in rows if r["protocol_hash"])
+    machines = Counter(r.get("machine") or "?" for r in rows)
     text += [f"- suite file: `{suite.path.name}`; agents: {', '.join(suite.agents)}; seeds: {seeds_used}",
              f"- envs: " + "; ".join(f"{e.id}{' ' + json.dumps(e.kwargs) if e.kwargs else ''} "
                                       f"({fmt_budget(int(e.steps * steps_scale))})" for e in suite.envs),
              f"- machine: {machine_info()}", f"- morl version: {package_version()}",
+             "- the runs in these tables: " + "; ".join(f"{n} evaluation(s) from version {v}" for v, n in versions.items())
+             + " on " + "; ".join(f"{m}" for m in machines),
              f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}; training time of this invocation: {elapsed:,.0f} s",
              f"- reproduce: `morl suite run {suite.name}`" + (f" --steps-scale {steps_scale}" if steps_scale != 1 else ""),
              ""]
