@@ -1,0 +1,314 @@
+"""Envelope Q-learning (Yang, Sun, Narasimhan, NeurIPS 2019) as MORL-Baselines implements it, in JAX.
+
+One Q-network ``Q(s, w) -> [A, m]`` conditioned on the preference (concatenated to the observation) serves
+every preference. Per gradient step (MORL-Baselines ``Envelope.update``, algorithms.md §6):
+
+1. a minibatch of ``batch_size`` transitions (prioritised replay by default) and ``num_sample_w`` preferences
+   ``w_k = |N(0, I)| / L1``; every transition is paired with every ``w_k`` (``batch_size * num_sample_w`` rows);
+2. **envelope target** for a row with preference ``w``: ``y = r + gamma (1 - terminated) Q_target(s', a*, w_{k*})``
+   with ``(k*, a*) = argmax_{k, a} w . Q_online(s', a, w_k)`` over the sampled preferences
+   (`agents.td.envelope_next_value`; ``envelope=False`` gives the double-DQN target instead);
+3. loss ``(1 - lambda) MSE(Q, y) + lambda MSE(w . Q, w . y)``, the homotopy weight ``lambda`` annealed linearly
+   from ``initial_homotopy_lambda`` to ``final_homotopy_lambda`` over ``homotopy_decay_steps`` (None: fixed);
+4. global-norm gradient clip, Adam; priorities of the rows of the first sampled preference set to
+   ``(|w . (Q - y)| + p_max) ** per_alpha`` with ``p_max`` the largest priority so far (MORL-Baselines'
+   formula: its ``min_priority`` holds the running maximum);
+5. the target network is copied every ``target_net_update_freq`` env steps (``tau = 1``), or Polyak-averaged
+   every step (``tau < 1``).
+
+Acting: an episode's preference is drawn ``|N(0, I)| / L1`` at its start; actions are random before
+``learning_starts`` and epsilon-greedy on ``w . Q(s, w)`` after (epsilon linearly decayed as MORL-Baselines'
+``linearly_decaying_value``). Evaluation is greedy.
+
+Not the official code's target. The official Envelope code (``RunzheYang/MORL``, ``synthetic/crl/envelope/
+meta.py::learn``) computes the envelope ``hq`` and then discards it: its TD target is
+``DQ(s', argmax_a w . Q(s', a, w), w)`` for the row's own preference only (a double-DQN target without the max
+over preferences). MORL-Baselines, and this module, maximise over the sampled preferences as the paper does.
+
+JAX specifics (no change to the algorithm):
+- one training chunk (``steps_per_chunk`` vector env steps, each followed by ``gradient_updates`` gradient
+  steps) is ONE jitted ``lax.scan``; the env steps run through the rollout engine (`morl.rollout`, its
+  traceable ``run.pure``) and the replay buffer is a device array ring (`agents.replay`);
+- ``num_envs`` envs step in lockstep (MORL-Baselines: 1). With more envs each gradient step sees
+  ``num_envs`` new transitions, so for the same env-step budget there are ``num_envs`` times fewer updates;
+- the next-state values of the envelope target are computed once per (transition, sampled preference),
+  ``batch_size * num_sample_w`` rows, and shared by the rows of every preference (MORL-Baselines evaluates
+  ``batch_size * num_sample_w ** 2`` rows with the same values): identical targets, fewer FLOPs;
+- the target-copy schedule counts env steps like MORL-Baselines' ``global_step``; with ``num_envs > 1`` a
+  copy happens when the step count crosses a multiple of ``target_net_update_freq``;
+- truncated episodes bootstrap from their true final observation, terminated ones do not (MORL-Baselines
+  stores ``terminated`` as its done flag too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from morl.agent import AgentSpec, register_agent
+from morl.agents import replay as rb
+from morl.agents import td
+from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
+from morl.agents.preferences import gaussian_preferences
+from morl.rollout import RolloutState, make_rollout
+from morl.solution import Solution
+from morl.spaces import Discrete
+
+PyTree = Any
+
+
+# =============================================================================================== config
+@dataclass(frozen=True)
+class EnvelopeConfig:
+    """Envelope settings. Defaults: MORL-Baselines ``Envelope.__init__`` (algorithms.md §6)."""
+
+    total_timesteps: int = 100_000       # training budget in env steps (MORL-Baselines' train(total_timesteps))
+    learning_rate: float = 3e-4          # Adam learning rate
+    initial_epsilon: float = 0.01        # epsilon-greedy: start value (after learning_starts)
+    final_epsilon: float = 0.01          # epsilon-greedy: final value
+    epsilon_decay_steps: int | None = None  # env steps of the linear decay; None = fixed epsilon
+    tau: float = 1.0                     # target update: 1 = hard copy every target_net_update_freq steps, < 1 = Polyak every step
+    target_net_update_freq: int = 200    # env steps between hard target copies (ignored when tau < 1)
+    buffer_size: int = 1_000_000         # replay capacity (transitions)
+    net_arch: tuple[int, ...] = (256, 256, 256, 256)  # hidden layer widths of the Q-network (ReLU)
+    batch_size: int = 256                # transitions per gradient step (each paired with num_sample_w preferences)
+    learning_starts: int = 100           # random actions and no updates before this many env steps
+    gradient_updates: int = 1            # gradient steps per (vector) env step
+    gamma: float = 0.99                  # discount
+    max_grad_norm: float | None = 1.0    # global gradient-norm clip; None = no clip
+    envelope: bool = True                # envelope target (max over sampled preferences); False = double-DQN target
+    num_sample_w: int = 4                # preferences sampled per gradient step (>= 2 for the envelope)
+    per: bool = True                     # prioritised replay (proportional, no importance weights)
+    per_alpha: float = 0.6               # priority exponent
+    initial_homotopy_lambda: float = 0.0  # weight of the scalarised (w.Q) loss at the start
+    final_homotopy_lambda: float = 1.0   # ... and at the end of its schedule
+    homotopy_decay_steps: int | None = None  # env steps of the linear homotopy schedule; None = fixed at the initial value
+    num_envs: int = 1                    # envs stepped in lockstep (ours; MORL-Baselines: 1)
+    steps_per_chunk: int = 1000          # vector env steps per jitted training chunk (one `update` call)
+
+    def __post_init__(self):
+        if self.num_sample_w < 1 or (self.envelope and self.num_sample_w < 2):
+            raise ValueError(f"num_sample_w must be >= 2 for the envelope target (got {self.num_sample_w}); "
+                             "or set envelope=False")
+        for name in ("total_timesteps", "buffer_size", "batch_size", "num_envs", "steps_per_chunk",
+                     "target_net_update_freq", "gradient_updates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Envelope config: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"Envelope config: tau must be in (0, 1], got {self.tau}")
+        if self.num_envs > self.buffer_size:
+            raise ValueError(f"Envelope config: buffer_size ({self.buffer_size}) must hold one vector step "
+                             f"(num_envs={self.num_envs})")
+
+
+# =============================================================================================== state
+@struct.dataclass
+class EnvelopeState:
+    q_params: PyTree
+    target_params: PyTree
+    opt_state: PyTree
+    replay: rb.Replay
+    rollout: RolloutState
+    w: jax.Array             # [N, m] the preference of each env's current episode
+    key: jax.Array
+    env_steps: jax.Array     # int32
+    updates: jax.Array       # int32 gradient steps so far
+
+
+class EnvelopeTrainer:
+    """Chunked trainer (`morl.agent.Trainer`); ``update`` is one jitted chunk, pure, vmappable over seeds."""
+
+    vmappable = True
+
+    def __init__(self, config: EnvelopeConfig, env, env_params=None):
+        if not isinstance(env.action_space, Discrete):
+            raise ValueError(f"Envelope needs discrete actions; {env.name} has {type(env.action_space).__name__}")
+        if getattr(env, "is_host", False):
+            raise ValueError("Envelope trains inside one jitted loop and needs a pure-JAX env; "
+                             f"{env.name} is a host (gym:) env")
+        self.config = config
+        self.env = env
+        self.env_params = env.default_params if env_params is None else env_params
+        self.m = env.reward_dim
+        self.num_actions = int(env.action_space.n)
+        self.net = ConditionedQ(self.num_actions, self.m, tuple(config.net_arch), "orthogonal")
+        chain = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm is not None else []
+        self.tx = optax.chain(*chain, optax.adam(config.learning_rate))
+        self.rollout = make_rollout(env, self._behaviour_policy, config.num_envs, 1, gamma=config.gamma)
+        # a buffer larger than the whole budget never evicts: cap it (exact, and XLA then copies less per step)
+        self.capacity = min(config.buffer_size, config.total_timesteps + config.num_envs)
+        space = env.observation_space
+
+        def act(params, w, obs, key):
+            x = preprocess_obs(space, obs)
+            wb = jnp.broadcast_to(jnp.asarray(w, jnp.float32), (x.shape[0], self.m))
+            return jnp.argmax(td.scalarize(wb[:, None, :], self.net.apply(params, x, wb)), axis=-1).astype(jnp.int32)
+
+        self._act = act
+        self._init = jax.jit(self._init_fn)
+        self._update = jax.jit(self._chunk)
+
+    # ------------------------------------------------------------------ protocol
+    def init(self, key: jax.Array) -> EnvelopeState:
+        return self._init(key)
+
+    def update(self, state: EnvelopeState) -> tuple[EnvelopeState, dict]:
+        return self._update(state)
+
+    def done(self, state: EnvelopeState) -> bool:
+        return int(state.env_steps) >= self.config.total_timesteps
+
+    def env_steps(self, state: EnvelopeState) -> int:
+        return int(state.env_steps)
+
+    def solution(self, state: EnvelopeState) -> Solution:
+        return Solution(act=self._act, params=state.q_params, conditioned=True)
+
+    # ------------------------------------------------------------------ pieces
+    def q_values(self, params: PyTree, obs: jax.Array, w: jax.Array) -> jax.Array:
+        """``Q(s, w)`` for raw observations ``[B, ...]`` and preferences ``[B, m]`` -> ``[B, A, m]``."""
+        return self.net.apply(params, preprocess_obs(self.env.observation_space, obs), w)
+
+    def _behaviour_policy(self, p, obs, key):
+        k_eps, k_rand = jax.random.split(key)
+        greedy = jnp.argmax(td.scalarize(p["w"][:, None, :], self.q_values(p["q"], obs, p["w"])), axis=-1)
+        action = td.epsilon_greedy(k_eps, greedy.astype(jnp.int32), self.num_actions, p["epsilon"])
+        random_action = jax.random.randint(k_rand, action.shape, 0, self.num_actions, dtype=jnp.int32)
+        return jnp.where(p["random"], random_action, action), ()
+
+    def _init_fn(self, key: jax.Array) -> EnvelopeState:
+        c = self.config
+        k_net, k_env, k_w, key = jax.random.split(key, 4)
+        x = jnp.zeros((1, observation_dim(self.env.observation_space)), jnp.float32)
+        params = self.net.init(k_net, x, jnp.zeros((1, self.m), jnp.float32))
+        rstate = self.rollout.init.pure(k_env, self.env_params)
+        obs0 = rstate.obs[0]
+        example = {"obs": obs0, "action": jnp.int32(0), "reward": jnp.zeros((self.m,), jnp.float32),
+                   "next_obs": obs0, "terminated": jnp.float32(0.0)}
+        replay = rb.init(example, self.capacity, prioritized=c.per)
+        w = gaussian_preferences(k_w, c.num_envs, self.m)
+        return EnvelopeState(params, params, self.tx.init(params), replay, rstate, w, key, jnp.int32(0), jnp.int32(0))
+
+    def _gradient_step(self, state: EnvelopeState, key: jax.Array, enabled: jax.Array) -> tuple[EnvelopeState, dict]:
+        """One gradient step; with ``enabled`` False it leaves the state as it was (computed, then discarded:
+        a `where` on the results, not a `cond`, so XLA updates the replay's sum tree in place)."""
+        c = self.config
+        k_batch, k_w = jax.random.split(key)
+        batch, idx = rb.sample(state.replay, k_batch, c.batch_size)
+        sampled_w = gaussian_preferences(k_w, c.num_sample_w, self.m)             # [K, m]
+        bsz, k = c.batch_size, c.num_sample_w
+        # next-state values for every (transition b, sampled preference k): [B, K, A, m]
+        next_x = jnp.repeat(preprocess_obs(self.env.observation_space, batch["next_obs"]), k, axis=0)
+        w_bk = jnp.tile(sampled_w, (bsz, 1))
+        q_next_online = self.net.apply(state.q_params, next_x, w_bk).reshape(bsz, k, self.num_actions, self.m)
+        q_next_target = self.net.apply(state.target_params, next_x, w_bk).reshape(bsz, k, self.num_actions, self.m)
+        if c.envelope:
+            nxt = jax.vmap(lambda w: td.envelope_next_value(q_next_online, q_next_target,
+                                                            jnp.broadcast_to(w, (bsz, self.m))))(sampled_w)
+        else:
+            nxt = jax.vmap(lambda j: td.ddqn_next_value(q_next_online[:, j], q_next_target[:, j],
+                                                        jnp.broadcast_to(sampled_w[j], (bsz, self.m))))(jnp.arange(k))
+        # rows ordered (preference j, transition b), as MORL-Baselines' repeat_interleave / repeat
+        nxt = nxt.reshape(k * bsz, self.m)
+        tile = lambda x: jnp.tile(x, (k,) + (1,) * (x.ndim - 1))  # noqa: E731
+        w_rows = jnp.repeat(sampled_w, bsz, axis=0)
+        target = jax.lax.stop_gradient(td.bootstrap(tile(batch["reward"]), tile(batch["terminated"]), c.gamma, nxt))
+        x_rows = tile(preprocess_obs(self.env.observation_space, batch["obs"]))
+        a_rows = tile(batch["action"])
+        lam = td.linear_schedule(c.initial_homotopy_lambda, c.final_homotopy_lambda, c.homotopy_decay_steps,
+                                 state.env_steps, c.learning_starts)
+
+        def loss_fn(params):
+            q = td.take_action(self.net.apply(params, x_rows, w_rows), a_rows)
+            loss = td.mse(q, target)
+            aux = td.mse(td.scalarize(w_rows, q), td.scalarize(w_rows, target))
+            return jnp.where(lam > 0, (1.0 - lam) * loss + lam * aux, loss), q
+
+        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.q_params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.q_params)
+        params = optax.apply_updates(state.q_params, updates)
+        replay = state.replay
+        if c.per:
+            td_err = q[:bsz] - target[:bsz]
+            prio = (jnp.abs(td.scalarize(w_rows[:bsz], td_err)) + replay.max_priority) ** c.per_alpha
+            keep = rb.priorities(replay)[idx]
+            new_replay = rb.update_priorities(replay, idx, jnp.where(enabled, prio, keep))
+            replay = new_replay.replace(max_priority=jnp.where(enabled, new_replay.max_priority, replay.max_priority))
+        state = state.replace(q_params=td.select_params(enabled, params, state.q_params),
+                              opt_state=td.select_params(enabled, opt_state, state.opt_state), replay=replay,
+                              updates=state.updates + enabled.astype(jnp.int32))
+        return state, {"loss": jnp.where(enabled, loss, 0.0), "homotopy_lambda": lam}
+
+    def _iteration(self, state: EnvelopeState, _):
+        c = self.config
+        key, k_roll, k_w, k_upd = jax.random.split(state.key, 4)
+        active = state.env_steps < c.total_timesteps
+        epsilon = td.linear_schedule(c.initial_epsilon, c.final_epsilon, c.epsilon_decay_steps, state.env_steps,
+                                     c.learning_starts)
+        policy_params = {"q": state.q_params, "w": state.w, "epsilon": epsilon,
+                         "random": state.env_steps < c.learning_starts}
+        rstate, traj = self.rollout.run.pure(policy_params, state.rollout, k_roll, self.env_params)
+        tr = jax.tree.map(lambda x: x[0], traj)  # the one step: leaves [N, ...]
+        items = {"obs": tr.obs, "action": tr.action.astype(jnp.int32), "reward": tr.reward,
+                 "next_obs": tr.next_obs, "terminated": tr.terminated.astype(jnp.float32)}
+        done = tr.terminated | tr.truncated
+        new_w = jnp.where((done & active)[:, None], gaussian_preferences(k_w, c.num_envs, self.m), state.w)
+        # past the budget (the last chunk's tail) nothing counts: no env steps, no replay growth, no learning.
+        # Gated with `where` on scalars, never by keeping the old state alive (that would copy the buffer).
+        env_steps = jnp.where(active, state.env_steps + c.num_envs, state.env_steps)
+        learning = active & (env_steps >= c.learning_starts)
+
+        def one(s, k):
+            return self._gradient_step(s, k, learning)
+
+        # learn first, then store this step's transitions: sampling from a buffer that was just written
+        # makes XLA fuse the write into the read and copy the whole buffer every step
+        stepped = state.replace(rollout=rstate, w=new_w, key=key, env_steps=env_steps)
+        if c.gradient_updates == 1:  # no inner loop: a while loop around the buffer makes XLA copy it
+            new_state, logs = one(stepped, k_upd)
+        else:
+            new_state, logs = jax.lax.scan(one, stepped, jax.random.split(k_upd, c.gradient_updates))
+            logs = jax.tree.map(jnp.mean, logs)
+        replay = rb.add(new_state.replay, items)
+        replay = replay.replace(pos=jnp.where(active, replay.pos, new_state.replay.pos),
+                                size=jnp.where(active, replay.size, new_state.replay.size))
+        new_state = new_state.replace(replay=replay)
+        if c.tau < 1.0:
+            sync = td.polyak(new_state.q_params, new_state.target_params, c.tau)
+            new_state = new_state.replace(target_params=td.select_params(learning, sync, new_state.target_params))
+        else:
+            crossed = (env_steps // c.target_net_update_freq) > (state.env_steps // c.target_net_update_freq)
+            new_state = new_state.replace(target_params=td.select_params(
+                learning & crossed, new_state.q_params, new_state.target_params))
+        finished = jnp.sum(jnp.where(done & active, 1, 0))
+        ep_return = jnp.sum(jnp.where((done & active)[:, None], tr.episode_return, 0.0), axis=0)
+        return new_state, (logs, epsilon, finished, ep_return)
+
+    def _chunk(self, state: EnvelopeState) -> tuple[EnvelopeState, dict]:
+        state, (logs, epsilon, finished, ep_return) = jax.lax.scan(self._iteration, state, None,
+                                                                   length=self.config.steps_per_chunk)
+        episodes = jnp.sum(finished)
+        out = {"loss": jnp.mean(logs["loss"]), "homotopy_lambda": logs["homotopy_lambda"][-1],
+               "epsilon": epsilon[-1], "episodes": episodes, "updates": state.updates}
+        mean_ret = jnp.sum(ep_return, axis=0) / jnp.maximum(episodes, 1)
+        for i in range(self.m):
+            out[f"episode_return_{i}"] = mean_ret[i]
+        return state, out
+
+
+def make_trainer(config: EnvelopeConfig, env, env_params=None) -> EnvelopeTrainer:
+    return EnvelopeTrainer(config, env, env_params)
+
+
+SPEC = register_agent(AgentSpec(
+    name="envelope",
+    config_cls=EnvelopeConfig,
+    make_trainer=make_trainer,
+    summary="Envelope Q-learning (Yang et al. 2019), MORL-Baselines' variant: one preference-conditioned Q-network",
+    action_kinds=("discrete",),
+))

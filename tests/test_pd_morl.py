@@ -1,0 +1,188 @@
+"""PD-MORL: TD3 / Eq. 5 target blocks, the interpolator, preference sub-spaces, HER, and learning on DST."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.interpolate import RBFInterpolator
+
+import morl
+import morl.envs  # noqa: F401  (registers the envs)
+from morl.agent import agent_spec, make_config, make_trainer
+from morl.agents import td
+from morl.agents.pd_morl import (PDMORLConfig, PDMORLDiscreteConfig, eval_rbf, fit_rbf, interpolate,
+                                 key_preferences, make_interpolator)
+from morl.agents.preferences import SubspaceGrid, gaussian_preferences, grid, jitter_preference
+from morl.evaluate import EvalProtocol, evaluate
+from morl.weights import random_weights
+
+
+# ----------------------------------------------------------------------------------------------- TD3 blocks
+def test_td3_target_takes_the_whole_vector_of_the_twin_with_smaller_wq():
+    q1 = jnp.array([[10.0, 0.0], [1.0, 1.0]])
+    q2 = jnp.array([[0.0, 8.0], [2.0, 2.0]])
+    w = jnp.array([[0.5, 0.5], [0.9, 0.1]])
+    # row 0: w.q1 = 5.0, w.q2 = 4.0 -> q2 whole;  row 1: w.q1 = 1.0, w.q2 = 2.0 -> q1 whole
+    np.testing.assert_allclose(np.asarray(td.td3_min_vector(q1, q2, w)), [[0.0, 8.0], [1.0, 1.0]])
+    # an element-wise minimum (CAPQL) would give [0, 0] for row 0: PD-MORL never mixes the twins
+    assert not np.allclose(np.asarray(td.td3_min_vector(q1, q2, w))[0], np.minimum(q1, q2)[0])
+
+
+def test_target_policy_smoothing_clips_noise_and_actions():
+    a = jnp.full((2000, 1), 0.9)
+    out = np.asarray(td.td3_target_action(jax.random.PRNGKey(0), a, 0.2, 0.5, jnp.array([-1.0]), jnp.array([1.0])))
+    assert out.max() <= 1.0 and out.min() >= 0.4 - 1e-6 and (out == 1.0).any()
+
+
+def test_angle_term_in_degrees_with_the_official_clamp():
+    w = jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    q = jnp.array([[1.0, 1.0], [-1.0, 0.5], [3.0, 0.0]])
+    ang = np.asarray(td.angle_deg(w, q))
+    assert ang[0] == pytest.approx(45.0, abs=1e-4)
+    assert ang[1] == pytest.approx(90.0)                       # obtuse: cosine clamped at 0
+    assert ang[2] == pytest.approx(np.degrees(np.arccos(0.9999)), abs=1e-3)  # parallel: cosine clamped at 0.9999
+    q1 = jnp.array([[1.0, 1.0]])
+    loss = td.td3_actor_loss(q1, jnp.array([[0.5, 0.5]]), jnp.array([[1.0, 0.0]]), angle_coef=10.0)
+    assert float(loss) == pytest.approx(-1.0 + 10.0 * 45.0, abs=1e-3)
+    closs = td.td3_critic_loss(q1, q1 + 2.0, q1, jnp.array([[1.0, 0.0]]))
+    assert float(closs) == pytest.approx(0.0 + 1.5 + 45.0 + np.degrees(np.arccos(3 / np.sqrt(18))), abs=1e-3)
+
+
+def test_preference_driven_action_eq5_by_hand():
+    # a0 = [5, 0]: w.Q = 2.5 but at 90 degrees from w_p = [0, 1] -> score 0
+    # a1 = [1, 2]: w.Q = 1.5, cos = 2 / sqrt(5)                     -> score 1.342  (Eq. 5 picks a1)
+    q_next = jnp.array([[[5.0, 0.0], [1.0, 2.0]]])
+    w, w_p = jnp.array([[0.5, 0.5]]), jnp.array([[0.0, 1.0]])
+    assert int(td.preference_driven_action(q_next, w, w_p)[0]) == 1
+    assert int(jnp.argmax(td.scalarize(w[:, None], q_next))) == 0   # plain w.Q would pick a0
+    # the shift enters the cosine only: shifting objective 1 by -2 makes a1 = [1, 0] (cos 0) and a0 = [5, -2]
+    # (obtuse, cos clamped at 0): both scores 0 -> argmax ties to a0
+    assert int(td.preference_driven_action(q_next, w, w_p, jnp.array([0.0, -2.0]))[0]) == 0
+
+
+# ----------------------------------------------------------------------------------------------- interpolator
+def test_rbf_interpolator_matches_scipy_for_two_objectives():
+    pts = key_preferences(2).astype(np.float64)
+    vals = np.array([[0.3, 0.95], [0.9, 0.1], [0.7, 0.7]])
+    x = random_weights(2, 50, 0)
+    coeffs, center, scale = fit_rbf(jnp.asarray(pts), jnp.asarray(vals))
+    ours = np.asarray(eval_rbf(jnp.asarray(pts, jnp.float32), coeffs, center, scale, jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(ours, RBFInterpolator(pts, vals, kernel="linear")(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("m", [3, 6])
+def test_rbf_interpolator_is_exact_at_the_keys_and_satisfies_the_side_condition(m):
+    # For m >= 3 the polynomial block is singular on the simplex; scipy's LU still returns numbers, but they break
+    # the RBF side condition P^T a = 0. The least-squares solution keeps it, and interpolates the keys exactly.
+    pts = key_preferences(m)
+    vals = np.random.default_rng(m).random((m + 1, m)).astype(np.float32)
+    coeffs, center, scale = fit_rbf(jnp.asarray(pts), jnp.asarray(vals))
+    at_keys = np.asarray(eval_rbf(jnp.asarray(pts), coeffs, center, scale, jnp.asarray(pts)))
+    np.testing.assert_allclose(at_keys, vals, atol=1e-4)
+    poly = np.concatenate([np.ones((m + 1, 1)), (pts - np.asarray(center)) / np.asarray(scale)], 1)
+    np.testing.assert_allclose(poly.T @ np.asarray(coeffs)[: m + 1], 0.0, atol=1e-4)
+
+
+def test_interpolator_normalises_shifted_key_returns():
+    pts = jnp.asarray(key_preferences(2))
+    returns = jnp.array([[0.0, -1.0], [23.0, -17.0], [12.0, -6.0]])
+    shift = jnp.array([0.0, 17.0])
+    interp = make_interpolator(pts, returns, shift, "l2")
+    w_p = np.asarray(interpolate(interp, pts))
+    expected = np.asarray(returns + shift)
+    np.testing.assert_allclose(w_p, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-4)
+    interp1 = make_interpolator(pts, returns, shift, "l1")
+    np.testing.assert_allclose(np.abs(np.asarray(interpolate(interp1, pts))).sum(1), 1.0, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------- preferences
+def test_subspaces_are_contiguous_slices_of_the_grid():
+    full = grid(2, 0.01)
+    assert full.shape == (101, 2) and np.allclose(full.sum(1), 1.0)
+    sub = SubspaceGrid.make(2, 0.01, 10)
+    assert sub.counts.tolist() == [11] + [10] * 9            # np.array_split of 101 points
+    parts = np.array_split(full, 10)
+    ids = jnp.repeat(jnp.arange(10), 200)
+    drawn = np.asarray(sub.sample(jax.random.PRNGKey(0), ids)).reshape(10, 200, 2)
+    for s in range(10):
+        lo, hi = parts[s][:, 0].min(), parts[s][:, 0].max()
+        assert drawn[s, :, 0].min() >= lo - 1e-6 and drawn[s, :, 0].max() <= hi + 1e-6
+        assert len(np.unique(drawn[s, :, 0].round(4))) == len(parts[s])  # every point of the sub-space is drawn
+    with pytest.raises(ValueError, match="divide 1"):
+        grid(2, 0.3)
+
+
+def test_her_and_key_preference_samplers():
+    w = np.asarray(gaussian_preferences(jax.random.PRNGKey(0), 1000, 3, decimals=3))
+    assert (w >= 0).all() and np.allclose(w.sum(1), 1.0, atol=2e-3) and np.allclose(w, w.round(3))
+    j = np.asarray(jitter_preference(jax.random.PRNGKey(1), jnp.tile(jnp.array([[1.0, 0.0]]), (1000, 1))))
+    assert np.allclose(j.sum(1), 1.0, atol=1e-6) and j[:, 1].max() <= 0.05 / 0.95 + 1e-6 and j[:, 1].max() > 0.01
+
+
+# ----------------------------------------------------------------------------------------------- agents
+def test_registration_and_official_defaults():
+    d = make_config("pd-morl-discrete")
+    assert (d.batch_size, d.hidden, d.num_layers, d.learning_rate, d.tau, d.buffer_size, d.weight_num,
+            d.epsilon_start, d.epsilon_final, d.w_step, d.num_subspaces, d.gamma) == (
+        32, 256, 4, 3e-4, 0.005, 10_000, 3, 0.8, 0.05, 0.01, 10, 0.99)
+    ftn = make_config("pd-morl-discrete", "fruit-tree-v0")
+    assert (ftn.hidden, ftn.w_step) == (512, 0.05)
+    c = make_config("pd-morl")
+    assert (c.batch_size, c.hidden, c.gamma, c.policy_freq, c.actor_loss_coeff, c.w_step, c.expl_noise,
+            c.policy_noise, c.noise_clip, c.tau, c.weight_num) == (256, 400, 0.995, 10, 10.0, 0.001, 0.1, 0.2, 0.5,
+                                                                     0.005, 3)
+    assert agent_spec("pd-morl").action_kinds == ("continuous",)
+    env, _ = morl.make("deep-sea-treasure-v0")
+    with pytest.raises(ValueError, match="supports continuous"):
+        make_trainer("pd-morl", env)
+
+
+def test_her_copies_start_after_her_start():
+    env, params = morl.make("deep-sea-treasure-v0")
+    trainer = make_trainer("pd-morl-discrete", env, params, her_start=5, buffer_size=100)
+    n = trainer.num_envs
+    items = {"obs": jnp.zeros((n, 2), jnp.int32), "action": jnp.arange(n, dtype=jnp.int32),
+             "reward": jnp.zeros((n, 2)), "next_obs": jnp.zeros((n, 2), jnp.int32), "terminated": jnp.zeros((n,)),
+             "w": jnp.tile(jnp.array([[0.25, 0.75]]), (n, 1))}
+    replay = trainer.init(jax.random.PRNGKey(0)).main.replay
+    replay = trainer._store(replay, items, jax.random.PRNGKey(1), True, her_start=5)   # size 0: no copies yet
+    assert int(replay.size) == n
+    replay = trainer._store(replay, items, jax.random.PRNGKey(2), True, her_start=5)   # size 10 > 5: 1 + 3 each
+    assert int(replay.size) == n + 4 * n
+    new = jax.tree.map(lambda x: np.asarray(x)[n:5 * n], replay.data)
+    np.testing.assert_array_equal(new["action"], np.repeat(np.arange(n), 4))            # each copy follows its original
+    np.testing.assert_allclose(new["w"][::4], 0.25 * np.ones((n, 1)) * [1, 3])        # originals keep their preference
+    her_w = np.delete(new["w"], np.arange(0, 4 * n, 4), axis=0)
+    assert np.allclose(her_w.sum(1), 1.0, atol=2e-3) and not np.allclose(her_w, [0.25, 0.75])
+
+
+#: CI budget for DST (official: 1M env steps and 1M updates). Key runs: 3 x 15k env steps.
+DST_CONFIG = dict(total_timesteps=20_000, key_timesteps=15_000, steps_per_chunk=250)
+DST_TRUE_HV = 360.40
+
+
+def test_pd_morl_discrete_reaches_95_percent_of_dst_hv_without_the_true_front(monkeypatch):
+    env, params = morl.make("deep-sea-treasure-v0")
+    true_front = env.pareto_front(0.99)
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("PD-MORL read the true Pareto front during training")
+
+    monkeypatch.setattr(type(env), "pareto_front", forbidden)
+    trainer = make_trainer("pd-morl-discrete", env, params, **DST_CONFIG)
+    state = trainer.init(jax.random.PRNGKey(0))
+    logs_by_chunk = []
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+        logs_by_chunk.append(logs)
+    assert trainer.env_steps(state) == 3 * DST_CONFIG["key_timesteps"] + DST_CONFIG["total_timesteps"]
+    monkeypatch.undo()
+    front = evaluate(trainer.solution(state), env, protocol=EvalProtocol(gamma=0.99))
+    hv = front.metrics["hypervolume"]
+    assert hv >= 0.95 * DST_TRUE_HV, f"HV {hv:.2f} = {hv / DST_TRUE_HV:.1%} of {DST_TRUE_HV}; front {front.front}"
+    # the interpolator's key returns are real policy returns, each a point the env can produce
+    key_returns = np.asarray(state.interp.returns)
+    assert (key_returns[:, 1] < 0).all() and key_returns.shape == (3, 2)
+    assert true_front.shape == (10, 2)
