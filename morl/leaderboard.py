@@ -393,6 +393,19 @@ def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: fl
     return groups
 
 
+def _check_trainers(suite: Suite, groups) -> None:
+    import morl
+    from morl.agent import make_trainer
+
+    for group in groups:
+        r = group[0]
+        try:
+            env, params = morl.make(r.env, **r.env_kwargs)
+            make_trainer(r.agent, env, params, config=r.config)
+        except Exception as exc:
+            raise ValueError(f"{suite.path}: {r.agent} on {r.env} cannot be built: {type(exc).__name__}: {exc}") from None
+
+
 def _budget_share(value: Any, steps: int, where: str) -> Any:
     """``"40%"`` -> 40% of the env's budget (an int), so shares follow budgets and ``--steps-scale``."""
     if isinstance(value, str) and value.strip().endswith("%"):
@@ -409,7 +422,7 @@ def _finished_match(store: Store, req) -> dict | None:
 
     config = dumps(config_to_dict(req.config))
     mine = req.protocol.as_dict()
-    for r in store.runs(agent=req.agent, env=req.env, suite=req.suite):
+    for r in reversed(store.runs(agent=req.agent, env=req.env, suite=req.suite)):  # the latest first
         if (int(r["seed"]) != int(req.seed) or dumps(r["env_kwargs"]) != dumps(req.env_kwargs)
                 or dumps(r["config"]) != config or not Path(r.get("path") or "").exists()):
             continue
@@ -429,6 +442,7 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
     suite = load_suite(name)
     store = store_for(runs_dir)
     groups = suite_requests(suite, seeds, steps_scale)
+    _check_trainers(suite, groups)  # every (agent, env) can be built, before hours of training start
     todo = []
     for group in groups:
         missing = [r for r in group if _finished_match(store, r) is None]
@@ -444,9 +458,14 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
         infos = [create_run(runs_dir, r) for r in missing]
         train_runs(infos, progress=progress, store=store)
     elapsed = time.time() - start
-    rows = [r for r in store.evaluations(suite=suite.name)
-            if r["agent"] in suite.agents and r["env"] in {e.id for e in suite.envs}
-            and (not seeds or int(r["seed"]) in seeds)]
+    # exactly the runs of this suite definition (not older budgets or configs), under the suite's protocol
+    chosen = {}
+    for group in groups:
+        for req in group:
+            match = _finished_match(store, req)
+            if match is not None:
+                chosen[match["run_id"]] = match["protocol_hash"]
+    rows = [r for r in store.evaluations(suite=suite.name) if chosen.get(r["run_id"]) == r["protocol_hash"]]
     text = [f"# Leaderboard: {suite.name}", ""]
     if suite.description:
         text += [suite.description.strip(), ""]
