@@ -194,6 +194,7 @@ class MJXEnv(Environment):
         self.frame_skip = robot.frame_skip
         self.dt = float(model.opt.timestep) * robot.frame_skip
         self.init_qpos = np.asarray(model.qpos0, np.float32)
+        self._setup_integration(mujoco, model)
         self.nq, self.nv, self.nu = int(model.nq), int(model.nv), int(model.nu)
         self._ctrl_low = np.asarray(model.actuator_ctrlrange[:, 0], np.float32)
         self._ctrl_high = np.asarray(model.actuator_ctrlrange[:, 1], np.float32)
@@ -201,6 +202,35 @@ class MJXEnv(Environment):
             max_steps=robot.max_steps if max_steps is None else _check_max_steps(max_steps),
             reset_noise_scale=robot.reset_noise_scale if reset_noise_scale is None else float(reset_noise_scale))
         self._obs_dim = int(self.observation(self._data0).shape[0])
+
+    def _setup_integration(self, mujoco, model) -> None:
+        if model.na:
+            raise NotImplementedError(f"{self.robot.gym_id}: actuator activations are not supported (na={model.na})")
+        integrators = {int(mujoco.mjtIntegrator.mjINT_EULER): "euler", int(mujoco.mjtIntegrator.mjINT_RK4): "rk4"}
+        if int(model.opt.integrator) not in integrators:
+            raise NotImplementedError(f"{self.robot.gym_id}: integrator {model.opt.integrator} is not supported")
+        self._integrator = integrators[int(model.opt.integrator)]
+        self._timestep = float(model.opt.timestep)
+        free, q_of_v = [], []
+        for j in range(model.njnt):
+            qadr, vadr, jtype = int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j]), int(model.jnt_type[j])
+            if jtype == int(mujoco.mjtJoint.mjJNT_FREE):
+                free.append((qadr, vadr))
+                q_of_v += [(qadr + i, vadr + i) for i in range(3)]
+            elif jtype in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
+                q_of_v.append((qadr, vadr))
+            else:
+                raise NotImplementedError(f"{self.robot.gym_id}: ball joints are not supported")
+        self._free_joints = tuple(free)
+        self._q_of_v = np.asarray(q_of_v, np.int32).reshape(-1, 2)
+        gtypes = set(int(t) for t in model.geom_type)
+        self._plane_capsule = _GEOM_PLANE in gtypes and _GEOM_CAPSULE in gtypes
+
+    #: RK4 stages unrolled into the program: 1 on a CPU (one inlined forward: half the compile time), 4 on
+    #: accelerators (what mjx.step does; faster steps)
+    @property
+    def rk4_unroll(self) -> int:
+        return 1 if jax.default_backend() == "cpu" else 4
 
     # ------------------------------------------------------------------ declared
     @property
@@ -266,13 +296,94 @@ class MJXEnv(Environment):
         qpos, qvel = self.reset_qpos_qvel(key, params)
         return self.set_state(qpos, qvel, params)
 
+    # ------------------------------------------------------------------ physics (mj_step, in MJX pieces)
+    def forward(self, d):
+        """``mj_forward`` from MJX's public stages (as ``mjx.forward``), with one correction: plane-capsule
+        contacts get MuJoCo's contact frame (see `_align_capsule_frames`)."""
+        mjx, m = self._mjx, self.mx
+        for stage in (mjx.kinematics, mjx.com_pos, mjx.camlight, mjx.tendon, mjx.crb, mjx.tendon_armature,
+                      mjx.factor_m, mjx.collision):
+            d = stage(m, d)
+        d = self._align_capsule_frames(d)
+        for stage in (mjx.make_constraint, mjx.transmission, mjx.sensor_pos, mjx.fwd_velocity, mjx.sensor_vel,
+                      mjx.fwd_actuation, mjx.fwd_acceleration):
+            d = stage(m, d)
+        if _impl_field(d, "efc_J").size == 0:
+            return d.replace(qacc=d.qacc_smooth)
+        return mjx.sensor_acc(m, mjx.solve(m, d))
+
+    def _align_capsule_frames(self, d):
+        """MuJoCo aligns the first tangent of a plane-capsule contact with the capsule's axis (projected on the
+        plane); MJX builds it from the normal alone. With pyramidal friction cones the tangents decide the
+        friction pyramid, so without this a capsule foot that is not aligned with the world axes (ant, humanoid)
+        slides differently than in MuJoCo."""
+        if not self._plane_capsule:
+            return d
+        con = _impl_field(d, "contact")
+        gtype = jnp.asarray(self.mj_model.geom_type)
+        mask = (gtype[con.geom[:, 0]] == _GEOM_PLANE) & (gtype[con.geom[:, 1]] == _GEOM_CAPSULE)
+        normal = con.frame[:, 0]
+        axis = d.geom_xmat[con.geom[:, 1]][:, :, 2]
+        tangent = axis - jnp.sum(axis * normal, axis=-1, keepdims=True) * normal
+        norm = jnp.linalg.norm(tangent, axis=-1, keepdims=True)
+        ok = mask[:, None] & (norm > 1e-6)  # a capsule standing on end keeps MJX's frame
+        tangent = jnp.where(ok, tangent / jnp.where(ok, norm, 1.0), con.frame[:, 1])
+        frame = jnp.stack([normal, tangent, jnp.where(ok, jnp.cross(normal, tangent), con.frame[:, 2])], axis=1)
+        return d.tree_replace({"_impl.contact": con.replace(frame=frame)})
+
+    def _integrate_pos(self, qpos: jax.Array, qvel: jax.Array, h) -> jax.Array:
+        """``mj_integratePos``: qpos advanced by qvel * h (quaternions of free joints rotate)."""
+        out = qpos + h * self._qvel_to_qpos(qvel)  # hinge and slide joints; free-joint positions
+        for qadr, vadr in self._free_joints:
+            quat = _quat_integrate(qpos[qadr + 3:qadr + 7], qvel[vadr + 3:vadr + 6], h)
+            out = out.at[qadr + 3:qadr + 7].set(quat)
+        return out
+
+    def _qvel_to_qpos(self, qvel: jax.Array) -> jax.Array:
+        """qvel scattered to qpos layout (free joints: linear part; quaternion slots 0)."""
+        return jnp.zeros(self.nq, qvel.dtype).at[self._q_of_v[:, 0]].set(qvel[self._q_of_v[:, 1]])
+
+    def _rk4(self, d):
+        """MuJoCo's RK4 step (``mj_step`` with ``integrator="RK4"``): the 4 stage evaluations run as one scan
+        over a single ``forward`` (compiles ~2x faster than 4 inlined copies; same arithmetic as MJX's)."""
+        h = self._timestep
+        # MJX's forward writes normalised quaternions back into qpos; the first stage does so before RK4 reads
+        # the initial state
+        q0 = self._normalize_quats(d.qpos)
+        v0, t0 = d.qvel, d.time
+
+        def stage(carry, x):
+            d, kqvel, kqacc, vsum, asum = carry
+            a, b, first = x
+            qpos = jnp.where(first, q0, self._integrate_pos(q0, kqvel, a * h))
+            qvel = jnp.where(first, v0, v0 + kqacc * (a * h))
+            d = self.forward(d.replace(qpos=qpos, qvel=qvel, time=t0 + a * h))
+            return (d, qvel, d.qacc, vsum + b * qvel, asum + b * d.qacc), None
+
+        zero = jnp.zeros_like(v0)
+        xs = (jnp.asarray(_RK4_A), jnp.asarray(_RK4_B), jnp.arange(4) == 0)
+        (d, _, _, vsum, asum), _ = jax.lax.scan(stage, (d, v0, zero, zero, zero), xs, unroll=self.rk4_unroll)
+        qvel = v0 + asum * h
+        return d.replace(qpos=self._integrate_pos(q0, vsum, h), qvel=qvel, time=t0 + h, qacc_warmstart=d.qacc)
+
+    def _normalize_quats(self, qpos: jax.Array) -> jax.Array:
+        for qadr, _ in self._free_joints:
+            quat = qpos[qadr + 3:qadr + 7]
+            qpos = qpos.at[qadr + 3:qadr + 7].set(quat / jnp.linalg.norm(quat))
+        return qpos
+
+    def substep(self, d):
+        """One ``mj_step``."""
+        if self._integrator == "euler":
+            return self._mjx.euler(self.mx, self.forward(d))
+        return self._rk4(d)
+
     def physics(self, d, ctrl: jax.Array):
         """``frame_skip`` MuJoCo steps with ``ctrl`` held (gymnasium's ``do_simulation``)."""
-        mjx, mx = self._mjx, self.mx
         d = d.replace(ctrl=ctrl)
-        d = jax.lax.fori_loop(0, self.frame_skip, lambda _, x: mjx.step(mx, x), d)
+        d = jax.lax.fori_loop(0, self.frame_skip, lambda _, x: self.substep(x), d)
         if self.uses_cfrc_ext:
-            d = mjx.rne_postconstraint(mx, d)
+            d = self._mjx.rne_postconstraint(self.mx, d)
         return d
 
     def step(self, key: jax.Array, state: MujocoState, action: jax.Array, params: MujocoParams):
@@ -294,6 +405,24 @@ class MJXEnv(Environment):
 
     def __repr__(self) -> str:
         return f"<MJXEnv {self.name}>"
+
+
+_GEOM_PLANE, _GEOM_CAPSULE = 0, 3  # mjtGeom
+_RK4_A = np.array([0.0, 0.5, 0.5, 1.0], np.float32)        # stage offsets (Butcher tableau diagonal)
+_RK4_B = np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6], np.float32)  # stage weights
+
+
+def _quat_integrate(quat: jax.Array, omega: jax.Array, h) -> jax.Array:
+    """``mju_quatIntegrate``: rotate ``quat`` by the body-frame angular velocity ``omega`` over ``h``."""
+    speed = jnp.linalg.norm(omega)
+    axis = omega / jnp.where(speed > 0, speed, 1.0)
+    half = 0.5 * h * speed
+    rot = jnp.concatenate([jnp.cos(half)[None], axis * jnp.sin(half)])
+    w1, x1, y1, z1 = quat
+    w2, x2, y2, z2 = rot
+    out = jnp.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+    return out / jnp.linalg.norm(out)
 
 
 def _check_max_steps(max_steps: Any) -> int:

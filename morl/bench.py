@@ -24,6 +24,7 @@ class BenchRow:
     steps: int
     seconds: float
     compile_seconds: float | None = None  # the engine's first call (trace + compile + one run), when measured
+    variant: str = ""                     # the make() kwargs that distinguish engine rows, e.g. "backend=mjx"
 
     @property
     def steps_per_s(self) -> float:
@@ -68,9 +69,10 @@ def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds:
         if elapsed >= min_seconds:
             break
     how = "host path, MOSyncVectorEnv" if is_host else f"jit+vmap, {jax.devices()[0].platform}"
-    tag = "".join(f", {k}={v}" for k, v in (env_kwargs or {}).items())
+    variant = ", ".join(f"{k}={v}" for k, v in (env_kwargs or {}).items())
+    tag = f", {variant}" if variant else ""
     return BenchRow(f"morl engine ({how}{tag}; first call {compile_s:.1f} s)", num_envs,
-                    calls * num_envs * num_steps, elapsed, compile_s)
+                    calls * num_envs * num_steps, elapsed, compile_s, variant)
 
 
 def engine_variants(env_id: str) -> list[dict]:
