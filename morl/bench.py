@@ -68,7 +68,7 @@ def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds:
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             break
-    how = "host path, MOSyncVectorEnv" if is_host else f"jit+vmap, {jax.devices()[0].platform}"
+    how = "host path" if is_host else f"jit+vmap, {jax.devices()[0].platform}"
     variant = ", ".join(f"{k}={v}" for k, v in (env_kwargs or {}).items())
     tag = f", {variant}" if variant else ""
     return BenchRow(f"morl engine ({how}{tag}; first call {compile_s:.1f} s)", num_envs,
@@ -90,11 +90,23 @@ def _gym_id(env_id: str) -> str:
     return env_id[len("gym:"):] if env_id.startswith("gym:") else env_id
 
 
-def bench_mo_gymnasium_single(env_id: str, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:
-    """MO-Gymnasium's plain loop: one env, random actions, reset on episode end."""
+def _mo_gym_make(gym_id: str):
+    """``mo_gym.make``; MuJoCo's load-time warnings go to Python's ``warnings`` (not MUJOCO_LOG.TXT + stderr)."""
+    import importlib.util
+
     import mo_gymnasium as mo_gym
 
-    env = mo_gym.make(_gym_id(env_id))
+    if importlib.util.find_spec("mujoco") is None:
+        return mo_gym.make(gym_id)
+    from morl.envs.mujoco import mujoco_warnings_as_python
+
+    with mujoco_warnings_as_python():
+        return mo_gym.make(gym_id)
+
+
+def bench_mo_gymnasium_single(env_id: str, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:
+    """MO-Gymnasium's plain loop: one env, random actions, reset on episode end."""
+    env = _mo_gym_make(_gym_id(env_id))
     env.action_space.seed(seed)
     env.reset(seed=seed)
     steps, start = 0, time.perf_counter()
@@ -111,10 +123,9 @@ def bench_mo_gymnasium_single(env_id: str, min_seconds: float = 2.0, seed: int =
 
 def bench_mo_gymnasium_vector(env_id: str, num_envs: int = 64, min_seconds: float = 2.0, seed: int = 0) -> BenchRow:
     """MO-Gymnasium's ``MOSyncVectorEnv`` with random actions (it auto-resets itself)."""
-    import mo_gymnasium as mo_gym
     from mo_gymnasium.wrappers.vector import MOSyncVectorEnv
 
-    vec = MOSyncVectorEnv([lambda: mo_gym.make(_gym_id(env_id)) for _ in range(num_envs)])
+    vec = MOSyncVectorEnv([lambda: _mo_gym_make(_gym_id(env_id)) for _ in range(num_envs)])
     vec.reset(seed=seed)
     vec.action_space.seed(seed)
     steps, start = 0, time.perf_counter()
