@@ -168,10 +168,11 @@ def _impl_field(d, name: str) -> jax.Array:
 class MJXEnv(Environment):
     """Base of the MJX robots. Subclasses define the observation, reward, health and reset noise.
 
-    ``step`` writes the action into ``ctrl``, calls ``mjx.step`` ``frame_skip`` times (MuJoCo's ``mj_step``:
-    forward dynamics, then the XML's integrator), then computes the observation and reward vector from the
-    resulting data exactly as MO-Gymnasium reads them from ``MjData`` (including the kinematic quantities that
-    ``mj_step`` leaves from its last forward pass, which MO-Gymnasium's ant, humanoid and reacher read).
+    ``step`` writes the action into ``ctrl``, runs ``frame_skip`` MuJoCo steps (`substep`: MJX's forward stages,
+    then the XML's integrator, as ``mjx.step`` does, plus MuJoCo's plane-capsule contact frames), then computes
+    the observation and reward vector from the resulting data exactly as MO-Gymnasium reads them from
+    ``MjData`` (including the kinematic quantities that ``mj_step`` leaves from its last forward pass, which
+    MO-Gymnasium's ant, humanoid and reacher read).
     """
 
     backend = "mjx"
@@ -252,10 +253,6 @@ class MJXEnv(Environment):
     # ------------------------------------------------------------------ per robot
     def observation(self, d) -> jax.Array:
         raise NotImplementedError
-
-    def position(self, d) -> jax.Array:
-        """What the velocity objective differentiates (x, or x and y) read from data."""
-        return d.qpos[0:1]
 
     def healthy(self, d) -> jax.Array:
         return jnp.asarray(True)
