@@ -954,8 +954,21 @@ def _imports(argv: list[str]) -> list[str]:
     return rest
 
 
+def _stack_dumps_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's Python stack to stderr: what a long run is doing, or where it hangs."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1") and sys.stderr is not None:
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+        except (ValueError, OSError, RuntimeError, AttributeError):  # not the main thread, or no real stderr
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores()
+    _stack_dumps_on_sigusr1()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         argv = _imports(argv)
