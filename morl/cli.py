@@ -926,7 +926,8 @@ def use_all_cpu_cores() -> None:
     """
     import os
 
-    if "XLA_FLAGS" not in os.environ and "jax" not in sys.modules:
+    # XLA reads the flag when the CPU backend starts (first use), so importing jax before this is fine
+    if "XLA_FLAGS" not in os.environ:
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
 
 
