@@ -1,0 +1,269 @@
+"""MORL/D: scalarisation and PSA against hand-computed values, the device Pareto archive, and learning.
+
+Learning test: the DQN inner learner on deep-sea-treasure-v0 must reach >= 95% of the true front's hypervolume
+(360.40 at gamma 0.99, reference point (0, -25); shared/reference/anchors.md), evaluated by the library's
+evaluator (not the agent's own numbers). The trained trainer is shared (one compile) by the tests that inspect it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import morl
+import morl.envs  # noqa: F401
+from morl.agent import agent_spec, make_config, make_trainer
+from morl.agents import replay as rb
+from morl.agents.morld import Archive, archive_insert, crowding_distance_jax
+from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, tchebycheff,
+                                       update_utopia, weighted_sum)
+from morl.evaluate import EvalProtocol, evaluate
+from morl.pareto import crowding_distance
+
+DST_TRUE_HV = 360.40094637581575  # MO-Gymnasium's front at gamma 0.99, ref (0, -25) (anchors.md)
+
+
+# =============================================================================================== scalarisation
+def test_weighted_sum_and_tchebycheff_hand_computed():
+    w = jnp.array([0.3, 0.7])
+    assert float(weighted_sum(w, jnp.array([2.0, 1.0]))) == pytest.approx(0.3 * 2 + 0.7 * 1)
+    # w * |v - z| = [0.3 * 2, 0.7 * 2] = [0.6, 1.4] -> -1.4
+    assert float(tchebycheff(w, jnp.array([2.0, 1.0]), jnp.array([4.0, 3.0]))) == pytest.approx(-1.4)
+    # batched over leading axes
+    v = jnp.array([[2.0, 1.0], [4.0, 3.0], [3.0, 0.0]])
+    np.testing.assert_allclose(tchebycheff(w, v, jnp.array([4.0, 3.0])), [-1.4, 0.0, -2.1], rtol=1e-6)
+
+
+def test_utopia_point_is_adapted_online_as_morl_baselines():
+    z = initial_utopia(2)
+    assert np.all(np.isneginf(np.asarray(z)))
+    z = update_utopia(z, jnp.array([[1.0, 5.0], [3.0, 2.0]]), tau=0.5)     # best seen + tau
+    np.testing.assert_allclose(z, [3.5, 5.5])
+    z = update_utopia(z, jnp.array([4.0, 0.0]), tau=0.5)                   # only the first objective moves
+    np.testing.assert_allclose(z, [4.5, 5.5])
+    tch = Scalarization("tch", tau=0.5)
+    w = jnp.array([0.3, 0.7])
+    # an existing utopia point that already covers v is kept: -1.4 as above
+    assert float(tch(w, jnp.array([2.0, 1.0]), jnp.array([4.0, 3.0]))) == pytest.approx(-1.4)
+    # from -inf the closure first moves z to v + tau: w * |v - z| = [0.15, 0.35] -> -0.35
+    assert float(tch(w, jnp.array([2.0, 1.0]), initial_utopia(2))) == pytest.approx(-0.35)
+    assert float(Scalarization("ws")(w, jnp.array([2.0, 1.0]))) == pytest.approx(1.3)
+    with pytest.raises(ValueError, match="'ws'.*'tch'"):
+        Scalarization("chebyshev")
+
+
+def test_psa_weight_adaptation_hand_computed():
+    weights = jnp.array([[0.5, 0.5], [0.2, 0.8], [0.6, 0.4]])
+    evals = jnp.array([[2.0, 1.0], [1.0, 3.0], [3.0, 0.5]])
+    archive = jnp.array([[2.0, 1.0], [1.0, 3.0], [3.0, 0.5], [2.05, 1.0], [0.0, 0.0]])
+    valid = jnp.array([True, True, True, True, False])
+    new = np.asarray(psa_weights(weights, evals, archive, valid, delta=0.1))
+    # member 0: squared distances 0, 5, 1.25, 0.0025 (<= 0.01: skipped) -> closest (3, 0.5);
+    # worse in objective 0 (divide by 1.1), better in objective 1 (multiply by 1.1), then L1-normalise
+    a, b = 0.5 / 1.1, 0.5 * 1.1
+    np.testing.assert_allclose(new[0], [a / (a + b), b / (a + b)], rtol=1e-6)
+    np.testing.assert_allclose(new[0], [0.452489, 0.547511], atol=1e-6)
+    # member 1: closest other point (2, 1) at 5 (vs 5.1025 and 10.25): worse in 0, better in 1
+    a, b = 0.2 / 1.1, 0.8 * 1.1
+    np.testing.assert_allclose(new[1], [a / (a + b), b / (a + b)], rtol=1e-6)
+    # member 2: closest (2.05, 1) at 1.1025 + 0.25: better in 0, worse in 1; the padded row (0, 0) is ignored
+    a, b = 0.6 * 1.1, 0.4 / 1.1
+    np.testing.assert_allclose(new[2], [a / (a + b), b / (a + b)], rtol=1e-6)
+    # ties (equal objective) count as "at least as good": multiply
+    tie = psa_weights(jnp.array([[0.5, 0.5]]), jnp.array([[1.0, 2.0]]), jnp.array([[1.0, 1.0]]), jnp.array([True]))
+    np.testing.assert_allclose(tie, [[0.5, 0.5]], rtol=1e-6)
+    # no archive point farther than the threshold: the weight only gets renormalised
+    kept = psa_weights(jnp.array([[0.25, 0.25]]), jnp.array([[1.0, 1.0]]), archive, jnp.zeros(5, bool))
+    np.testing.assert_allclose(kept, [[0.5, 0.5]])
+
+
+def test_neighbourhoods_by_squared_distance():
+    w = jnp.array([[0.0, 1.0], [0.2, 0.8], [0.5, 0.5], [1.0, 0.0]])
+    np.testing.assert_array_equal(neighbourhoods(w, 1), [[1], [0], [1], [2]])
+    np.testing.assert_array_equal(neighbourhoods(w, 2)[0], [1, 2])
+    with pytest.raises(ValueError, match="neighbourhood size"):
+        neighbourhoods(w, 4)
+
+
+# =============================================================================================== archive
+def test_archive_keeps_non_dominated_first_occurrence_and_its_policy():
+    arch = Archive.empty(4, 2, {"p": jnp.zeros(3)})
+    pts = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    arch = archive_insert(arch, pts, jnp.full((3, 2), 0.5), {"p": jnp.arange(9.0).reshape(3, 3)})
+    assert int(arch.valid.sum()) == 3
+    # a duplicate of an archived point is dropped (the archived one, with its policy, stays), a dominated one too
+    arch = archive_insert(arch, jnp.array([[0.5, 0.5], [0.2, 0.2], [0.6, 0.6]]), jnp.zeros((3, 2)),
+                          {"p": jnp.full((3, 3), -1.0)})
+    got = np.asarray(arch.returns)[np.asarray(arch.valid)]
+    np.testing.assert_allclose(got, [[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]])
+    np.testing.assert_allclose(np.asarray(arch.policy["p"])[:2], [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_allclose(np.asarray(arch.policy["p"])[2], [-1, -1, -1])
+    # NaN candidates (an evaluation that blew up) never enter
+    arch2 = archive_insert(arch, jnp.array([[jnp.nan, 9.0]]), jnp.zeros((1, 2)), {"p": jnp.zeros((1, 3))})
+    assert int(arch2.valid.sum()) == 3
+
+
+def test_archive_overflow_drops_the_most_crowded_point():
+    pts = np.array([[0.0, 3.0], [1.0, 2.0], [1.5, 1.4], [3.0, 0.0]])
+    cd = np.asarray(crowding_distance_jax(jnp.asarray(pts), jnp.ones(4, bool)))
+    np.testing.assert_allclose(cd, crowding_distance(pts))       # same as the host NSGA-II distance
+    # (1, 2): 1.5/3 + 1.6/3 = 1.033 < (1.5, 1.4): 2/3 + 2/3 -> (1, 2) goes
+    arch = archive_insert(Archive.empty(3, 2, {"p": jnp.zeros(())}), jnp.asarray(pts), jnp.zeros((4, 2)),
+                          {"p": jnp.arange(4.0)})
+    np.testing.assert_allclose(np.asarray(arch.returns), pts[[0, 2, 3]])
+    np.testing.assert_allclose(np.asarray(arch.policy["p"]), [0.0, 2.0, 3.0])
+
+
+# =============================================================================================== config
+def test_registered_with_documented_defaults_and_clear_errors():
+    spec = agent_spec("morld")
+    cfg = spec.config_cls()
+    # MORL-Baselines' MORLD / MOSAC defaults
+    assert (cfg.pop_size, cfg.gamma, cfg.exchange_every, cfg.neighborhood_size, cfg.update_passes) == \
+        (6, 0.995, 40_000, 1, 10)
+    assert (cfg.scalarization, cfg.weight_init, cfg.batch_size, cfg.tau, cfg.q_lr, cfg.policy_lr) == \
+        ("ws", "uniform", 128, 0.005, 1e-3, 3e-4)
+    for bad, match in [(dict(scalarization="pbi"), "scalarization"), (dict(transfer="all"), "transfer"),
+                       (dict(neighborhood_size=6), "neighborhood_size"), (dict(weight_adaptation="moead"),
+                                                                          "weight_adaptation")]:
+        with pytest.raises(ValueError, match=match):
+            spec.config_cls(**bad)
+    with pytest.raises(ValueError, match="pop_size >= 3"):
+        make_trainer("morld", morl.make("resource-gathering-v0")[0], config=spec.config_cls(pop_size=2))
+
+
+# =============================================================================================== learning (DQN)
+@functools.lru_cache(maxsize=1)
+def trained_dst():
+    env, params = morl.make("deep-sea-treasure-v0")
+    trainer = make_trainer("morld", env, params, config=make_config("morld", "deep-sea-treasure-v0"))
+    state = trainer.init(jax.random.PRNGKey(0))
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+    return env, params, trainer, state, logs
+
+
+def test_dst_dqn_reaches_95_percent_of_the_true_hypervolume():
+    env, params, trainer, state, _ = trained_dst()
+    front = evaluate(trainer.solution(state), env, params, EvalProtocol(gamma=0.99, episodes=1))
+    hv = front.metrics["hypervolume"]
+    print(f"MORL/D DST: HV {hv:.2f} = {hv / DST_TRUE_HV:.1%} of the true front, {len(front.front)} points, "
+          f"EU {front.metrics['expected_utility']:.3f}")
+    assert hv >= 0.95 * DST_TRUE_HV, (hv, front.front)
+    # every point the evaluator found is a true Pareto point of DST (deterministic env)
+    true = env.pareto_front(0.99)
+    for p in front.front:
+        assert np.min(np.abs(true - p).max(axis=1)) < 1e-3, p
+
+
+def test_dst_budget_archive_and_weights():
+    env, params, trainer, state, logs = trained_dst()
+    cfg = trainer.config
+    assert trainer.env_steps(state) >= cfg.total_timesteps
+    assert trainer.env_steps(state) < cfg.total_timesteps + cfg.pop_size * cfg.exchange_every
+    assert int(logs["rounds"]) == int(state.rounds) and int(state.rounds) >= 2
+    # the archive is non-dominated and holds a policy per point
+    front = trainer.front(state)
+    from morl.pareto import non_dominated
+    assert len(non_dominated(front)) == len(front) >= 5
+    assert jax.tree.leaves(trainer.solution(state).params)[0].shape[0] == len(front)
+    # PSA moved some weights and they stay on the simplex
+    w = np.asarray(state.weights)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-5)
+    assert (w >= 0).all() and not np.allclose(w, trainer.init_weights)
+
+
+# =============================================================================================== normalisation
+def test_reward_normalisation_reaches_the_learners():
+    """With normalize_rewards=True the batch every learner trains on is the raw reward divided by the running
+    std of the discounted return (MORL-Baselines normalises a wrapper its policies never see, §4.4)."""
+    env, params = morl.make("deep-sea-treasure-v0")
+    cfg = make_config("morld", "deep-sea-treasure-v0", normalize_rewards=True, pop_size=3, exchange_every=200,
+                      total_timesteps=600, learning_starts=100, net_arch=(16,), buffer_size=1000, update_passes=0)
+    trainer = make_trainer("morld", env, params, config=cfg)
+    state, _ = trainer.update(trainer.init(jax.random.PRNGKey(1)))
+    scale = np.asarray(trainer.reward_scale(state))
+    assert np.all(scale > 0) and not np.allclose(scale, 1.0)
+    key = jax.random.PRNGKey(2)
+    batch = trainer.learner_batch(state, key)
+    raw, _ = jax.vmap(lambda k: rb.sample(state.replay, k, cfg.batch_size))(jax.random.split(key, cfg.pop_size))
+    np.testing.assert_allclose(np.asarray(batch["reward"]), np.asarray(raw["reward"]) / scale, rtol=1e-6)
+    # and the switch reproduces MORL-Baselines (raw rewards)
+    off = make_trainer("morld", env, params, config=make_config("morld", "deep-sea-treasure-v0",
+                                                                normalize_rewards=False, pop_size=3))
+    np.testing.assert_array_equal(np.asarray(off.reward_scale(off.init(jax.random.PRNGKey(0)))), [1.0, 1.0])
+
+
+# =============================================================================================== transfer
+def _flat(tree, i) -> np.ndarray:
+    """Member ``i``'s parameters as one vector."""
+    return np.concatenate([np.asarray(x[i]).ravel() for x in jax.tree.leaves(tree)])
+
+
+def _tiny_dst(**over):
+    env, params = morl.make("deep-sea-treasure-v0")
+    cfg = make_config("morld", "deep-sea-treasure-v0", **{**TINY, **over})
+    return env, params, make_trainer("morld", env, params, config=cfg)
+
+
+TINY = dict(pop_size=3, exchange_every=200, total_timesteps=600, learning_starts=100, net_arch=(16,),
+            buffer_size=1000, update_passes=0)
+
+
+def test_transfer_first_round_copies_the_lower_neighbour_and_improvement_adopts_better_ones():
+    env, params, trainer = _tiny_dst(transfer="first_round", neighborhood_size=1)
+    state0 = trainer.init(jax.random.PRNGKey(3))
+    state1, _ = trainer.update(state0)
+    nb = np.asarray(state1.neighbours)[:, 0]
+    leaf = lambda i: _flat(state1.learner["q"], i)  # noqa: E731
+    copied = [n for n in range(3) if nb[n] < n]
+    assert copied, nb
+    for n in copied:
+        np.testing.assert_array_equal(leaf(n), leaf(nb[n]))                # networks copied ...
+        assert int(jax.tree.leaves(state1.learner["opt"])[0][n]) == 0      # ... and Adam restarted
+    assert len({leaf(n).tobytes() for n in range(3)}) == 3 - len(copied)   # nobody else
+    # only after the first round
+    state2, _ = trainer.update(state1)
+    assert not any(np.array_equal(_flat(state2.learner["q"], n), _flat(state2.learner["q"], nb[n])) for n in copied)
+
+    # "improvement": member i takes a neighbour's networks when that neighbour's return scalarises higher
+    # under i's own weight
+    env, params, trainer = _tiny_dst(transfer="improvement", neighborhood_size=1, normalize_rewards=False)
+    state = trainer.init(jax.random.PRNGKey(4))
+    w = np.asarray(state.weights)
+    nb = np.asarray(state.neighbours)[:, 0]
+    evals = jnp.asarray(np.where(w[:, :1] > 0.5, [[20.0, -10.0]], [[0.7, -1.0]]), jnp.float32)
+    moved = trainer._transfer(state, evals)
+    for i in range(3):
+        better = float(w[i] @ np.asarray(evals[nb[i]])) > float(w[i] @ np.asarray(evals[i]))
+        same = np.array_equal(_flat(moved.learner["q"], i), _flat(state.learner["q"], nb[i]))
+        assert same == better, (i, w, nb)
+
+
+# =============================================================================================== continuous (SAC)
+def test_sac_inner_learner_runs_tchebycheff_psa_transfer_on_continuous_actions():
+    env, params = morl.make("mo-mountaincarcontinuous-v0")
+    cfg = make_config("morld", pop_size=3, exchange_every=100, total_timesteps=600, learning_starts=50,
+                      batch_size=16, buffer_size=500, net_arch=(16, 16), eval_episodes=1, max_episode_steps=60,
+                      scalarization="tch", weight_adaptation="psa", transfer="improvement", update_passes=0,
+                      weight_init="random")
+    trainer = make_trainer("morld", env, params, config=cfg)
+    state = trainer.init(jax.random.PRNGKey(0))
+    alpha0 = float(np.exp(np.asarray(state.learner.log_alpha)).mean())
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+    assert int(state.rounds) == 2 and trainer.env_steps(state) == 600
+    assert np.all(np.isfinite(np.asarray(state.utopia)))           # Tchebycheff utopia point was adapted
+    assert float(logs["alpha"]) != pytest.approx(alpha0)           # temperature tuned
+    np.testing.assert_allclose(np.asarray(state.weights).sum(axis=1), 1.0, rtol=1e-5)
+    sol = trainer.solution(state)
+    front = evaluate(sol, env, params, EvalProtocol(gamma=0.99, episodes=1, max_steps=60))
+    assert len(front.front) >= 1 and np.all(np.isfinite(front.returns))
+    # deterministic evaluation actions stay inside the action bounds
+    obs = jnp.zeros((4, 2), jnp.float32)
+    act = np.asarray(sol.act(sol.candidate(0), None, obs, jax.random.PRNGKey(0)))
+    assert act.shape == (4, 1) and np.all(np.abs(act) <= 1.0)
