@@ -33,7 +33,9 @@ one *exchange round* gives EVERY member ``exchange_every`` env steps (one gradie
 times ``gradient_updates``), then ``update_passes * (pop_size - 1)`` extra gradient steps per member (what a member
 receives from the other members' turns in one round-robin cycle), then evaluation, archive, transfer and PSA.
 ``total_timesteps`` counts real transitions of all members together, as MORL-Baselines' ``global_step`` does, so at
-equal budget each member collects the same ``total_timesteps / pop_size`` transitions in both schemes. What
+equal budget each member collects the same ``total_timesteps / pop_size`` transitions in both schemes (training
+stops at the end of the round that reaches the budget, so it can run up to one round, ``pop_size *
+exchange_every`` transitions, over). What
 changes: (1) a round is ``pop_size`` times more env steps than a turn, so evaluation, archive updates, transfer and
 PSA happen ``pop_size`` times less often per env step (divide ``exchange_every`` by ``pop_size`` to keep
 MORL-Baselines' frequency); (2) no member waits: all members learn throughout the run instead of in blocks, and with
@@ -55,6 +57,8 @@ Other differences from MORL-Baselines, with reasons
   round only, member ``n`` receives the networks of its neighbour with the largest index below ``n``; networks and
   targets are copied and the optimisers reset), or ``"improvement"`` (MOEA/D-style, ours: after every round, member
   ``i`` takes the networks of the neighbour whose evaluated return scalarises higher under ``i``'s own weight).
+- ``obs_encoding="onehot"`` (ours, DQN learner): integer Box observations (grid positions) as one-hot codes per
+  coordinate; see `ObsEncoder` and the deep-sea-treasure entry of `ENV_DEFAULTS`.
 - The discrete learner is a vector-valued double DQN (MORL-Baselines: MOSACDiscrete); both learners fit every
   component of the vector value (MORL-Baselines fits only the scalarised value), which Tchebycheff needs.
 - The utopia point is updated from the values scalarised in training batches (next-state Q-vectors); acting uses

@@ -174,3 +174,20 @@ def test_mountain_car_run_bookkeeping():
     assert logs["ep_hv"] == pytest.approx(hypervolume(ep, trainer.ref_point))
     # task weights stay on the simplex
     np.testing.assert_allclose(np.asarray(state["task_weights"]).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_three_objectives_run_through_warm_up_and_selection():
+    """Any number of objectives: a tiny 3-objective run (discrete actions) goes through the warm-up, the
+    direction-based performance buffers, the prediction model and the selection."""
+    env, params = morl.make("mo-mountaincar-3d-v0")
+    cfg = make_config("pgmorl", total_timesteps=1, warmup_iterations=2, evolutionary_iterations=1, delta_weight=0.5,
+                      num_envs=2, steps_per_iteration=64, num_minibatches=2, epochs=2, hidden=(8,))
+    trainer = make_trainer("pgmorl", env, params, config=cfg)
+    assert trainer.n == 6 and trainer.total_iterations == 3
+    state = trainer.init(jax.random.PRNGKey(0))
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+    assert int(state["generation"]) == 1 and int(state["graph"]["count"]) == 6 * 4
+    assert state["population"]["valid"].sum() >= 1 and int(state["last_selected"]) >= 1
+    np.testing.assert_allclose(np.asarray(state["task_weights"]).sum(axis=1), 1.0, rtol=1e-5)
+    assert trainer.front(state).shape[1] == 3
