@@ -393,6 +393,25 @@ def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: fl
     return groups
 
 
+def _settings_key(req) -> str:
+    from morl.runs import config_to_dict
+
+    return dumps([req.agent, req.env, req.env_kwargs, int(req.seed), config_to_dict(req.config), req.protocol.as_dict()])
+
+
+def _unfinished_runs(runs_dir: str | Path, suite: str) -> dict[str, Any]:
+    """Interrupted or failed run folders of ``suite``, keyed by their settings (the newest per key)."""
+    from morl.runs import list_runs
+
+    out = {}
+    for info in list_runs(runs_dir)[0]:
+        m = info.meta
+        if info.status not in ("interrupted", "failed") or m.get("suite") != suite:
+            continue
+        out[dumps([m["agent"], m["env"], m.get("env_kwargs") or {}, int(m["seed"]), m["config"], m.get("protocol")])] = info
+    return out
+
+
 def _check_trainers(suite: Suite, groups) -> None:
     import morl
     from morl.agent import make_trainer
@@ -424,7 +443,7 @@ def _finished_match(store: Store, req) -> dict | None:
     mine = req.protocol.as_dict()
     for r in reversed(store.runs(agent=req.agent, env=req.env, suite=req.suite)):  # the latest first
         if (int(r["seed"]) != int(req.seed) or dumps(r["env_kwargs"]) != dumps(req.env_kwargs)
-                or dumps(r["config"]) != config or not Path(r.get("path") or "").exists()):
+                or dumps(r["config"]) != config or not (Path(r.get("path") or "/nonexistent") / "result.json").exists()):
             continue
         proto = r.get("protocol") or {}
         # the stored protocol has the env's reference point filled in where the request left it to the env
@@ -444,19 +463,24 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
     groups = suite_requests(suite, seeds, steps_scale)
     _check_trainers(suite, groups)  # every (agent, env) can be built, before hours of training start
     todo = []
+    unfinished = _unfinished_runs(runs_dir, suite.name)
     for group in groups:
         missing = [r for r in group if _finished_match(store, r) is None]
-        done = len(group) - len(missing)
-        log(f"{group[0].agent} on {group[0].env}: {len(group)} seeds, {done} already finished"
-            + (" (dry run)" if dry_run and missing else ""))
+        resumable = {id(r): unfinished.pop(_settings_key(r), None) for r in missing}
+        n_resume = sum(v is not None for v in resumable.values())
+        log(f"{group[0].agent} on {group[0].env}: {len(group)} seeds, {len(group) - len(missing)} already finished"
+            + (f", {n_resume} to resume" if n_resume else "") + (" (dry run)" if dry_run and missing else ""))
         if missing:
-            todo.append(missing)
+            todo.append([(r, resumable[id(r)]) for r in missing])
     if dry_run:
         return None
     start = time.time()
     for missing in todo:
-        infos = [create_run(runs_dir, r) for r in missing]
-        train_runs(infos, progress=progress, store=store)
+        for info in [i for _, i in missing if i is not None]:  # interrupted runs of this suite continue
+            train_runs([info], resume=True, progress=progress, store=store)
+        fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
+        if fresh:
+            train_runs(fresh, progress=progress, store=store)
     elapsed = time.time() - start
     # exactly the runs of this suite definition (not older budgets or configs), under the suite's protocol
     chosen = {}

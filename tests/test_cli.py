@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,9 +284,13 @@ agent_config = { toy-random = { chunk = "25%" } }
     assert n_runs == 8
     chunks = {(r.env, r.meta["config"]["chunk"]) for r in good if r.agent == "toy-random"}
     assert chunks == {("fruit-tree-v0", 14), (DST, 500)}                  # "25%" of 56 steps; the default
+    # an interrupted run of the suite is resumed, not started again
+    victim = next(r for r in good if r.agent == "toy-random" and r.env == DST)
+    (victim.path / "result.json").unlink()
     code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--out", out_md, "--quiet")
-    assert code == 0 and "2 seeds, 2 already finished" in out
-    assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs            # nothing retrained
+    assert code == 0 and "2 seeds, 2 already finished" in out and "2 seeds, 1 already finished, 1 to resume" in out
+    assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs            # nothing retrained from scratch
+    assert R.read_run(victim.path).status == "done"
     code, _, err = run_cli(capsys, "suite", "run", "no-such-suite")
     assert code == 2 and "no suite 'no-such-suite'" in err
 
