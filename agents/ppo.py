@@ -18,7 +18,8 @@ Follows the official C-MORL / PGMORL code (``a2c_ppo_acktr`` + baselines' ``VecN
   passed in per update (linear decay is the caller's schedule, `linear_lr`).
 
 Everything is a pure function over a `PPOState` pytree, for **one** policy; agents ``vmap`` it over a population
-axis (every leaf then has a leading P axis). The rollout itself is the engine's (`morl.rollout`): `PPO.policy`
+axis (every leaf then has a leading P axis). An optional `Barrier` adds IPO log-barrier constraints on other
+objectives' returns to the update (C-MORL's Pareto extension). The rollout itself is the engine's (`morl.rollout`): `PPO.policy`
 is the engine policy and `PPO.policy_params` what it takes.
 
 Deviation from VecNormalize, for purity: the observation statistics are frozen during a rollout (the policy
@@ -74,7 +75,7 @@ class PPOConfig:
         if self.batch_size % self.num_minibatches:
             raise ValueError(f"PPO: num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches="
                              f"{self.num_minibatches}; pick sizes so every minibatch has the same length")
-        for name in ("lr", "gamma", "gae_lambda", "clip_eps", "epochs", "num_minibatches", "num_envs", "num_steps"):
+        for name in ("lr", "gamma", "clip_eps", "epochs", "num_minibatches", "num_envs", "num_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PPO: {name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:

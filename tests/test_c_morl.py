@@ -201,6 +201,58 @@ def test_extension_without_barrier_leaves_the_constraint():
     assert exact[-1, 0, 1] < thr[0, 1] and exact[-1, 1, 0] < thr[1, 0]
 
 
+# ----------------------------------------------------------------------------------------------- continuous actions
+class Arc(Environment):
+    """One step, continuous action a in [-1, 1], reward (a, 1 - a^2): a concave front (a, 1 - a^2), a in [0, 1]."""
+
+    reward_names = ("a", "1 - a^2")
+    ref_point = (-1.0, -1.0)
+
+    @property
+    def default_params(self):
+        return EnvParams(max_steps=1)
+
+    @property
+    def observation_space(self):
+        return Box(0.0, 1.0, (1,), jnp.float32)
+
+    @property
+    def action_space(self):
+        return Box(-1.0, 1.0, (1,), jnp.float32)
+
+    @property
+    def reward_space(self):
+        return Box(-1.0, 1.0, (2,), jnp.float32)
+
+    def reset(self, key, params):
+        return jnp.ones((1,), jnp.float32), _BanditState(jnp.int32(0))
+
+    def step(self, key, state, action, params):
+        a = action[0]
+        reward = jnp.stack([a, 1.0 - a * a]).astype(jnp.float32)
+        return jnp.ones((1,), jnp.float32), _BanditState(state.time + 1), reward, jnp.bool_(True), jnp.bool_(False), {}
+
+
+def test_continuous_actions_gaussian_policies():
+    """Gaussian policies: stage 1 reaches the preference optima a* = w0 / (2 w1) = 0, 0.25, 1 (their 3 points
+    alone have 88.2% of the true HV) and the extension fills the front in between."""
+    batch = 8 * 16
+    cfg = CMORLConfig(total_steps=4 * 20 * batch + 4 * 10 * batch, init_steps=4 * 20 * batch, init_weight_delta=1 / 3,
+                      num_select=2, update_iter=10, num_envs=8, num_steps=16, num_minibatches=4, eval_interval=5,
+                      eval_episodes=1, eval_gamma=1.0, gamma=0.99, normalize_obs=False, lr=3e-3, extension_lr=3e-3)
+    trainer = CMORLTrainer(cfg, Arc())
+    assert (trainer.M, trainer.P_init, trainer.P_ext) == (4, 4, 4)  # one compiled program for both stages
+    state = trainer.init(jax.random.PRNGKey(0))
+    while not trainer.done(state):
+        state, _ = trainer.update(state)
+    front = trainer.front(state)
+    a = np.linspace(0.0, 1.0, 2001)
+    true_hv = hypervolume(np.stack([a, 1 - a * a], axis=1), (-1.0, -1.0))
+    # at least 40% of the gap the preference optima leave: 0.882 + 0.4 * 0.118
+    assert hypervolume(front, (-1.0, -1.0)) >= 0.929 * true_hv, front
+    assert len(front) >= 8 and front[:, 0].min() < 0.05 and front[:, 0].max() > 0.95, front
+
+
 # ----------------------------------------------------------------------------------------------- deep-sea-treasure
 @pytest.fixture(scope="module")
 def dst_run():
@@ -250,8 +302,12 @@ def test_same_seed_same_front_and_resume(dst_run):
 # ----------------------------------------------------------------------------------------------- fruit tree
 def test_fruit_tree_depth5_reaches_80_percent_of_true_hv():
     env, params = morl.make("fruit-tree-v0", depth=5)
-    cfg = make_config("c-morl", "fruit-tree-v0", total_steps=1_400_000, init_steps=400_000, num_envs=16, num_steps=64,
-                      num_minibatches=4, eval_episodes=1)
+    # the official per-env settings (PPO sizes, corner preferences, eval gamma) on a smaller budget: 20 PPO updates
+    # of the 6 initial policies, then one round of 16 extension updates from N = 3 policies (18 tasks); one
+    # evaluation episode (env and policies are deterministic). Seeds 0/1 measured 87.9% / 85.3% of the true HV;
+    # the full default budget (32 + 21 updates, N = 6) reached 88.8% with seed 0.
+    cfg = make_config("c-morl", "fruit-tree-v0", total_steps=1_671_168, init_steps=491_520, num_select=3,
+                      eval_episodes=1)
     trainer = make_trainer("c-morl", env, params, config=cfg)
     state = trainer.init(jax.random.PRNGKey(0))
     while not trainer.done(state):
