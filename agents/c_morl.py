@@ -99,9 +99,10 @@ class CMORLConfig:
     """C-MORL settings. Defaults: the official code's (``RuohLiuq/C-MORL`` ``run.py`` + scripts, algorithms.md
     §2.3; the 2-objective MuJoCo script for the budget and grid). Per-env settings: `ENV_DEFAULTS`."""
 
-    # ---- budget, in real training transitions (the official 1.5M/1.0M "steps" consume these many)
-    total_steps: int = 12_000_000
-    init_steps: int = 8_000_000          # Pareto initialisation's share
+    # ---- budget, in real training transitions (what the official 2-objective MuJoCo runs, "1.5M / 1.0M steps",
+    #      consume: 325 PPO updates x 6 policies, then 97 constrained updates x 10 tasks, 4096 transitions each)
+    total_steps: int = 11_960_320
+    init_steps: int = 7_987_200          # Pareto initialisation's share
     # ---- 1. Pareto initialisation: preference grid of generate_weights_batch_dfs(min, max, delta)
     init_weight_min: float = 0.0
     init_weight_max: float = 1.0
@@ -114,7 +115,7 @@ class CMORLConfig:
     barrier_t: float = 20.0              # log-barrier parameter t
     update_iter: int = 20                # K: constrained updates per (policy, objective) and round
     extension_lr: float = 3e-4           # constant; see the module docstring
-    slack_floor: float = 0.01            # barrier weight cap, as a fraction of the initial slack
+    slack_floor: float = 0.01            # below this fraction of the initial slack the barrier continues linearly
     # ---- evaluation of the policies offered to the buffer
     eval_interval: int = 10              # stage-1 updates between evaluations (official: 10; 1 for discrete envs)
     eval_episodes: int = 10

@@ -277,9 +277,15 @@ def test_dst_reaches_95_percent_of_true_hv(dst_run):
     assert hv >= 0.95 * DST_TRUE_HV, (hv, result.front)
     # the trainer's own buffer agrees with the evaluator (deterministic env and policies)
     assert hypervolume(trainer.front(state), (0.0, -25.0)) == pytest.approx(hv, rel=1e-5)
-    # assignment: a user who only cares about treasure gets the deepest treasure found
-    best = int(np.argmax(solution.candidate_returns @ np.array([1.0, 0.0])))
-    assert solution.candidate_returns[best, 0] == pytest.approx(solution.candidate_returns[:, 0].max())
+    # assignment: the policy served for a preference is the buffer's best for it, and it earns that return
+    from morl.rollout import make_rollout
+
+    for w in ([0.9, 0.1], [0.5, 0.5], [0.1, 0.9]):
+        act = solution.act_for(w)
+        rollout = make_rollout(env, lambda p, obs, k: (act(obs, k), ()), 1, 100, gamma=0.99, emit="summary")
+        _, summary = rollout.run(None, rollout.init(jax.random.PRNGKey(1)), jax.random.PRNGKey(2))
+        best = solution.candidate_returns[np.argmax(solution.candidate_returns @ np.asarray(w))]
+        np.testing.assert_allclose(np.asarray(summary.first_discounted_return[0]), best, rtol=1e-5)
 
 
 def test_same_seed_same_front_and_resume(dst_run):
