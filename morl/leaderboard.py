@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -504,8 +505,10 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
              f"- machine: {machine_info()}", f"- morl version: {package_version()}",
              "- the runs in these tables: " + "; ".join(f"{n} evaluation(s) from version {v}" for v, n in versions.items())
              + " on " + "; ".join(f"{m}" for m in machines),
-             f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}; training time of this invocation: {elapsed:,.0f} s",
-             f"- reproduce: `morl suite run {suite.name}`" + (f" --steps-scale {steps_scale}" if steps_scale != 1 else ""),
+             f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}; training wall time of these runs: "
+             f"{sum(float(r.get('wall_time') or 0) for r in rows):,.0f} s (this invocation: {elapsed:,.0f} s)",
+             "- reproduce: `" + (f"XLA_FLAGS={os.environ['XLA_FLAGS']} " if os.environ.get("XLA_FLAGS") else "")
+             + f"morl suite run {suite.name}" + (f" --steps-scale {steps_scale}" if steps_scale != 1 else "") + "`",
              ""]
     for m in suite.metrics:
         lb = build_leaderboard(rows, m)
