@@ -37,7 +37,18 @@ JAX specifics (no change to the algorithm):
 - the target-copy schedule counts env steps like MORL-Baselines' ``global_step``; with ``num_envs > 1`` a
   copy happens when the step count crosses a multiple of ``target_net_update_freq``;
 - truncated episodes bootstrap from their true final observation, terminated ones do not (MORL-Baselines
-  stores ``terminated`` as its done flag too).
+  stores ``terminated`` as its done flag too);
+- a vector step's transitions enter the buffer right AFTER that step's gradient updates (MORL-Baselines: right
+  before, so the newest transition can be in its first minibatch). Sampling a buffer that was just written makes
+  XLA fuse the write into the read and copy the whole buffer every step; the one-step lag is the price;
+- the replay capacity is ``min(buffer_size, total_timesteps + num_envs)``: a buffer larger than the budget never
+  evicts, so this is exact and keeps the default 1M buffer from costing memory on short runs;
+- prioritised replay is a sum tree of device arrays (`agents.replay`), sampled and updated in the jitted loop;
+  as MORL-Baselines, no importance-sampling weights.
+
+Cost: a gradient step evaluates the network on ``3 * batch_size * num_sample_w`` rows (next state online and
+target, then forward and backward on the training rows); with the default 256 x 4 rows and 256x4 ReLU layers
+that is ~40 ms on 2 CPU cores, ~5 ms with ``batch_size=32``.
 """
 
 from __future__ import annotations

@@ -234,6 +234,9 @@ class _PDBase:
         self.env = env
         self.env_params = env.default_params if env_params is None else env_params
         self.m = env.reward_dim
+        if config.cosine_shift is not None and len(config.cosine_shift) != self.m:
+            raise ValueError(f"cosine_shift needs {self.m} values (one per objective of {env.name}), "
+                             f"got {config.cosine_shift}")
         self.key_w = jnp.asarray(key_preferences(self.m))
         self.num_keys = int(self.key_w.shape[0])
         self.grid = SubspaceGrid.make(self.m, config.w_step, config.num_subspaces)
@@ -281,8 +284,6 @@ class _PDBase:
         if c.cosine_shift is None:
             shift = jnp.maximum(0.0, -jnp.min(state.key_returns, axis=0))
         else:
-            if len(c.cosine_shift) != self.m:
-                raise ValueError(f"cosine_shift needs {self.m} values (one per objective), got {c.cosine_shift}")
             shift = jnp.asarray(c.cosine_shift, jnp.float32)
         interp = make_interpolator(self.key_w, state.key_returns, shift, "l2")
         return state.replace(interp=interp, phase=jnp.int32(1))
