@@ -341,6 +341,13 @@ class CMORLTrainer:
         if m < 2:
             raise ValueError(f"C-MORL needs >= 2 objectives; {env.name} has {m}")
         self.ppo = PPO.for_env(env, cfg.ppo_config())
+        ppo = self.ppo
+
+        def act(p, w, obs, key):  # deterministic (mean / argmax) action of one stored policy; w is unused
+            return ppo.act(p, obs)
+
+        # built once: the evaluator caches its compiled rollout per act function
+        self._act = act
         # episode cap
         if self.is_host:
             self.env_params = None
@@ -620,12 +627,7 @@ class CMORLTrainer:
                                "below the reference point)")
         stored = _take(buf["policy"], idx)
         params = jax.tree.map(jnp.asarray, {"actor": stored["params"]["actor"], "obs_rms": stored["obs_rms"]})
-        ppo = self.ppo
-
-        def act(p, w, obs, key):
-            return ppo.act(p, obs)
-
-        return Solution(act=act, params=params, candidate_weights=buf["weights"][idx],
+        return Solution(act=self._act, params=params, candidate_weights=buf["weights"][idx],
                         candidate_returns=buf["returns"][idx])
 
     def front(self, state: dict) -> np.ndarray:

@@ -29,6 +29,39 @@ PyTree = Any
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def orthogonal(scale: float = 1.0):
+    """Orthogonal kernel init, as ``flax.linen.initializers.orthogonal`` (same distribution and sign convention)
+    but built from matmuls only.
+
+    Why not flax's: it calls LAPACK's QR, a custom call that splits its batch over XLA's CPU thread pool and
+    then waits. When two such calls run at once (a vmapped population init: actor and critic together) on a
+    machine with few cores, each holds a pool thread waiting for work queued behind the other: a deadlock
+    (seen on the 2-core CI machine; same family as jax-ml/jax#25861). Here Q comes from classical Gram-Schmidt
+    applied twice ("twice is enough": orthogonal to float32 precision), which yields the Q of a QR with a
+    positive diagonal of R, exactly the Q that flax keeps after its sign correction.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal init needs a kernel of rank >= 2, got shape {tuple(shape)}")
+        n_rows, n_cols = math.prod(shape) // shape[-1], shape[-1]
+        tall = (max(n_rows, n_cols), min(n_rows, n_cols))
+        a = jax.random.normal(key, tall, jnp.float32)
+
+        def column(j, q):
+            v = a[:, j]
+            v = v - q @ (q.T @ v)
+            v = v - q @ (q.T @ v)
+            return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+        q = jax.lax.fori_loop(0, tall[1], column, jnp.zeros(tall, jnp.float32))
+        if n_rows < n_cols:
+            q = q.T
+        return (scale * q.reshape(shape)).astype(dtype)
+
+    return init
+
+
 class MLP(nn.Module):
     """tanh MLP with orthogonal init: ``hidden_gain`` on hidden layers, ``out_gain`` on the output layer."""
 
@@ -40,9 +73,9 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden:
-            x = jnp.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(self.hidden_gain),
+            x = jnp.tanh(nn.Dense(width, kernel_init=orthogonal(self.hidden_gain),
                                   bias_init=nn.initializers.zeros)(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_gain),
+        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain),
                         bias_init=nn.initializers.zeros)(x)
 
 
@@ -192,7 +225,7 @@ def _gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax
 # ----------------------------------------------------------------------------------- ReLU / preference-conditioned
 def _relu_kernel_init(name: str):
     if name == "orthogonal":     # MORL-Baselines' layer_init: orthogonal, gain 1
-        return nn.initializers.orthogonal(1.0)
+        return orthogonal(1.0)
     if name == "xavier_normal":  # PD-MORL's init_weights
         return nn.initializers.xavier_normal()
     raise ValueError(f"unknown kernel init {name!r}; use 'orthogonal' or 'xavier_normal'")

@@ -76,6 +76,13 @@ def evaluate_returns(solution: Solution, env, params=None, weights=None, *, epis
         w = (np.asarray(solution.candidate_weights, np.float32) if solution.candidate_weights is not None
              else np.full((k, m), 1.0 / m, np.float32))
         p = solution.params
+    # pad the candidate axis to a power of two (repeating the last row) so a policy set that grows during
+    # training compiles the evaluation rollout O(log K) times, not once per size
+    k_real = k
+    k = 1 << max(0, (k - 1).bit_length())
+    if k != k_real:
+        pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], k - k_real, axis=0)])  # noqa: E731
+        p, w = jax.tree.map(pad, p), np.concatenate([w, np.repeat(w[-1:], k - k_real, axis=0)])
     if w.ndim != 2 or w.shape[1] != m:
         raise ValueError(f"evaluation weights must have shape [K, {m}] for {env.name}, got {w.shape}")
     if getattr(env, "is_host", False):
@@ -94,9 +101,9 @@ def evaluate_returns(solution: Solution, env, params=None, weights=None, *, epis
     if not finished.all():
         raise RuntimeError(f"{(~finished).sum()} evaluation episodes on {env.name} did not end within {steps} steps; "
                            "pass max_steps= (a time limit) to evaluate")
-    disc = np.asarray(summary.first_discounted_return, np.float64).mean(axis=1)
-    undisc = np.asarray(summary.first_return, np.float64).mean(axis=1)
-    return disc, undisc, w
+    disc = np.asarray(summary.first_discounted_return, np.float64).mean(axis=1)[:k_real]
+    undisc = np.asarray(summary.first_return, np.float64).mean(axis=1)[:k_real]
+    return disc, undisc, w[:k_real]
 
 
 def evaluate(solution: Solution, env, params=None, protocol: EvalProtocol = EvalProtocol(),
