@@ -189,6 +189,13 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                                  num_steps=64, num_minibatches=4, ref_point=(0.0, -25.0)),
 }
 
+# The official scripts name MO-Gymnasium's v4 robots; our MuJoCo port registers MO-Gymnasium 1.3.2's v5 ids
+# (envs/mujoco.py), which keep the robots, objectives and reward formulas: same settings.
+ENV_DEFAULTS.update({
+    "mo-hopper-2obj-v5": ENV_DEFAULTS["mo-hopper-2d-v4"], "mo-ant-2obj-v5": ENV_DEFAULTS["mo-ant-2d-v4"],
+    "mo-humanoid-v5": ENV_DEFAULTS["mo-humanoid-v4"], "mo-hopper-v5": ENV_DEFAULTS["mo-hopper-v4"],
+    "mo-ant-v5": ENV_DEFAULTS["mo-ant-v4"],
+})
 
 # =============================================================================================== 1. preferences
 def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: float = 1.0,

@@ -366,3 +366,22 @@ def test_c_morl_end_to_end(capsys, tmp_path):
     from morl.leaderboard import fmt_num
 
     assert fmt_num(float(np.mean(hv))) in row
+
+
+def test_compilation_cache_folder_and_off_switch(monkeypatch, tmp_path):
+    import jax
+
+    from morl.cli import use_compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv("MORL_COMPILATION_CACHE", "off")
+        assert use_compilation_cache() is None
+        monkeypatch.setenv("MORL_COMPILATION_CACHE", str(tmp_path / "xla"))
+        assert use_compilation_cache() == str(tmp_path / "xla")
+        assert (tmp_path / "xla").is_dir() and jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+        monkeypatch.delenv("MORL_COMPILATION_CACHE")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+        assert use_compilation_cache() == str(tmp_path / "home-cache" / "morl" / "jax")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
