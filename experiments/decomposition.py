@@ -1,0 +1,186 @@
+"""Figures for the decomposition-based agents (MORL/D, PGMORL); outside CI.
+
+    python experiments/decomposition.py morld-minecart            # MORL/D (DQN learner), minecart-deterministic
+    python experiments/decomposition.py morld-minecart --max-wall 840 --set total_timesteps=2_000_000
+    python experiments/decomposition.py pgmorl-mcc --max-wall 300  # PGMORL defaults, mountain car: env steps/s
+    python experiments/decomposition.py suite-timing --scale 0.1 --envs deep-sea-treasure-v0 --agents morld pgmorl
+
+``suite-timing`` trains ONE seed of each (agent, env) of a suite (default ``classic``) exactly as ``morl suite run
+SUITE --steps-scale SCALE`` would (same configs, protocol and periodic evaluations; a throw-away runs folder) and
+prints its wall time, build and compiles included: the figure to plan a suite's scale with.
+
+Each run trains with a fixed seed (``--seed``, default 0), evaluates after every ``--eval-every`` trainer updates
+and at the end with `morl.evaluate` (the experiment's protocol below; the env's default reference point) and
+prints one JSON line per evaluation plus a ``SUMMARY`` line (also appended to ``--out``). ``--max-wall`` stops
+training after the first update that ends past that many seconds (the summary says so); the budget reached is
+then ``env_steps``, not the config's ``total_timesteps``.
+
+Clocks: ``train_wall_s`` runs from before the trainer is built (JIT compiles included) and excludes the
+evaluations; ``steps_per_s`` = env steps / train_wall_s; ``steps_per_s_after_first`` leaves out the first update
+(which holds the compile). Env steps are real training transitions of the whole population (evaluation episodes
+excluded, as both MORL-Baselines and the official codes count them).
+
+Protocols:
+- ``morld-minecart``: MORL-Baselines' minecart-deterministic protocol (gamma 1.0, ref (0, 0, -200)); the true
+  front's HV is 147.84 and its EU (50 weights) 0.497 (shared/reference/anchors.md). MORL/D's minecart settings
+  are `agents.morld.ENV_DEFAULTS`; the experiment shortens ``exchange_every`` to 5,000 env steps per member
+  (MORL-Baselines' lunar-lander example) so that the archive is updated 8x more often than at the 40k default.
+- ``pgmorl-mcc``: PGMORL's defaults (MORL-Baselines' ``PGMORL.__init__``: 6 tasks x 4 envs x 2,048 steps per
+  iteration) on mo-mountaincarcontinuous-v0; the reference is MORL-Baselines' PGMORL on this machine class at
+  2.6k env steps/s (anchors.md). Protocol gamma 0.99, 5 episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import time
+
+EXPERIMENTS = {
+    # agent, env id, env kwargs, config overrides, protocol (EvalProtocol fields), true front HV (or None)
+    "morld-minecart": ("morld", "minecart-deterministic-v0", {}, dict(total_timesteps=1_000_000, exchange_every=5_000),
+                       dict(gamma=1.0, episodes=1), 147.84),
+    "pgmorl-mcc": ("pgmorl", "mo-mountaincarcontinuous-v0", {}, {}, dict(gamma=0.99, episodes=5), None),
+}
+
+
+def machine() -> str:
+    import jax
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared; 1-min load {load:.1f} "
+            f"at the end), jax {jax.__version__} on {jax.devices()[0].platform}")
+
+
+def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float | None = None,
+        eval_every: int = 1, out: str | None = None) -> dict:
+    """Train one experiment; return (and print) its summary."""
+    t0 = time.perf_counter()
+    import jax
+
+    import morl
+    import morl.envs  # noqa: F401
+    from morl.agent import make_trainer
+    from morl.evaluate import EvalProtocol, evaluate
+
+    agent, env_id, env_kwargs, cfg, proto, true_hv = EXPERIMENTS[name]
+    cfg = {**cfg, **(overrides or {})}
+    env, params = morl.make(env_id, **env_kwargs)
+    protocol = EvalProtocol(**proto)
+    eval_wall = 0.0
+    trainer = make_trainer(agent, env, params, **cfg)
+    state = trainer.init(jax.random.PRNGKey(seed))
+    rows, updates, first, stopped = [], 0, None, False
+
+    def evaluation(state, logs) -> dict:
+        front = evaluate(trainer.solution(state), env, params, protocol, key=jax.random.PRNGKey(10_000 + seed))
+        hv, eu = front.metrics["hypervolume"], front.metrics["expected_utility"]
+        return {"env_steps": trainer.env_steps(state), "updates": updates, "train_wall_s": None, "hv": round(hv, 3),
+                "hv_pct": round(100 * hv / true_hv, 2) if true_hv else None, "eu": round(eu, 4),
+                "points": len(front.front), **{k: round(float(logs[k]), 3) for k in ("archive_size", "ep_hv")
+                                               if k in logs}}
+
+    logs = {}
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+        jax.block_until_ready(state)
+        updates += 1
+        now = time.perf_counter()
+        train_wall = now - t0 - eval_wall
+        if first is None:
+            first = (train_wall, trainer.env_steps(state))
+        stopped = max_wall is not None and train_wall >= max_wall and not trainer.done(state)
+        if updates % eval_every == 0 or trainer.done(state) or stopped:
+            row = evaluation(state, logs)
+            row["train_wall_s"] = round(train_wall, 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            eval_wall += time.perf_counter() - now
+        if stopped:
+            break
+    train_wall = time.perf_counter() - t0 - eval_wall
+    steps = trainer.env_steps(state)
+    final = rows[-1] if rows else {}
+    summary = {
+        "experiment": name, "agent": agent, "env": env_id, "seed": seed, "config": cfg,
+        "config_total_timesteps": getattr(trainer.config, "total_timesteps", None),
+        "stopped_by_max_wall": stopped, "env_steps": steps, "updates": updates, "train_wall_s": round(train_wall, 1),
+        "first_update_s": round(first[0], 1) if first else None,
+        "steps_per_s": round(steps / max(train_wall, 1e-9)),
+        "steps_per_s_after_first": (round((steps - first[1]) / max(train_wall - first[0], 1e-9))
+                                    if first and updates > 1 else None),
+        "final": final, "best_hv": max((r["hv"] for r in rows), default=None), "true_hv": true_hv,
+        "protocol": protocol.as_dict(), "machine": machine(),
+    }
+    print("SUMMARY " + json.dumps(summary), flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(summary) + "\n")
+    return summary
+
+
+def suite_timing(suite: str = "classic", scale: float = 0.1, envs: list[str] | None = None,
+                 agents: list[str] | None = None, seeds: int = 1, runs_dir: str | None = None,
+                 out: str | None = None) -> list[dict]:
+    """Wall time of one suite run per (agent, env) at ``scale`` (``seeds`` > 1: the group's first seeds together,
+    as the suite trains them: one vmapped program where the trainer allows, else one after another)."""
+    import tempfile
+
+    from morl.leaderboard import load_suite, suite_requests
+    from morl.runs import create_run, train_runs
+
+    s = load_suite(suite)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="suite-timing-", dir=runs_dir) as tmp:
+        for group in suite_requests(s, None, scale):
+            req = group[0]
+            if (envs and req.env not in envs) or (agents and req.agent not in agents):
+                continue
+            t0 = time.perf_counter()
+            infos = [create_run(tmp, r) for r in group[:seeds]]
+            results = train_runs(infos, store=False)
+            wall = time.perf_counter() - t0
+            row = {"suite": s.name, "scale": scale, "agent": req.agent, "env": req.env, "seeds": len(infos),
+                   "env_steps": results[0]["env_steps"], "wall_s": round(wall, 1),
+                   "run_wall_s": [round(r["wall_time"], 1) for r in results],
+                   "hv": [round(r["metrics"]["hypervolume"], 3) for r in results], "machine": machine()}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if out:
+                with open(out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    return rows
+
+
+def main(argv=None) -> None:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "suite-timing":
+        p = argparse.ArgumentParser(prog="decomposition.py suite-timing", description=suite_timing.__doc__)
+        p.add_argument("--suite", default="classic")
+        p.add_argument("--scale", type=float, default=0.1, help="the suite's --steps-scale")
+        p.add_argument("--envs", nargs="*", default=None)
+        p.add_argument("--agents", nargs="*", default=None)
+        p.add_argument("--seeds", type=int, default=1, help="seeds per (agent, env), trained as the suite does")
+        p.add_argument("--out", default=None, help="append one JSON line per (agent, env) to this file")
+        a = p.parse_args(argv[1:])
+        suite_timing(a.suite, a.scale, a.envs, a.agents, a.seeds, out=a.out)
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-wall", type=float, default=None, help="stop after the update that ends past this many s")
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N trainer updates (and at the end)")
+    p.add_argument("--out", default=None, help="append the summary JSON line to this file")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides (Python literals)")
+    args = p.parse_args(argv)
+    overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+    run(args.experiment, args.seed, overrides, args.max_wall, args.eval_every, args.out)
+
+
+if __name__ == "__main__":
+    main()
