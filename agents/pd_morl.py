@@ -48,9 +48,18 @@ Deviations from the official code, and why
   ``pop(0)`` is a performance bug, not a semantic choice).
 - **Refit timing**: after every chunk (official: whenever every child finished one more episode).
 - **Exploration epsilon** (discrete): ``max(final, start - t / T)`` with ``t`` and ``T`` the per-env step count and
-  per-env budget, the official ``EpsilonTracker`` (updated per step here, per episode there).
-- **Key-run exploration** (continuous) jitters the key preference per step (official: per call of the agent,
-  i.e. per step too); discrete key runs use the key preference as is.
+  per-env budget, the official ``EpsilonTracker`` (updated per step here, per episode there). The official start
+  0.8 suits the official 1M-step budget; at a few tens of thousands of steps the run is mostly random walks, which
+  on DST end at the shallow treasures, so the deepest two are never found (93-95% of the HV at 20-40k steps): short
+  runs should start lower (the CI test: 0.3, 99.4%).
+- **Key-run exploration**: continuous and discrete key runs jitter the key preference per step (official
+  continuous: per call of the agent, i.e. per step too; the official discrete code has no key runs). On DST the
+  exact ``w = [1, 0]`` gives time no weight and a Q-network easily settles on wall-bumping loops.
+- **Degenerate keys**: a key whose shifted return is the zero vector (a looping key policy: no treasure, the
+  largest time cost, which the ``-min`` shift maps to 0) is replaced by its own preference in the fit; a zero
+  ``w_p`` would zero every Eq. 5 score around that key, and the main run could never improve on it.
+- **Episode cap** (``max_episode_steps``): training and key-evaluation episodes end at the official cap (DST: 30,
+  the env default for DST); the env's own limit (100) stays for the evaluator.
 """
 
 from __future__ import annotations
@@ -128,7 +137,11 @@ def eval_rbf(points: jax.Array, coeffs: jax.Array, center: jax.Array, scale: jax
 def make_interpolator(points: jax.Array, returns: jax.Array, shift: jax.Array, norm: str) -> Interpolator:
     shifted = returns + shift
     order = 1 if norm == "l1" else 2
-    unit = shifted / jnp.maximum(jnp.linalg.norm(shifted, ord=order, axis=1, keepdims=True), 1e-8)
+    size = jnp.linalg.norm(shifted, ord=order, axis=1, keepdims=True)
+    key_unit = points / jnp.linalg.norm(points, ord=order, axis=1, keepdims=True)
+    # a key run that earned nothing (zero shifted return, e.g. a looping policy) says nothing about the direction
+    # of its part of the front: the key preference itself stands in (a zero w_p would zero every Eq. 5 score)
+    unit = jnp.where(size > 1e-6, shifted / jnp.maximum(size, 1e-6), key_unit)
     coeffs, center, scale = fit_rbf(points, unit)
     return Interpolator(points, returns, shift, coeffs, center, scale)
 
@@ -179,6 +192,8 @@ class PDMORLDiscreteConfig:
     refit_norm: Literal["l1", "l2"] = "l1"  # normalisation of refitted key returns (official: L1 on refit, L2 at first)
     eval_episodes: int = 1               # episodes per key preference when evaluating keys (deterministic envs: 1)
     steps_per_chunk: int = 500           # vector env steps per jitted chunk
+    max_episode_steps: int | None = None  # training episode cap (official DST: 30); None = the env's max_steps
+    key_jitter: float = 0.05             # key runs act on key preferences jittered by clip(N(0, s^2), +-s) per step
 
     def __post_init__(self):
         for name in ("total_timesteps", "key_timesteps", "batch_size", "hidden", "num_layers", "buffer_size",
@@ -233,6 +248,11 @@ class _PDBase:
         self.config = config
         self.env = env
         self.env_params = env.default_params if env_params is None else env_params
+        cap = getattr(config, "max_episode_steps", None)
+        if cap is not None:  # training (and key-evaluation) episodes end at the official cap
+            if cap < 1:
+                raise ValueError(f"max_episode_steps must be >= 1 (or None for the env's), got {cap}")
+            self.env_params = self.env_params.replace(max_steps=min(int(cap), int(self.env_params.max_steps)))
         self.m = env.reward_dim
         if config.cosine_shift is not None and len(config.cosine_shift) != self.m:
             raise ValueError(f"cosine_shift needs {self.m} values (one per objective of {env.name}), "
@@ -418,14 +438,15 @@ class PDMORLDiscreteTrainer(_PDBase):
 
     def _iteration(self, lane: Lane, key: jax.Array, *, main: bool, w_key, interp: Interpolator, budget: int):
         c = self.config
-        k_roll, k_w, k_her, k_upd = jax.random.split(key, 4)
+        k_roll, k_w, k_her, k_upd, k_jit = jax.random.split(key, 5)
         active = lane.steps < budget
         epsilon = jnp.maximum(c.epsilon_final, c.epsilon_start - lane.steps.astype(jnp.float32) / budget)
-        policy_params = {"q": lane.params, "w": lane.w, "epsilon": epsilon}
+        w_act = lane.w if main or c.key_jitter == 0 else jitter_preference(k_jit, lane.w, c.key_jitter)
+        policy_params = {"q": lane.params, "w": w_act, "epsilon": epsilon}
         rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
         tr = jax.tree.map(lambda x: x[0], traj)
         items = {"obs": tr.obs, "action": tr.action.astype(jnp.int32), "reward": tr.reward, "next_obs": tr.next_obs,
-                 "terminated": tr.terminated.astype(jnp.float32), "w": lane.w}
+                 "terminated": tr.terminated.astype(jnp.float32), "w": w_act}
         done = (tr.terminated | tr.truncated) & active
         w = jnp.where(done[:, None], self._episode_preferences(k_w, main, w_key), lane.w)
         replay = self._store(lane.replay, items, k_her, main, her_start=c.her_start)
@@ -472,7 +493,8 @@ def make_discrete_trainer(config: PDMORLDiscreteConfig, env, env_params=None) ->
 
 
 DISCRETE_ENV_DEFAULTS = {
-    # official FruitTreeNavigation_MO_DDQN_HER settings
+    # official DeepSeaTreasure_MO_DDQN_HER / FruitTreeNavigation_MO_DDQN_HER settings
+    "deep-sea-treasure-v0": {"max_episode_steps": 30},
     "fruit-tree-v0": {"hidden": 512, "w_step": 0.05},
 }
 
