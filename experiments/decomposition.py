@@ -33,8 +33,11 @@ Measured (seed 0, the shared 2-core x86_64 CPU, 1-min load 5-7 from other jobs, 
 - ``morld-minecart --eval-every 20 --set total_timesteps=8_000_000 net_arch='(64,64)' batch_size=64 num_envs=4``:
   8.01M env steps in 643 s of training (12.5k env steps/s, compile included; first round 24 s); HV 107.14 = 72.5%
   of 147.84 from 0.6M steps on (4 points; the archive found one point mixing both ores), EU 0.402 (true front
-  0.497). MORL-Baselines' MORL/D default budget is 1M steps with pop 6 and 256-256 nets (~300 env steps/s here
-  with one gradient step per transition: 0.3M steps in 15 min).
+  0.497). With 15 members (``--max-wall 600 --set total_timesteps=6_000_000 pop_size=15 net_arch='(64,64)'
+  batch_size=64 num_envs=4``): 6.0M env steps in 525 s (11.4k env steps/s with the compile), HV 147.31 = 99.6%
+  of 147.84 from 3.0M steps on (87.6% at 1.5M), 5 points, EU 0.297 (it lost the single-ore corners).
+  MORL-Baselines' MORL/D default budget is 1M steps with pop 6 and 256-256 nets, one gradient step per
+  transition: ~300 env steps/s here (measured, same script), i.e. 0.27M steps in 15 min.
 - ``pgmorl-mcc --eval-every 1000``: the whole default budget, 4.96M env steps (101 PPO iterations x 6 tasks x
   8,192), in 167 s: 29.7k env steps/s with the compile (34.5k after the first iteration) vs MORL-Baselines'
   2.6k (11x); final EP of 16 points, HV 9.5e5 (gamma 0.99, ref the env's).
