@@ -76,15 +76,17 @@ def evaluate_returns(solution: Solution, env, params=None, weights=None, *, epis
         w = (np.asarray(solution.candidate_weights, np.float32) if solution.candidate_weights is not None
              else np.full((k, m), 1.0 / m, np.float32))
         p = solution.params
-    # pad the candidate axis to a power of two (repeating the last row) so a policy set that grows during
-    # training compiles the evaluation rollout O(log K) times, not once per size
+    if w.ndim != 2 or w.shape[1] != m:
+        raise ValueError(f"evaluation weights must have shape [K, {m}] for {env.name}, got {w.shape}")
+    # pure-JAX envs: pad the candidate axis to a power of two (repeating the last row) so a policy set that grows
+    # during training compiles the evaluation rollout O(log K) times, not once per size. Host envs are not
+    # padded: there every padded candidate would cost real simulator episodes, far more than a recompile.
     k_real = k
-    k = 1 << max(0, (k - 1).bit_length())
+    if not getattr(env, "is_host", False):
+        k = 1 << max(0, (k - 1).bit_length())
     if k != k_real:
         pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], k - k_real, axis=0)])  # noqa: E731
         p, w = jax.tree.map(pad, p), np.concatenate([w, np.repeat(w[-1:], k - k_real, axis=0)])
-    if w.ndim != 2 or w.shape[1] != m:
-        raise ValueError(f"evaluation weights must have shape [K, {m}] for {env.name}, got {w.shape}")
     if getattr(env, "is_host", False):
         steps = max_steps or env.max_steps or 1000
     else:

@@ -65,3 +65,29 @@ def test_assignment_picks_the_best_candidate_for_a_preference():
     assert int(act(jnp.zeros((1, 2), jnp.int32), None)[0]) == 3  # heads right for the far treasure
     with pytest.raises(ValueError):
         sol.act_for([0.5, 0.6])
+
+
+def test_candidate_axis_is_padded_to_a_power_of_two_on_jax_envs_only():
+    """A growing policy set reuses one compiled rollout per power of two; padded rows never reach the result.
+    Host envs are not padded (each padded candidate would cost real simulator episodes)."""
+    from morl import evaluate as ev
+    from morl.evaluate import evaluate_returns
+
+    def act(target, w, obs, key):  # an act of its own: the cache keys of the other tests do not interfere
+        return go_to_column(target, w, obs, key)
+
+    def populations(env):
+        return sorted(k[2] for k in ev._ROLLOUTS if k[0] == id(env) and k[1] == id(act))
+
+    for cols in ([9, 0, 4], [9, 0, 4, 7]):          # 3 and 4 candidates: both run the population-4 program
+        disc, _, w = evaluate_returns(Solution(act=act, params=jnp.asarray(cols)), ENV, PARAMS,
+                                      episodes=1, gamma=0.99)
+        assert disc.shape == (len(cols), 2) and w.shape == (len(cols), 2)
+        by_column = ENV.pareto_front(0.99)[np.argsort(ENV.pareto_front(0.99)[:, 0])]  # column c: c-th treasure
+        np.testing.assert_allclose(disc, by_column[cols], rtol=1e-5)
+    assert populations(ENV) == [4]
+
+    host = morl.make("gym:deep-sea-treasure-v0")[0]
+    disc, _, _ = evaluate_returns(Solution(act=act, params=jnp.asarray([9, 0, 4])), host, episodes=1,
+                                  gamma=0.99, max_steps=100)
+    assert disc.shape == (3, 2) and populations(host) == [3]
