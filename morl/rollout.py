@@ -278,9 +278,8 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
             if emit == "summary":
                 summary = summary.add(jnp.asarray(done), *map(jnp.asarray, fin))
             obs_after = np.array(next_obs, copy=True)
-            for i in np.flatnonzero(done):  # MOSyncVectorEnv resets on the NEXT call; reset now instead
-                obs_after[i], _ = vec.envs[i].reset()
-                vec._autoreset_envs[i] = False
+            if done.any():
+                obs_after[done] = _reset_finished(vec, done)
             ret[done] = 0.0
             dret[done] = 0.0
             length[done] = 0
@@ -298,6 +297,20 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
         return new_state, Transition(*arrays[:6], extras, *arrays[6:])
 
     return Rollout(init, run, num_envs, num_steps, population, is_host=True)
+
+
+def _reset_finished(vec, done: np.ndarray) -> np.ndarray:
+    """Reset the host copies whose episode ended now; returns their first observations. Vector envs with a
+    ``reset_done(mask)`` (the native MuJoCo backend) do it themselves; ``MOSyncVectorEnv`` would reset them on
+    the NEXT call (gymnasium's NEXT_STEP mode), so each copy is reset here and the pending autoreset cleared."""
+    if hasattr(vec, "reset_done"):
+        return vec.reset_done(done)
+    first = []
+    for i in np.flatnonzero(done):
+        obs, _ = vec.envs[i].reset()
+        vec._autoreset_envs[i] = False
+        first.append(obs)
+    return np.stack(first)
 
 
 def random_policy(env) -> Policy:

@@ -9,6 +9,7 @@ Three layers:
    tolerances. hopper, halfcheetah and reacher run in CI; the others compile for 1-3 min each on a 2-core CPU
    and are marked ``slow``.
 3. The backend choice, the native backend on the host path (engine and evaluator), reset noise, time limits.
+4. The batched native stepper (envs/mujoco_native.py) against MOSyncVectorEnv: equal bit for bit.
 
 MJX compile times are printed (run with ``-s``), never asserted.
 """
@@ -348,7 +349,7 @@ def test_reacher_reset_is_the_fixed_pose_with_small_qvel_noise():
 
 # ======================================================================================= native backend
 def test_native_backend_runs_in_the_engine_and_evaluator():
-    """The host path with MO-Gymnasium's own env: engine trajectories, then the evaluator, unchanged."""
+    """The host path with the batched native stepper: engine trajectories, then the evaluator, unchanged."""
     env, params = morl.make("mo-hopper-2obj-v5", backend="mujoco", max_steps=40)
     rollout = make_rollout(env, random_policy(env), num_envs=3, num_steps=50, seed=0)
     state = rollout.init(jax.random.PRNGKey(0))
@@ -383,3 +384,84 @@ def test_evaluator_runs_unchanged_on_the_mjx_backend():
     assert not np.allclose(disc[0], disc[1])
     # 5 healthy steps of hopper: the jump objective is 10 (z - z0) + 1 per step, z barely moves in 0.04 s
     assert np.all(np.abs(undisc[:, 1] - 5.0) < 1.0)
+
+
+# ======================================================================================= batched native stepper
+from morl.envs.mujoco import _MOGymFactory  # noqa: E402
+from morl.envs.mujoco_native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
+
+
+def _reference_reset_finished(vec, done):
+    """What the engine does with MOSyncVectorEnv: reset finished copies now (not on the next call)."""
+    first = []
+    for i in np.flatnonzero(done):
+        obs, _ = vec.envs[i].reset()
+        vec._autoreset_envs[i] = False
+        first.append(obs)
+    return np.stack(first)
+
+
+@pytest.mark.parametrize("env_id", sorted(NATIVE_ROBOTS))
+def test_native_batched_stepper_equals_mo_gymnasium_bit_for_bit(env_id):
+    """Same seed, same actions: observations, reward vectors (float32), terminated and truncated equal
+    MO-Gymnasium's MOSyncVectorEnv exactly, over several episodes (falls, time limits, resets)."""
+    from mo_gymnasium.wrappers.vector import MOSyncVectorEnv
+
+    n, cap = 3, 25
+    factory = _MOGymFactory(env_id, {"max_episode_steps": cap})
+    ref = MOSyncVectorEnv([factory] * n)
+    ours = NativeMujocoVectorEnv(env_id, factory(), n, cap, threads=2)
+    obs_ref, _ = ref.reset(seed=7)
+    obs, _ = ours.reset(seed=7)
+    assert np.array_equal(obs, obs_ref)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for t in range(80):
+        action = rng.uniform(-1.0, 1.0, (n, ours.model.nu)).astype(np.float32)
+        o1, r1, te1, tr1, _ = ref.step(action)
+        o2, r2, te2, tr2, _ = ours.step(action)
+        assert np.array_equal(o2, o1), (t, np.abs(o2 - o1).max())
+        assert r2.dtype == r1.dtype == np.float32 and np.array_equal(r2, r1), (t, r2, r1)
+        assert np.array_equal(te2, te1) and np.array_equal(tr2, tr1), t
+        done = te1 | tr1
+        if done.any():
+            ended += int(done.sum())
+            assert np.array_equal(ours.reset_done(done), _reference_reset_finished(ref, done)), t
+    assert ended >= n * (80 // cap)  # every copy went through at least 3 episodes
+
+
+def test_native_backend_through_the_engine_equals_mo_gymnasium_host_path():
+    """`backend="mujoco"` (batched native) and `gym:` (MO-Gymnasium's own envs) give the engine the same
+    transitions from the same seed and key."""
+    def rollout_of(env):
+        r = make_rollout(env, random_policy(env), num_envs=2, num_steps=60, seed=3)
+        return r.run((), r.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1))[1]
+
+    native = rollout_of(morl.make("mo-hopper-2obj-v5", backend="mujoco", max_steps=30)[0])
+    reference = rollout_of(morl.make("gym:mo-hopper-2obj-v5", max_episode_steps=30)[0])
+    assert np.asarray(native.truncated).any()
+    for name in ("obs", "action", "reward", "terminated", "truncated", "next_obs", "episode_return"):
+        assert np.array_equal(np.asarray(getattr(native, name)), np.asarray(getattr(reference, name))), name
+
+
+def test_native_stepper_rejects_misuse_with_the_fix():
+    factory = _MOGymFactory("mo-swimmer-v5", {"max_episode_steps": 2})
+    vec = NativeMujocoVectorEnv("mo-swimmer-v5", factory(), 2, 2, threads=1)
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match=r"actions of shape \(3,\), expected \(2, 2\)"):
+        vec.step(np.zeros(3, np.float32))
+    vec.step(np.zeros((2, 2), np.float32))
+    _, _, _, truncated, _ = vec.step(np.zeros((2, 2), np.float32))
+    assert truncated.all()
+    with pytest.raises(RuntimeError, match=r"env\(s\) \[0, 1\] ended.*reset_done"):
+        vec.step(np.zeros((2, 2), np.float32))
+    vec.reset_done(truncated)
+    vec.step(np.zeros((2, 2), np.float32))  # stepping again after the reset works
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        NativeMujocoVectorEnv("mo-swimmer-v5", factory(), 2, 2, threads=0)
+    with pytest.raises(ValueError, match="no native batched stepper for 'mo-ant-v5'"):
+        NativeMujocoVectorEnv("mo-ant-v5", factory(), 2, 2)
+    with pytest.raises(ValueError, match="threads applies to backend='mujoco'"):
+        morl.make("mo-swimmer-v5", backend="mjx", threads=2)
+    with pytest.raises(ValueError, match="threads applies to the batched native robots"):
+        morl.make("mo-reacher-v5", backend="mujoco", threads=2)
