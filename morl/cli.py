@@ -88,13 +88,15 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
         for r in rows:
             detail.add_row(r.what, str(r.num_envs), f"{r.steps:,}", f"{r.seconds:.2f}", f"{r.steps_per_s:,.0f}")
         console.print(detail)
-        engine = next((r for r in rows if r.what.startswith("morl")), None)
         single = next((r for r in rows if "single" in r.what), None)
         vector = next((r for r in rows if "MOSyncVectorEnv" in r.what), None)
-        ratio = (f"{engine.steps_per_s / vector.steps_per_s:,.0f}x" if engine and vector else "-")
-        summary.add_row(env_id, f"{engine.steps_per_s:,.0f} ({engine.num_envs})" if engine else "-",
-                        f"{single.steps_per_s:,.0f}" if single else "-", f"{vector.steps_per_s:,.0f}" if vector else "-",
-                        ratio)
+        for engine in [r for r in rows if r.what.startswith("morl")]:  # one row per backend (MuJoCo: mjx, mujoco)
+            ratio = engine.steps_per_s / vector.steps_per_s if vector else None
+            summary.add_row(f"{env_id} ({engine.variant})" if engine.variant else env_id,
+                            f"{engine.steps_per_s:,.0f} ({engine.num_envs})",
+                            f"{single.steps_per_s:,.0f}" if single else "-",
+                            f"{vector.steps_per_s:,.0f}" if vector else "-",
+                            "-" if ratio is None else f"{ratio:,.1f}x" if ratio < 10 else f"{ratio:,.0f}x")
     console.print(summary)
     return 0
 

@@ -385,3 +385,21 @@ def test_compilation_cache_folder_and_off_switch(monkeypatch, tmp_path):
         assert use_compilation_cache() == str(tmp_path / "home-cache" / "morl" / "jax")
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_bench_rollout_summary_has_one_row_per_backend(capsys, monkeypatch):
+    """Ids with several backends (MuJoCo: mjx and native) get one summary row and one ratio each."""
+    from morl import bench
+
+    def fake(env_id, num_envs, num_steps, seconds, reference=True):
+        return [bench.BenchRow("morl engine (jit+vmap)", 128, 1_000, 10.0, 30.0, "backend=mjx"),
+                bench.BenchRow("morl engine (host path)", 64, 30_000, 2.0, 2.0, "backend=mujoco"),
+                bench.BenchRow("MO-Gymnasium single env", 1, 12_000, 2.0),
+                bench.BenchRow("MO-Gymnasium MOSyncVectorEnv(64)", 64, 10_000, 2.0)]
+
+    monkeypatch.setattr(bench, "bench_rollout", fake)
+    code, out, _ = run_cli(capsys, "bench", "rollout", "--env", "mo-hopper-v5")
+    assert code == 0
+    lines = " ".join(out.split())
+    assert re.search(r"mo-hopper-v5 \(backend=mjx\) │ 100 \(128\) │ 6,000 │ 5,000 │ 0\.0x", lines), out
+    assert re.search(r"mo-hopper-v5 \(backend=mujoco\) │ 15,000 \(64\) │ 6,000 │ 5,000 │ 3\.0x", lines), out
