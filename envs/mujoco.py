@@ -10,9 +10,9 @@ actions, 4 targets). Each id takes ``backend=``:
   vector formulas as MO-Gymnasium's v5 envs. It runs in float32, so it matches MuJoCo's float64 to float32
   rounding (tests state the tolerances).
 - ``"mujoco"``: native MuJoCo (float64) behind the engine's host path (`morl.gym_bridge.GymnasiumEnv`). For
-  hopper (both), halfcheetah, walker2d and swimmer the batch is stepped in C on one thread per core with
+  hopper, ant (both), halfcheetah, walker2d and swimmer the batch is stepped in C on one thread per core with
   MO-Gymnasium's formulas applied to the whole batch in numpy (`morl.envs.mujoco_native`: trajectories equal
-  MO-Gymnasium's bit for bit, ~3x faster than its ``MOSyncVectorEnv`` on 2 cores); ant, humanoid and reacher
+  MO-Gymnasium's bit for bit, faster than its ``MOSyncVectorEnv``: see the README); humanoid and reacher
   step MO-Gymnasium's own envs. ``morl.make("gym:<id>")`` always gives MO-Gymnasium's own envs.
 - ``"auto"`` (default): MJX when ``jax.default_backend()`` is ``gpu``/``tpu``, native MuJoCo otherwise. On
   a CPU, MJX is ~15-25x slower than native MuJoCo (measured: see the README) and compiles for about a

@@ -9,9 +9,10 @@ Resets draw the same reset noise from the same per-env generators as gymnasium (
 with ``s + i``; a reset after an episode continues that env's stream). With the same seed and the same actions
 the trajectories equal ``MOSyncVectorEnv``'s bit for bit (tests/test_envs_mujoco.py).
 
-Robots: hopper (3 and 2 objectives), halfcheetah, walker2d and swimmer, whose observations and rewards need only
-``qpos``/``qvel``. Ant, humanoid and reacher read derived quantities (contact forces, centre of mass, fingertip
-position) and keep MO-Gymnasium's own vector env on the host path. ``morl.make("gym:<id>")`` always gives
+Robots: hopper (3 and 2 objectives), halfcheetah, walker2d, swimmer and ant (3 and 2 objectives; it also reads
+the torso position and the external contact forces, after ``mj_rnePostConstraint`` as gymnasium calls it).
+Humanoid and reacher read more derived quantities (centre of mass, inertias, actuator forces, fingertip) and keep
+MO-Gymnasium's own vector env on the host path. ``morl.make("gym:<id>")`` always gives
 MO-Gymnasium's own envs (the reference this backend is tested and benchmarked against).
 """
 
@@ -30,38 +31,57 @@ __all__ = ["NATIVE_ROBOTS", "NativeMujocoVectorEnv", "default_threads"]
 # per-robot formulas (batched; dtypes and operation order as in MO-Gymnasium 1.3.2 / gymnasium 1.x v5)
 # =====================================================================================================
 
+class _Batch:
+    """The per-env simulator quantities the formulas read (rows = envs)."""
+
+    def __init__(self, qpos: np.ndarray, qvel: np.ndarray, body_xy: np.ndarray | None, cfrc_ext: np.ndarray | None):
+        self.qpos, self.qvel, self.body_xy, self.cfrc_ext = qpos, qvel, body_xy, cfrc_ext
+
+
 def _ctrl_cost(u, action: np.ndarray) -> np.ndarray:
     # gymnasium: ctrl_cost_weight * np.sum(np.square(action)), in the action's dtype
     return u._ctrl_cost_weight * np.sum(np.square(action), axis=1)
 
 
-def _x_velocity(u, qpos_before: np.ndarray, qpos_after: np.ndarray) -> np.ndarray:
-    return (qpos_after[:, 0] - qpos_before[:, 0]) / u.dt
+def _x_velocity(u, before: _Batch, after: _Batch) -> np.ndarray:
+    return (after.qpos[:, 0] - before.qpos[:, 0]) / u.dt
 
 
 def _in_open(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (lo < x) & (x < hi)
 
 
-def _hopper_healthy(u, qpos, qvel):
-    state = np.concatenate([qpos, qvel], axis=1)[:, 2:]
+def _hopper_healthy(u, b: _Batch) -> np.ndarray:
+    state = np.concatenate([b.qpos, b.qvel], axis=1)[:, 2:]
     lo, hi = u._healthy_state_range
-    return (np.all((lo < state) & (state < hi), axis=1) & _in_open(qpos[:, 1], *u._healthy_z_range)
-            & _in_open(qpos[:, 2], *u._healthy_angle_range))
+    return (np.all((lo < state) & (state < hi), axis=1) & _in_open(b.qpos[:, 1], *u._healthy_z_range)
+            & _in_open(b.qpos[:, 2], *u._healthy_angle_range))
 
 
-def _walker_healthy(u, qpos, qvel):
-    return _in_open(qpos[:, 1], *u._healthy_z_range) & _in_open(qpos[:, 2], *u._healthy_angle_range)
+def _walker_healthy(u, b: _Batch) -> np.ndarray:
+    return _in_open(b.qpos[:, 1], *u._healthy_z_range) & _in_open(b.qpos[:, 2], *u._healthy_angle_range)
+
+
+def _ant_healthy(u, b: _Batch) -> np.ndarray:
+    lo, hi = u._healthy_z_range  # closed interval here, as gymnasium's ant
+    finite = np.all(np.isfinite(b.qpos), axis=1) & np.all(np.isfinite(b.qvel), axis=1)
+    return finite & (lo <= b.qpos[:, 2]) & (b.qpos[:, 2] <= hi)
 
 
 def _survive(u, healthy: np.ndarray) -> np.ndarray:
-    # gymnasium: is_healthy * healthy_reward, a Python float, which numpy adds to a float32 array in float32
+    # hopper/walker: is_healthy is a Python bool, so is_healthy * healthy_reward is a Python float, which numpy
+    # adds to a float32 array in float32
     return (healthy * u._healthy_reward).astype(np.float32)[:, None]
 
 
-def _hopper_reward(u, qpos_before, qpos, qvel, action, healthy):
-    x_velocity = _x_velocity(u, qpos_before, qpos)
-    height = 10 * (qpos[:, 1] - u.init_qpos[1])
+def _add_f64(vec: np.ndarray, term: np.ndarray) -> np.ndarray:
+    # ``float32_array += float64 scalar``: computed in float64, then rounded to float32
+    return (vec.astype(np.float64) + term[:, None]).astype(np.float32)
+
+
+def _hopper_reward(u, before, after, action, healthy):
+    x_velocity = _x_velocity(u, before, after)
+    height = 10 * (after.qpos[:, 1] - u.init_qpos[1])
     neg_energy = -_ctrl_cost(u, action)
     if u._cost_objective:
         vec = np.stack([x_velocity, height, neg_energy / u._ctrl_cost_weight], axis=1).astype(np.float32)
@@ -71,38 +91,69 @@ def _hopper_reward(u, qpos_before, qpos, qvel, action, healthy):
     return vec + _survive(u, healthy)
 
 
-def _walker_reward(u, qpos_before, qpos, qvel, action, healthy):
-    x_velocity = _x_velocity(u, qpos_before, qpos)
+def _walker_reward(u, before, after, action, healthy):
+    x_velocity = _x_velocity(u, before, after)
     vec = np.stack([x_velocity, -_ctrl_cost(u, action) / u._ctrl_cost_weight], axis=1).astype(np.float32)
     return vec + _survive(u, healthy)
 
 
-def _plain_reward(u, qpos_before, qpos, qvel, action, healthy):  # halfcheetah, swimmer: no survival term
-    x_velocity = _x_velocity(u, qpos_before, qpos)
+def _plain_reward(u, before, after, action, healthy):  # halfcheetah, swimmer: no survival term
+    x_velocity = _x_velocity(u, before, after)
     return np.stack([x_velocity, -_ctrl_cost(u, action) / u._ctrl_cost_weight], axis=1).astype(np.float32)
 
 
+def _ant_contact_forces(u, b: _Batch) -> np.ndarray:
+    return np.clip(b.cfrc_ext, *u._contact_force_range)
+
+
+def _ant_reward(u, before, after, action, healthy):
+    xy_velocity = (after.body_xy - before.body_xy) / u.dt
+    neg_energy = -_ctrl_cost(u, action)
+    if u._cost_objective:
+        vec = np.stack([xy_velocity[:, 0], xy_velocity[:, 1], neg_energy / u._ctrl_cost_weight],
+                       axis=1).astype(np.float32)
+    else:
+        vec = xy_velocity.astype(np.float32) + neg_energy[:, None]
+    # here is_healthy is a numpy bool, so the survival reward is a float64 scalar (added in float64)
+    vec = _add_f64(vec, healthy * u._healthy_reward)
+    contact_cost = u._contact_cost_weight * np.sum(np.square(_ant_contact_forces(u, after)), axis=(1, 2))
+    return _add_f64(vec, -contact_cost)
+
+
 def _obs(skip: int, clip_velocity: bool):
-    def observation(u, qpos, qvel):
-        position = qpos if not u._exclude_current_positions_from_observation else qpos[:, skip:]
-        velocity = np.clip(qvel, -10, 10) if clip_velocity else qvel
+    def observation(u, b: _Batch) -> np.ndarray:
+        position = b.qpos if not u._exclude_current_positions_from_observation else b.qpos[:, skip:]
+        velocity = np.clip(b.qvel, -10, 10) if clip_velocity else b.qvel
         return np.concatenate([position, velocity], axis=1)
     return observation
 
 
+def _ant_obs(u, b: _Batch) -> np.ndarray:
+    position = b.qpos if not u._exclude_current_positions_from_observation else b.qpos[:, 2:]
+    parts = [position, b.qvel]
+    if u._include_cfrc_ext_in_observation:
+        parts.append(_ant_contact_forces(u, b)[:, 1:].reshape(len(b.qpos), -1))
+    return np.concatenate(parts, axis=1)
+
+
 class _Formulas:
-    def __init__(self, observation: Callable, reward: Callable, healthy: Callable | None, qvel_noise: str):
+    def __init__(self, observation: Callable, reward: Callable, healthy: Callable | None, qvel_noise: str,
+                 body_frame: bool = False):
         self.observation, self.reward, self.healthy, self.qvel_noise = observation, reward, healthy, qvel_noise
+        self.body_frame = body_frame  # needs the main body's position and the external contact forces
 
 
 _HOPPER = _Formulas(_obs(1, True), _hopper_reward, _hopper_healthy, "uniform")
-#: robot id -> its formulas; the others (ant, humanoid, reacher) use MO-Gymnasium's vector env
+_ANT = _Formulas(_ant_obs, _ant_reward, _ant_healthy, "normal", body_frame=True)
+#: robot id -> its formulas; the others (humanoid, reacher) use MO-Gymnasium's vector env
 NATIVE_ROBOTS: dict[str, _Formulas] = {
     "mo-hopper-v5": _HOPPER,
     "mo-hopper-2obj-v5": _HOPPER,
     "mo-walker2d-v5": _Formulas(_obs(1, True), _walker_reward, _walker_healthy, "uniform"),
     "mo-halfcheetah-v5": _Formulas(_obs(1, False), _plain_reward, None, "normal"),
     "mo-swimmer-v5": _Formulas(_obs(2, False), _plain_reward, None, "uniform"),
+    "mo-ant-v5": _ANT,
+    "mo-ant-2obj-v5": _ANT,
 }
 
 
@@ -145,6 +196,13 @@ class NativeMujocoVectorEnv:
         self._datas = [mujoco.MjData(self.model) for _ in range(self.num_envs)]
         self.qpos = np.zeros((self.num_envs, self.model.nq))
         self.qvel = np.zeros((self.num_envs, self.model.nv))
+        body = self._formulas.body_frame
+        if body:  # ant: the main body's xy position (velocities) and the external contact forces (obs, cost)
+            main = u._main_body
+            self._main_body = (mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, main) if isinstance(main, str)
+                               else int(main))
+        self.body_xy = np.zeros((self.num_envs, 2)) if body else None
+        self.cfrc_ext = np.zeros((self.num_envs, self.model.nbody, 6)) if body else None
         self._t = np.zeros(self.num_envs, np.int64)
         self._ended = np.ones(self.num_envs, bool)
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
@@ -168,7 +226,7 @@ class NativeMujocoVectorEnv:
         d.qpos[:] = qpos
         d.qvel[:] = qvel
         mujoco.mj_forward(self.model, d)
-        self.qpos[i], self.qvel[i] = d.qpos, d.qvel
+        self._copy_out(i, d)
         self._t[i] = 0
         self._ended[i] = False
 
@@ -181,24 +239,38 @@ class NativeMujocoVectorEnv:
                           for i in range(self.num_envs)]
         for i in range(self.num_envs):
             self._reset_one(i)
-        return self._formulas.observation(self._u, self.qpos, self.qvel), {}
+        return self._formulas.observation(self._u, self._batch()), {}
 
     def reset_done(self, mask: np.ndarray) -> np.ndarray:
         """Reset the copies where ``mask`` is True (episodes that ended); returns their new observations."""
         idx = np.flatnonzero(np.asarray(mask, bool))
         for i in idx:
             self._reset_one(int(i))
-        return self._formulas.observation(self._u, self.qpos[idx], self.qvel[idx])
+        return self._formulas.observation(self._u, self._batch(idx))
 
     # ------------------------------------------------------------------ step
+    def _copy_out(self, i: int, d) -> None:
+        self.qpos[i] = d.qpos
+        self.qvel[i] = d.qvel
+        if self.body_xy is not None:
+            self.body_xy[i] = d.xpos[self._main_body, :2]
+            self.cfrc_ext[i] = d.cfrc_ext
+
+    def _batch(self, idx: np.ndarray | None = None) -> _Batch:
+        pick = (lambda a: a) if idx is None else (lambda a: None if a is None else a[idx])
+        return _Batch(pick(self.qpos), pick(self.qvel), pick(self.body_xy), pick(self.cfrc_ext))
+
     def _step_slice(self, idx: np.ndarray, action: np.ndarray) -> None:
         mj_step, model, fs = self._mujoco.mj_step, self.model, self.frame_skip
+        # gymnasium calls mj_rnePostConstraint after stepping, for cfrc_ext (only ant reads it)
+        post = self._mujoco.mj_rnePostConstraint if self.body_xy is not None else None
         for i in idx:
             d = self._datas[i]
             d.ctrl[:] = action[i]
             mj_step(model, d, nstep=fs)
-            self.qpos[i] = d.qpos
-            self.qvel[i] = d.qvel
+            if post is not None:
+                post(model, d)
+            self._copy_out(i, d)
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         action = np.asarray(actions)
@@ -208,7 +280,7 @@ class NativeMujocoVectorEnv:
         if self._ended.any():
             raise RuntimeError(f"{self.robot}: env(s) {np.flatnonzero(self._ended).tolist()} ended their episode "
                                "and were not reset; call reset_done(terminated | truncated) after a step")
-        qpos_before = self.qpos.copy()
+        before = _Batch(self.qpos.copy(), None, None if self.body_xy is None else self.body_xy.copy(), None)
         if self._pool is None:
             self._step_slice(self._slices[0], action)
         else:
@@ -219,13 +291,14 @@ class NativeMujocoVectorEnv:
             healthy = np.ones(self.num_envs, bool)
             terminated = np.zeros(self.num_envs, bool)
         else:
-            healthy = fm.healthy(u, self.qpos, self.qvel)
+            healthy = fm.healthy(u, self._batch())
             terminated = ~healthy & bool(u._terminate_when_unhealthy)
-        reward = fm.reward(u, qpos_before, self.qpos, self.qvel, action, healthy)
+        after = self._batch()
+        reward = fm.reward(u, before, after, action, healthy)
         self._t += 1
         truncated = (self._t >= self.max_steps) if self.max_steps is not None else np.zeros(self.num_envs, bool)
         self._ended = terminated | truncated
-        return fm.observation(u, self.qpos, self.qvel), reward, terminated, truncated, {}
+        return fm.observation(u, after), reward, terminated, truncated, {}
 
     def close(self) -> None:
         if self._pool is not None:

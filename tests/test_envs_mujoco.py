@@ -459,8 +459,8 @@ def test_native_stepper_rejects_misuse_with_the_fix():
     vec.step(np.zeros((2, 2), np.float32))  # stepping again after the reset works
     with pytest.raises(ValueError, match="threads must be a positive int"):
         NativeMujocoVectorEnv("mo-swimmer-v5", factory(), 2, 2, threads=0)
-    with pytest.raises(ValueError, match="no native batched stepper for 'mo-ant-v5'"):
-        NativeMujocoVectorEnv("mo-ant-v5", factory(), 2, 2)
+    with pytest.raises(ValueError, match="no native batched stepper for 'mo-humanoid-v5'"):
+        NativeMujocoVectorEnv("mo-humanoid-v5", factory(), 2, 2)
     with pytest.raises(ValueError, match="threads applies to backend='mujoco'"):
         morl.make("mo-swimmer-v5", backend="mjx", threads=2)
     with pytest.raises(ValueError, match="threads applies to the batched native robots"):
