@@ -389,16 +389,7 @@ def test_evaluator_runs_unchanged_on_the_mjx_backend():
 # ======================================================================================= batched native stepper
 from morl.envs.mujoco import _MOGymFactory  # noqa: E402
 from morl.envs.mujoco_native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
-
-
-def _reference_reset_finished(vec, done):
-    """What the engine does with MOSyncVectorEnv: reset finished copies now (not on the next call)."""
-    first = []
-    for i in np.flatnonzero(done):
-        obs, _ = vec.envs[i].reset()
-        vec._autoreset_envs[i] = False
-        first.append(obs)
-    return np.stack(first)
+from morl.rollout import _reset_finished  # noqa: E402
 
 
 @pytest.mark.parametrize("env_id", sorted(NATIVE_ROBOTS))
@@ -426,7 +417,7 @@ def test_native_batched_stepper_equals_mo_gymnasium_bit_for_bit(env_id):
         done = te1 | tr1
         if done.any():
             ended += int(done.sum())
-            assert np.array_equal(ours.reset_done(done), _reference_reset_finished(ref, done)), t
+            assert np.array_equal(ours.reset_done(done), _reset_finished(ref, done)), t  # engine's MOSync reset
     assert ended >= n * (80 // cap)  # every copy went through at least 3 episodes
 
 
