@@ -701,11 +701,11 @@ def _make_host(spec: Robot, max_steps: int | None, reset_noise_scale: float | No
                                  "backend='mjx'")
         else:
             kwargs["reset_noise_scale"] = float(reset_noise_scale)
-    from morl.envs.mujoco_native import NATIVE_ROBOTS, native_host_env
+    from morl.envs.mujoco_native import NATIVE_ROBOTS, NativeMujocoEnv
 
     factory = _MOGymFactory(spec.gym_id, kwargs)
     if spec.gym_id in NATIVE_ROBOTS:  # batched C stepping, MO-Gymnasium's formulas (bit-identical, tested)
-        env = native_host_env(spec.gym_id, factory, spec.ref_point, spec.reward_names, threads)
+        env = NativeMujocoEnv(spec.gym_id, factory, spec.ref_point, spec.reward_names, threads)
     else:
         if threads is not None:
             raise ValueError(f"{spec.gym_id}: threads applies to the batched native robots "

@@ -24,7 +24,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["NATIVE_ROBOTS", "NativeMujocoVectorEnv", "default_threads"]
+from morl.gym_bridge import GymnasiumEnv
+
+__all__ = ["NATIVE_ROBOTS", "NativeMujocoEnv", "NativeMujocoVectorEnv", "default_threads"]
 
 
 # =====================================================================================================
@@ -320,18 +322,18 @@ class NativeMujocoVectorEnv:
 # the descriptor the engine sees
 # =====================================================================================================
 
-def native_host_env(robot: str, env_fn: Callable[[], Any], ref_point, reward_names, threads: int | None):
-    """The host-path descriptor of ``robot`` whose ``make_vector_env`` builds a `NativeMujocoVectorEnv`
-    (``make_single`` still returns MO-Gymnasium's env, for users who want a single ``gymnasium.Env``)."""
-    from morl.gym_bridge import GymnasiumEnv
+class NativeMujocoEnv(GymnasiumEnv):
+    """The host-path descriptor of a batched robot: ``make_vector_env`` builds a `NativeMujocoVectorEnv`
+    (``make_single`` still returns MO-Gymnasium's env, for users who want one ``gymnasium.Env``)."""
 
-    class NativeMujocoEnv(GymnasiumEnv):
-        def make_vector_env(self, num_envs: int, seed: int | None = None) -> NativeMujocoVectorEnv:
-            vec = NativeMujocoVectorEnv(robot, self._probe, num_envs, self.max_steps, threads)
-            vec.reset(seed=seed)
-            return vec
+    def __init__(self, robot: str, env_fn: Callable[[], Any], ref_point, reward_names, threads: int | None):
+        super().__init__(env_fn, ref_point=ref_point, reward_names=reward_names)
+        self.robot, self.threads = robot, threads
 
-        def __repr__(self) -> str:
-            return f"<NativeMujocoEnv {self.name}>"
+    def make_vector_env(self, num_envs: int, seed: int | None = None) -> NativeMujocoVectorEnv:
+        vec = NativeMujocoVectorEnv(self.robot, self._probe, num_envs, self.max_steps, self.threads)
+        vec.reset(seed=seed)
+        return vec
 
-    return NativeMujocoEnv(env_fn, ref_point=ref_point, reward_names=reward_names)
+    def __repr__(self) -> str:
+        return f"<NativeMujocoEnv {self.name}>"
