@@ -687,7 +687,8 @@ class _MOGymFactory:
 
 
 def _make_host(spec: Robot, max_steps: int | None, reset_noise_scale: float | None, threads: int | None):
-    """MO-Gymnasium's own v5 env behind the host path (as ``morl.make("gym:<id>")``), with our declarations."""
+    """The host-path descriptor: the batched native stepper for the robots it covers, else MO-Gymnasium's own v5
+    env (as ``morl.make("gym:<id>")``); both with our declarations (reference point, reward names)."""
     from morl.gym_bridge import from_gymnasium
 
     if importlib.util.find_spec("mujoco") is None or importlib.util.find_spec("imageio") is None:

@@ -93,15 +93,13 @@ def _hopper_reward(u, before, after, action, healthy):
     return vec + _survive(u, healthy)
 
 
-def _walker_reward(u, before, after, action, healthy):
-    x_velocity = _x_velocity(u, before, after)
-    vec = np.stack([x_velocity, -_ctrl_cost(u, action) / u._ctrl_cost_weight], axis=1).astype(np.float32)
-    return vec + _survive(u, healthy)
-
-
-def _plain_reward(u, before, after, action, healthy):  # halfcheetah, swimmer: no survival term
+def _plain_reward(u, before, after, action, healthy):  # halfcheetah, swimmer: [x velocity, -energy]
     x_velocity = _x_velocity(u, before, after)
     return np.stack([x_velocity, -_ctrl_cost(u, action) / u._ctrl_cost_weight], axis=1).astype(np.float32)
+
+
+def _walker_reward(u, before, after, action, healthy):  # the same plus the survival reward on both
+    return _plain_reward(u, before, after, action, healthy) + _survive(u, healthy)
 
 
 def _ant_contact_forces(u, b: _Batch) -> np.ndarray:
@@ -288,14 +286,13 @@ class NativeMujocoVectorEnv:
         else:
             for f in [self._pool.submit(self._step_slice, s, action) for s in self._slices]:
                 f.result()
-        u, fm = self._u, self._formulas
+        u, fm, after = self._u, self._formulas, self._batch()
         if fm.healthy is None:
             healthy = np.ones(self.num_envs, bool)
             terminated = np.zeros(self.num_envs, bool)
         else:
-            healthy = fm.healthy(u, self._batch())
+            healthy = fm.healthy(u, after)
             terminated = ~healthy & bool(u._terminate_when_unhealthy)
-        after = self._batch()
         reward = fm.reward(u, before, after, action, healthy)
         self._t += 1
         truncated = (self._t >= self.max_steps) if self.max_steps is not None else np.zeros(self.num_envs, bool)

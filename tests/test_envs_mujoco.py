@@ -38,7 +38,9 @@ from morl.gym_bridge import GymnasiumEnv  # noqa: E402
 from morl.rollout import make_rollout, random_policy  # noqa: E402
 from morl.solution import Solution  # noqa: E402
 
-from morl.envs.mujoco import ROBOTS, MJXEnv, _import_mujoco, mujoco_warnings_as_python  # noqa: E402
+from morl.envs.mujoco import ROBOTS, MJXEnv, _import_mujoco, _MOGymFactory, mujoco_warnings_as_python  # noqa: E402
+from morl.envs.mujoco_native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
+from morl.rollout import _reset_finished  # noqa: E402
 
 mjx = _import_mujoco()[1]
 
@@ -387,9 +389,6 @@ def test_evaluator_runs_unchanged_on_the_mjx_backend():
 
 
 # ======================================================================================= batched native stepper
-from morl.envs.mujoco import _MOGymFactory  # noqa: E402
-from morl.envs.mujoco_native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
-from morl.rollout import _reset_finished  # noqa: E402
 
 
 @pytest.mark.parametrize("env_id", sorted(NATIVE_ROBOTS))
