@@ -147,7 +147,7 @@ class Store:
         return conn
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = self._enable_wal(conn)
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); put the runs folder on a local disk")
         with _transaction(conn):
@@ -159,6 +159,19 @@ class Store:
             elif row[0] > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has schema version {row[0]}, newer than this morl ({SCHEMA_VERSION}); "
                                  "upgrade morl to read it")
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """``PRAGMA journal_mode = WAL``, retried while another process holds the lock. When several processes
+        create the same new database together, SQLite can answer this pragma "database is locked" without waiting
+        out the busy timeout (seen once in a clean-clone CI run of tests/test_store.py)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def schema_version(self) -> int:
         conn = self._connect()
