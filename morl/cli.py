@@ -24,9 +24,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-# wide tables when piped (CI logs, closing notes); the terminal's width otherwise
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+#: console width when output is not a terminal (a pipe, a file, CI logs): wide enough that no table is cut
+PIPE_WIDTH = 1000
+
+
+def _tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# tables sized to the terminal; complete (never cut) when piped
+console = Console(width=None if _tty(sys.stdout) else PIPE_WIDTH)
+err_console = Console(stderr=True, width=None if _tty(sys.stderr) else PIPE_WIDTH)
 
 SHORT_METRICS = (("hypervolume", "hv"), ("expected_utility", "eu"), ("sparsity", "sp"), ("cardinality", "card"),
                  ("igd", "igd"), ("maximum_utility_loss", "mul"))
@@ -44,6 +55,73 @@ class TrainingFailed(CLIError):
     code = 1
 
 
+@dataclasses.dataclass
+class Col:
+    """A column of a `fit_table`: ``kind`` "id" (folded to fit, never cut), "text" (wrapped) or "num" (never
+    wrapped or cut); ``drop``: 0 = always shown, higher = hidden first when the terminal is too narrow."""
+
+    name: str
+    kind: str = "text"
+    drop: int = 0
+    justify: str = "left"
+
+
+def fit_table(title: str, cols: list[Col], rows: list[list[str]], width: int | None = None) -> tuple[Table, list[str]]:
+    """A rich table that fits ``width`` columns (default: the console's): numbers are never cut; ids and text
+    wrap; low-value columns (``drop`` > 0, highest first) are left out when even that does not fit. Returns the
+    table and the names of the columns left out."""
+    from rich.text import Text
+
+    width = console.width if width is None else width
+    plain = [[Text.from_markup(c).cell_len for c in r] for r in rows]
+    natural = [max([len(c.name)] + [r[i] for r in plain]) for i, c in enumerate(cols)]
+    floor = {"num": None, "id": 20, "text": 8}
+
+    def least(i: int) -> int:  # the narrowest a column may get
+        c = cols[i]
+        return natural[i] if c.kind == "num" else min(natural[i], max(floor[c.kind], len(c.name) if c.kind != "id" else 0))
+
+    shown = list(range(len(cols)))
+
+    def need(idx: list[int], widths) -> int:  # content + 2 padding per column + n + 1 border lines
+        return sum(widths[i] for i in idx) + 3 * len(idx) + 1
+
+    while need(shown, [least(i) for i in range(len(cols))]) > width:
+        droppable = [i for i in shown if cols[i].drop > 0]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: (cols[i].drop, i)))
+    widths = list(natural)
+    excess = need(shown, widths) - width
+    while excess > 0:  # fold the ids first, then narrow the widest text column, one cell at a time
+        cand = ([i for i in shown if cols[i].kind == "id" and widths[i] > least(i)]
+                or [i for i in shown if widths[i] > least(i)])
+        if not cand:
+            break
+        i = max(cand, key=lambda j: widths[j] - least(j))
+        widths[i] -= 1
+        excess -= 1
+    table = Table(title=title)
+    for i in shown:
+        c = cols[i]
+        if c.kind == "num":
+            table.add_column(c.name, justify=c.justify, no_wrap=True, min_width=natural[i])
+        else:
+            table.add_column(c.name, justify=c.justify, overflow="fold", width=widths[i] if widths[i] < natural[i] else None,
+                             min_width=None if widths[i] < natural[i] else natural[i])
+    for r in rows:
+        table.add_row(*[r[i] for i in shown])
+    return table, [cols[i].name for i in range(len(cols)) if i not in shown]
+
+
+def print_table(title: str, cols: list[Col], rows: list[list[str]]) -> None:
+    table, hidden = fit_table(title, cols, rows)
+    console.print(table)
+    if hidden:
+        console.print(f"(terminal too narrow: column(s) {', '.join(hidden)} left out; widen it or pipe the output)",
+                      style="dim", markup=False, highlight=False)
+
+
 def _fmt_point(p) -> str:
     return "-" if p is None else "[" + ", ".join(f"{x:g}" for x in p) + "]"
 
@@ -51,23 +129,26 @@ def _fmt_point(p) -> str:
 def cmd_envs(args: argparse.Namespace) -> int:
     import morl
 
-    table = Table(title="registered environments")
-    for col in ("id", "objectives", "observation", "action", "max steps", "known front", "ref point"):
-        table.add_column(col)
+    from rich.markup import escape
+
+    rows = []
     for env_id in morl.list_envs():
         try:
             env, params = morl.make(env_id)
         except Exception as exc:  # an env whose optional dependency is missing still gets listed
-            table.add_row(env_id, f"[red]unavailable: {exc}[/red]", "", "", "", "", "")
+            rows.append([env_id, f"[red]unavailable: {escape(str(exc))}[/red]", "", "", "", "", ""])
             continue
         names = ", ".join(env.reward_names) if env.reward_names else str(env.reward_dim)
         max_steps = getattr(params, "max_steps", None)
         if max_steps is None:  # host envs may have no params; their time limit lives on the env
             max_steps = getattr(env, "max_episode_steps", None) or getattr(env, "time_limit", None)
-        table.add_row(env_id, f"{env.reward_dim}: {names}", env.observation_space.describe(),
-                      env.action_space.describe(), "-" if max_steps is None else str(int(max_steps)),
-                      "yes" if env.has_known_front else "no", _fmt_point(env.ref_point))
-    console.print(table)
+        rows.append([env_id, escape(f"{env.reward_dim}: {names}"), escape(env.observation_space.describe()),
+                     escape(env.action_space.describe()), "-" if max_steps is None else str(int(max_steps)),
+                     "yes" if env.has_known_front else "no", escape(_fmt_point(env.ref_point))])
+    print_table("registered environments",
+                [Col("id", "id"), Col("objectives"), Col("observation", drop=5), Col("action", drop=3),
+                 Col("max steps", "num", drop=4, justify="right"), Col("known front", drop=1),
+                 Col("ref point", drop=2)], rows)
     console.print("Any gymnasium / MO-Gymnasium id also works as 'gym:<id>' (host path).")
     return 0
 
@@ -462,6 +543,11 @@ def cmd_train(argv: list[str]) -> int:
                 raise CLIError(f"run folder {info.path} is corrupt ({info.problem}); it cannot be resumed")
             if info.status == "running":
                 raise CLIError(f"run {info.id} is being trained by another process; stop it first")
+            try:
+                R.protocol_from_dict(info.meta.get("protocol") or {}).check_env(R.build(info.meta)[1])
+            except (TypeError, ValueError) as exc:
+                raise CLIError(f"run {info.id} records an evaluation protocol that cannot evaluate {info.env} ({exc}); "
+                               f"it can never finish: train it again with valid --protocol-* options") from None
             ck = R.Checkpointer(info.path / R.CKPT_DIR)
             latest = ck.latest()
             ck.close()
@@ -534,8 +620,9 @@ def _train_requests(args, spec) -> list:
         raise CLIError(f"agent {spec.name!r} cannot train on {args.env}: {exc}") from None
     try:
         protocol = EvalProtocol(**_collect(args, "proto__"))
+        protocol.check_env(env)
     except (TypeError, ValueError) as exc:
-        raise CLIError(f"invalid evaluation protocol: {exc}") from None
+        raise CLIError(f"invalid evaluation protocol: {exc} (options --protocol-*, `morl train --help`)") from None
     if args.eval_every is not None and args.eval_every < 0:
         raise CLIError(f"--eval-every must be >= 0, got {args.eval_every}")
     return [R.RunRequest(spec.name, args.env, s, config, env_kwargs, protocol, args.eval_every, args.checkpoint_secs)
@@ -596,10 +683,17 @@ def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool):
             return R.train_runs(infos, resume=resume, progress=ui, vmap_seeds=vmap)
         except KeyboardInterrupt:
             ids = " ".join(i.id for i in infos)
-            raise CLIError(f"interrupted; the last finished chunk is checkpointed: `morl train --resume {ids}`") from None
-        except (R.RunError, CLIError):
+            exc = CLIError(f"interrupted (Ctrl-C); the last finished chunk is checkpointed: "
+                           f"`morl train --resume {ids}` continues")
+            exc.code = EXIT_INTERRUPTED
+            raise exc from None
+        except (R.RunError, CLIError, OSError):
             raise
         except Exception as exc:
+            from morl.store import StoreError
+
+            if isinstance(exc, StoreError):  # the results store (the run folders keep every result)
+                raise
             states = [R.read_run(i.path) for i in infos]
             failed = [s for s in states if s.status == "failed"]
             todo = [s.id for s in states if s.status in ("interrupted", "failed")]
@@ -620,20 +714,19 @@ def _print_results(infos, results) -> None:
 
     from morl.leaderboard import fmt_num
 
-    table = Table(title="final evaluation")
-    table.add_column("run", no_wrap=True, min_width=max(len(i.id) for i in infos))
-    for col in ("seed", "env steps", "wall s") + tuple(s for _, s in SHORT_METRICS):
-        table.add_column(col, justify="right")
-    for info, res in zip(infos, results):
-        table.add_row(info.id, str(info.seed), f"{res['env_steps']:,}", f"{res['wall_time']:.1f}",
-                      *_metric_cells(res["metrics"]))
+    rows = [[info.id, str(info.seed), f"{res['env_steps']:,}", f"{res['wall_time']:.1f}", *_metric_cells(res["metrics"])]
+            for info, res in zip(infos, results)]
     if len(results) > 1:
         cells = []
         for k, _ in SHORT_METRICS:
             vals = [r["metrics"].get(k) for r in results if r["metrics"].get(k) is not None]
             cells.append(f"{fmt_num(float(np.mean(vals)))} ± {fmt_num(float(np.std(vals)))}" if vals else "-")
-        table.add_row("mean ± std", "", "", "", *cells)
-    console.print(table)
+        rows.append(["mean ± std", "", "", "", *cells])
+    drop = {"hv": 0, "eu": 0, "sp": 3, "card": 2, "igd": 1, "mul": 1}
+    print_table("final evaluation",
+                [Col("run", "id"), Col("seed", "num", justify="right"), Col("env steps", "num", justify="right"),
+                 Col("wall s", "num", drop=4, justify="right")]
+                + [Col(short, "num", drop=drop[short], justify="right") for _, short in SHORT_METRICS], rows)
     if results:
         proto = results[0]["protocol"]
         console.print(f"protocol {results[0]['protocol_hash']}: " + ", ".join(f"{k}={v}" for k, v in proto.items()),
@@ -658,20 +751,22 @@ def _find(args):
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from morl import runs as R
     from morl.leaderboard import fmt_num
 
     runs_dir = _runs_dir(args)
     if args.reindex:
-        n, bad = R.reindex(runs_dir)
+        moved: list[Path] = []
+        n, bad = R.reindex(runs_dir, moved=moved)
+        for m in moved:
+            console.print(f"[yellow]the results store was damaged: kept it as {m}, rebuilt it from the run folders[/]")
         console.print(f"indexed {n} finished run(s) into {runs_dir / 'results.sqlite'}")
     good, bad = R.list_runs(runs_dir)
     good = [r for r in good if (not args.agent or r.agent in args.agent) and (not args.env or r.env in args.env)
             and (not args.status or r.status in args.status)]
-    table = Table(title=f"runs in {runs_dir}")
-    table.add_column("id", no_wrap=True, min_width=max([len(r.id) for r in good] + [2]))  # copy-pastable
-    for col in ("agent", "env", "seed", "status", "env steps", "wall s", "hv", "eu", "created"):
-        table.add_column(col, justify="right" if col in ("seed", "env steps", "wall s", "hv", "eu") else "left")
+    rows = []
     colors = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
     for r in good:
         if r.result:
@@ -683,11 +778,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
             evals = [x for x in rows if "eval/hypervolume" in x]
             if evals:
                 m = {"hypervolume": evals[-1]["eval/hypervolume"], "expected_utility": evals[-1].get("eval/expected_utility")}
-        table.add_row(r.id, r.agent, r.env, str(r.seed), f"[{colors.get(r.status, 'white')}]{r.status}[/]",
-                      f"{steps:,}" if isinstance(steps, int) else "-", f"{wall:.1f}" if isinstance(wall, (int, float)) else "-",
-                      fmt_num(m.get("hypervolume")), fmt_num(m.get("expected_utility")),
-                      str(r.meta.get("created", ""))[:19])
-    console.print(table)
+        rows.append([escape(r.id), escape(r.agent), escape(r.env), str(r.seed),
+                     f"[{colors.get(r.status, 'white')}]{r.status}[/]",
+                     f"{steps:,}" if isinstance(steps, int) else "-",
+                     f"{wall:.1f}" if isinstance(wall, (int, float)) else "-",
+                     fmt_num(m.get("hypervolume")), fmt_num(m.get("expected_utility")),
+                     escape(str(r.meta.get("created", ""))[:19])])
+    print_table(f"runs in {escape(str(runs_dir))}",
+                # agent, env, seed and date are also spelled in the id: they go first when the terminal is narrow
+                [Col("id", "id"), Col("agent", drop=3), Col("env", drop=2), Col("seed", "num", drop=5, justify="right"),
+                 Col("status"), Col("env steps", "num", justify="right"), Col("wall s", "num", drop=4, justify="right"),
+                 Col("hv", "num", justify="right"), Col("eu", "num", drop=1, justify="right"),
+                 Col("created", drop=6)], rows)
     if not good:
         console.print(f"no runs in {runs_dir}; start one with `morl train AGENT --env ID`")
     stale = [r for r in good if r.status in ("interrupted", "failed")]
@@ -710,12 +812,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     info = _find(args)
     if info.status == "corrupt":
         raise CLIError(f"run folder {info.path} is corrupt ({info.problem}); it cannot be evaluated")
-    base = R.protocol_from_dict(info.meta.get("protocol") or {})
     overrides = _collect(args, "proto__")
     try:
+        base = R.protocol_from_dict(info.meta.get("protocol") or {})
         protocol = dataclasses.replace(base, **overrides)
+        protocol.check_env(R.build(info.meta)[1])
     except (TypeError, ValueError) as exc:
-        raise CLIError(f"invalid evaluation protocol: {exc}") from None
+        raise CLIError(f"invalid evaluation protocol: {exc}; fix it with the option of the same name "
+                       "(`morl eval --help`)") from None
     key = None if args.eval_seed is None else jax.random.PRNGKey(args.eval_seed)
     try:
         with console.status(f"evaluating {info.id} ..."):
@@ -758,8 +862,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     names, front = R.read_front_csv(info.path / R.FRONT_CSV)
     candidates = None
     if (info.path / R.RETURNS_CSV).exists():
-        arr = np.loadtxt(info.path / R.RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
         m = len(names)
+        try:
+            arr = np.loadtxt(info.path / R.RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
+            if arr.size and arr.shape[1] < 1 + 2 * m:
+                raise ValueError(f"{arr.shape[1]} columns, expected at least {1 + 2 * m}")
+        except ValueError as exc:
+            raise CLIError(f"{info.path / R.RETURNS_CSV} is damaged ({exc}); `morl eval {info.id}` re-evaluates the "
+                           "run's last checkpoint and rewrites it") from None
         candidates = arr[:, 1 + m:1 + 2 * m]
     proto = (info.result or {}).get("protocol") or info.meta.get("protocol") or {}
     known = None
@@ -810,14 +920,36 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def suite_leaderboard_path(name: str) -> Path:
+    """Where `morl suite run NAME` writes its leaderboard when no --out is given.
+
+    The rule: a suite given as a ``.toml`` path of the user's writes ``<stem>.md`` beside that file; a built-in
+    suite (a name, or a file in the suites folder) writes ``experiments/leaderboards/NAME.md`` when that folder
+    belongs to a source checkout (the current folder's ``experiments/``, or a git checkout of morl), and
+    ``./NAME.md`` in the current folder otherwise -- never into an installed package."""
+    from morl.leaderboard import leaderboards_dir, suites_dir
+
+    p = Path(name)
+    builtin = suites_dir().resolve()
+    if p.suffix == ".toml" and p.exists() and p.resolve().parent != builtin:
+        return p.with_suffix(".md")
+    stem = p.stem if p.suffix == ".toml" else name
+    board = leaderboards_dir()
+    checkout = builtin.parent.parent
+    in_checkout = (builtin == (Path.cwd() / "experiments" / "suites").resolve()
+                   or (checkout / ".git").exists() or (checkout / "pyproject.toml").exists())
+    return board / f"{stem}.md" if in_checkout else Path.cwd() / f"{stem}.md"
+
+
 def cmd_suite_run(args: argparse.Namespace) -> int:
     from morl.leaderboard import run_suite
 
     runs_dir = _runs_dir(args)
     seeds = parse_seeds(args.seeds) if args.seeds else None
+    out = args.out or suite_leaderboard_path(args.name)
     with _ProgressUI(args.quiet) as ui:
         try:
-            path = run_suite(args.name, runs_dir, seeds=seeds, steps_scale=args.steps_scale, out=args.out,
+            path = run_suite(args.name, runs_dir, seeds=seeds, steps_scale=args.steps_scale, out=out,
                              progress=ui, log=lambda s: console.print(s), dry_run=args.dry_run)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
@@ -896,12 +1028,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     suite = sub.add_parser("suite", help="benchmark suites (experiments/suites/*.toml)").add_subparsers(
         dest="suite_command", required=True, parser_class=_Parser)
-    p = suite.add_parser("run", help="train a suite's missing runs, write experiments/leaderboards/NAME.md")
+    p = suite.add_parser("run", help="train a suite's missing runs, write its leaderboard (see --out)")
     p.add_argument("name", help="suite name or .toml path")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--seeds", default=None, help="override the suite's seeds (e.g. 0-2)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="scale every budget (smoke tests)")
-    p.add_argument("--out", default=None, help="leaderboard path (default experiments/leaderboards/NAME.md)")
+    p.add_argument("--out", default=None, help="leaderboard path (default: MY.md beside a suite file MY.toml; "
+                                                "experiments/leaderboards/NAME.md for a built-in suite in a source "
+                                                "checkout, else ./NAME.md)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be trained")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_suite_run)
@@ -956,25 +1090,33 @@ def use_compilation_cache() -> str | None:
 
 
 def _imports(argv: list[str]) -> list[str]:
-    """Handle leading ``--import MODULE`` options and ``$MORL_IMPORT``; returns the remaining argv."""
-    import importlib
+    """Take every ``--import MODULE`` (anywhere on the line: before or after the subcommand) and ``$MORL_IMPORT``,
+    import them (the current folder is importable), and note them so new runs record them; returns the rest."""
+    from morl import runs as R
 
-    modules = [m for m in os.environ.get("MORL_IMPORT", "").split(",") if m.strip()]
-    rest = list(argv)
-    while rest and (rest[0] == "--import" or rest[0].startswith("--import=")):
-        if rest[0] == "--import":
-            if len(rest) < 2:
-                raise CLIError("--import needs a module name")
-            modules.append(rest[1])
-            rest = rest[2:]
-        else:
-            modules.append(rest[0].split("=", 1)[1])
-            rest = rest[1:]
-    for m in modules:
-        try:
-            importlib.import_module(m.strip())
-        except ImportError as exc:
-            raise CLIError(f"cannot import {m.strip()!r} (from --import / MORL_IMPORT): {exc}") from None
+    modules = [m.strip() for m in os.environ.get("MORL_IMPORT", "").split(",") if m.strip()]
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            rest.extend(argv[i:])
+            break
+        if tok == "--import":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                raise CLIError("--import needs a module name, e.g. `morl --import my_package.envs train ...`")
+            modules.append(argv[i + 1])
+            i += 2
+            continue
+        if tok.startswith("--import="):
+            modules.append(tok.split("=", 1)[1])
+            i += 1
+            continue
+        rest.append(tok)
+        i += 1
+    modules = list(dict.fromkeys(m.strip() for m in modules if m.strip()))
+    R.IMPORTS[:] = modules
+    R.import_modules(modules)
     return rest
 
 
@@ -990,26 +1132,63 @@ def _stack_dumps_on_sigusr1() -> None:
             pass
 
 
+#: exit status after Ctrl-C (128 + SIGINT, the shell's convention)
+EXIT_INTERRUPTED = 130
+
+
+def _os_error_message(exc: OSError, command: str | None) -> str:
+    """One line for a file-system error: what could not be done, where, and what to do."""
+    import errno
+
+    where = exc.filename or "a file"
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = {"plot": "make the run folder writable, or write the picture elsewhere with --out FILE.png",
+               "leaderboard": "make the folder writable, or write elsewhere with --out FILE",
+               "eval": "make the run folder writable, or evaluate without recording (--no-record)"}.get(
+            command or "", "make the folder writable, or choose another one with --runs-dir DIR")
+        return f"cannot write {where}: {what} (read-only folder?); {fix}"
+    if exc.errno == errno.ENOSPC:
+        return f"cannot write {where}: no space left on the device; free some space and run the command again"
+    if exc.errno == errno.ENOENT:
+        return f"{where} does not exist: {what}; check the path (or --runs-dir)"
+    return f"cannot access {where}: {what}; check the path, its permissions and free space"
+
+
 def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores()
     use_compilation_cache()
     _stack_dumps_on_sigusr1()
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    from rich.markup import escape
+
+    def fail(message: str, code: int) -> int:
+        err_console.print(f"[red]morl: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        return code
+
     try:
         argv = _imports(argv)
+        command = next((a for a in argv if not a.startswith("-")), None)
         if argv and argv[0] == "train":
             return cmd_train(argv[1:])
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
     except Exception as exc:
+        import sqlite3
+
         from morl.runs import RunError
+        from morl.store import StoreError, _translate
 
-        if not isinstance(exc, (CLIError, RunError)):
-            raise
-        from rich.markup import escape
-
-        err_console.print(f"[red]morl: error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return getattr(exc, "code", 2)
+        if isinstance(exc, (CLIError, RunError, StoreError)):
+            return fail(str(exc), getattr(exc, "code", 2))
+        if isinstance(exc, sqlite3.Error):
+            return fail(str(_translate(Path(getattr(exc, "filename", None) or "results.sqlite"), exc)), 2)
+        if isinstance(exc, OSError):
+            return fail(_os_error_message(exc, command), 2)
+        raise
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
 

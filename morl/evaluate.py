@@ -31,6 +31,37 @@ class EvalProtocol:
     max_steps: int | None = None   # episode cap; None = the env's own time limit (C-MORL's protocol uses 500)
     ref_point: tuple[float, ...] | None = None  # None = the env's default reference point
 
+    def __post_init__(self):
+        import math
+
+        if not (isinstance(self.gamma, (int, float)) and 0.0 <= self.gamma <= 1.0):
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        for name in ("episodes", "front_weights", "eu_weights"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+                                           or self.max_steps < 1):
+            raise ValueError(f"max_steps must be a positive integer or none, got {self.max_steps!r}")
+        if self.ref_point is not None:
+            try:
+                ok = len(self.ref_point) > 0 and all(math.isfinite(float(x)) for x in self.ref_point)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"ref_point must be finite numbers, one per objective, got {self.ref_point!r}")
+
+    def check_env(self, env) -> None:
+        """Raise ValueError if these settings cannot evaluate ``env`` (e.g. a reference point of the wrong length),
+        so a bad option fails before training, not after it."""
+        m = env.reward_dim
+        if self.ref_point is not None and len(self.ref_point) != m:
+            raise ValueError(f"ref_point has {len(self.ref_point)} value(s) but {getattr(env, 'name', 'the env')} has "
+                             f"{m} objectives; give {m} comma-separated values")
+        if self.ref_point is None and env.ref_point is None:
+            raise ValueError(f"{getattr(env, 'name', 'the env')} has no default reference point; give ref_point "
+                             f"({m} comma-separated values)")
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

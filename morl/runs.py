@@ -83,12 +83,28 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
 
 
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a torn one."""
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a torn one.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -119,10 +135,20 @@ def _csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 def read_front_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Objective names and points of a ``front.csv``."""
-    lines = Path(path).read_text().strip().splitlines()
-    header = lines[0].split(",")
-    pts = np.array([[float(x) for x in ln.split(",")] for ln in lines[1:]], np.float64).reshape(-1, len(header))
+    """Objective names and points of a ``front.csv``; a damaged file raises `RunError` saying how to rewrite it."""
+    path = Path(path)
+    try:
+        lines = path.read_text().strip().splitlines()
+        if not lines:
+            raise ValueError("the file is empty")
+        header = lines[0].split(",")
+        rows = [[float(x) for x in ln.split(",")] for ln in lines[1:]]
+        if any(len(r) != len(header) for r in rows) or len(header) < 1:
+            raise ValueError(f"rows do not have the {len(header)} columns of its header")
+        pts = np.array(rows, np.float64).reshape(-1, len(header))
+    except ValueError as exc:
+        raise RunError(f"{path} is damaged ({exc}); `morl eval {path.parent.name}` re-evaluates the run's last "
+                       "checkpoint and rewrites it") from None
     return header, pts
 
 
@@ -412,10 +438,11 @@ class Checkpointer:
             return a
 
         plain = jax.tree_util.tree_map_with_path(encode, state)
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeSave(plain),
-            meta=ocp.args.JsonSave(clean_json(meta | {"leaf_kinds": kinds, "empty_leaves": empty}))), force=True)
-        self.manager.wait_until_finished()
+        with _sigint_deferred():  # Ctrl-C mid-save would leave orbax's threads and event loop half torn down
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeSave(plain),
+                meta=ocp.args.JsonSave(clean_json(meta | {"leaf_kinds": kinds, "empty_leaves": empty}))), force=True)
+            self.manager.wait_until_finished()
 
     def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """The state saved at ``step`` (default: the latest), with ``template``'s tree structure, and its meta.
@@ -462,6 +489,37 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+class _sigint_deferred:
+    """Hold SIGINT (Ctrl-C) back while a checkpoint is written; raise KeyboardInterrupt once it is committed.
+
+    Only in the main thread (the only one Python delivers signals to); elsewhere a no-op."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.pending = False
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.old = signal.signal(signal.SIGINT, self._hold)
+            except (ValueError, TypeError):
+                self.old = None
+        return self
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def __exit__(self, exc_type, exc, tb):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        if self.pending and exc_type is None:
+            raise KeyboardInterrupt
+        return False
 
 
 def _lookup(node: Any, entry: Any, path: Any) -> Any:
@@ -530,7 +588,7 @@ def create_run(runs_dir: str | Path, req: RunRequest) -> RunInfo:
         "format": RUN_FORMAT, "run_id": rid, "agent": req.agent, "env": req.env, "env_kwargs": req.env_kwargs,
         "seed": int(req.seed), "config": config_to_dict(req.config), "budget": budget,
         "budget_field": budget_field(spec), "protocol": protocol.as_dict(), "eval_every": int(eval_every),
-        "checkpoint_secs": float(req.checkpoint_secs), "suite": req.suite, "created": now_iso(),
+        "checkpoint_secs": float(req.checkpoint_secs), "suite": req.suite, "imports": list(IMPORTS), "created": now_iso(),
         "machine": machine_info(), "version": package_version(),
     }
     atomic_write_json(path / CONFIG_FILE, meta)
@@ -538,6 +596,34 @@ def create_run(runs_dir: str | Path, req: RunRequest) -> RunInfo:
 
 
 _BUILT: dict[str, tuple] = {}
+
+#: modules imported for this process by ``morl --import`` / ``$MORL_IMPORT``; recorded in every new run's
+#: ``config.json`` ("imports") so that eval, plot and resume import them again by themselves
+IMPORTS: list[str] = []
+
+
+def import_modules(modules: Iterable[str], why: str = "--import / MORL_IMPORT") -> None:
+    """Import ``modules`` (the current folder importable, as with ``python -m``); a clear `RunError` if one fails."""
+    import importlib
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for m in modules:
+        m = m.strip()
+        if not m:
+            continue
+        try:
+            importlib.import_module(m)
+        except ImportError as exc:
+            raise RunError(f"cannot import {m!r} ({why}): {exc}; run from the folder that holds it, add that "
+                           "folder to PYTHONPATH, or install its package") from None
+
+
+def _import_recorded(meta: dict[str, Any]) -> None:
+    mods = [m for m in meta.get("imports") or [] if isinstance(m, str)]
+    if mods:
+        import_modules(mods, why=f"recorded by run {meta.get('run_id', '?')}")
 
 
 def build(meta: dict[str, Any]):
@@ -549,15 +635,27 @@ def build(meta: dict[str, Any]):
     """
     import morl
     from morl.agent import agent_spec, make_trainer
+    from morl.registry import UnknownEnvError
 
-    spec = agent_spec(meta["agent"])
+    _import_recorded(meta)
+    rid = meta.get("run_id", "?")
+    try:
+        spec = agent_spec(meta["agent"])
+    except KeyError:
+        raise RunError(f"run {rid} was trained by agent {meta['agent']!r}, which is not registered in this process; "
+                       "pass `--import MODULE` naming the module that registers it") from None
     config = config_from_dict(spec.config_cls, meta["config"])
     key = json.dumps([meta["agent"], meta["env"], meta.get("env_kwargs") or {}, meta["config"], id(spec)],
                      sort_keys=True, default=str)
     if key not in _BUILT:
         env_key = json.dumps([meta["env"], meta.get("env_kwargs") or {}], sort_keys=True, default=str)
         env_pair = next((v[:2] for k, v in _BUILT.items() if v[3] == env_key), None)
-        env, env_params = env_pair or morl.make(meta["env"], **(meta.get("env_kwargs") or {}))
+        try:
+            env, env_params = env_pair or morl.make(meta["env"], **(meta.get("env_kwargs") or {}))
+        except UnknownEnvError:
+            raise RunError(f"run {rid} was trained on env {meta['env']!r}, which is not registered in this process; "
+                           "pass `--import MODULE` naming the module that registers it "
+                           f"(e.g. `morl --import my_package.envs eval {rid}`)") from None
         _BUILT[key] = (env, env_params, make_trainer(meta["agent"], env, env_params, config=config), env_key)
     env, env_params, trainer, _ = _BUILT[key]
     protocol = protocol_from_dict(meta.get("protocol") or {})
@@ -746,7 +844,8 @@ class _Driver:
 
 def store_row(meta: dict[str, Any], result: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
-        "run_id": meta["run_id"], "agent": meta["agent"], "env": meta["env"], "env_kwargs": meta.get("env_kwargs") or {},
+        # keyed by the folder name: a copied or renamed run folder is indexed (and re-evaluated) under its own name
+        "run_id": Path(path).name, "agent": meta["agent"], "env": meta["env"], "env_kwargs": meta.get("env_kwargs") or {},
         "seed": meta["seed"], "config": meta["config"], "budget": meta.get("budget"), "env_steps": result["env_steps"],
         "wall_time": result["wall_time"], "machine": result.get("machine") or meta.get("machine"),
         "version": result.get("version") or meta.get("version"), "protocol": result["protocol"],
@@ -839,6 +938,21 @@ def _run_guarded(drivers: list[_Driver], body: Callable[[], Any]) -> Any:
             d.unlock()
 
 
+def _checkpoint_on_interrupt(drivers: list[_Driver], states: list[Any]) -> None:
+    """After Ctrl-C: checkpoint each run's last finished chunk (a save is never itself interrupted: a second
+    Ctrl-C waits for it) and close orbax, so the process exits without its threads' tracebacks."""
+    for d, s in zip(drivers, states):
+        try:
+            d.checkpoint(s)
+        except KeyboardInterrupt:  # a Ctrl-C held back during that save: the save is committed; go on
+            pass
+    for d in drivers:
+        try:
+            d.ckpt.close()
+        except Exception:
+            pass
+
+
 def _train_one(d: _Driver, resume: bool, progress) -> dict[str, Any]:
     def body():
         state, resumed = d.resume() if resume else (d.fresh(), False)
@@ -852,7 +966,7 @@ def _train_one(d: _Driver, resume: bool, progress) -> dict[str, Any]:
                 if progress:
                     progress(event)
         except KeyboardInterrupt:
-            d.checkpoint(state)  # the last finished chunk; the one in flight is lost
+            _checkpoint_on_interrupt([d], [state])  # the last finished chunk; the one in flight is lost
             raise
         result = d.finish(state)
         if progress:
@@ -888,8 +1002,7 @@ def _train_vmapped(drivers: list[_Driver], progress) -> list[dict[str, Any]]:
                     if progress:
                         progress(event)
         except KeyboardInterrupt:
-            for d, s in zip(drivers, states):
-                d.checkpoint(s)
+            _checkpoint_on_interrupt(drivers, states)
             raise
         out = []
         for d, s in zip(drivers, states):
@@ -921,11 +1034,17 @@ def reevaluate(info: RunInfo, protocol, key=None, record: bool = True):
         state, meta = ckpt.restore(_template(trainer, jax.random.PRNGKey(int(info.meta["seed"]))))
     finally:
         ckpt.close()
+    final_key = key is None
     key = final_eval_key(int(info.meta["seed"])) if key is None else key
     front = evaluate_state(trainer, state, env, env_params, protocol, key)
     notes = []
     proto = clean_json(front.protocol)
     h = protocol_hash(proto)
+    if (info.status == "done" and final_key and h == (info.result or {}).get("protocol_hash")
+            and not _front_files_sound(info.path)):
+        # the final evaluation reproduced exactly (same checkpoint, protocol and key): restore its damaged files
+        write_front_files(info.path, env, front)
+        notes.append(f"rewrote the damaged {FRONT_CSV} and {RETURNS_CSV} of run {info.id} from this evaluation")
     if info.status != "done":
         notes.append(f"run is {info.status}: evaluated its checkpoint at {meta.get('loop', {}).get('env_steps', '?')} "
                      "env steps; not recorded in the store")
@@ -939,10 +1058,28 @@ def reevaluate(info: RunInfo, protocol, key=None, record: bool = True):
     return front, notes
 
 
-def reindex(runs_dir: str | Path) -> tuple[int, list[RunInfo]]:
-    """Rebuild the store's rows from finished run folders (e.g. copied from another machine)."""
+def _front_files_sound(path: Path) -> bool:
+    try:
+        read_front_csv(path / FRONT_CSV)
+        np.loadtxt(path / RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
+    except (RunError, OSError, ValueError):
+        return False
+    return True
+
+
+def reindex(runs_dir: str | Path, moved: list[Path] | None = None) -> tuple[int, list[RunInfo]]:
+    """Rebuild the store's rows from finished run folders (e.g. copied from another machine).
+
+    A damaged database (truncated, overwritten) is renamed ``results.sqlite.damaged-<time>`` and rebuilt from
+    the folders; its new name is appended to ``moved``."""
     good, bad = list_runs(runs_dir)
     st = store_for(runs_dir)
+    problem = st.check()
+    if problem is not None:
+        aside = st.move_aside()
+        if moved is not None:
+            moved.append(aside)
+        st = store_for(runs_dir)
     n = 0
     for info in good:
         if info.status != "done":

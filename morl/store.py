@@ -73,7 +73,42 @@ _JSON_COLUMNS = ("env_kwargs", "config", "protocol", "metrics")
 
 
 class StoreError(RuntimeError):
-    pass
+    """A problem with the results store; the message names the file and what to do."""
+
+
+class StoreDamaged(StoreError):
+    """The database file is not a readable SQLite database (truncated, overwritten, malformed)."""
+
+
+def _translate(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A sqlite3 error -> a one-line `StoreError` naming the file and the fix."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("readonly" in text or "unable to open" in text
+                                                      or "read-only" in text):
+        return StoreError(f"cannot write the results store {path} ({text}): its folder is read-only; make "
+                          f"{path.parent} writable, or choose another --runs-dir")
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return StoreError(f"the results store {path} stayed locked by another process ({text}); try again")
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) or any(
+            w in text for w in ("malformed", "not a database", "corrupt", "disk I/O")):
+        return StoreDamaged(f"the results store {path} is damaged ({text}); `morl runs --reindex --runs-dir "
+                            f"{path.parent}` rebuilds it from the run folders (the damaged file is kept aside)")
+    return StoreError(f"results store {path}: {text}")
+
+
+def _guarded(method):
+    """Turn sqlite3 errors of a `Store` method into one-line `StoreError`s."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+                self.close()  # a damaged file: drop the connection so `move_aside` can rename it
+            raise _translate(self.path, exc) from None
+    return wrapper
 
 
 def clean_json(value: Any) -> Any:
@@ -135,6 +170,19 @@ class Store:
             pass
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.exists() and not os.access(self.path.parent, os.W_OK):
+            # a read-only folder (an archive, another user's runs): SQLite cannot create the WAL index there, so
+            # read the file as immutable; writes then fail with a clear "read-only" error
+            from urllib.parse import quote
+
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StoreError(f"the results store {self.path} has unapplied changes in {wal.name}, which a "
+                                 f"read-only folder cannot apply; make {self.path.parent} writable")
+            conn = sqlite3.connect(f"file:{quote(str(self.path.absolute()))}?immutable=1", uri=True,
+                                   timeout=self.timeout_s, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so each write is exactly one transaction
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
@@ -173,11 +221,13 @@ class Store:
                     raise
                 time.sleep(0.02)
 
+    @_guarded
     def schema_version(self) -> int:
         conn = self._connect()
         return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     # ------------------------------------------------------------------ writes (one transaction each)
+    @_guarded
     def record_run(self, row: dict[str, Any]) -> None:
         """Insert or replace a run's row and its final evaluation, atomically."""
         missing = {"run_id", "agent", "env", "seed", "config"} - set(row)
@@ -202,6 +252,7 @@ class Store:
                              (values["run_id"], values["protocol_hash"], values["protocol"], values["metrics"],
                               values["finished"] or now_iso()))
 
+    @_guarded
     def record_evaluation(self, run_id: str, protocol: dict[str, Any], metrics: dict[str, Any]) -> str:
         """Store (or replace) an evaluation of ``run_id`` under ``protocol``; returns the protocol hash."""
         h = protocol_hash(protocol)
@@ -213,6 +264,7 @@ class Store:
         return h
 
     # ------------------------------------------------------------------ reads
+    @_guarded
     def runs(self, agent: str | None = None, env: str | None = None, suite: str | None = None) -> list[dict[str, Any]]:
         where, args = _filters(agent=agent, env=env, suite=suite)
         if not self.path.exists():
@@ -221,6 +273,7 @@ class Store:
         rows = conn.execute(f"SELECT * FROM runs{where} ORDER BY created, run_id", args).fetchall()
         return [_decode(dict(r)) for r in rows]
 
+    @_guarded
     def get(self, run_id: str) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
@@ -228,6 +281,7 @@ class Store:
         r = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if r is None else _decode(dict(r))
 
+    @_guarded
     def evaluations(self, agent: str | None = None, env: str | None = None, suite: str | None = None
                     ) -> list[dict[str, Any]]:
         """One row per (run, protocol): the run's columns, with ``protocol``/``metrics`` of that evaluation."""
@@ -242,11 +296,49 @@ class Store:
             f"ORDER BY r.created, r.run_id", args).fetchall()
         return [_decode(dict(r)) for r in rows]
 
+    @_guarded
     def count(self) -> int:
         if not self.path.exists():
             return 0
         conn = self._connect()
         return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+    def check(self) -> str | None:
+        """None when the file is a sound SQLite database with this store's tables; else what is wrong."""
+        if not self.path.exists():
+            return None
+        try:
+            conn = self._connect()
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                return str(ok)
+            conn.execute("SELECT COUNT(*) FROM runs").fetchone()
+            conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()
+        except sqlite3.Error as exc:
+            self.close()
+            return str(exc)
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    def move_aside(self) -> Path:
+        """Rename the database (and its -wal/-shm files) to ``results.sqlite.damaged-<time>``; the next use
+        creates a fresh one. Returns the new name of the main file."""
+        self.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{n}")
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.replace(side, target.with_name(target.name + suffix))
+        os.replace(self.path, target)
+        self._ready = False
+        return target
 
 
 class _transaction:
