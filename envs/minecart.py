@@ -1,4 +1,4 @@
-"""Minecart (Abels et al. 2019), step-identical to MO-Gymnasium 1.3.2 ``minecart-v0`` and
+"""Minecart (Abels et al. 2019), bit-identical to MO-Gymnasium 1.3.2 ``minecart-v0`` and
 ``minecart-deterministic-v0``.
 
 A cart starts at the base in the corner (0, 0) of the unit square, drives to mines, mines two ores into
@@ -9,20 +9,32 @@ is repeated for ``frame_skip`` (4) physics frames. Observation ``[x, y, speed, s
 ore2/cap]`` (float32). Each mining frame draws ``max(0, N(mu, sigma))`` per ore at the nearest mine
 (sigma = 0 in the deterministic config); a draw that overflows the cart is scaled down to fit.
 
-Precision. MO-Gymnasium integrates the kinematics in float64 and its wall and base tests are exact
-comparisons (``x == 1``, ``distance < 0.15``). Plain float32 positions drift by ~1e-5 over an episode,
-enough to flip those tests now and then, so positions and speed are kept as float32 pairs (double-float:
-``pos + pos_lo`` is the exact value, ~48 bits, built from error-free float32 operations that XLA keeps
-intact) and angles as exact integer degrees. The state then stays within ~1e-12 of the reference's
-over 1000-step episodes (the reference's own float64 rounding accounts for most of that), and the
-observed x, y, speed, sin, cos equal the reference's float32 observation bit for bit; ore content is
-summed in float32 (within a few ulps). The only remaining differences are exact-arithmetic ties that
-float64 itself resolves by rounding noise (a cart returning to exactly ``y == 1`` after mirror-symmetric
-turns; about one step in 1300, near walls), see ``tests/test_envs_minecart.py``.
+Precision: float64, operation for operation. MO-Gymnasium keeps position, speed and cart content in
+float64 and tests them exactly (``y == 1`` starts a wall slide, ``distance < 0.15`` ends the episode);
+an exact-arithmetic tie (a cart turning 355 -> 5 degrees on a wall comes back to ``y = 1 - 3e-17``,
+which float64 rounds to 1) is decided by float64 rounding, so nothing but the same float64 operations
+in the same order gives the same trajectories. The step therefore runs its physics in float64 (traced
+under ``jax.enable_x64``, whatever the global setting) and the state keeps each float64 value as its
+two uint32 words (``f64_bits`` / ``bits_f64``), so the state stays a valid pytree in float32 mode and
+the rollout engine carries it untouched. Observations and rewards are float32, cast from the float64
+values as MO-Gymnasium casts them. Two details of the reference's arithmetic are reproduced exactly:
+
+* its ``mag(v) = sqrt(np.dot(v, v))`` rounds ``np.dot`` of two float64 as ``fma(v1, v1, v0 * v0)``
+  (OpenBLAS's ddot on x86-64 with FMA and on arm64); XLA has no fma operation, so ``_fma`` emulates it
+  exactly (Boldo and Melquiond's emulated FMA: exact product, rounding to odd, one final rounding);
+* XLA fuses ``a * b + c`` into an fma (one rounding) where the reference rounds the product first;
+  ``_rn`` (``nextafter(x, x)``, the identity) stops that contraction where a rounded product is added.
+
+``tests/test_envs_minecart.py`` checks both blocks against exact rational arithmetic and runs both ids
+step by step beside MO-Gymnasium with every observation and reward bit-equal and no resynchronisation.
+Configs whose mines lie within reach of a wall or of the base are rejected (there a MINE step could
+mine after the cart stopped on the wall mid-step, which this step does not model; MO-Gymnasium's own
+configs and its random placement outside the base margin are far from both).
 
 Randomness. The reference draws ore with ``scipy.stats.norm(...).rvs()`` from numpy's *global* RNG.
-Ours draws standard normals from the step key into ``state.ore_noise``, which the *next* step's mining
-frames use (frame ``f`` uses row ``f``); a test can overwrite that field to replay the reference's draws.
+Ours draws standard normals from the step key into ``state.ore_noise`` (float64 bits), which the
+*next* step's mining frames use (frame ``f`` uses row ``f``); a test can overwrite that field to replay
+the reference's draws. The reference computes ``max(0, z * sigma + mu)``, and so do we.
 
 Reference points: ``minecart-v0`` uses (-1, -1, -200) (MORL-Baselines' benchmark runs, issue #43);
 ``minecart-deterministic-v0`` uses (0, 0, -200) (MORL-Baselines ``examples/pcn_minecart.py``, gamma 1).
@@ -42,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax import lax
 
 from morl.env import Environment, EnvParams, time_limit
 from morl.registry import register
@@ -57,6 +70,7 @@ BASE_RADIUS = 0.15
 FUEL_IDLE, FUEL_ACC, FUEL_MINE = -0.005, -0.025, -0.05  # per frame
 ACT_MINE, ACT_LEFT, ACT_RIGHT, ACT_ACCEL, ACT_BRAKE, ACT_NONE = range(6)
 START_ANGLE = 45
+MAX_ORES = 8  # np.sum adds up to 8 values left to right (pairwise beyond), which _np_sum reproduces
 
 # mine_config.json / mine_config_det.json of MO-Gymnasium 1.3.2 (x, y, [(mu, sigma) per ore])
 _MINES = [((0.16, 0.84), (0.2, 0.0)), ((0.5, 0.84), (0.15, 0.1)), ((0.84, 0.84), (0.2, 0.2)),
@@ -73,99 +87,118 @@ CONFIGS = {"default": _config(0.05), "deterministic": _config(0.0)}
 _MINE_XY = np.array([xy for xy, _ in _MINES], np.float64)
 _ORE_MEAN = np.array([means for _, means in _MINES], np.float64)
 
-# --------------------------------------------------------------------------- double-float arithmetic
-# A value is a pair (hi, lo) of float32 with hi = fl(hi + lo); hi + lo holds ~48 significant bits. Every
-# building block is an error-free transform, valid under IEEE round-to-nearest without reassociation
-# (XLA's default; products are split by bit masks so an fma contraction cannot change them either).
+
+# --------------------------------------------------------------------------- float64 in a float32 world
+def f64_bits(v) -> np.ndarray:
+    """float64 value(s) -> their two uint32 words, shape ``(..., 2)`` (host side; what the state holds)."""
+    v = np.array(v, np.float64)  # a contiguous copy (keeps 0-d shapes)
+    return v.reshape(v.shape + (1,)).view(np.uint32)
+
+
+def bits_f64(b) -> np.ndarray:
+    """Inverse of ``f64_bits``: uint32 words ``(..., 2)`` -> float64 ``(...)`` (host side)."""
+    b = np.array(b, np.uint32)
+    return b.view(np.float64)[..., 0]
+
+
+def _f64(bits):
+    """uint32 words (..., 2) -> float64 (...), inside an x64 trace."""
+    return lax.bitcast_convert_type(bits, jnp.float64)
+
+
+def _bits(x):
+    return lax.bitcast_convert_type(jnp.asarray(x, jnp.float64), jnp.uint32)
+
+
+def _rn(x):
+    """The rounded value of a product, as an operand XLA cannot fuse into an fma with a following add."""
+    return lax.nextafter(x, x)
 
 
 def _two_sum(a, b):
+    """s + e == a + b exactly, s = fl(a + b) (Knuth; no products, so no contraction can change it)."""
     s = a + b
     bb = s - a
     return s, (a - (s - bb)) + (b - bb)
 
 
-def _fast_two_sum(a, b):  # needs |a| >= |b| (or a == 0)
-    s = a + b
-    return s, b - (s - a)
-
-
-def _df_add(x, y):
-    s, e = _two_sum(x[0], y[0])
-    t, f = _two_sum(x[1], y[1])
-    s, e = _fast_two_sum(s, e + t)
-    return _fast_two_sum(s, e + f)
-
-
-def _df_neg(x):
-    return -x[0], -x[1]
-
-
-def _df_sub(x, y):
-    return _df_add(x, _df_neg(y))
+_SPLITTER = 134217729.0  # 2**27 + 1
 
 
 def _split(a):
-    """a = hi + lo with 12 significant bits each, so products of halves are exact in float32."""
-    hi = jax.lax.bitcast_convert_type(
-        jax.lax.bitcast_convert_type(a, jnp.uint32) & jnp.uint32(0xFFFFF000), jnp.float32)
+    """Veltkamp: a = hi + lo with 26 significant bits each, so products of halves are exact."""
+    g = _rn(_SPLITTER * a)
+    hi = g - (g - a)
     return hi, a - hi
 
 
 def _two_prod(a, b):
-    p = a * b
+    """p + e == a * b exactly, p = fl(a * b) (Dekker; the partial products are exact, so an fma
+    contraction of them changes nothing)."""
+    p = _rn(a * b)
     ah, al = _split(a)
     bh, bl = _split(b)
     return p, (((ah * bh - p) + ah * bl) + al * bh) + al * bl
 
 
-def _df_mul(x, y):
-    p, e = _two_prod(x[0], y[0])
-    return _fast_two_sum(p, e + (x[0] * y[1] + x[1] * y[0]))
+def _add_round_odd(x, y):
+    """x + y rounded to odd: the float64 next to it with an odd last bit, unless exact."""
+    s, e = _two_sum(x, y)
+    bits = lax.bitcast_convert_type(s, jnp.int64)
+    step = jnp.where((s > 0) == (e > 0), 1, -1).astype(jnp.int64)
+    bits = jnp.where((e != 0) & ((bits & 1) == 0), bits + step, bits)
+    return lax.bitcast_convert_type(bits, jnp.float64)
 
 
-def _df_sqrt(x):
-    """sqrt of a non-negative double-float: float32 root plus one Newton correction."""
-    pos = x[0] > 0
-    safe = jnp.where(pos, x[0], 1.0)
-    s = jnp.sqrt(safe)
-    r = _df_sub((safe, jnp.where(pos, x[1], 0.0)), _two_prod(s, s))
-    hi, lo = _fast_two_sum(s, r[0] / (2.0 * s))
-    return jnp.where(pos, hi, 0.0), jnp.where(pos, lo, 0.0)
+def _fma(a, b, c):
+    """fl(a * b + c) with one rounding (Boldo & Melquiond 2008, emulated FMA via rounding to odd)."""
+    uh, ul = _two_prod(a, b)
+    th, tl = _two_sum(c, uh)
+    return th + _add_round_odd(tl, ul)
 
 
-def _df_lt(x, y):
-    return (x[0] < y[0]) | ((x[0] == y[0]) & (x[1] < y[1]))
+def _dot2(dx, dy):
+    """``np.dot([dx, dy], [dx, dy])`` as numpy's OpenBLAS rounds it: fma(dy, dy, dx * dx)."""
+    return _fma(dy, dy, _rn(dx * dx))
 
 
-def _df_where(c, x, y):
-    return jnp.where(c, x[0], y[0]), jnp.where(c, x[1], y[1])
+def _np_sum(v):
+    """``np.sum`` of a float64 vector of at most 8 values: left to right."""
+    total = v[..., 0]
+    for i in range(1, v.shape[-1]):
+        total = total + v[..., i]
+    return total
 
 
-def split_f64(v) -> tuple[np.ndarray, np.ndarray]:
-    """float64 value(s) -> (hi, lo) float32 with hi + lo = v to ~2^-48 relative (host side)."""
-    v = np.asarray(v, np.float64)
-    hi = v.astype(np.float32)
-    return hi, (v - hi.astype(np.float64)).astype(np.float32)
+def _sqrt_threshold(radius: float, strict: bool) -> float:
+    """``sqrt(s) < r`` (strict) <=> ``s < T``, or ``sqrt(s) <= r`` <=> ``s <= T``, for float64 s >= 0:
+    numpy's sqrt is correctly rounded and so monotone; T is found by stepping ulp by ulp from r * r."""
+    r, s = np.float64(radius), np.float64(radius) * np.float64(radius)
+    if strict:  # smallest s with sqrt(s) >= r
+        while np.sqrt(s) >= r:
+            s = np.nextafter(s, 0.0)
+        while np.sqrt(s) < r:
+            s = np.nextafter(s, 1.0)
+    else:       # largest s with sqrt(s) <= r
+        while np.sqrt(s) > r:
+            s = np.nextafter(s, 0.0)
+        while np.sqrt(np.nextafter(s, 1.0)) <= r:
+            s = np.nextafter(s, 1.0)
+    return float(s)
 
 
-def _df_const(v: float):
-    hi, lo = split_f64(v)
-    return jnp.float32(hi), jnp.float32(lo)
-
+BASE_SQ = _sqrt_threshold(BASE_RADIUS, strict=True)    # in base: |pos|^2 (as mag rounds it) < BASE_SQ
+MINE_SQ = _sqrt_threshold(MINE_RADIUS, strict=False)   # mineable: |pos - mine|^2 <= MINE_SQ
 
 # Angles stay integers (multiples of 5 degrees: 45 +- 10s); wall slides can take them a little outside
 # [0, 360) until the next turn wraps them, so the tables span [-720, 1080) degrees (any other angle is
 # looked up modulo 1800, which is a multiple of 360).
 _ANGLE_LO, _N_ANGLES = -720, 1800
 _DEGREES = np.arange(_ANGLE_LO, _ANGLE_LO + _N_ANGLES)
-# physics: math.cos(angle * math.pi / 180) in float64, as double-float
-_COS = split_f64([math.cos(a * math.pi / 180) for a in _DEGREES])
-_SIN = split_f64([math.sin(a * math.pi / 180) for a in _DEGREES])
-_TRIG = np.stack([_COS[0], _SIN[0], _COS[1], _SIN[1]], axis=1)  # one gather per frame
+# physics: math.cos(angle * math.pi / 180) in float64
+_TRIG = np.array([[math.cos(a * math.pi / 180), math.sin(a * math.pi / 180)] for a in _DEGREES], np.float64)
 # observation: float32(math.sin(math.radians(angle)))
-_OBS_SIN = np.array([math.sin(math.radians(a)) for a in _DEGREES], np.float32)
-_OBS_COS = np.array([math.cos(math.radians(a)) for a in _DEGREES], np.float32)
+_OBS_TRIG = np.array([[math.sin(math.radians(a)), math.cos(math.radians(a))] for a in _DEGREES], np.float32)
 
 
 def _angle_index(angle):
@@ -175,33 +208,29 @@ def _angle_index(angle):
 # --------------------------------------------------------------------------- state and params
 @struct.dataclass
 class MinecartState:
-    pos: jax.Array        # float32 (2,): x, y rounded to float32 (what the observation shows)
-    pos_lo: jax.Array     # float32 (2,): the rest; the position is exactly pos + pos_lo
-    speed: jax.Array      # float32 ()
-    speed_lo: jax.Array   # float32 (): speed + speed_lo is the speed
+    """Float64 values are kept as their uint32 words (``bits_f64(state.pos)`` reads them on the host)."""
+
+    pos: jax.Array        # uint32 (2, 2): x, y as float64
+    speed: jax.Array      # uint32 (2,): float64
     angle: jax.Array      # int32 degrees (exact)
-    content: jax.Array    # float32 (ore_cnt,): ore in the cart
+    content: jax.Array    # uint32 (ore_cnt, 2): ore in the cart, float64
     departed: jax.Array   # bool: has left the base (returning then ends the episode)
     end: jax.Array        # bool: returned to base (stays true; the engine resets)
-    ore_noise: jax.Array  # float32 (frame_skip, ore_cnt): standard normals the next step's mining uses
+    ore_noise: jax.Array  # uint32 (frame_skip, ore_cnt, 2): float64 standard normals for the next step
     time: jax.Array       # int32 steps taken
 
 
 @struct.dataclass
 class MinecartParams(EnvParams):
-    """Mines and cart as data: vmap over variants of the same shapes without recompiling.
-
-    ``mine_pos + mine_pos_lo`` is the float64 mine position (``split_f64``); build variants with
-    ``Minecart.params_from_config`` so the two stay consistent.
-    """
+    """Mines and cart as data (float64 values as uint32 words): vmap over variants of the same shapes
+    without recompiling. Build variants with ``Minecart.params_from_config`` or ``Minecart.make_params``."""
 
     max_steps: int = 1000
     # defaults: minecart-v0's mines
-    mine_pos: jax.Array = struct.field(default_factory=lambda: jnp.asarray(split_f64(_MINE_XY)[0]))
-    mine_pos_lo: jax.Array = struct.field(default_factory=lambda: jnp.asarray(split_f64(_MINE_XY)[1]))
-    ore_mean: jax.Array = struct.field(default_factory=lambda: jnp.asarray(_ORE_MEAN, jnp.float32))
-    ore_std: jax.Array = struct.field(default_factory=lambda: jnp.full(_ORE_MEAN.shape, 0.05, jnp.float32))
-    capacity: float = 1.5
+    mine_pos: jax.Array = struct.field(default_factory=lambda: jnp.asarray(f64_bits(_MINE_XY)))
+    ore_mean: jax.Array = struct.field(default_factory=lambda: jnp.asarray(f64_bits(_ORE_MEAN)))
+    ore_std: jax.Array = struct.field(default_factory=lambda: jnp.asarray(f64_bits(np.full(_ORE_MEAN.shape, 0.05))))
+    capacity: jax.Array = struct.field(default_factory=lambda: jnp.asarray(f64_bits(1.5)))
 
 
 def _load_config(config: str | Mapping) -> dict:
@@ -220,10 +249,17 @@ def _load_config(config: str | Mapping) -> dict:
         raise ValueError("minecart config: list every mine under 'mines' (x, y, distributions); random "
                          "mine placement (MO-Gymnasium's fallback for missing mines) is not supported")
     ore_cnt = int(data.get("ore_cnt", len(mines[0]["distributions"])))
+    if not 1 <= ore_cnt <= MAX_ORES:
+        raise ValueError(f"minecart config: ore_cnt must be 1..{MAX_ORES}, got {ore_cnt}")
     for i, m in enumerate(mines):
         if "distributions" not in m or len(m["distributions"]) != ore_cnt:
             raise ValueError(f"minecart config: mine {i} needs 'distributions' with one [mu, sigma] per ore "
                              f"({ore_cnt} ores)")
+        x, y = float(m["x"]), float(m["y"])
+        if min(x, y, 1 - x, 1 - y) <= MINE_RADIUS or math.hypot(x, y) <= MINE_RADIUS + BASE_RADIUS:
+            raise ValueError(f"minecart config: mine {i} at ({x}, {y}) is within {MINE_RADIUS} of a wall or "
+                             f"within {MINE_RADIUS + BASE_RADIUS} of the base; move it inside "
+                             f"[{MINE_RADIUS}, {1 - MINE_RADIUS}]^2 and away from the base")
     return {"capacity": float(data["capacity"]), "ore_cnt": ore_cnt,
             "pos": np.array([[m["x"], m["y"]] for m in mines], np.float64),
             "dist": np.array([m["distributions"] for m in mines], np.float64)}  # (mines, ores, 2)
@@ -247,7 +283,6 @@ class Minecart(Environment):
         # (-1, -1, -200) otherwise (benchmark runs of issue #43)
         self.ref_point = (0.0,) * self.ore_cnt + (-200.0,) if self.deterministic else \
             (-1.0,) * self.ore_cnt + (-200.0,)
-        # jitted so that eager callers (the twin harness's resync) do not compile op by op
         self._obs_jit = jax.jit(self._obs)
         fs = self.frame_skip
         idle = np.float32(FUEL_IDLE * fs)  # the reference adds to a float32 reward vector
@@ -255,25 +290,32 @@ class Minecart(Environment):
                                idle + np.float32(FUEL_ACC * fs), idle, idle], np.float32)
 
     # ------------------------------------------------------------------ declarations
+    def make_params(self, mine_pos=None, ore_mean=None, ore_std=None, capacity=None,
+                    **kwargs: Any) -> MinecartParams:
+        """Params from float64 values (host arrays; ``None`` keeps this env's config)."""
+        c = self.config
+        pick = (lambda v, d: np.asarray(d if v is None else v, np.float64))
+        mine_pos, ore_mean = pick(mine_pos, c["pos"]), pick(ore_mean, c["dist"][..., 0])
+        ore_std, capacity = pick(ore_std, c["dist"][..., 1]), pick(capacity, c["capacity"])
+        if mine_pos.shape != c["pos"].shape or not ore_mean.shape == ore_std.shape == c["dist"].shape[:2]:
+            raise ValueError(f"params for {c['pos'].shape[0]} mines and {self.ore_cnt} ores expected; got "
+                             f"mine_pos {mine_pos.shape}, ore_mean {ore_mean.shape}, ore_std {ore_std.shape}: "
+                             "make a new Minecart(config=...) for another layout")
+        return MinecartParams(mine_pos=jnp.asarray(f64_bits(mine_pos)), ore_mean=jnp.asarray(f64_bits(ore_mean)),
+                              ore_std=jnp.asarray(f64_bits(ore_std)), capacity=jnp.asarray(f64_bits(capacity)),
+                              **kwargs)
+
     def params_from_config(self, config: str | Mapping, **kwargs: Any) -> MinecartParams:
         """Params for another mine layout with the same numbers of mines and ores (vmap-able)."""
         c = _load_config(config)
         if c["pos"].shape != self.config["pos"].shape or c["ore_cnt"] != self.ore_cnt:
             raise ValueError(f"config has {c['pos'].shape[0]} mines / {c['ore_cnt']} ores; this env was built "
                              f"for {self.config['pos'].shape[0]} / {self.ore_cnt}: make a new Minecart(config=...)")
-        hi, lo = split_f64(c["pos"])
-        return MinecartParams(mine_pos=jnp.asarray(hi), mine_pos_lo=jnp.asarray(lo),
-                              ore_mean=jnp.asarray(c["dist"][..., 0], jnp.float32),
-                              ore_std=jnp.asarray(c["dist"][..., 1], jnp.float32),
-                              capacity=c["capacity"], **kwargs)
+        return self.make_params(c["pos"], c["dist"][..., 0], c["dist"][..., 1], c["capacity"], **kwargs)
 
     @property
     def default_params(self) -> MinecartParams:
-        hi, lo = split_f64(self.config["pos"])
-        return MinecartParams(mine_pos=jnp.asarray(hi), mine_pos_lo=jnp.asarray(lo),
-                              ore_mean=jnp.asarray(self.config["dist"][..., 0], jnp.float32),
-                              ore_std=jnp.asarray(self.config["dist"][..., 1], jnp.float32),
-                              capacity=self.config["capacity"])
+        return self.make_params()
 
     @property
     def observation_space(self) -> Box:
@@ -295,128 +337,137 @@ class Minecart(Environment):
         return self._obs_jit(state, params)
 
     def _obs(self, state: MinecartState, params: MinecartParams) -> jax.Array:
-        i = _angle_index(state.angle)
-        return jnp.concatenate([
-            state.pos, state.speed[None], jnp.asarray(_OBS_SIN)[i][None], jnp.asarray(_OBS_COS)[i][None],
-            state.content / jnp.float32(params.capacity)]).astype(jnp.float32)
+        with jax.enable_x64(True):
+            return self._obs64(_f64(state.pos), _f64(state.speed), state.angle, _f64(state.content),
+                               _f64(params.capacity))
+
+    @staticmethod
+    def _obs64(pos, speed, angle, content, capacity):
+        trig = jnp.asarray(_OBS_TRIG)[_angle_index(angle)]
+        return jnp.concatenate([pos.astype(jnp.float32), speed.astype(jnp.float32)[None], trig,
+                                (content / capacity).astype(jnp.float32)])
 
     def reset(self, key: jax.Array, params: MinecartParams) -> tuple[jax.Array, MinecartState]:
-        z2 = jnp.zeros(2, jnp.float32)
-        state = MinecartState(
-            pos=z2, pos_lo=z2, speed=jnp.float32(0), speed_lo=jnp.float32(0),
-            angle=jnp.int32(START_ANGLE), content=jnp.zeros(self.ore_cnt, jnp.float32),
-            departed=jnp.bool_(False), end=jnp.bool_(False),
-            ore_noise=jax.random.normal(key, (self.frame_skip, self.ore_cnt), jnp.float32),
-            time=jnp.int32(0))
-        return self.get_obs(state, params), state
+        with jax.enable_x64(True):
+            zero = jnp.zeros((), jnp.uint32)
+            state = MinecartState(
+                pos=jnp.broadcast_to(zero, (2, 2)), speed=jnp.broadcast_to(zero, (2,)),
+                angle=jnp.int32(START_ANGLE), content=jnp.broadcast_to(zero, (self.ore_cnt, 2)),
+                departed=jnp.bool_(False), end=jnp.bool_(False), ore_noise=self._draw_noise(key),
+                time=jnp.int32(0))
+            obs = self._obs64(jnp.zeros(2, jnp.float64), jnp.float64(0), state.angle,
+                              jnp.zeros(self.ore_cnt, jnp.float64), _f64(params.capacity))
+        return obs, state
+
+    def _draw_noise(self, key):
+        z = jax.random.normal(key, (self.frame_skip, self.ore_cnt), jnp.float32)
+        return _bits(z.astype(jnp.float64))
 
     def step(self, key: jax.Array, state: MinecartState, action: jax.Array, params: MinecartParams):
+        with jax.enable_x64(True):
+            return self._step64(key, state, action, params)
+
+    def _step64(self, key, state, action, params):
         fs = self.frame_skip
-        action = jnp.asarray(action, jnp.int32)
-        # incremental: the action acts on every frame; otherwise once, fs times as strong, then fs moves
-        mult = 1 if self.incremental_frame_skip else fs
-        accel = _df_const(ACCELERATION * mult)
-        one = (jnp.float32(MAX_SPEED), jnp.float32(0))
-        base_r2 = _df_const(BASE_RADIUS * BASE_RADIUS)
-
-        # Mining first: a MINE step never moves the cart (mining needs speed < EPS, and then the cart
-        # stands still), so every mine() call of the step sees the same place and speed. The reference
-        # makes fs calls (one per frame, or fs in its single frame), or one call if the episode had
-        # already ended (its frame loop breaks after the first frame).
-        n_calls = jnp.where(state.end & self.incremental_frame_skip, 1, fs)
-        content = self._mine(state, action == ACT_MINE, n_calls, params)
-
-        # One move per loop iteration (XLA duplicates work when several moves share one body). The
-        # action (and the reference's `if end: break`) acts on frames where it acts, the base test
-        # follows every move (incremental) or only the last one (otherwise).
         incremental = self.incremental_frame_skip
+        mult = 1 if incremental else fs  # otherwise the action acts once, fs times as strong, then fs moves
+        action = jnp.asarray(action, jnp.int32)
+        x, y = _f64(state.pos[0]), _f64(state.pos[1])
+        speed = _f64(state.speed)
+        capacity = _f64(params.capacity)
+
+        # Mining first: a MINE step mines only if the cart stands still (speed < EPS), and then it does
+        # not move for the whole step; a moving cart that stops on a wall mid-step is out of every
+        # mine's reach (the config check). The reference makes fs mine() calls (one per frame, or fs in
+        # its single frame), or one if the episode had already ended (its frame loop breaks after the
+        # first frame's action).
+        n_calls = jnp.where(state.end & incremental, 1, fs)
+        content = self._mine(x, y, speed, _f64(state.content), _f64(state.ore_noise),
+                             (action == ACT_MINE) & (speed < EPS_SPEED), n_calls, capacity, params)
+
+        left, right = action == ACT_LEFT, action == ACT_RIGHT
+        accel, brake = action == ACT_ACCEL, action == ACT_BRAKE
 
         def frame(i, c):
-            pos, speed, angle, content, departed, end, alive, ore_reward = c
+            x, y, speed, angle, content, departed, end, alive, ore_reward = c
             act = alive & (incremental | (i == 0))  # the action even acts on the frame after the end
-            angle = jnp.where(act & (action == ACT_LEFT), jnp.mod(angle - ROTATION * mult, 360), angle)
-            angle = jnp.where(act & (action == ACT_RIGHT), jnp.mod(angle + ROTATION * mult, 360), angle)
-            faster = _df_add(speed, accel)
-            faster = _df_where(_df_lt(faster, one), faster, one)
-            speed = _df_where(act & (action == ACT_ACCEL), faster, speed)
-            speed = _df_where(act & (action == ACT_BRAKE), (jnp.float32(0), jnp.float32(0)), speed)
+            angle = jnp.where(act & left, jnp.mod(angle - ROTATION * mult, 360), angle)
+            angle = jnp.where(act & right, jnp.mod(angle + ROTATION * mult, 360), angle)
+            faster = speed + ACCELERATION * mult  # clip(speed + a, 0, MAX_SPEED)
+            faster = jnp.where(faster <= 0, 0.0, jnp.where(faster >= MAX_SPEED, MAX_SPEED, faster))
+            speed = jnp.where(act & accel, faster, speed)
+            speed = jnp.where(act & brake, 0.0, speed)  # clip(speed - 1 * mult, 0, 1): speed <= 1
             alive = alive & ~(act & end)
-            pos, speed, angle = self._move(pos, speed, angle, alive)
-            sq = _df_mul(pos, pos)
-            in_base = _df_lt(_df_add((sq[0][0], sq[1][0]), (sq[0][1], sq[1][1])), base_r2)
+            x, y, speed, angle = self._move(x, y, speed, angle, alive)
+            in_base = _dot2(x, y) < BASE_SQ  # mag(pos - HOME_POS) < BASE_RADIUS
             check = alive & (incremental | (i == fs - 1))
             arrive = check & in_base & departed
-            ore_reward = ore_reward + jnp.where(arrive, content, 0.0)
+            ore_reward = jnp.where(arrive, content.astype(jnp.float32), ore_reward)
             content = jnp.where(arrive, 0.0, content)
-            return (pos, speed, angle, content, departed | (check & ~in_base), end | arrive, alive, ore_reward)
+            return (x, y, speed, angle, content, departed | (check & ~in_base), end | arrive, alive, ore_reward)
 
-        carry = ((state.pos, state.pos_lo), (state.speed, state.speed_lo), state.angle, content,
-                 state.departed, state.end, jnp.bool_(True), jnp.zeros(self.ore_cnt, jnp.float32))
-        pos, speed, angle, content, departed, end, _, ore_reward = jax.lax.fori_loop(0, fs, frame, carry)
+        carry = (x, y, speed, state.angle, content, state.departed, state.end, jnp.bool_(True),
+                 jnp.zeros(self.ore_cnt, jnp.float32))
+        x, y, speed, angle, content, departed, end, _, ore_reward = lax.fori_loop(0, fs, frame, carry)
 
         fuel = jnp.asarray(self._fuel)[jnp.clip(action, 0, 5)]
         fuel = jnp.where((action >= 0) & (action <= 5), fuel, jnp.float32(self._fuel[ACT_NONE]))
-        reward = jnp.concatenate([ore_reward, fuel[None]]).astype(jnp.float32)
+        reward = jnp.concatenate([ore_reward, fuel[None]])
         time = state.time + 1
-        new = MinecartState(
-            pos=pos[0], pos_lo=pos[1], speed=speed[0], speed_lo=speed[1], angle=angle, content=content,
-            departed=departed, end=end, ore_noise=jax.random.normal(key, (fs, self.ore_cnt), jnp.float32),
-            time=time)
-        return self.get_obs(new, params), new, reward, end, time_limit(time, params), {}
+        new = MinecartState(pos=_bits(jnp.stack([x, y])), speed=_bits(speed), angle=angle, content=_bits(content),
+                            departed=departed, end=end, ore_noise=self._draw_noise(key), time=time)
+        obs = self._obs64(jnp.stack([x, y]), speed, angle, content, capacity)
+        return obs, new, reward, end, time_limit(time, params), {}
 
-    def _mine(self, state: MinecartState, mine_action, n_calls, params: MinecartParams):
-        """``n_calls`` x ``Minecart.mine()``: draw at the nearest mine if stopped within its radius."""
-        d = _df_sub((state.pos[None], state.pos_lo[None]), (params.mine_pos, params.mine_pos_lo))
-        sq = _df_mul(d, d)
-        d2 = _df_add((sq[0][:, 0], sq[1][:, 0]), (sq[0][:, 1], sq[1][:, 1]))
-        i = jnp.argmin(d2[0] + d2[1])  # first of equals, as Python's min()
-        in_reach = ~_df_lt(_df_const(MINE_RADIUS * MINE_RADIUS), (d2[0][i], d2[1][i]))
-        ok = mine_action & _df_lt((state.speed, state.speed_lo), _df_const(EPS_SPEED)) & in_reach
-        capacity = jnp.float32(params.capacity)
-        content = state.content
-        for k in range(self.frame_skip):  # each call draws one normal per ore: row k of ore_noise
-            mined = jnp.maximum(0.0, params.ore_mean[i] + params.ore_std[i] * state.ore_noise[k])
-            free = capacity - jnp.sum(content)
-            total = jnp.sum(mined)
-            # the reference divides by zero when the cart is over-full by rounding and both draws are 0
-            scale = jnp.where(total > free, free / jnp.where(total > 0, total, 1.0), 1.0)
-            content = jnp.where(ok & (k < n_calls), content + mined * scale, content)
+    def _mine(self, x, y, speed, content, noise, mining, n_calls, capacity, params: MinecartParams):
+        """``n_calls`` x ``Minecart.mine()``: draw at the nearest mine if stopped within its reach."""
+        mines = _f64(params.mine_pos)
+        d2 = _dot2(x - mines[:, 0], y - mines[:, 1])  # mag(cart.pos - mine.pos)^2 as numpy rounds it
+        dist = jnp.sqrt(d2)
+        nearest, i = d2[0], jnp.int32(0)  # min(mines, key=distance): the first of equal distances
+        for j in range(1, d2.shape[0]):
+            closer = dist[j] < dist[i]
+            nearest, i = jnp.where(closer, d2[j], nearest), jnp.where(closer, j, i)
+        ok = mining & (nearest <= MINE_SQ)
+        mean, std = _f64(params.ore_mean)[i], _f64(params.ore_std)[i]
+        for k in range(self.frame_skip):  # each call draws one normal per ore: row k of the noise
+            raw = _rn(noise[k] * std) + mean  # scipy's norm(mu, sigma).rvs(): z * scale + loc
+            mined = jnp.where(raw > 0.0, raw, 0.0)  # max(0.0, raw)
+            free = capacity - _np_sum(content)
+            total = _np_sum(mined)
+            mined = jnp.where(total > free, _rn(mined * (free / total)), mined)
+            content = jnp.where(ok & (k < n_calls), content + mined, content)
         return content
 
-    def _move(self, pos, speed, angle, active):
+    @staticmethod
+    def _move(x, y, speed, angle, active):
         """``Cart.step()``: move by speed along the heading; clip to the square, sliding along walls."""
-        trig = jnp.asarray(_TRIG)[_angle_index(angle)]  # cos hi, sin hi, cos lo, sin lo
-        vel = _df_mul((speed[0][None], speed[1][None]), (trig[:2], trig[2:]))  # (vx, vy)
-        zero, one = jnp.zeros(2, jnp.float32), jnp.ones(2, jnp.float32)
-        at0 = (pos[0] == 0) & (pos[1] == 0)
-        at1 = (pos[0] == 1) & (pos[1] == 0)
-        fast = _df_lt(_df_const(EPS_SPEED), vel) | _df_lt(vel, _df_const(-EPS_SPEED))
-        sign = jnp.where(vel[0] > 0, 1, -1)
-        free = ~(at0 | at1)  # not on a wall in that coordinate
-        x, y = 0, 1
-        turn = (jnp.where(free[y] & fast[y] & at1[x] & (vel[0][x] > 0), ROTATION * sign[y], 0)
-                - jnp.where(free[y] & fast[y] & at0[x] & (vel[0][x] < 0), ROTATION * sign[y], 0)
-                - jnp.where(free[x] & fast[x] & at1[y] & (vel[0][y] > 0), ROTATION * sign[x], 0)
-                + jnp.where(free[x] & fast[x] & at0[y] & (vel[0][y] < 0), ROTATION * sign[x], 0))
-        new = _df_add(pos, vel)
-        low, high = _df_lt(new, (zero, zero)), _df_lt((one, zero), new)
-        new = (jnp.where(low, 0.0, jnp.where(high, 1.0, new[0])), jnp.where(low | high, 0.0, new[1]))
-        # the reference sets speed = |new - old|: the same speed unless a wall clipped the move
-        d = _df_sub(new, pos)
-        sq = _df_mul(d, d)
-        clipped_speed = _df_sqrt(_df_add((sq[0][0], sq[1][0]), (sq[0][1], sq[1][1])))
-        moves = active & ~_df_lt(speed, _df_const(EPS_SPEED))
-        new_speed = _df_where(jnp.any(low | high), clipped_speed, speed)
-        return (_df_where(moves, new, pos), _df_where(moves, new_speed, speed),
+        trig = jnp.asarray(_TRIG)[_angle_index(angle)]
+        vx, vy = _rn(speed * trig[0]), _rn(speed * trig[1])
+        fast_x = (vx > EPS_SPEED) | (vx < -EPS_SPEED)
+        fast_y = (vy > EPS_SPEED) | (vy < -EPS_SPEED)
+        sign_x = jnp.where(vx > 0, ROTATION, -ROTATION).astype(jnp.int32)
+        sign_y = jnp.where(vy > 0, ROTATION, -ROTATION).astype(jnp.int32)
+        free_x, free_y = (x != 0) & (x != 1), (y != 0) & (y != 1)
+        turn = (jnp.where(free_y & fast_y & (x == 1) & (vx > 0), sign_y, 0)
+                - jnp.where(free_y & fast_y & (x == 0) & (vx < 0), sign_y, 0)
+                - jnp.where(free_x & fast_x & (y == 1) & (vy > 0), sign_x, 0)
+                + jnp.where(free_x & fast_x & (y == 0) & (vy < 0), sign_x, 0)).astype(jnp.int32)
+        nx, ny = x + vx, y + vy
+        nx = jnp.where(nx <= 0, 0.0, jnp.where(nx >= 1, 1.0, nx))  # clip(v, 0, 1)
+        ny = jnp.where(ny <= 0, 0.0, jnp.where(ny >= 1, 1.0, ny))
+        new_speed = jnp.sqrt(_dot2(x - nx, y - ny))  # mag(pre - pos)
+        moves = active & (speed >= EPS_SPEED)
+        return (jnp.where(moves, nx, x), jnp.where(moves, ny, y), jnp.where(moves, new_speed, speed),
                 jnp.where(moves, angle + turn, angle))
 
     # ------------------------------------------------------------------ fronts (host side, numpy)
     def _host_config(self, params: MinecartParams | None) -> tuple[np.ndarray, np.ndarray, float]:
         if params is None:
             return self.config["pos"], self.config["dist"], self.config["capacity"]
-        pos = np.asarray(params.mine_pos, np.float64) + np.asarray(params.mine_pos_lo, np.float64)
-        dist = np.stack([np.asarray(params.ore_mean, np.float64), np.asarray(params.ore_std, np.float64)], -1)
-        return pos, dist, float(params.capacity)
+        pos = bits_f64(params.mine_pos)
+        dist = np.stack([bits_f64(params.ore_mean), bits_f64(params.ore_std)], -1)
+        return pos, dist, float(bits_f64(params.capacity))
 
     def pareto_front(self, gamma: float = 1.0, symmetric: bool = True,
                      params: MinecartParams | None = None) -> np.ndarray:
