@@ -807,7 +807,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from morl import runs as R
     from morl.evaluate import EvalProtocol
-    from morl.store import protocol_hash
+    from morl.store import StoreError, protocol_hash
 
     info = _find(args)
     if info.status == "corrupt":
@@ -826,6 +826,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             front, notes = R.reevaluate(info, protocol, key=key, record=not args.no_record)
     except R.RunError as exc:
         raise CLIError(str(exc)) from None
+    except (OSError, StoreError) as exc:
+        if args.no_record:
+            raise
+        if isinstance(exc, OSError):
+            raise CLIError(_os_error_message(exc, "eval")) from None
+        raise CLIError(f"{exc} (`morl eval {info.id} --no-record` evaluates without writing anything)") from None
     h = protocol_hash(front.protocol)
     table = Table(title=f"{info.id}: evaluation under protocol {h}")
     table.add_column("metric")
@@ -859,17 +865,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if not (info.path / R.FRONT_CSV).exists():
         raise CLIError(f"run {info.id} has no final front yet (status {info.status}); "
                        f"resume it (`morl train --resume {info.id}`) or evaluate a checkpoint with `morl eval`")
+    problem = R.front_files_problem(info.path, info.result) if info.status == "done" else None
+    if problem is not None:
+        raise CLIError(f"the front files of run {info.id} are damaged ({problem}); `morl eval {info.id}` re-evaluates "
+                       "the run's last checkpoint and rewrites them")
     names, front = R.read_front_csv(info.path / R.FRONT_CSV)
     candidates = None
     if (info.path / R.RETURNS_CSV).exists():
         m = len(names)
-        try:
-            arr = np.loadtxt(info.path / R.RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
-            if arr.size and arr.shape[1] < 1 + 2 * m:
-                raise ValueError(f"{arr.shape[1]} columns, expected at least {1 + 2 * m}")
-        except ValueError as exc:
-            raise CLIError(f"{info.path / R.RETURNS_CSV} is damaged ({exc}); `morl eval {info.id}` re-evaluates the "
-                           "run's last checkpoint and rewrites it") from None
+        arr = np.loadtxt(info.path / R.RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
         candidates = arr[:, 1 + m:1 + 2 * m]
     proto = (info.result or {}).get("protocol") or info.meta.get("protocol") or {}
     known = None

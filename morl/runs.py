@@ -134,22 +134,25 @@ def _csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _parse_front_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    lines = path.read_text().strip().splitlines()  # UnicodeDecodeError is a ValueError
+    if not lines:
+        raise ValueError("the file is empty")
+    header = lines[0].split(",")
+    rows = [[float(x) for x in ln.split(",")] for ln in lines[1:]]
+    if any(len(r) != len(header) for r in rows):
+        raise ValueError(f"rows do not have the {len(header)} columns of its header")
+    return header, np.array(rows, np.float64).reshape(-1, len(header))
+
+
 def read_front_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Objective names and points of a ``front.csv``; a damaged file raises `RunError` saying how to rewrite it."""
     path = Path(path)
     try:
-        lines = path.read_text().strip().splitlines()
-        if not lines:
-            raise ValueError("the file is empty")
-        header = lines[0].split(",")
-        rows = [[float(x) for x in ln.split(",")] for ln in lines[1:]]
-        if any(len(r) != len(header) for r in rows) or len(header) < 1:
-            raise ValueError(f"rows do not have the {len(header)} columns of its header")
-        pts = np.array(rows, np.float64).reshape(-1, len(header))
+        return _parse_front_csv(path)
     except ValueError as exc:
         raise RunError(f"{path} is damaged ({exc}); `morl eval {path.parent.name}` re-evaluates the run's last "
                        "checkpoint and rewrites it") from None
-    return header, pts
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -1041,7 +1044,7 @@ def reevaluate(info: RunInfo, protocol, key=None, record: bool = True):
     proto = clean_json(front.protocol)
     h = protocol_hash(proto)
     if (info.status == "done" and final_key and h == (info.result or {}).get("protocol_hash")
-            and not _front_files_sound(info.path)):
+            and front_files_problem(info.path, info.result) is not None):
         # the final evaluation reproduced exactly (same checkpoint, protocol and key): restore its damaged files
         write_front_files(info.path, env, front)
         notes.append(f"rewrote the damaged {FRONT_CSV} and {RETURNS_CSV} of run {info.id} from this evaluation")
@@ -1058,13 +1061,30 @@ def reevaluate(info: RunInfo, protocol, key=None, record: bool = True):
     return front, notes
 
 
-def _front_files_sound(path: Path) -> bool:
+def front_files_problem(path: Path, result: dict[str, Any] | None = None) -> str | None:
+    """What is wrong with a finished run's ``front.csv``/``returns.csv`` (None if they agree with each other and
+    with ``result.json``): catches files that were truncated but still parse."""
     try:
-        read_front_csv(path / FRONT_CSV)
-        np.loadtxt(path / RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
-    except (RunError, OSError, ValueError):
-        return False
-    return True
+        names, front = _parse_front_csv(path / FRONT_CSV)
+    except (OSError, ValueError) as exc:
+        return f"{FRONT_CSV}: {exc}"
+    try:
+        arr = np.loadtxt(path / RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
+    except (OSError, ValueError) as exc:
+        return f"{RETURNS_CSV}: {exc}"
+    m = len(names)
+    expected = (result or {}).get("front_size")
+    if isinstance(expected, int) and expected != front.shape[0]:
+        return f"{FRONT_CSV} has {front.shape[0]} point(s), result.json says {expected}"
+    if arr.size and arr.shape[1] < 1 + 2 * m:
+        return f"{RETURNS_CSV} has {arr.shape[1]} columns, expected at least {1 + 2 * m}"
+    expected = (result or {}).get("candidates")
+    if isinstance(expected, int) and expected != arr.shape[0]:
+        return f"{RETURNS_CSV} has {arr.shape[0]} row(s), result.json says {expected}"
+    cands = arr[:, 1 + m:1 + 2 * m] if arr.size else arr
+    if cands.size and front.size and not all((cands == p).all(axis=1).any() for p in front):
+        return f"the points of {FRONT_CSV} are not among the evaluated candidates of {RETURNS_CSV}"
+    return None
 
 
 def reindex(runs_dir: str | Path, moved: list[Path] | None = None) -> tuple[int, list[RunInfo]]:
