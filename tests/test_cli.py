@@ -287,8 +287,10 @@ agent_config = { toy-random = { chunk = "25%" } }
     # an interrupted run of the suite is resumed, not started again
     victim = next(r for r in good if r.agent == "toy-random" and r.env == DST)
     (victim.path / "result.json").unlink()
-    code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--out", out_md, "--quiet")
+    out_md.unlink()                                   # without --out, a user's suite writes beside its file
+    code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--quiet")
     assert code == 0 and "2 seeds, 2 already finished" in out and "2 seeds, 1 already finished, 1 to resume" in out
+    assert out_md.exists() and "# Leaderboard: tiny" in out_md.read_text()
     assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs            # nothing retrained from scratch
     assert R.read_run(victim.path).status == "done"
     code, _, err = run_cli(capsys, "suite", "run", "no-such-suite")
