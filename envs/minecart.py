@@ -348,26 +348,27 @@ class Minecart(Environment):
                                 (content / capacity).astype(jnp.float32)])
 
     def reset(self, key: jax.Array, params: MinecartParams) -> tuple[jax.Array, MinecartState]:
+        noise = self._draw_noise(key)  # in the caller's (float32) mode: jax.random does not trace under x64
         with jax.enable_x64(True):
             zero = jnp.zeros((), jnp.uint32)
             state = MinecartState(
                 pos=jnp.broadcast_to(zero, (2, 2)), speed=jnp.broadcast_to(zero, (2,)),
                 angle=jnp.int32(START_ANGLE), content=jnp.broadcast_to(zero, (self.ore_cnt, 2)),
-                departed=jnp.bool_(False), end=jnp.bool_(False), ore_noise=self._draw_noise(key),
+                departed=jnp.bool_(False), end=jnp.bool_(False), ore_noise=_bits(noise.astype(jnp.float64)),
                 time=jnp.int32(0))
             obs = self._obs64(jnp.zeros(2, jnp.float64), jnp.float64(0), state.angle,
                               jnp.zeros(self.ore_cnt, jnp.float64), _f64(params.capacity))
         return obs, state
 
     def _draw_noise(self, key):
-        z = jax.random.normal(key, (self.frame_skip, self.ore_cnt), jnp.float32)
-        return _bits(z.astype(jnp.float64))
+        return jax.random.normal(key, (self.frame_skip, self.ore_cnt), jnp.float32)
 
     def step(self, key: jax.Array, state: MinecartState, action: jax.Array, params: MinecartParams):
+        noise = self._draw_noise(key)  # in the caller's (float32) mode: jax.random does not trace under x64
         with jax.enable_x64(True):
-            return self._step64(key, state, action, params)
+            return self._step64(noise, state, action, params)
 
-    def _step64(self, key, state, action, params):
+    def _step64(self, next_noise, state, action, params):
         fs = self.frame_skip
         incremental = self.incremental_frame_skip
         mult = 1 if incremental else fs  # otherwise the action acts once, fs times as strong, then fs moves
@@ -415,7 +416,7 @@ class Minecart(Environment):
         reward = jnp.concatenate([ore_reward, fuel[None]])
         time = state.time + 1
         new = MinecartState(pos=_bits(jnp.stack([x, y])), speed=_bits(speed), angle=angle, content=_bits(content),
-                            departed=departed, end=end, ore_noise=self._draw_noise(key), time=time)
+                            departed=departed, end=end, ore_noise=_bits(next_noise.astype(jnp.float64)), time=time)
         obs = self._obs64(jnp.stack([x, y]), speed, angle, content, capacity)
         return obs, new, reward, end, time_limit(time, params), {}
 

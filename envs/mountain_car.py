@@ -16,21 +16,32 @@ Rewards (each step):
   (the force itself is clipped to [-1, 1]); the goal there is at x >= 0.45 (gymnasium's continuous
   constant), with power 0.0015.
 
-Precision: the references integrate in float64 (discrete: always; continuous: on the first step, after
-which gymnasium stores the state as float32 and computes ``cos`` in float64). We integrate in float32
-(as gymnax does), so trajectories drift from the reference by float32 rounding only: at most 1.1e-5
-(discrete, 200 steps) and 1.7e-5 (continuous, 999 steps) measured over the conformance tests' episodes,
-largest near the unstable point where pushing right balances gravity. The tests hold it to 1e-4.
+Precision: bit-identical to the references, whose arithmetic is float64 and, for the continuous car,
+float32 where numpy makes it so. Discrete (MO-Gymnasium's step): float64 throughout. Continuous
+(gymnasium's ``Continuous_MountainCarEnv.step``, numpy >= 2 scalar rules): the state is float64 after
+``reset`` and float32 after every step, so the first step of an episode runs in float64 and later ones
+in float32 (``force * power`` and ``velocity + ...`` in float32 when the force is a float32 action,
+``0.0025 * cos(3 * position)`` in float64 from a float32 ``3 * position``, comparisons with Python
+floats in float32). The step traces its physics under ``jax.enable_x64`` and the state keeps position
+and velocity as float64 words (``uint32 (2,)``, ``bits_f64`` reads them), params likewise
+(``env.make_params(force=...)`` builds variants); observations and rewards are float32 as gymnasium
+casts them. XLA's fused multiply-add is kept out where the reference rounds a product before adding
+(``_rn``, see ``envs/minecart.py``), and XLA's float64 ``cos`` equals the C library's ``math.cos`` on
+the reachable positions (checked in ``tests/test_envs_control.py``).
 """
 
 from __future__ import annotations
+
+from dataclasses import fields
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax import lax
 
 from morl.env import Environment, EnvParams, time_limit
+from morl.envs.minecart import _bits, _f64, _rn, bits_f64, f64_bits
 from morl.registry import register
 from morl.spaces import Box, Discrete
 
@@ -41,46 +52,55 @@ OBS_HIGH = np.array([0.6, 0.07], dtype=np.float32)
 SPEED_SCALE = 15.0
 SPEED_HIGH = 1.1
 
+__all__ = ["MOMountainCar", "MOContinuousMountainCar", "MountainCarState", "MountainCarParams",
+           "ContinuousMountainCarParams", "bits_f64", "f64_bits"]
+
 
 @struct.dataclass
 class MountainCarState:
-    position: jax.Array  # float32 scalar
-    velocity: jax.Array  # float32 scalar
+    position: jax.Array  # uint32 (2,): float64 (``bits_f64`` reads it)
+    velocity: jax.Array  # uint32 (2,): float64
     time: jax.Array      # int32 steps taken
+
+
+def _f64_field(value: float):
+    return struct.field(default_factory=lambda: jnp.asarray(f64_bits(value)))
 
 
 @struct.dataclass
 class MountainCarParams(EnvParams):
-    """Physics of gymnasium's discrete MountainCar (all data: vmap over them without recompiling)."""
+    """Physics of gymnasium's discrete MountainCar, float64 values as uint32 words (data: vmap over them
+    without recompiling). Build variants with ``MOMountainCar().make_params(force=0.0015, ...)``."""
 
     max_steps: int = 200
-    min_position: float = -1.2
-    max_position: float = 0.6
-    max_speed: float = 0.07
-    goal_position: float = 0.5
-    goal_velocity: float = 0.0
-    force: float = 0.001
-    gravity: float = 0.0025
-    start_low: float = -0.6
-    start_high: float = -0.4
+    min_position: jax.Array = _f64_field(-1.2)
+    max_position: jax.Array = _f64_field(0.6)
+    max_speed: jax.Array = _f64_field(0.07)
+    goal_position: jax.Array = _f64_field(0.5)
+    goal_velocity: jax.Array = _f64_field(0.0)
+    force: jax.Array = _f64_field(0.001)
+    gravity: jax.Array = _f64_field(0.0025)
+    start_low: jax.Array = _f64_field(-0.6)
+    start_high: jax.Array = _f64_field(-0.4)
 
 
 @struct.dataclass
 class ContinuousMountainCarParams(EnvParams):
-    """Physics of gymnasium's Continuous_MountainCarEnv (goal 0.45, power 0.0015, TimeLimit 999)."""
+    """Physics of gymnasium's Continuous_MountainCarEnv (goal 0.45, power 0.0015, TimeLimit 999), float64
+    values as uint32 words; ``MOContinuousMountainCar().make_params(power=0.002)`` builds variants."""
 
     max_steps: int = 999
-    min_position: float = -1.2
-    max_position: float = 0.6
-    max_speed: float = 0.07
-    goal_position: float = 0.45
-    goal_velocity: float = 0.0
-    min_action: float = -1.0
-    max_action: float = 1.0
-    power: float = 0.0015
-    gravity: float = 0.0025
-    start_low: float = -0.6
-    start_high: float = -0.4
+    min_position: jax.Array = _f64_field(-1.2)
+    max_position: jax.Array = _f64_field(0.6)
+    max_speed: jax.Array = _f64_field(0.07)
+    goal_position: jax.Array = _f64_field(0.45)
+    goal_velocity: jax.Array = _f64_field(0.0)
+    min_action: jax.Array = _f64_field(-1.0)
+    max_action: jax.Array = _f64_field(1.0)
+    power: jax.Array = _f64_field(0.0015)
+    gravity: jax.Array = _f64_field(0.0025)  # gymnasium's step writes 0.0025 as a literal; we read this
+    start_low: jax.Array = _f64_field(-0.6)
+    start_high: jax.Array = _f64_field(-0.4)
 
 
 def _undiscounted_ref_point(low: np.ndarray, horizon: int) -> tuple[float, ...]:
@@ -96,35 +116,49 @@ def _undiscounted_ref_point(low: np.ndarray, horizon: int) -> tuple[float, ...]:
 
 
 class _MountainCarBase(Environment):
-    """Shared reset, observation and integration of both mountain cars."""
+    """Shared reset, observation and params of both mountain cars."""
+
+    _params_type: type = MountainCarParams
+
+    def make_params(self, **values) -> EnvParams:
+        """Params with some physics values replaced (floats; ``max_steps`` an int)."""
+        names = {f.name for f in fields(self._params_type)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown mountain car params {unknown}; known: {sorted(names)}")
+        return self._params_type(**{k: (v if k == "max_steps" else jnp.asarray(f64_bits(v)))
+                                    for k, v in values.items()})
+
+    @property
+    def default_params(self):
+        return self._params_type()
 
     def reset(self, key: jax.Array, params) -> tuple[jax.Array, MountainCarState]:
-        position = jax.random.uniform(key, (), jnp.float32, params.start_low, params.start_high)
-        state = MountainCarState(position=position, velocity=jnp.float32(0.0), time=jnp.int32(0))
-        return self.get_obs(state, params), state
+        words = jax.random.bits(key, (2,), jnp.uint32)  # drawn in the caller's (float32) mode
+        with jax.enable_x64(True):
+            # np_random.uniform(low, high): low + (high - low) * u, u a 53-bit uniform in [0, 1)
+            u = ((words[0] >> 5).astype(jnp.float64) * 67108864.0 + (words[1] >> 6).astype(jnp.float64)) \
+                / 9007199254740992.0
+            low, high = _f64(params.start_low), _f64(params.start_high)
+            position = low + _rn((high - low) * u)
+            zero = jnp.zeros((), jnp.float64)
+            state = MountainCarState(position=_bits(position), velocity=_bits(zero), time=jnp.int32(0))
+            return jnp.stack([position, zero]).astype(jnp.float32), state
 
     def get_obs(self, state: MountainCarState, params=None) -> jax.Array:
         """The observation of a state, ``[position, velocity]`` (float32)."""
-        return jnp.stack([state.position, state.velocity]).astype(jnp.float32)
+        with jax.enable_x64(True):
+            return jnp.stack([_f64(state.position), _f64(state.velocity)]).astype(jnp.float32)
 
     @property
     def observation_space(self) -> Box:
         return Box(OBS_LOW, OBS_HIGH, (2,), jnp.float32)
 
-    @staticmethod
-    def _integrate(position, velocity, acceleration, params):
-        """One Euler step as gymnasium does it: clip speed, move, clip position, stop at the left wall."""
-        position = position.astype(jnp.float32)
-        velocity = velocity + (acceleration - params.gravity * jnp.cos(3.0 * position))
-        velocity = jnp.clip(velocity, -params.max_speed, params.max_speed)
-        position = jnp.clip(position + velocity, params.min_position, params.max_position)
-        velocity = jnp.where((position == params.min_position) & (velocity < 0), jnp.float32(0.0), velocity)
-        terminated = (position >= params.goal_position) & (velocity >= params.goal_velocity)
-        return position.astype(jnp.float32), velocity.astype(jnp.float32), terminated
-
 
 class MOMountainCar(_MountainCarBase):
     """Discrete mountain car (actions 0 push left, 1 no push, 2 push right) with 1 to 4 objectives."""
+
+    _params_type = MountainCarParams
 
     def __init__(self, add_speed_objective: bool = False, remove_move_penalty: bool = False,
                  merge_move_penalty: bool = False):
@@ -140,10 +174,6 @@ class MOMountainCar(_MountainCarBase):
         self.ref_point = _undiscounted_ref_point(self.reward_space.low, self.default_params.max_steps)
 
     @property
-    def default_params(self) -> MountainCarParams:
-        return MountainCarParams()
-
-    @property
     def action_space(self) -> Discrete:
         return Discrete(3)
 
@@ -156,9 +186,19 @@ class MOMountainCar(_MountainCarBase):
 
     def step(self, key, state, action, params):
         _check_discrete_action(action, 3)
-        action = jnp.asarray(action, jnp.int32)
-        acceleration = (action - 1).astype(jnp.float32) * params.force
-        position, velocity, terminated = self._integrate(state.position, state.velocity, acceleration, params)
+        with jax.enable_x64(True):
+            return self._step64(state, jnp.asarray(action, jnp.int32), params)
+
+    def _step64(self, state, action, params):
+        p, v = _f64(state.position), _f64(state.velocity)
+        min_p, max_p, max_v = _f64(params.min_position), _f64(params.max_position), _f64(params.max_speed)
+        # velocity += (action - 1) * force + math.cos(3 * position) * (-gravity)
+        push = (action - 1).astype(jnp.float64) * _f64(params.force)
+        v = v + (push + _rn(jnp.cos(3.0 * p) * -_f64(params.gravity)))
+        v = lax.min(lax.max(v, -max_v), max_v)  # np.clip
+        p = lax.min(lax.max(p + v, min_p), max_p)
+        v = jnp.where((p == min_p) & (v < 0), 0.0, v)
+        terminated = (p >= _f64(params.goal_position)) & (v >= _f64(params.goal_velocity))
         one, zero = jnp.float32(-1.0), jnp.float32(0.0)
         parts = [jnp.where(terminated, zero, one)]
         if not self.remove_move_penalty:
@@ -167,24 +207,22 @@ class MOMountainCar(_MountainCarBase):
             else:
                 parts += [jnp.where(action == 0, one, zero), jnp.where(action == 2, one, zero)]
         if self.add_speed_objective:
-            parts.append(SPEED_SCALE * jnp.abs(velocity))
-        reward = jnp.stack(parts).astype(jnp.float32)
+            parts.append((SPEED_SCALE * jnp.abs(v)).astype(jnp.float32))  # 15 * abs(velocity), float64
+        reward = jnp.stack(parts)
         time = state.time + 1
-        state = MountainCarState(position=position, velocity=velocity, time=time)
-        return self.get_obs(state), state, reward, terminated, time_limit(time, params), {}
+        new = MountainCarState(position=_bits(p), velocity=_bits(v), time=time)
+        obs = jnp.stack([p, v]).astype(jnp.float32)
+        return obs, new, reward, terminated, time_limit(time, params), {}
 
 
 class MOContinuousMountainCar(_MountainCarBase):
     """Continuous mountain car: action a in [-1, 1] (the force is clipped there), rewards [time, -a^2]."""
 
     reward_names = ("time", "fuel")
+    _params_type = ContinuousMountainCarParams
 
     def __init__(self):
         self.ref_point = _undiscounted_ref_point(self.reward_space.low, self.default_params.max_steps)
-
-    @property
-    def default_params(self) -> ContinuousMountainCarParams:
-        return ContinuousMountainCarParams()
 
     @property
     def action_space(self) -> Box:
@@ -199,14 +237,62 @@ class MOContinuousMountainCar(_MountainCarBase):
         action = jnp.asarray(action, jnp.float32)
         if action.size != 1:
             raise ValueError(f"mountain car (continuous) takes one action value, shape (1,); got shape {action.shape}")
-        a = action.reshape(())
-        force = jnp.clip(a, params.min_action, params.max_action)
-        position, velocity, terminated = self._integrate(state.position, state.velocity, force * params.power,
-                                                         params)
-        reward = jnp.stack([jnp.where(terminated, jnp.float32(0.0), jnp.float32(-1.0)), -(a * a)])
+        with jax.enable_x64(True):
+            return self._step64(state, action.reshape(()), params)
+
+    def _step64(self, state, a, params):
+        """gymnasium's step with numpy's scalar types: float64 on an episode's first step (the reset
+        state is float64), float32 after (the stored state is float32). A Python float meeting a float32
+        value becomes float32 (NEP 50), in arithmetic and comparisons alike; the flags ``*_py`` track
+        which values are Python floats (the bounds the clips assign)."""
+        f32, f64 = jnp.float32, jnp.float64
+        p, v = _f64(state.position), _f64(state.velocity)
+        wide = state.time == 0  # position and velocity are float64 (reset), else float32
+        min_a, max_a = _f64(params.min_action), _f64(params.max_action)
+        min_p, max_p, max_v = _f64(params.min_position), _f64(params.max_position), _f64(params.max_speed)
+        power, gravity = _f64(params.power), _f64(params.gravity)
+        goal_p, goal_v = _f64(params.goal_position), _f64(params.goal_velocity)
+        r32 = lambda x: x.astype(f32).astype(f64)  # noqa: E731  (a float64 value rounded to float32)
+
+        def cmp_lt(x, bound, x_py):  # x < bound, x float64 / Python or float32 (bound rounded then)
+            return x < jnp.where(wide | x_py, bound, r32(bound))
+
+        # force = min(max(action[0], min_action), max_action): the float32 action or a Python float bound
+        a64 = a.astype(f64)
+        low = a64 < r32(min_a)
+        high = ~low & (a64 > r32(max_a))
+        force_py = low | high
+        force = jnp.where(low, min_a, jnp.where(high, max_a, a64))
+        # force * power - 0.0025 * math.cos(3 * position): float32 if the force is, else float64
+        three_p = jnp.where(wide, 3.0 * p, (3.0 * p.astype(f32)).astype(f64))
+        slope = _rn(gravity * jnp.cos(three_p))
+        dv_py = _rn(force * power) - slope
+        dv_32 = (_rn(a * power.astype(f32)) - slope.astype(f32)).astype(f64)
+        dv = jnp.where(force_py, dv_py, dv_32)
+        # velocity += dv: float64 on the first step, else float32 (a Python dv is rounded first)
+        v = jnp.where(wide, v + dv, (v.astype(f32) + dv.astype(f32)).astype(f64))
+        v_high = ~cmp_lt(v, max_v, False) & (v != jnp.where(wide, max_v, r32(max_v)))  # v > max_speed
+        v = jnp.where(v_high, max_v, v)
+        v_low = cmp_lt(v, -max_v, v_high)
+        v = jnp.where(v_low, -max_v, v)
+        v_py = v_high | v_low
+        # position += velocity
+        p = jnp.where(wide, p + v, (p.astype(f32) + v.astype(f32)).astype(f64))
+        p_high = ~cmp_lt(p, max_p, False) & (p != jnp.where(wide, max_p, r32(max_p)))
+        p = jnp.where(p_high, max_p, p)
+        p_low = cmp_lt(p, min_p, p_high)
+        p = jnp.where(p_low, min_p, p)
+        p_py = p_high | p_low
+        stop = (p == jnp.where(wide | p_py, min_p, r32(min_p))) & (v < 0)
+        v = jnp.where(stop, 0.0, v)
+        v_py = v_py | stop
+        terminated = ~cmp_lt(p, goal_p, p_py) & ~cmp_lt(v, goal_v, v_py)
+        reward = jnp.stack([jnp.where(terminated, f32(0.0), f32(-1.0)),
+                            (-(a64 * a64)).astype(f32)])  # -math.pow(action[0], 2), exact in float64
         time = state.time + 1
-        state = MountainCarState(position=position, velocity=velocity, time=time)
-        return self.get_obs(state), state, reward.astype(jnp.float32), terminated, time_limit(time, params), {}
+        p, v = p.astype(f32), v.astype(f32)  # np.array([position, velocity], dtype=np.float32)
+        new = MountainCarState(position=_bits(p.astype(f64)), velocity=_bits(v.astype(f64)), time=time)
+        return jnp.stack([p, v]), new, reward, terminated, time_limit(time, params), {}
 
 
 def _check_discrete_action(action, n: int) -> None:

@@ -1,18 +1,15 @@
 """Classic control envs (mountain cars, water reservoir) against MO-Gymnasium 1.3.2.
 
-Twin tests step our env and MO-Gymnasium's on the same actions and compare every step (observations to
-a stated float32 tolerance, rewards, terminated, truncated). The random start and the random inflow are
+Twin tests step our env and MO-Gymnasium's on the same actions and compare every step (observations and
+rewards bit for bit where stated, terminated, truncated). The random start and the random inflow are
 synchronised from the reference; statistical tests check that our own draws have the reference's
 distribution. Last, every env runs jitted and vmapped (1024 copies x 1000 steps) with finite values
 only and a `step` traced once.
 
-Tolerances (absolute) and why they are not 0:
-* mountain cars: the references integrate in float64 (discrete) or float64 then float32 with a float64
-  ``cos`` (continuous); we integrate in float32. Over these episodes (random ones run the full 200 /
-  999 steps) observations drift by at most 1.1e-5 (discrete) and 1.7e-5 (continuous), and the speed
-  reward 15 |v| by 1.4e-5 (measured), the largest near the unstable point where pushing right just
-  balances gravity, which amplifies any rounding. OBS_ATOL_MC = SPEED_ATOL = 1e-4; time, move and fuel
-  rewards and all termination/truncation flags must match exactly.
+Mountain cars: no tolerance. Observations and reward vectors equal the references' bit for bit, and
+before every step our float64 state equals the reference's (``_Pilot.check``): the envs run the
+references' float64 / float32 arithmetic operation for operation (see ``envs/mountain_car.py``).
+Tolerance of the water reservoir and why it is not 0:
 * water reservoir: the reference adds a float64 inflow to the float32 level; we inject its draw rounded
   to float32, so levels (at most ~190) differ by a few ulps now and then: measured 2.3e-5 on levels and
   4.6e-5 on rewards (which reach ~350 in magnitude with penalties, ulp 3e-5). ATOL_WATER = 2e-4.
@@ -28,6 +25,7 @@ import pytest
 
 import morl
 from morl.env import select_tree
+from morl.envs.mountain_car import bits_f64, f64_bits
 from morl.spaces import Discrete
 from morl.testing import TwinCase, run_twin
 from morl.envs.water_reservoir import S_INIT
@@ -35,8 +33,6 @@ from morl.envs.water_reservoir import S_INIT
 # the references' reward Boxes are declared in float64 and cast by gymnasium, which warns about it
 pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
 
-OBS_ATOL_MC = 1e-4
-SPEED_ATOL = 1e-4
 ATOL_WATER = 2e-4
 EPISODES = 200
 
@@ -63,12 +59,22 @@ class _Pilot:
         self.modes = np.random.default_rng(seed)
         self.ref = None
         self.pumping = False
+        self.checked = 0
 
     def sync_reset(self, ref, state, params):
+        """The reference's float64 start (gymnasium's uniform draw) goes into our state, as is."""
         self.ref = ref
         self.pumping = bool(self.modes.random() < self.pump)
-        position, velocity = (float(x) for x in ref.state)
-        return state.replace(position=jnp.float32(position), velocity=jnp.float32(velocity))
+        position, velocity = (np.float64(x) for x in ref.state)
+        return state.replace(position=f64_bits(position), velocity=f64_bits(velocity))
+
+    def check(self, ref, state, params, action):
+        """Before each step: our float64 state equals the reference's exactly (nothing is repaired)."""
+        position, velocity = jax.device_get((state.position, state.velocity))
+        theirs = np.array([np.float64(x) for x in ref.state])
+        np.testing.assert_array_equal([bits_f64(position), bits_f64(velocity)], theirs)
+        self.checked += 1
+        return state, params
 
     def sample(self, space, rng: np.random.Generator):
         if self.continuous:
@@ -85,10 +91,9 @@ class _Pilot:
 def test_twin_mountain_car(env_id):
     pilot = _Pilot(pump=0.85, explore=0.1, continuous=False)
     speed = "speed" in morl.make(env_id)[0].reward_names
-    case = TwinCase(env_id, env_id, sync_reset=pilot.sync_reset, sample_action=pilot.sample,
-                    obs_atol=OBS_ATOL_MC, reward_atol=SPEED_ATOL if speed else 0.0)
+    case = TwinCase(env_id, env_id, sync_reset=pilot.sync_reset, sync_step=pilot.check, sample_action=pilot.sample)
     report = run_twin(case, episodes=EPISODES)
-    assert report.episodes == EPISODES
+    assert report.episodes == EPISODES and pilot.checked == report.steps
     # goal-reaching episodes (time reward 0 on the last step) and 200-step truncations both occur
     assert report.terminated >= 50, report
     assert report.truncated >= 20, report
@@ -98,9 +103,9 @@ def test_twin_mountain_car(env_id):
 def test_twin_mountain_car_continuous():
     env_id = "mo-mountaincarcontinuous-v0"
     pilot = _Pilot(pump=0.95, explore=0.2, continuous=True)
-    case = TwinCase(env_id, env_id, sync_reset=pilot.sync_reset, sample_action=pilot.sample,
-                    obs_atol=OBS_ATOL_MC, reward_atol=0.0)
+    case = TwinCase(env_id, env_id, sync_reset=pilot.sync_reset, sync_step=pilot.check, sample_action=pilot.sample)
     report = run_twin(case, episodes=EPISODES)
+    assert pilot.checked == report.steps
     assert report.terminated >= 100, report
     assert report.truncated >= 5, report   # uniformly random episodes run the full 999 steps
     assert report.returns[:, 0].min() == -999
@@ -363,6 +368,23 @@ def test_jit_vmap_1024_envs_1000_steps(env_id, kwargs, param_change):
     assert bool(finite) and bool(inside)
     assert int(n_term) + int(n_trunc) >= 1024  # every copy finished an episode (limits 100 / 200 / 999)
     # a new key and new param values (data, not code) reuse the compiled step
-    finite2, *_ = run(jax.random.PRNGKey(1), params.replace(**param_change))
+    changed = env.make_params(**param_change) if hasattr(env, "make_params") else params.replace(**param_change)
+    finite2, *_ = run(jax.random.PRNGKey(1), changed)
     assert bool(finite2)
     assert counter["step"] == 1
+
+
+def test_xla_cos_equals_math_cos_on_reachable_positions():
+    """The mountain cars' slope term is ``math.cos(3 * position)`` (the C library's float64 cos); ours is
+    XLA's float64 cos. Both are bit-equal on 3 * position for 200k float64 positions in [-1.2, 0.6] and
+    200k float32 ones (the continuous car's later steps): the twin tests' exactness rests on it."""
+    import math
+
+    rng = np.random.default_rng(0)
+    x64 = 3 * rng.uniform(-1.2, 0.6, 200_000)
+    x32 = (3 * rng.uniform(-1.2, 0.6, 200_000).astype(np.float32)).astype(np.float64)
+    with jax.enable_x64(True):
+        cos = jax.jit(jnp.cos)
+        ours = np.concatenate([np.asarray(cos(x64)), np.asarray(cos(x32))])
+    theirs = np.array([math.cos(v) for v in np.concatenate([x64, x32])])
+    np.testing.assert_array_equal(ours, theirs)
