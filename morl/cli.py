@@ -678,6 +678,8 @@ class _ProgressUI:
 def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool):
     from morl import runs as R
 
+    ids = " ".join(i.id for i in infos)
+    _INTERRUPT_HINT["text"] = f"; `morl train --resume {ids}` continues from the last checkpoint"
     with _ProgressUI(quiet) as ui:
         try:
             return R.train_runs(infos, resume=resume, progress=ui, vmap_seeds=vmap)
@@ -1159,11 +1161,46 @@ def _os_error_message(exc: OSError, command: str | None) -> str:
     return f"cannot access {where}: {what}; check the path, its permissions and free space"
 
 
+#: what the Ctrl-C line adds (set once runs exist: how to resume them)
+_INTERRUPT_HINT = {"text": ""}
+
+
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C in the CLI. Inside a training loop: KeyboardInterrupt (the loop checkpoints its last finished chunk
+    and stops). Anywhere else (imports, compiling, a final evaluation): one line and exit 130 at once; run folders
+    are safe to leave at any instant (atomic files, WAL store, checkpoint saves hold Ctrl-C back until committed)."""
+    from morl import runs as R
+
+    if R.INTERRUPT["depth"] > 0:
+        R.INTERRUPT["requested"] = True
+        raise KeyboardInterrupt
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    try:
+        sys.stderr.write("morl: error: interrupted (Ctrl-C)" + _INTERRUPT_HINT["text"] + "\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+def _install_sigint() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGINT, _on_sigint)
+        except (ValueError, OSError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    use_all_cpu_cores()
-    use_compilation_cache()
-    _stack_dumps_on_sigusr1()
+    if argv is None:  # the command line itself; in-process callers (tests, notebooks) keep Python's own Ctrl-C
+        _install_sigint()
     argv = list(sys.argv[1:] if argv is None else argv)
+    _INTERRUPT_HINT["text"] = ""
     command = next((a for a in argv if not a.startswith("-")), None)
     from rich.markup import escape
 
@@ -1172,6 +1209,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
+        use_all_cpu_cores()
+        use_compilation_cache()
+        _stack_dumps_on_sigusr1()
         argv = _imports(argv)
         command = next((a for a in argv if not a.startswith("-")), None)
         if argv and argv[0] == "train":

@@ -941,6 +941,27 @@ def _run_guarded(drivers: list[_Driver], body: Callable[[], Any]) -> Any:
             d.unlock()
 
 
+#: the training loops' Ctrl-C bookkeeping: ``depth`` > 0 while a loop runs (there a Ctrl-C stops after the chunk in
+#: flight and checkpoints the last finished one; the CLI exits at once elsewhere), ``requested`` once one came
+#: (a KeyboardInterrupt that lands in a gc or weakref callback is swallowed by Python; the flag is not)
+INTERRUPT = {"depth": 0, "requested": False}
+
+
+class _interruptible_loop:
+    def __enter__(self):
+        INTERRUPT["depth"] += 1
+        INTERRUPT["requested"] = False
+
+    def __exit__(self, *exc):
+        INTERRUPT["depth"] -= 1
+        return False
+
+
+def _stop_if_interrupted() -> None:
+    if INTERRUPT["requested"]:
+        raise KeyboardInterrupt
+
+
 def _checkpoint_on_interrupt(drivers: list[_Driver], states: list[Any]) -> None:
     """After Ctrl-C: checkpoint each run's last finished chunk (a save is never itself interrupted: a second
     Ctrl-C waits for it) and close orbax, so the process exits without its threads' tracebacks."""
@@ -962,12 +983,14 @@ def _train_one(d: _Driver, resume: bool, progress) -> dict[str, Any]:
         if progress:
             progress(d.event(int(d.trainer.env_steps(state)), {}))
         try:
-            while not d.trainer.done(state):
-                new_state, logs = d.trainer.update(state)
-                state = new_state
-                event = d.after_update(state, logs)
-                if progress:
-                    progress(event)
+            with _interruptible_loop():
+                while not d.trainer.done(state):
+                    new_state, logs = d.trainer.update(state)
+                    state = new_state
+                    event = d.after_update(state, logs)
+                    if progress:
+                        progress(event)
+                    _stop_if_interrupted()
         except KeyboardInterrupt:
             _checkpoint_on_interrupt([d], [state])  # the last finished chunk; the one in flight is lost
             raise
@@ -997,13 +1020,15 @@ def _train_vmapped(drivers: list[_Driver], progress) -> list[dict[str, Any]]:
         state = vinit(keys)
         states = [member(state, i) for i in range(len(drivers))]
         try:
-            while not trainer.done(states[0]):
-                state, logs = vupdate(state)
-                states = [member(state, i) for i in range(len(drivers))]
-                for i, d in enumerate(drivers):
-                    event = d.after_update(states[i], member(logs, i))
-                    if progress:
-                        progress(event)
+            with _interruptible_loop():
+                while not trainer.done(states[0]):
+                    state, logs = vupdate(state)
+                    states = [member(state, i) for i in range(len(drivers))]
+                    for i, d in enumerate(drivers):
+                        event = d.after_update(states[i], member(logs, i))
+                        if progress:
+                            progress(event)
+                    _stop_if_interrupted()
         except KeyboardInterrupt:
             _checkpoint_on_interrupt(drivers, states)
             raise
