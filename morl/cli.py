@@ -529,6 +529,7 @@ def cmd_train(argv: list[str]) -> int:
     from morl import runs as R
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else R.default_runs_dir()
+    _check_store(runs_dir)
     if args.resume:
         given = [o for o, v in (("AGENT", agent), ("--env", args.env), ("--seed", args.seed), ("--seeds", args.seeds),
                                 ("--steps", args.steps), ("--eval-every", args.eval_every))
@@ -572,6 +573,18 @@ def cmd_train(argv: list[str]) -> int:
     results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=not args.no_vmap)
     _print_results(infos, results)
     return 0
+
+
+def _check_store(runs_dir: Path) -> None:
+    """A damaged results store is reported before training, not when the first run finishes."""
+    from morl.runs import store_for
+    from morl.store import DB_NAME
+
+    db = runs_dir / DB_NAME
+    problem = store_for(runs_dir).check() if db.exists() else None
+    if problem is not None:
+        raise CLIError(f"the results store {db} is damaged ({problem}); `morl runs --reindex --runs-dir {runs_dir}` "
+                       "rebuilds it from the run folders (the damaged file is kept aside)")
 
 
 def _vmappable(info) -> bool:

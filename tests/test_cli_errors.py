@@ -126,6 +126,10 @@ def test_damaged_results_store_is_reported_and_reindex_rebuilds_it(runs, capsys,
     code, out, err = run_cli(capsys, "leaderboard", "--runs-dir", d)
     assert code == 2
     one_line_error(err, str(db), "damaged", "morl runs --reindex")
+    code, out, err = run_cli(capsys, "train", "toy-random", "--env", DST, "--runs-dir", d, *FAST)
+    assert code == 2                                             # refused before training, not after it
+    one_line_error(err, str(db), "damaged", "morl runs --reindex")
+    assert [p.name for p in d.iterdir() if p.is_dir()] == [rid]
     code, out, err = run_cli(capsys, "runs", "--runs-dir", d, "--reindex")   # the recovery tool recovers
     assert code == 0, err
     assert "indexed 1 finished run(s)" in out and "kept it as" in " ".join(out.split())
