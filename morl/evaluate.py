@@ -33,14 +33,16 @@ class EvalProtocol:
 
     def __post_init__(self):
         import math
+        import numbers
 
-        if not (isinstance(self.gamma, (int, float)) and 0.0 <= self.gamma <= 1.0):
+        if not (isinstance(self.gamma, numbers.Real) and 0.0 <= self.gamma <= 1.0):
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         for name in ("episodes", "front_weights", "eu_weights"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+        if self.max_steps is not None and (isinstance(self.max_steps, bool)
+                                           or not isinstance(self.max_steps, numbers.Integral)
                                            or self.max_steps < 1):
             raise ValueError(f"max_steps must be a positive integer or none, got {self.max_steps!r}")
         if self.ref_point is not None:
