@@ -97,7 +97,7 @@ class ResourceGathering(Environment):
         killed = (cell == ENEMY) & (jax.random.uniform(key) < params.enemy_kill_prob)
         home = cell == HOME
         reward = jnp.stack([
-            -killed.astype(jnp.float32),
+            jnp.where(killed, -1.0, 0.0).astype(jnp.float32),  # +0.0, not -0.0, as MO-Gymnasium
             jnp.where(home, has_gold, 0).astype(jnp.float32),
             jnp.where(home, has_gem, 0).astype(jnp.float32),
         ])

@@ -2,8 +2,10 @@
 
 The agent chooses how much water a dam releases each day; a random inflow N(40, 10) refills it. Up to
 four costs, in this order: flooding upstream (level above 50), water-supply deficit (release below 50),
-hydro-power deficit (power below 4.36) and flooding downstream (release above 30). Step-identical (up to
-float32 rounding of the level) to MO-Gymnasium 1.3.2 ``water-reservoir-v0``:
+hydro-power deficit (power below 4.36) and flooding downstream (release above 30). Bit-identical to
+MO-Gymnasium 1.3.2 ``water-reservoir-v0`` (float32 as the reference, except the new level: its float64
+inflow makes ``level + inflow - release`` float64 before the float32 cast, and ours too, traced under
+``jax.enable_x64``; the inflow's mean and std are float64 params words, ``env.make_params``):
 
 * the release is bounded to ``[max(s - 100, 0), s]``; out-of-bounds releases are clipped and, with
   ``penalize``, every objective gets ``-penalize * |clipped - asked|``;
@@ -25,8 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax import lax
 
 from morl.env import Environment, EnvParams, time_limit
+from morl.envs.minecart import _f64, _rn, f64_bits
 from morl.registry import register
 from morl.spaces import Box
 
@@ -58,22 +62,8 @@ class WaterReservoirState:
 @struct.dataclass
 class WaterReservoirParams(EnvParams):
     max_steps: int = 100
-    inflow_mean: float = 40.0
-    inflow_std: float = 10.0
-
-
-def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Knuth's error-free sum: ``a + b == s + e`` exactly (float32)."""
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
-def _sum3(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
-    """``a + b + c`` rounded once to float32, as the reference computes it in float64 then casts."""
-    t, e1 = _two_sum(a, b)
-    u, e2 = _two_sum(t, c)
-    return u + (e1 + e2)
+    inflow_mean: jax.Array = struct.field(default_factory=lambda: jnp.asarray(f64_bits(40.0)))  # float64 words
+    inflow_std: jax.Array = struct.field(default_factory=lambda: jnp.asarray(f64_bits(10.0)))
 
 
 class WaterReservoir(Environment):
@@ -127,6 +117,12 @@ class WaterReservoir(Environment):
     def default_params(self) -> WaterReservoirParams:
         return WaterReservoirParams(max_steps=self.time_limit)
 
+    def make_params(self, inflow_mean: float = 40.0, inflow_std: float = 10.0, **kwargs) -> WaterReservoirParams:
+        """Params with another inflow N(mean, std) (float64 values; ``max_steps`` as a keyword)."""
+        kwargs.setdefault("max_steps", self.time_limit)
+        return WaterReservoirParams(inflow_mean=jnp.asarray(f64_bits(inflow_mean)),
+                                    inflow_std=jnp.asarray(f64_bits(inflow_std)), **kwargs)
+
     @property
     def observation_space(self) -> Box:
         return Box(0.0, np.inf, (1,), jnp.float32)
@@ -157,31 +153,46 @@ class WaterReservoir(Environment):
         action = jnp.asarray(action, jnp.float32)
         if action.size != 1:
             raise ValueError(f"water reservoir takes one action value, shape (1,); got shape {action.shape}")
-        a = action.reshape(())
+        z = jax.random.normal(key, (), jnp.float32)  # in the caller's mode: jax.random does not trace under x64
+        with jax.enable_x64(True):
+            return self._step64(z, state, action.reshape(()), params)
+
+    def _step64(self, z, state, a, params):
+        """The reference's numpy arithmetic: float32, but for ``state + inflow - action`` (float64)."""
+        f32, zero = jnp.float32, jnp.float32(0.0)
         s = state.level
-        lower = jnp.maximum(s - S_MIN_REL, 0.0)
+        lower = lax.max(s - f32(S_MIN_REL), zero)
         upper = s
         if self.normalized_action:
-            release = a * (upper - lower) + lower
-            penalty = jnp.float32(0.0)
+            release = _rn(a * (upper - lower)) + lower
+            penalty = zero
         else:
-            release = jnp.clip(a, lower, upper)
-            penalty = -self.penalty_coef * jnp.abs(release - a)
-        inflow = params.inflow_mean + params.inflow_std * jax.random.normal(key, (), jnp.float32)
-        level = jnp.maximum(_sum3(s, inflow.astype(jnp.float32), -release), 0.0)
-
-        flooding_up = -jnp.maximum(level / S - H_FLO_U, 0.0) + penalty
-        deficit = -jnp.maximum(W_IRR - release, 0.0) + penalty
-        q = jnp.maximum(release - Q_MEF, 0.0)
-        power = ETA * G * GAMMA_H2O * level / S * q / 3.6e6
-        hydro = -jnp.maximum(W_HYD - power, 0.0) + penalty
-        flooding_down = -jnp.maximum(release - Q_FLO_D, 0.0) + penalty
-        reward = jnp.stack([flooding_up, deficit, hydro, flooding_down][: self.nO]).astype(jnp.float32)
-
+            release = lax.min(lax.max(a, lower), upper)  # np.clip
+            # -self.penalize: the int -1 or 0 for a bool (so +0.0, never -0.0), else the negated float
+            neg = float(-self.penalize) if isinstance(self.penalize, (bool, np.bool_)) else -self.penalty_coef
+            penalty = _rn(f32(neg) * lax.abs(release - a))
+        # np_random.normal(mean, std): mean + std * z, float64
+        inflow = _f64(params.inflow_mean) + _rn(_f64(params.inflow_std) * z.astype(jnp.float64))
+        level = lax.max((s.astype(jnp.float64) + inflow) - release.astype(jnp.float64), 0.0).astype(f32)
+        if self.normalized_action:  # -cost + 0.0 (a Python float): XLA would drop the "+ 0.0" that turns -0.0 into +0.0
+            with_penalty = lambda cost: jnp.where(cost == 0, zero, -cost)  # noqa: E731
+        else:
+            with_penalty = lambda cost: -cost + penalty  # noqa: E731
+        flooding_up = with_penalty(lax.max(level / f32(S) - f32(H_FLO_U), zero))
+        deficit = with_penalty(lax.max(f32(W_IRR) - release, zero))
+        q = lax.max(release - f32(Q_MEF), zero)
+        # float32 products and quotients; the last quotient is taken in float64 and rounded (equal to the
+        # float32 quotient: 53 >= 2 * 24 + 2), as XLA turns a float32 division by a constant into an
+        # inexact multiplication by its reciprocal
+        power = (f32(ETA * G * GAMMA_H2O) * level / f32(S) * q).astype(jnp.float64) / 3.6e6
+        power = power.astype(f32)
+        hydro = with_penalty(lax.max(f32(W_HYD) - power, zero))
+        flooding_down = with_penalty(lax.max(release - f32(Q_FLO_D), zero))
+        reward = jnp.stack([flooding_up, deficit, hydro, flooding_down][: self.nO])
         time = state.time + 1
-        state = WaterReservoirState(level=level.astype(jnp.float32), time=time)
+        state = WaterReservoirState(level=level, time=time)
         truncated = time_limit(time, params)
-        return self.get_obs(state), state, reward, jnp.asarray(False), truncated, {"inflow": inflow}
+        return self.get_obs(state), state, reward, jnp.asarray(False), truncated, {"inflow": inflow.astype(f32)}
 
 
 register("water-reservoir-v0", WaterReservoir)

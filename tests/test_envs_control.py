@@ -9,10 +9,9 @@ only and a `step` traced once.
 Mountain cars: no tolerance. Observations and reward vectors equal the references' bit for bit, and
 before every step our float64 state equals the reference's (``_Pilot.check``): the envs run the
 references' float64 / float32 arithmetic operation for operation (see ``envs/mountain_car.py``).
-Tolerance of the water reservoir and why it is not 0:
-* water reservoir: the reference adds a float64 inflow to the float32 level; we inject its draw rounded
-  to float32, so levels (at most ~190) differ by a few ulps now and then: measured 2.3e-5 on levels and
-  4.6e-5 on rewards (which reach ~350 in magnitude with penalties, ulp 3e-5). ATOL_WATER = 2e-4.
+Water reservoir: no tolerance either. The reference's inflow draw (float64) is read from its generator
+(then rewound) and injected through params as float64 words, so our level ``state + inflow - release``
+is computed in float64 as the reference's and cast to float32 at the same place.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from morl.envs.water_reservoir import S_INIT
 # the references' reward Boxes are declared in float64 and cast by gymnasium, which warns about it
 pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
 
-ATOL_WATER = 2e-4
 EPISODES = 200
 
 MC_IDS = ["mo-mountaincar-v0", "mo-mountaincar-3d-v0", "mo-mountaincar-timemove-v0", "mo-mountaincar-timespeed-v0"]
@@ -121,7 +119,7 @@ def _water_sync_step(ref, state, params, action):
     saved = bitgen.state
     inflow = ref.np_random.normal(ref.DAM_INFLOW_MEAN, ref.DAM_INFLOW_STD, 1)[0]
     bitgen.state = saved
-    return state, params.replace(inflow_mean=float(inflow), inflow_std=0.0)
+    return state, params.replace(inflow_mean=f64_bits(inflow), inflow_std=f64_bits(0.0))
 
 
 def _releases(space, rng):
@@ -146,7 +144,7 @@ WATER_CASES = {
 def test_twin_water_reservoir(name):
     kwargs, sampler, episodes = WATER_CASES[name]
     case = TwinCase("water-reservoir-v0", "water-reservoir-v0", kwargs, kwargs, sync_reset=_water_sync_reset,
-                    sync_step=_water_sync_step, sample_action=sampler, obs_atol=ATOL_WATER, reward_atol=ATOL_WATER)
+                    sync_step=_water_sync_step, sample_action=sampler)
     report = run_twin(case, episodes=episodes)
     assert report.steps == episodes * 100 and report.truncated == episodes and report.terminated == 0
     assert np.all(report.returns <= 0.0)
@@ -297,7 +295,7 @@ def test_water_kwargs_and_injected_inflow():
     assert params.max_steps == 7
     obs, state = env.reset(jax.random.PRNGKey(0), params)
     assert float(obs[0]) == 120.0
-    params = params.replace(inflow_mean=12.5, inflow_std=0.0)
+    params = env.make_params(inflow_mean=12.5, inflow_std=0.0)
     # release 10 is below max(120 - 100, 0) = 20: clipped up to 20, no penalty (penalize False)
     obs, state, reward, term, trunc, info = env.step(jax.random.PRNGKey(1), state, jnp.array([10.0]), params)
     assert float(info["inflow"]) == 12.5 and float(obs[0]) == 120.0 + 12.5 - 20.0
