@@ -12,7 +12,8 @@ Step-identical to MO-Gymnasium 1.3.2 ``breakable-bottles-v0`` (TimeLimit 100), i
 start: the agent starts at the DESTINATION (cell ``size - 1``), as its ``reset`` does, not at cell 0
 as its docstring says.
 
-Observation (flat int32, length ``size + 1``) and its mapping to MO-Gymnasium's Dict observation::
+Observation (flat int32, length ``size + 1``, for speed in the jitted engine) and its mapping to
+MO-Gymnasium's Dict observation::
 
     obs[0]            = obs_dict["location"]
     obs[1]            = obs_dict["bottles_carrying"]
@@ -22,12 +23,22 @@ Observation (flat int32, length ``size + 1``) and its mapping to MO-Gymnasium's 
 ``bottles_dropped`` holds COUNTS, as the reference's values do (it declares ``MultiBinary`` but a cell
 can hold several dropped bottles).
 
+``morl.to_gymnasium("breakable-bottles-v0")`` shows MO-Gymnasium's view, declared here
+(`BreakableBottles.gymnasium_observation_space`, `to_gymnasium_observation`, `gymnasium_reward_space`):
+the same ``Dict`` observation space, observations as dicts with MO-Gymnasium's keys in its order, the three
+``Discrete`` entries as Python ints (as MO-Gymnasium returns them) and ``bottles_dropped`` as an int8 array
+of the counts (MO-Gymnasium returns a list, which gymnasium's checker flags; the values are equal), and
+MO-Gymnasium's reward space ``[-inf, 0, -1] .. [0, 2 * bottle_reward, 0]`` (with ``unbreakable_bottles``
+the potential's high is 1: picking a dropped bottle up again raises the potential, which MO-Gymnasium's
+declaration misses). The reward itself stays a float32 array (MO-Gymnasium returns a list).
+
 The drop is the only random event: a key-derived uniform ``u`` drops a bottle when ``u < prob_drop``,
 and ``prob_drop`` is a params field (so a test can force the outcome with 0 or 1, and variants vmap).
 """
 
 from __future__ import annotations
 
+import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,6 +113,29 @@ class BreakableBottles(Environment):
         tp = self.time_penalty
         return Box(np.array([tp, 0.0, -1.0]), np.array([tp, MAX_DELIVERED * self.bottle_reward, 1.0]),
                    (3,), jnp.float32)
+
+    # ------------------------------------------------------------------ MO-Gymnasium's view (the bridge's)
+    def gymnasium_observation_space(self, params: BottlesParams | None = None) -> gymnasium.spaces.Dict:
+        """MO-Gymnasium's Dict observation space (``morl.to_gymnasium`` shows it)."""
+        return gymnasium.spaces.Dict({
+            "location": gymnasium.spaces.Discrete(self.size),
+            "bottles_carrying": gymnasium.spaces.Discrete(MAX_CARRY + 1),
+            "bottles_delivered": gymnasium.spaces.Discrete(MAX_DELIVERED + 1),
+            "bottles_dropped": gymnasium.spaces.MultiBinary(self.size - 2),
+        })
+
+    def to_gymnasium_observation(self, obs: np.ndarray, params: BottlesParams | None = None) -> dict:
+        """The flat observation as MO-Gymnasium's dict (keys in its order; see the module docstring)."""
+        return {"location": int(obs[0]), "bottles_carrying": int(obs[1]), "bottles_delivered": int(obs[2]),
+                "bottles_dropped": np.asarray(obs[3:], dtype=np.int8)}
+
+    def gymnasium_reward_space(self, params: BottlesParams | None = None) -> gymnasium.spaces.Box:
+        """MO-Gymnasium's reward space; the potential's high is 1 with ``unbreakable_bottles`` (see above)."""
+        params = self.default_params if params is None else params
+        potential_high = 1.0 if bool(params.unbreakable_bottles) else 0.0
+        low = np.array([-np.inf, 0.0, -1.0], np.float32)
+        high = np.array([max(0.0, self.time_penalty), MAX_DELIVERED * self.bottle_reward, potential_high], np.float32)
+        return gymnasium.spaces.Box(low, high, (3,), np.float32)
 
     def get_obs(self, state: BottlesState, params: BottlesParams | None = None) -> jax.Array:
         head = jnp.stack([state.location, state.carrying, state.delivered])

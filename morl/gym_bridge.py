@@ -14,6 +14,18 @@ disabling the passive checker in ``mo_gym.make`` and, in its own tests, running 
 into every ``info``, which ``check_returned_data_not_reused`` rejects, even for MO-Gymnasium's own
 deep-sea-treasure). `check_env` here runs gymnasium's full ``check_env`` on the raw env instead and skips
 exactly one check, the scalar-reward one (see `check_env`), replacing it with vector-reward checks.
+
+MO-Gymnasium's spaces: a pure env may keep a flat array observation for speed where MO-Gymnasium's env has
+another one (a ``Dict``, say). The env file then declares the gymnasium view, and the bridge shows that view
+(no per-env code in the bridge). Optional methods on the env, each taking the wrapper's params:
+
+- ``gymnasium_observation_space(params) -> gymnasium.Space`` and ``to_gymnasium_observation(obs, params)``
+  (``obs`` the pure env's observation as a numpy array; returns the gymnasium observation): declared together;
+- ``gymnasium_reward_space(params) -> gymnasium.spaces.Box``: the reward space to show, when it differs from
+  ``env.reward_space`` (the rewards themselves are unchanged: a float32 vector).
+
+Without them the bridge shows ``env.observation_space.to_gymnasium()`` / ``env.reward_space.to_gymnasium()``
+and the observation array as it is. ``envs/breakable_bottles.py`` declares all three.
 """
 
 from __future__ import annotations
@@ -140,9 +152,9 @@ class ToGymnasiumEnv(gymnasium.Env):
         self._make_kwargs = dict(make_kwargs or {})
 
         self._morl_action_space = env.action_space
-        self.observation_space = env.observation_space.to_gymnasium()
+        self.observation_space, self._obs_mapped = _gymnasium_observation(env, self.params)
         self.action_space = self._morl_action_space.to_gymnasium()
-        self.reward_space = env.reward_space.to_gymnasium()
+        self.reward_space = _gymnasium_reward_space(env, self.params)
         self.reward_dim = int(env.reward_dim)
         self.reward_names = tuple(env.reward_names) or tuple(f"r{i}" for i in range(self.reward_dim))
         self.ref_point = None if env.ref_point is None else tuple(float(v) for v in env.ref_point)
@@ -152,7 +164,7 @@ class ToGymnasiumEnv(gymnasium.Env):
         self.spec = self._make_spec()
 
         self._act_dtype = np.dtype(self._morl_action_space.dtype)
-        self._obs_dtype = np.dtype(self.observation_space.dtype)
+        self._obs_dtype = None if self._obs_mapped else np.dtype(self.observation_space.dtype)
         self._obs_scalar = isinstance(self.observation_space, gymnasium.spaces.Discrete)
         self._key = None
         self._state = None
@@ -232,6 +244,8 @@ class ToGymnasiumEnv(gymnasium.Env):
                           max_episode_steps=self.max_steps, disable_env_checker=True, nondeterministic=False)
 
     def _to_obs(self, obs: np.ndarray) -> Any:
+        if self._obs_mapped:  # the env's own gymnasium view (e.g. MO-Gymnasium's Dict)
+            return self.morl_env.to_gymnasium_observation(np.array(obs), self.params)
         if self._obs_scalar:
             return self._obs_dtype.type(obs)
         return np.array(obs, dtype=self._obs_dtype)  # a fresh array each call, never a view of a device buffer
@@ -290,6 +304,34 @@ class ToGymnasiumEnv(gymnasium.Env):
 
     def __repr__(self) -> str:
         return f"<ToGymnasiumEnv {self.name}>"
+
+
+def _gymnasium_observation(env: Environment, params: EnvParams) -> tuple[gymnasium.Space, bool]:
+    """The observation space to show, and whether observations go through ``env.to_gymnasium_observation``."""
+    space_fn = getattr(env, "gymnasium_observation_space", None)
+    obs_fn = getattr(env, "to_gymnasium_observation", None)
+    if space_fn is None and obs_fn is None:
+        return env.observation_space.to_gymnasium(), False
+    if not (callable(space_fn) and callable(obs_fn)):
+        have, missing = (("gymnasium_observation_space", "to_gymnasium_observation") if obs_fn is None
+                         else ("to_gymnasium_observation", "gymnasium_observation_space"))
+        raise TypeError(f"{env.name}: the env declares {have} but no callable {missing}; declare both methods "
+                        "(the gymnasium observation space and the mapping of an observation into it) or neither")
+    space = space_fn(params)
+    if not isinstance(space, gymnasium.Space):
+        raise TypeError(f"{env.name}: gymnasium_observation_space(params) returned {type(space).__name__}; it must "
+                        "return a gymnasium.Space")
+    return space, True
+
+
+def _gymnasium_reward_space(env: Environment, params: EnvParams) -> gymnasium.spaces.Box:
+    fn = getattr(env, "gymnasium_reward_space", None)
+    space = env.reward_space.to_gymnasium() if fn is None else fn(params)
+    dim = int(env.reward_dim)
+    if not (isinstance(space, gymnasium.spaces.Box) and space.shape == (dim,)):
+        raise TypeError(f"{env.name}: gymnasium_reward_space(params) returned {space!r}; it must be a gymnasium Box "
+                        f"of shape ({dim},), one entry per objective")
+    return space
 
 
 def _to_numpy_info(info: Any) -> dict[str, Any]:
