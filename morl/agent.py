@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -98,8 +99,31 @@ def make_trainer(name: str, env, env_params=None, config=None, **overrides: Any)
         config = make_config(name, getattr(env, "spec_id", None), **overrides)
     kind = "discrete" if type(env.action_space).__name__ == "Discrete" else "continuous"
     if kind not in spec.action_kinds:
-        raise ValueError(f"agent {name!r} supports {'/'.join(spec.action_kinds)} actions; {env.name} has {kind} actions")
+        raise ValueError(f"agent {name!r} supports {'/'.join(spec.action_kinds)} actions only, but {env.name} has "
+                         f"{kind} actions; {_agents_for_kind(kind, name)}")
     return spec.make_trainer(config, env, env.default_params if env_params is None else env_params)
+
+
+def agents_supporting(kind: str, near: str | None = None) -> list[str]:
+    """The registered agents that support ``kind`` ("discrete" or "continuous") actions; with ``near``, the
+    closest names to it first (longest common prefix, then difflib's similarity: ``pd-morl`` finds
+    ``pd-morl-discrete`` and back), otherwise sorted."""
+    _load()
+    names = sorted(n for n, s in _AGENTS.items() if kind in s.action_kinds and n != near)
+    if near is not None:
+        def closeness(n: str) -> tuple[int, float]:
+            prefix = len(os.path.commonprefix([near, n]))
+            return -prefix, -difflib.SequenceMatcher(None, near, n).ratio()
+        names.sort(key=closeness)  # stable: ties stay sorted
+    return names
+
+
+def _agents_for_kind(kind: str, name: str) -> str:
+    ranked = agents_supporting(kind, near=name)
+    if not ranked:
+        return f"no registered agent supports {kind} actions"
+    others = f", or another agent for {kind} actions: {', '.join(ranked[1:])}" if len(ranked) > 1 else ""
+    return f"use {ranked[0]!r} instead{others}"
 
 
 def train(trainer: Trainer, key: jax.Array, callback: Callable[[PyTree, dict], None] | None = None) -> tuple[PyTree, Solution]:
