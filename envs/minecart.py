@@ -32,9 +32,10 @@ mine after the cart stopped on the wall mid-step, which this step does not model
 configs and its random placement outside the base margin are far from both).
 
 Randomness. The reference draws ore with ``scipy.stats.norm(...).rvs()`` from numpy's *global* RNG.
-Ours draws standard normals from the step key into ``state.ore_noise`` (float64 bits), which the
-*next* step's mining frames use (frame ``f`` uses row ``f``); a test can overwrite that field to replay
-the reference's draws. The reference computes ``max(0, z * sigma + mu)``, and so do we.
+Ours draws standard normals from the key of a step that mines (frame ``f`` uses row ``f``; none at all
+in a config with sigma 0), or takes them from ``state.ore_noise`` (float64 words) when
+``state.noise_given`` is set: a test replays the reference's draws that way. The reference computes
+``max(0, z * sigma + mu)``, and so do we.
 
 Reference points: ``minecart-v0`` uses (-1, -1, -200) (MORL-Baselines' benchmark runs, issue #43);
 ``minecart-deterministic-v0`` uses (0, 0, -200) (MORL-Baselines ``examples/pcn_minecart.py``, gamma 1).
@@ -55,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from jax import lax
+from jax.custom_batching import custom_vmap
 
 from morl.env import Environment, EnvParams, time_limit
 from morl.registry import register
@@ -122,23 +124,21 @@ def _two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
-_SPLITTER = 134217729.0  # 2**27 + 1
-
-
 def _split(a):
-    """Veltkamp: a = hi + lo with 26 significant bits each, so products of halves are exact."""
-    g = _rn(_SPLITTER * a)
-    hi = g - (g - a)
+    """a = hi + lo, hi = a rounded to 26 significant bits (integer rounding of its words), so |lo| has at
+    most 26 bits too (Veltkamp's split, without the product an fma contraction could change)."""
+    bits = lax.bitcast_convert_type(a, jnp.uint64)
+    hi = lax.bitcast_convert_type((bits + jnp.uint64(1 << 26)) & jnp.uint64(~((1 << 27) - 1) & (2**64 - 1)),
+                                  jnp.float64)
     return hi, a - hi
 
 
-def _two_prod(a, b):
-    """p + e == a * b exactly, p = fl(a * b) (Dekker; the partial products are exact, so an fma
+def _two_square(a):
+    """p + e == a * a exactly, p = fl(a * a) (Dekker; the partial products are exact, so an fma
     contraction of them changes nothing)."""
-    p = _rn(a * b)
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, (((ah * bh - p) + ah * bl) + al * bh) + al * bl
+    p = _rn(a * a)
+    hi, lo = _split(a)
+    return p, ((hi * hi - p) + (hi + hi) * lo) + lo * lo
 
 
 def _add_round_odd(x, y):
@@ -150,16 +150,16 @@ def _add_round_odd(x, y):
     return lax.bitcast_convert_type(bits, jnp.float64)
 
 
-def _fma(a, b, c):
-    """fl(a * b + c) with one rounding (Boldo & Melquiond 2008, emulated FMA via rounding to odd)."""
-    uh, ul = _two_prod(a, b)
+def _fma_square(a, c):
+    """fl(a * a + c) with one rounding (Boldo & Melquiond 2008, emulated FMA via rounding to odd)."""
+    uh, ul = _two_square(a)
     th, tl = _two_sum(c, uh)
     return th + _add_round_odd(tl, ul)
 
 
 def _dot2(dx, dy):
     """``np.dot([dx, dy], [dx, dy])`` as numpy's OpenBLAS rounds it: fma(dy, dy, dx * dx)."""
-    return _fma(dy, dy, _rn(dx * dx))
+    return _fma_square(dy, _rn(dx * dx))
 
 
 def _np_sum(v):
@@ -205,6 +205,44 @@ def _angle_index(angle):
     return jnp.mod(angle - _ANGLE_LO, _N_ANGLES)
 
 
+# --------------------------------------------------------------------------- work only where needed
+def _where_needed(f, need, default, args, share: int = 8):
+    """``f(*args)`` where ``need``, else ``default`` (pytrees of arrays; f returns default's structure).
+
+    Unbatched, a ``lax.cond``. Under ``vmap`` (where a cond would run ``f`` on every lane), the lanes
+    that need ``f`` are gathered into ``axis_size // share`` slots and ``f`` runs on those only; if more
+    lanes need it, on all of them. Each lane's result depends on its own inputs only, never on which
+    other lanes needed ``f``.
+    """
+    @custom_vmap
+    def run(need, default, args):
+        return lax.cond(need, lambda: f(*args), lambda: default)
+
+    @run.def_vmap
+    def run_batched(axis_size, in_batched, need, default, args):
+        need_b, default_b, args_b = in_batched
+        full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))  # noqa: E731
+        need = full(need, need_b)
+        default = jax.tree.map(full, default, default_b)
+        args = jax.tree.map(full, args, args_b)
+        slots = max(1, axis_size // share)
+
+        def some():
+            idx = jnp.nonzero(need, size=slots, fill_value=axis_size)[0]
+            take = jnp.minimum(idx, axis_size - 1)
+            out = jax.vmap(f)(*jax.tree.map(lambda x: x[take], args))
+            return jax.tree.map(lambda d, o: d.at[idx].set(o, mode="drop"), default, out)
+
+        def every():
+            out = jax.vmap(f)(*args)
+            return jax.tree.map(lambda d, o: jnp.where(need.reshape((-1,) + (1,) * (o.ndim - 1)), o, d), default, out)
+
+        out = lax.cond(jnp.sum(need) <= slots, some, every)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return run(need, default, args)
+
+
 # --------------------------------------------------------------------------- state and params
 @struct.dataclass
 class MinecartState:
@@ -216,7 +254,8 @@ class MinecartState:
     content: jax.Array    # uint32 (ore_cnt, 2): ore in the cart, float64
     departed: jax.Array   # bool: has left the base (returning then ends the episode)
     end: jax.Array        # bool: returned to base (stays true; the engine resets)
-    ore_noise: jax.Array  # uint32 (frame_skip, ore_cnt, 2): float64 standard normals for the next step
+    ore_noise: jax.Array  # uint32 (frame_skip, ore_cnt, 2): float64 standard normals a test injects ...
+    noise_given: jax.Array  # bool: ... for the next step's mining, instead of drawing from its key
     time: jax.Array       # int32 steps taken
 
 
@@ -301,6 +340,9 @@ class Minecart(Environment):
             raise ValueError(f"params for {c['pos'].shape[0]} mines and {self.ore_cnt} ores expected; got "
                              f"mine_pos {mine_pos.shape}, ore_mean {ore_mean.shape}, ore_std {ore_std.shape}: "
                              "make a new Minecart(config=...) for another layout")
+        if self.deterministic and np.any(ore_std != 0):
+            raise ValueError("this minecart draws no ore noise (built from a config with sigma 0); for ore_std > 0 "
+                             "build it from a config with sigma > 0, e.g. Minecart('default')")
         return MinecartParams(mine_pos=jnp.asarray(f64_bits(mine_pos)), ore_mean=jnp.asarray(f64_bits(ore_mean)),
                               ore_std=jnp.asarray(f64_bits(ore_std)), capacity=jnp.asarray(f64_bits(capacity)),
                               **kwargs)
@@ -348,43 +390,72 @@ class Minecart(Environment):
                                 (content / capacity).astype(jnp.float32)])
 
     def reset(self, key: jax.Array, params: MinecartParams) -> tuple[jax.Array, MinecartState]:
-        noise = self._draw_noise(key)  # in the caller's (float32) mode: jax.random does not trace under x64
         with jax.enable_x64(True):
             zero = jnp.zeros((), jnp.uint32)
             state = MinecartState(
                 pos=jnp.broadcast_to(zero, (2, 2)), speed=jnp.broadcast_to(zero, (2,)),
                 angle=jnp.int32(START_ANGLE), content=jnp.broadcast_to(zero, (self.ore_cnt, 2)),
-                departed=jnp.bool_(False), end=jnp.bool_(False), ore_noise=_bits(noise.astype(jnp.float64)),
+                departed=jnp.bool_(False), end=jnp.bool_(False),
+                ore_noise=jnp.broadcast_to(zero, (self.frame_skip, self.ore_cnt, 2)), noise_given=jnp.bool_(False),
                 time=jnp.int32(0))
             obs = self._obs64(jnp.zeros(2, jnp.float64), jnp.float64(0), state.angle,
                               jnp.zeros(self.ore_cnt, jnp.float64), _f64(params.capacity))
         return obs, state
 
-    def _draw_noise(self, key):
-        return jax.random.normal(key, (self.frame_skip, self.ore_cnt), jnp.float32)
-
     def step(self, key: jax.Array, state: MinecartState, action: jax.Array, params: MinecartParams):
-        noise = self._draw_noise(key)  # in the caller's (float32) mode: jax.random does not trace under x64
+        action = jnp.asarray(action, jnp.int32)
+        # Mining first: a MINE step mines only if the cart stands still (speed < EPS), and then it does
+        # not move for the whole step; a moving cart that stops on a wall mid-step is out of every
+        # mine's reach (the config check). Few carts mine on a step, so under vmap the mining (distances,
+        # ore draws) runs on those carts only (``_where_needed``).
         with jax.enable_x64(True):
-            return self._step64(noise, state, action, params)
+            need = (action == ACT_MINE) & (_f64(state.speed) < EPS_SPEED)
+        mine_params = (params.mine_pos, params.ore_mean, params.ore_std, params.capacity)
+        content = _where_needed(self._mine, need, state.content,
+                                (key, state.pos, state.content, state.ore_noise, state.noise_given, state.end,
+                                 mine_params))
+        with jax.enable_x64(True):
+            return self._step64(state, content, action, params)
 
-    def _step64(self, next_noise, state, action, params):
+    def _mine(self, key, pos, content, noise, noise_given, end, mine_params):
+        """``Minecart.mine()`` on every mining call of a MINE step of a stopped cart (uint32 words in and
+        out): the reference makes fs calls (one per frame, or fs in its single frame), or one if the
+        episode had already ended (its frame loop breaks after the first frame's action). Each call
+        draws one normal per ore at the nearest mine if the cart is within its reach."""
+        if self.deterministic:  # sigma = 0: the draws do not matter (0 * z)
+            z = jnp.zeros((self.frame_skip, self.ore_cnt), jnp.float32)
+        else:  # in the caller's (float32) mode: jax.random does not trace under x64
+            z = jax.random.normal(key, (self.frame_skip, self.ore_cnt), jnp.float32)
+        with jax.enable_x64(True):
+            z = jnp.where(noise_given, _f64(noise), z.astype(jnp.float64))
+            n_calls = jnp.where(end & self.incremental_frame_skip, 1, self.frame_skip)
+            mine_pos, ore_mean, ore_std, capacity = (_f64(v) for v in mine_params)
+            x, y, content = _f64(pos[0]), _f64(pos[1]), _f64(content)
+            d2 = _dot2(x - mine_pos[:, 0], y - mine_pos[:, 1])  # mag(cart.pos - mine.pos)^2 as numpy rounds it
+            dist = jnp.sqrt(d2)
+            nearest, i = d2[0], jnp.int32(0)  # min(mines, key=distance): the first of equal distances
+            for j in range(1, d2.shape[0]):
+                closer = dist[j] < dist[i]
+                nearest, i = jnp.where(closer, d2[j], nearest), jnp.where(closer, j, i)
+            ok = nearest <= MINE_SQ
+            mean, std = ore_mean[i], ore_std[i]
+            for k in range(self.frame_skip):  # each call draws one normal per ore: row k of the noise
+                raw = _rn(z[k] * std) + mean  # scipy's norm(mu, sigma).rvs(): z * scale + loc
+                mined = jnp.where(raw > 0.0, raw, 0.0)  # max(0.0, raw)
+                free = capacity - _np_sum(content)
+                total = _np_sum(mined)
+                mined = jnp.where(total > free, _rn(mined * (free / total)), mined)
+                content = jnp.where(ok & (k < n_calls), content + mined, content)
+            return _bits(content)
+
+    def _step64(self, state, content, action, params):
         fs = self.frame_skip
         incremental = self.incremental_frame_skip
         mult = 1 if incremental else fs  # otherwise the action acts once, fs times as strong, then fs moves
-        action = jnp.asarray(action, jnp.int32)
         x, y = _f64(state.pos[0]), _f64(state.pos[1])
         speed = _f64(state.speed)
         capacity = _f64(params.capacity)
-
-        # Mining first: a MINE step mines only if the cart stands still (speed < EPS), and then it does
-        # not move for the whole step; a moving cart that stops on a wall mid-step is out of every
-        # mine's reach (the config check). The reference makes fs mine() calls (one per frame, or fs in
-        # its single frame), or one if the episode had already ended (its frame loop breaks after the
-        # first frame's action).
-        n_calls = jnp.where(state.end & incremental, 1, fs)
-        content = self._mine(x, y, speed, _f64(state.content), _f64(state.ore_noise),
-                             (action == ACT_MINE) & (speed < EPS_SPEED), n_calls, capacity, params)
+        content = _f64(content)
 
         left, right = action == ACT_LEFT, action == ACT_RIGHT
         accel, brake = action == ACT_ACCEL, action == ACT_BRAKE
@@ -416,29 +487,10 @@ class Minecart(Environment):
         reward = jnp.concatenate([ore_reward, fuel[None]])
         time = state.time + 1
         new = MinecartState(pos=_bits(jnp.stack([x, y])), speed=_bits(speed), angle=angle, content=_bits(content),
-                            departed=departed, end=end, ore_noise=_bits(next_noise.astype(jnp.float64)), time=time)
+                            departed=departed, end=end, ore_noise=state.ore_noise, noise_given=jnp.bool_(False),
+                            time=time)
         obs = self._obs64(jnp.stack([x, y]), speed, angle, content, capacity)
         return obs, new, reward, end, time_limit(time, params), {}
-
-    def _mine(self, x, y, speed, content, noise, mining, n_calls, capacity, params: MinecartParams):
-        """``n_calls`` x ``Minecart.mine()``: draw at the nearest mine if stopped within its reach."""
-        mines = _f64(params.mine_pos)
-        d2 = _dot2(x - mines[:, 0], y - mines[:, 1])  # mag(cart.pos - mine.pos)^2 as numpy rounds it
-        dist = jnp.sqrt(d2)
-        nearest, i = d2[0], jnp.int32(0)  # min(mines, key=distance): the first of equal distances
-        for j in range(1, d2.shape[0]):
-            closer = dist[j] < dist[i]
-            nearest, i = jnp.where(closer, d2[j], nearest), jnp.where(closer, j, i)
-        ok = mining & (nearest <= MINE_SQ)
-        mean, std = _f64(params.ore_mean)[i], _f64(params.ore_std)[i]
-        for k in range(self.frame_skip):  # each call draws one normal per ore: row k of the noise
-            raw = _rn(noise[k] * std) + mean  # scipy's norm(mu, sigma).rvs(): z * scale + loc
-            mined = jnp.where(raw > 0.0, raw, 0.0)  # max(0.0, raw)
-            free = capacity - _np_sum(content)
-            total = _np_sum(mined)
-            mined = jnp.where(total > free, _rn(mined * (free / total)), mined)
-            content = jnp.where(ok & (k < n_calls), content + mined, content)
-        return content
 
     @staticmethod
     def _move(x, y, speed, angle, active):

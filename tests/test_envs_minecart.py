@@ -3,8 +3,8 @@
 - Twin runs, 200 episodes each, every step compared (obs, reward, flags). A biased driver reads the
   reference cart and heads for mines, mines and drives home in most episodes, and rides walls or wanders
   for up to 1000 steps in the rest. Ore draws of minecart-v0 are replayed: the reference draws them from
-  numpy's *global* RNG, which is seeded before every reference step; the same normals go into our
-  ``state.ore_noise``.
+  numpy's *global* RNG, which is seeded before every reference MINE step; the same normals go into our
+  ``state.ore_noise`` (with ``state.noise_given``).
 - No tolerance, no resynchronisation: observations and reward vectors are compared bit for bit (as
   uint32 words), flags exactly, and before every step our float64 state (position, speed, content)
   must equal the reference cart's exactly. The wall ties that float64 rounding decides (issue 15) are
@@ -150,7 +150,7 @@ class Sync:
             seed = next(self.seeds)
             np.random.seed(seed)
             z = np.random.RandomState(seed).standard_normal((self.frame_skip, 2))
-            state = state.replace(ore_noise=minecart.f64_bits(z))
+            state = state.replace(ore_noise=minecart.f64_bits(z), noise_given=np.bool_(True))
         return state, params
 
 
@@ -283,6 +283,12 @@ def test_bad_arguments():
     bad["mine_cnt"] = 3
     with pytest.raises(ValueError, match="make a new Minecart"):
         env.params_from_config(bad)
+    with pytest.raises(ValueError, match="draws no ore noise"):
+        minecart.Minecart("deterministic").make_params(ore_std=np.full((5, 2), 0.1))
+    near_wall = copy.deepcopy(minecart.CONFIGS["default"])
+    near_wall["mines"][0]["x"] = 0.1
+    with pytest.raises(ValueError, match="within 0.14 of a wall"):
+        minecart.Minecart(config=near_wall)
 
 
 def test_params_from_reference_json_equal_defaults():
@@ -308,7 +314,7 @@ def test_float64_blocks_are_exact_under_jit():
     c[:512] = np.array([float(Fraction(x * x) - Fraction(x) ** 2) for x in a[:512]]) + ulp[:512] * (
         rng.integers(-6, 7, 512) / 4)
     with jax.enable_x64(True):
-        fma = np.asarray(jax.jit(jax.vmap(lambda a, c: minecart._fma(a, a, c)))(a, c))
+        fma = np.asarray(jax.jit(jax.vmap(lambda a, c: minecart._fma_square(a, c)))(a, c))
         dot = np.asarray(jax.jit(jax.vmap(minecart._dot2))(c, a))
         mul_add = np.asarray(jax.jit(jax.vmap(lambda a, c: minecart._rn(a * a) + c))(a, c))
     exact = np.array([float(Fraction(x) ** 2 + Fraction(y)) for x, y in zip(a, c)])
@@ -322,6 +328,28 @@ def test_float64_blocks_are_exact_under_jit():
         inside = np.sqrt(s) < radius if strict else np.sqrt(s) <= radius
         np.testing.assert_array_equal(inside, s < t if strict else s <= t)
         assert inside[0] and inside[1] != strict and not inside[2]
+
+
+def test_mining_under_vmap_runs_per_lane():
+    """Under vmap only the mining carts run the mining (gathered into 1/8 of the lanes, or all lanes
+    when more mine): every lane's result equals the same step taken alone, in both cases."""
+    env, params = morl.make("minecart-v0")
+    n = 64
+    _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(0), n), params)
+    at_mines = np.asarray(params.mine_pos)[np.arange(n) % 5]
+    state = state.replace(pos=jnp.asarray(at_mines), departed=jnp.ones(n, bool))
+    keys = jax.random.split(jax.random.PRNGKey(1), n)
+    batched = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    single = jax.jit(env.step)
+    for n_mining in (3, 40):  # 3 <= 64 // 8 slots: gathered; 40: every lane
+        actions = np.where(np.arange(n) < n_mining, minecart.ACT_MINE, minecart.ACT_NONE).astype(np.int32)
+        obs, new, reward, *_ = jax.device_get(batched(keys, state, actions, params))
+        assert np.sum(obs[:, 5:].sum(1) > 0) >= n_mining - n_mining // 5  # carts at mines mined (mine 0: no ore 2)
+        for i in list(range(n_mining + 2)) + [n - 1]:
+            lane = jax.tree.map(lambda x: x[i], state)
+            o, s1, r, *_ = jax.device_get(single(keys[i], lane, actions[i], params))
+            np.testing.assert_array_equal(o, obs[i])
+            np.testing.assert_array_equal(s1.content, new.content[i])
 
 
 def test_params_variants_vmap():
