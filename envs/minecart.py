@@ -20,8 +20,10 @@ the rollout engine carries it untouched. Observations and rewards are float32, c
 values as MO-Gymnasium casts them. Two details of the reference's arithmetic are reproduced exactly:
 
 * its ``mag(v) = sqrt(np.dot(v, v))`` rounds ``np.dot`` of two float64 as ``fma(v1, v1, v0 * v0)``
-  (OpenBLAS's ddot on x86-64 with FMA and on arm64); XLA has no fma operation, so ``_fma`` emulates it
-  exactly (Boldo and Melquiond's emulated FMA: exact product, rounding to odd, one final rounding);
+  (OpenBLAS's ddot on x86-64 with FMA and on arm64). XLA has no fma operation, but its CPU backend
+  fuses ``a * b + c`` into the processor's fma; ``fma_by_contraction`` probes the backend once, and
+  where it does not fuse, ``_fma_square`` emulates the fma exactly (Boldo and Melquiond's emulated FMA:
+  exact product, rounding to odd, one final rounding);
 * XLA fuses ``a * b + c`` into an fma (one rounding) where the reference rounds the product first;
   ``_rn`` (``nextafter(x, x)``, the identity) stops that contraction where a rounded product is added.
 
@@ -44,6 +46,7 @@ Not ported: ``minecart-rgb-v0`` (pygame image observations).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -157,9 +160,37 @@ def _fma_square(a, c):
     return th + _add_round_odd(tl, ul)
 
 
-def _dot2(dx, dy):
-    """``np.dot([dx, dy], [dx, dy])`` as numpy's OpenBLAS rounds it: fma(dy, dy, dx * dx)."""
+def _dot2(dx, dy, contract: bool = False):
+    """``np.dot([dx, dy], [dx, dy])`` as numpy's OpenBLAS rounds it: fma(dy, dy, dx * dx). With
+    ``contract`` (a backend that fuses ``a * b + c`` into its fma instruction, ``fma_by_contraction``)
+    the hardware fma does it; otherwise the exact emulation."""
+    if contract:
+        return _rn(dx * dx) + dy * dy
     return _fma_square(dy, _rn(dx * dx))
+
+
+def fma_by_contraction() -> bool:
+    """``_fma_by_contraction`` for the default backend (the one the step is compiled for)."""
+    return _fma_by_contraction(jax.default_backend())
+
+
+@functools.lru_cache(maxsize=None)
+def _fma_by_contraction(backend: str) -> bool:
+    """Whether XLA on ``backend`` computes ``_rn(x * x) + y * y`` as one
+    fma: probed once per backend on 256 cases where one rounding and two differ, against exact
+    rational arithmetic. XLA's CPU backend contracts (LLVM fuses the multiply into the add); where a
+    backend does not, minecart uses the emulated fma."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, 4096)
+    y = rng.uniform(0.0, 1.0, 4096)
+    once = np.array([float(Fraction(float(a * a)) + Fraction(b) ** 2) for a, b in zip(x, y)])
+    differ = np.nonzero(once != x * x + y * y)[0][:256]
+    with jax.enable_x64(True):
+        f = jax.jit(jax.vmap(lambda a, b: _dot2(a, b, contract=True)))
+        got = np.asarray(f(x[differ], y[differ]))
+    return bool(len(differ) > 0 and np.array_equal(got, once[differ]))
 
 
 def _np_sum(v):
@@ -206,7 +237,7 @@ def _angle_index(angle):
 
 
 # --------------------------------------------------------------------------- work only where needed
-def _where_needed(f, need, default, args, share: int = 8):
+def _where_needed(f, need, default, args, share: int = 16):
     """``f(*args)`` where ``need``, else ``default`` (pytrees of arrays; f returns default's structure).
 
     Unbatched, a ``lax.cond``. Under ``vmap`` (where a cond would run ``f`` on every lane), the lanes
@@ -323,6 +354,7 @@ class Minecart(Environment):
         self.ref_point = (0.0,) * self.ore_cnt + (-200.0,) if self.deterministic else \
             (-1.0,) * self.ore_cnt + (-200.0,)
         self._obs_jit = jax.jit(self._obs)
+        self._contract = fma_by_contraction()  # np.dot's fma: the backend's own (probed) or emulated
         fs = self.frame_skip
         idle = np.float32(FUEL_IDLE * fs)  # the reference adds to a float32 reward vector
         self._fuel = np.array([idle + np.float32(FUEL_MINE * fs), idle, idle,
@@ -409,7 +441,11 @@ class Minecart(Environment):
         # mine's reach (the config check). Few carts mine on a step, so under vmap the mining (distances,
         # ore draws) runs on those carts only (``_where_needed``).
         with jax.enable_x64(True):
-            need = (action == ACT_MINE) & (_f64(state.speed) < EPS_SPEED)
+            # a superset of the carts that mine: MINE, stopped, and within reach of a mine up to rounding
+            # (plain float64 squares, within a few ulps of the exact ones; the margin is 2^-30 relative)
+            d = _f64(state.pos)[None, :] - _f64(params.mine_pos)
+            near = jnp.any(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= MINE_SQ * (1 + 2.0 ** -30))
+            need = (action == ACT_MINE) & (_f64(state.speed) < EPS_SPEED) & near
         mine_params = (params.mine_pos, params.ore_mean, params.ore_std, params.capacity)
         content = _where_needed(self._mine, need, state.content,
                                 (key, state.pos, state.content, state.ore_noise, state.noise_given, state.end,
@@ -431,7 +467,7 @@ class Minecart(Environment):
             n_calls = jnp.where(end & self.incremental_frame_skip, 1, self.frame_skip)
             mine_pos, ore_mean, ore_std, capacity = (_f64(v) for v in mine_params)
             x, y, content = _f64(pos[0]), _f64(pos[1]), _f64(content)
-            d2 = _dot2(x - mine_pos[:, 0], y - mine_pos[:, 1])  # mag(cart.pos - mine.pos)^2 as numpy rounds it
+            d2 = _dot2(x - mine_pos[:, 0], y - mine_pos[:, 1], self._contract)  # mag(cart.pos - mine.pos)^2 as numpy rounds it
             dist = jnp.sqrt(d2)
             nearest, i = d2[0], jnp.int32(0)  # min(mines, key=distance): the first of equal distances
             for j in range(1, d2.shape[0]):
@@ -470,8 +506,8 @@ class Minecart(Environment):
             speed = jnp.where(act & accel, faster, speed)
             speed = jnp.where(act & brake, 0.0, speed)  # clip(speed - 1 * mult, 0, 1): speed <= 1
             alive = alive & ~(act & end)
-            x, y, speed, angle = self._move(x, y, speed, angle, alive)
-            in_base = _dot2(x, y) < BASE_SQ  # mag(pos - HOME_POS) < BASE_RADIUS
+            x, y, speed, angle = self._move(x, y, speed, angle, alive, self._contract)
+            in_base = _dot2(x, y, self._contract) < BASE_SQ  # mag(pos - HOME_POS) < BASE_RADIUS
             check = alive & (incremental | (i == fs - 1))
             arrive = check & in_base & departed
             ore_reward = jnp.where(arrive, content.astype(jnp.float32), ore_reward)
@@ -493,7 +529,7 @@ class Minecart(Environment):
         return obs, new, reward, end, time_limit(time, params), {}
 
     @staticmethod
-    def _move(x, y, speed, angle, active):
+    def _move(x, y, speed, angle, active, contract):
         """``Cart.step()``: move by speed along the heading; clip to the square, sliding along walls."""
         trig = jnp.asarray(_TRIG)[_angle_index(angle)]
         vx, vy = _rn(speed * trig[0]), _rn(speed * trig[1])
@@ -509,7 +545,7 @@ class Minecart(Environment):
         nx, ny = x + vx, y + vy
         nx = jnp.where(nx <= 0, 0.0, jnp.where(nx >= 1, 1.0, nx))  # clip(v, 0, 1)
         ny = jnp.where(ny <= 0, 0.0, jnp.where(ny >= 1, 1.0, ny))
-        new_speed = jnp.sqrt(_dot2(x - nx, y - ny))  # mag(pre - pos)
+        new_speed = jnp.sqrt(_dot2(x - nx, y - ny, contract))  # mag(pre - pos)
         moves = active & (speed >= EPS_SPEED)
         return (jnp.where(moves, nx, x), jnp.where(moves, ny, y), jnp.where(moves, new_speed, speed),
                 jnp.where(moves, angle + turn, angle))

@@ -300,9 +300,10 @@ def test_params_from_reference_json_equal_defaults():
 
 def test_float64_blocks_are_exact_under_jit():
     """The float64 blocks the step relies on, jitted and vmapped as the step uses them: the emulated
-    fma and ``_dot2`` equal exact rational arithmetic rounded once and numpy's ``np.dot`` (the
-    reference's ``mag``); ``_rn`` stops XLA from fusing a product into the following add; the sqrt
-    thresholds decide ``sqrt(s) < 0.15`` / ``sqrt(s) <= 0.14`` exactly as numpy's sqrt does."""
+    fma and ``_dot2`` (emulated, and as the env runs it on this backend) equal exact rational
+    arithmetic rounded once and numpy's ``np.dot`` (the reference's ``mag``); ``_rn`` stops XLA from
+    fusing a product into the following add; the sqrt thresholds decide ``sqrt(s) < 0.15`` /
+    ``sqrt(s) <= 0.14`` exactly as numpy's sqrt does."""
     from fractions import Fraction
 
     rng = np.random.default_rng(0)
@@ -315,11 +316,14 @@ def test_float64_blocks_are_exact_under_jit():
         rng.integers(-6, 7, 512) / 4)
     with jax.enable_x64(True):
         fma = np.asarray(jax.jit(jax.vmap(lambda a, c: minecart._fma_square(a, c)))(a, c))
-        dot = np.asarray(jax.jit(jax.vmap(minecart._dot2))(c, a))
+        dot = np.asarray(jax.jit(jax.vmap(minecart._dot2))(c, a))  # emulated fma
+        contract = minecart.fma_by_contraction()  # XLA's CPU backend: True (LLVM contracts into its fma)
+        fused = np.asarray(jax.jit(jax.vmap(lambda x, y: minecart._dot2(x, y, contract)))(c, a))
         mul_add = np.asarray(jax.jit(jax.vmap(lambda a, c: minecart._rn(a * a) + c))(a, c))
     exact = np.array([float(Fraction(x) ** 2 + Fraction(y)) for x, y in zip(a, c)])
     np.testing.assert_array_equal(fma, exact)
     np.testing.assert_array_equal(dot, [np.dot(v, v) for v in np.stack([c, a], 1)])
+    np.testing.assert_array_equal(fused, dot)
     np.testing.assert_array_equal(mul_add, a * a + c)
     assert np.mean(exact != a * a + c) > 0.05  # the cases do tell one rounding from two
     for radius, t, strict in [(minecart.BASE_RADIUS, minecart.BASE_SQ, True),
@@ -331,7 +335,7 @@ def test_float64_blocks_are_exact_under_jit():
 
 
 def test_mining_under_vmap_runs_per_lane():
-    """Under vmap only the mining carts run the mining (gathered into 1/8 of the lanes, or all lanes
+    """Under vmap only the mining carts run the mining (gathered into 1/16 of the lanes, or all lanes
     when more mine): every lane's result equals the same step taken alone, in both cases."""
     env, params = morl.make("minecart-v0")
     n = 64
@@ -341,7 +345,7 @@ def test_mining_under_vmap_runs_per_lane():
     keys = jax.random.split(jax.random.PRNGKey(1), n)
     batched = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
     single = jax.jit(env.step)
-    for n_mining in (3, 40):  # 3 <= 64 // 8 slots: gathered; 40: every lane
+    for n_mining in (3, 40):  # 3 <= 64 // 16 slots: gathered; 40: every lane
         actions = np.where(np.arange(n) < n_mining, minecart.ACT_MINE, minecart.ACT_NONE).astype(np.int32)
         obs, new, reward, *_ = jax.device_get(batched(keys, state, actions, params))
         assert np.sum(obs[:, 5:].sum(1) > 0) >= n_mining - n_mining // 5  # carts at mines mined (mine 0: no ore 2)
