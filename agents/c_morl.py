@@ -21,6 +21,10 @@ The module reads top to bottom like the paper's Algorithm 1:
 
 Budget: ``total_steps`` and ``init_steps`` count **real** training transitions (each PPO update consumes
 ``num_envs * num_steps`` of them per policy); evaluation episodes come on top and are logged separately.
+``total_steps`` bounds everything: ``init_steps`` is a share of it, and a share larger than the budget (or a
+budget below one update of the initial policies) is refused with a one-line error (`check_budget`; the rule
+for every agent is in docs/budgets.md). Updates are whole, so the run uses ``plan_budget(...)["used"] <=
+total_steps`` transitions.
 
 Where this follows the PAPER rather than the official code (``shared/reference/algorithms.md`` §2.2, §2.7)
 ----------------------------------------------------------------------------------------------------------
@@ -97,7 +101,11 @@ PHASE_INIT, PHASE_EXTEND, PHASE_DONE = 0, 1, 2
 @dataclass(frozen=True)
 class CMORLConfig:
     """C-MORL settings. Defaults: the official code's (``RuohLiuq/C-MORL`` ``run.py`` + scripts, algorithms.md
-    §2.3; the 2-objective MuJoCo script for the budget and grid). Per-env settings: `ENV_DEFAULTS`."""
+    §2.3; the 2-objective MuJoCo script for the budget and grid). Per-env settings: `ENV_DEFAULTS`.
+
+    Budget rule (docs/budgets.md): ``total_steps`` (``--steps``) bounds every real training transition;
+    ``init_steps`` is the Pareto initialisation's share of it and must be <= ``total_steps`` (else a one-line
+    error). Evaluation episodes are not training transitions and are counted apart (``eval_episodes`` log)."""
 
     # ---- budget, in real training transitions (what the official 2-objective MuJoCo runs, "1.5M / 1.0M steps",
     #      consume: 325 PPO updates x 6 policies, then 97 constrained updates x 10 tasks, 4096 transitions each)
@@ -246,6 +254,24 @@ def plan_budget(config: CMORLConfig, m: int) -> dict[str, int]:
             "used": (init_updates * M + ext_updates * tasks) * batch}
 
 
+def check_budget(config: CMORLConfig, plan: dict[str, int]) -> None:
+    """The budget rule (docs/budgets.md): the Pareto initialisation's share must fit in the budget, and the budget
+    hold at least one PPO update of the M initial policies; otherwise a one-line error naming the fields and the fix."""
+    one = plan["M"] * config.batch_size
+    update = (f"one PPO update of the {plan['M']} initial policies ({plan['M']} x num_envs {config.num_envs} x "
+              f"num_steps {config.num_steps} = {one:,} transitions)")
+    if config.init_steps > config.total_steps:
+        fix = (f"lower --init-steps to <= {config.total_steps:,} (e.g. --init-steps "
+               f"{max(one, config.total_steps * 2 // 3)}, the default 2/3 share) or raise --steps"
+               if config.total_steps >= one else
+               f"raise --steps to >= {one:,} (the budget must hold {update}) and give --init-steps <= --steps")
+        raise ValueError(f"C-MORL: init_steps {config.init_steps:,} (the Pareto initialisation's share) is more than "
+                         f"the whole budget total_steps {config.total_steps:,}; {fix}")
+    if config.total_steps < one:
+        raise ValueError(f"C-MORL: total_steps {config.total_steps:,} is less than {update}; raise --steps to "
+                         f">= {one:,} or lower --num-envs/--num-steps")
+
+
 # =============================================================================================== 2. policy buffer
 def _take(tree: PyTree, idx: np.ndarray) -> PyTree:
     return jax.tree.map(lambda x: np.asarray(x)[idx], tree)
@@ -383,6 +409,7 @@ class CMORLTrainer:
         self.init_weights = generate_weights_batch_dfs(m, cfg.init_weight_min, cfg.init_weight_max,
                                                        cfg.init_weight_delta)
         plan = plan_budget(cfg, m)
+        check_budget(cfg, plan)
         self.M, self.N, self.L = plan["M"], int(cfg.num_select), m
         self.init_updates, self.ext_updates, self.rounds = plan["init_updates"], plan["ext_updates"], plan["rounds"]
         if self.init_updates < 1:

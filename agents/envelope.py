@@ -76,7 +76,12 @@ PyTree = Any
 # =============================================================================================== config
 @dataclass(frozen=True)
 class EnvelopeConfig:
-    """Envelope settings. Defaults: MORL-Baselines ``Envelope.__init__`` (algorithms.md §6)."""
+    """Envelope settings. Defaults: MORL-Baselines ``Envelope.__init__`` (algorithms.md §6).
+
+    Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the random
+    warm-up (``learning_starts``) included. Training stops at the first vector step that reaches the budget, so
+    a run uses at most ``total_timesteps + num_envs - 1`` transitions (exactly the budget when it is a multiple
+    of ``num_envs``); the rest of the last chunk is computed and discarded (no replay write, no learning)."""
 
     total_timesteps: int = 100_000       # training budget in env steps (MORL-Baselines' train(total_timesteps))
     learning_rate: float = 3e-4          # Adam learning rate

@@ -33,9 +33,10 @@ one *exchange round* gives EVERY member ``exchange_every`` env steps (one gradie
 times ``gradient_updates``), then ``update_passes * (pop_size - 1)`` extra gradient steps per member (what a member
 receives from the other members' turns in one round-robin cycle), then evaluation, archive, transfer and PSA.
 ``total_timesteps`` counts real transitions of all members together, as MORL-Baselines' ``global_step`` does, so at
-equal budget each member collects the same ``total_timesteps / pop_size`` transitions in both schemes (training
-stops at the end of the round that reaches the budget, so it can run up to one round, ``pop_size *
-exchange_every`` transitions, over). What
+equal budget each member collects the same ``total_timesteps / pop_size`` transitions in both schemes. The budget
+is spent in whole rounds (``pop_size * exchange_every`` transitions each): training stops after the last round
+that fits, so a run uses ``(total_timesteps // round) * round <= total_timesteps`` transitions, and a budget
+below one round is refused with a one-line error (docs/budgets.md). What
 changes: (1) a round is ``pop_size`` times more env steps than a turn, so evaluation, archive updates, transfer and
 PSA happen ``pop_size`` times less often per env step (divide ``exchange_every`` by ``pop_size`` to keep
 MORL-Baselines' frequency); (2) no member waits: all members learn throughout the run instead of in blocks, and with
@@ -101,7 +102,11 @@ PyTree = Any
 @dataclass(frozen=True)
 class MORLDConfig:
     """MORL/D settings. Defaults: MORL-Baselines' ``MORLD.__init__`` and ``MOSAC`` (algorithms.md §4.2) where they
-    exist; the DQN learner's exploration settings and ``archive_size`` are ours."""
+    exist; the DQN learner's exploration settings and ``archive_size`` are ours.
+
+    Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition; it is spent in
+    whole exchange rounds of ``pop_size * exchange_every`` transitions (the random warm-up, ``learning_starts``,
+    included), at least one of which must fit (else a one-line error); a remainder below one round is not used."""
 
     total_timesteps: int = 1_000_000     # real transitions of all members together (MORL-Baselines' global_step)
     pop_size: int = 6                    # number of sub-problems (weights)
@@ -488,6 +493,14 @@ class MORLDTrainer:
             self.init_weights = None
         self.eval_gamma = c.gamma if c.eval_gamma is None else c.eval_gamma
         self.steps_per_round = c.exchange_every // c.num_envs
+        # the budget rule (docs/budgets.md): whole rounds, never more than total_timesteps
+        self.round_steps = P * c.exchange_every
+        if c.total_timesteps < self.round_steps:
+            raise ValueError(f"MORL/D: total_timesteps {c.total_timesteps:,} is less than one exchange round (pop_size "
+                             f"{P} x exchange_every {c.exchange_every:,} = {self.round_steps:,} transitions); raise "
+                             f"--steps to >= {self.round_steps:,} or lower --exchange-every (a multiple of num_envs "
+                             f"{c.num_envs}) or --pop-size")
+        self.budget_used = (c.total_timesteps // self.round_steps) * self.round_steps
         self.eval_steps = int(params.max_steps)
         self.epsilon_decay = (c.epsilon_decay_steps if c.epsilon_decay_steps is not None
                               else max(1, c.member_budget // 2))
@@ -508,7 +521,7 @@ class MORLDTrainer:
         return self._update(state)
 
     def done(self, state: MORLDState) -> bool:
-        return int(state.env_steps) >= self.config.total_timesteps
+        return int(state.env_steps) >= self.budget_used
 
     def env_steps(self, state: MORLDState) -> int:
         return int(state.env_steps)

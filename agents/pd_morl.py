@@ -39,7 +39,8 @@ Deviations from the official code, and why
   ``cosine_shift`` or, by default (None), computed from the key runs: ``max(0, -min_k G_k)`` per objective (about
   17.4 on DST at gamma 0.99; 0 for fruit tree, as the official code).
 - **Continuous key runs inside the same run.** The official code trains keys with separate scripts (2M steps each,
-  returns committed as ``interp_objs_*.txt``); here they are phase 1 of the same run (``key_timesteps`` each).
+  returns committed as ``interp_objs_*.txt``); here they are phase 1 of the same run (``key_timesteps`` each),
+  inside its budget: ``total_timesteps`` covers the key runs and the main run together (docs/budgets.md).
 - **Preference grid**: the full Das-Dennis grid (`agents.preferences.grid`); the official float-equality filter
   drops simplex points for m >= 3.
 - **Bootstrapping**: targets bootstrap on ``terminated`` only, truncated transitions from their true final
@@ -181,9 +182,15 @@ def _refit(interp: Interpolator, new_returns: jax.Array, norm: str) -> Interpola
 @dataclass(frozen=True)
 class PDMORLDiscreteConfig:
     """MO-DDQN-HER settings. Defaults: the official ``DeepSeaTreasure_MO_DDQN_HER`` settings (algorithms.md §3.2);
-    fruit tree overrides (hidden 512, w_step 0.05) come with the agent's env defaults."""
+    fruit tree overrides (hidden 512, w_step 0.05) come with the agent's env defaults.
 
-    total_timesteps: int = 1_000_000     # main-run env steps over all envs (official: 100k per process x 10 processes)
+    Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the key
+    runs included: the ``m + 1`` key runs take ``(m + 1) * key_timesteps`` and the main run the rest, which must
+    be positive (else a one-line error). The default is the paper's main run (1M) plus the 3 key runs of a
+    2-objective env (3 x 20k); fruit tree's env default adds its 7 key runs (7 x 20k) the same way."""
+
+    total_timesteps: int = 1_060_000     # the whole budget, key runs included: official main run 1M (100k per
+                                         # process x 10 processes) + 3 key runs x 20k (two objectives)
     key_timesteps: int = 20_000          # env steps of each key-preference run (ours: the official discrete code has none)
     learning_rate: float = 3e-4          # Adam learning rate
     gamma: float = 0.99                  # discount
@@ -273,6 +280,15 @@ class _PDBase:
                              f"got {config.cosine_shift}")
         self.key_w = jnp.asarray(key_preferences(self.m))
         self.num_keys = int(self.key_w.shape[0])
+        # the budget covers the key runs: the main run gets what they leave (docs/budgets.md)
+        key_total = self.num_keys * config.key_timesteps
+        self.main_budget = int(config.total_timesteps) - key_total
+        if self.main_budget <= 0:
+            share = max(1, config.total_timesteps // 50)
+            raise ValueError(f"{self.agent_name}: the {self.num_keys} key-preference runs ({self.num_keys} x "
+                             f"key_timesteps {config.key_timesteps:,} = {key_total:,} transitions) leave nothing of the "
+                             f"budget total_timesteps {config.total_timesteps:,} for the main run; raise --steps above "
+                             f"{key_total:,} or lower --key-timesteps (e.g. --key-timesteps {share}, 2% of the budget each)")
         self.grid = SubspaceGrid.make(self.m, config.w_step, config.num_subspaces)
         self.num_envs = config.num_envs
         self.subspace_of_env = jnp.arange(self.num_envs, dtype=jnp.int32) % config.num_subspaces
@@ -293,7 +309,7 @@ class _PDBase:
         return self._key_chunk(state) if int(state.phase) == 0 else self._main_chunk(state)
 
     def done(self, state: PDState) -> bool:
-        return int(state.phase) == 1 and int(state.main.steps) >= self.config.total_timesteps
+        return int(state.phase) == 1 and int(state.main.steps) >= self.main_budget
 
     def env_steps(self, state: PDState) -> int:
         return int(jnp.sum(state.keys.steps)) + int(state.main.steps)
@@ -353,7 +369,7 @@ class _PDBase:
         key, k_chunk, k_eval = jax.random.split(state.key, 3)
 
         def body(lane, k):
-            return self._iteration(lane, k, main=True, w_key=None, interp=state.interp, budget=c.total_timesteps)
+            return self._iteration(lane, k, main=True, w_key=None, interp=state.interp, budget=self.main_budget)
 
         lane, logs = jax.lax.scan(body, state.main, jax.random.split(k_chunk, c.steps_per_chunk))
         interp = state.interp
@@ -395,6 +411,8 @@ class _PDBase:
 # =============================================================================================== discrete
 class PDMORLDiscreteTrainer(_PDBase):
     """MO-DDQN-HER (chunked `morl.agent.Trainer`)."""
+
+    agent_name = "pd-morl-discrete"
 
     def __init__(self, config: PDMORLDiscreteConfig, env, env_params=None):
         if not isinstance(env.action_space, Discrete):
@@ -509,7 +527,7 @@ def make_discrete_trainer(config: PDMORLDiscreteConfig, env, env_params=None) ->
 DISCRETE_ENV_DEFAULTS = {
     # official DeepSeaTreasure_MO_DDQN_HER / FruitTreeNavigation_MO_DDQN_HER settings
     "deep-sea-treasure-v0": {"max_episode_steps": 30},
-    "fruit-tree-v0": {"hidden": 512, "w_step": 0.05},
+    "fruit-tree-v0": {"hidden": 512, "w_step": 0.05, "total_timesteps": 1_140_000},  # 1M main + 7 keys x 20k
 }
 
 DISCRETE_SPEC = register_agent(AgentSpec(
@@ -526,9 +544,17 @@ DISCRETE_SPEC = register_agent(AgentSpec(
 @dataclass(frozen=True)
 class PDMORLConfig:
     """MO-TD3-HER settings. Defaults: the official MuJoCo settings (``Walker2d_MO_TD3_HER`` for the main run,
-    ``Walker2d_MO_TD3_HER_Key`` for the key runs; algorithms.md §3.2)."""
+    ``Walker2d_MO_TD3_HER_Key`` for the key runs; algorithms.md §3.2).
 
-    total_timesteps: int = 10_000_000    # main-run env steps over all envs (official: 1M iterations x 10 processes)
+    Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the key
+    runs included: the ``m + 1`` key runs take ``(m + 1) * key_timesteps`` and the main run the rest, which must
+    be positive (else a one-line error). The default is the paper's total for two objectives: main run 10M plus
+    3 key runs x 2M (the official key scripts run outside the main budget; here they are inside it). With m
+    objectives the key runs take (m + 1) x 2M of it. The main run's random warm-up (``start_timesteps`` per env)
+    is part of the main run."""
+
+    total_timesteps: int = 16_000_000    # the whole budget, key runs included: official main run 10M (1M
+                                         # iterations x 10 processes) + 3 key runs x 2M (two objectives)
     key_timesteps: int = 2_000_000       # env steps of each key-preference run (official key scripts: 2M)
     lr_actor: float = 3e-4               # Adam learning rate of the actor
     lr_critic: float = 3e-4              # Adam learning rate of the twin critics
@@ -627,6 +653,8 @@ class TwinCritic(nn.Module):
 class PDMORLTrainer(_PDBase):
     """MO-TD3-HER (chunked `morl.agent.Trainer`). Lane params are ``{"actor", "critic"}``, likewise targets and
     optimiser states."""
+
+    agent_name = "pd-morl"
 
     def __init__(self, config: PDMORLConfig, env, env_params=None):
         space = env.action_space

@@ -38,7 +38,8 @@ after another; results are the same up to randomness.
 
 Other choices, with reasons:
 - **Budget**: ``total_timesteps`` counts the real transitions of all tasks (MORL-Baselines: iterations =
-  ``total_timesteps // (steps_per_iteration * num_envs * n)``). The official ``--num-env-steps`` is per task, so an
+  ``total_timesteps // (steps_per_iteration * num_envs * n)``), the warm-up included; a budget that does not
+  cover the warm-up and one generation is refused (docs/budgets.md). The official ``--num-env-steps`` is per task, so an
   official budget of X is ``n * X`` here. Evaluation episodes are not counted (neither code counts them).
 - **Reference point**: the performance buffers and the selection hypervolume use ``ref_point`` (default: the
   env's hypervolume reference point); the official code uses the origin, which suits its positive MuJoCo
@@ -76,7 +77,13 @@ PyTree = Any
 # =============================================================================================== config
 @dataclass(frozen=True)
 class PGMORLConfig:
-    """PGMORL settings. Defaults: MORL-Baselines' ``PGMORL.__init__`` and the official code (algorithms.md §5)."""
+    """PGMORL settings. Defaults: MORL-Baselines' ``PGMORL.__init__`` and the official code (algorithms.md §5).
+
+    Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the warm-up
+    included: it is spent in whole PPO iterations of all n tasks (``n * num_envs * steps_per_iteration``
+    transitions each), and the warm-up plus one generation (``warmup_iterations + evolutionary_iterations``
+    iterations) must fit (else a one-line error). The defaults (80 + 20 iterations x 6 tasks x 8,192) need
+    4,915,200 of the default 5M."""
 
     total_timesteps: int = 5_000_000     # real transitions of all tasks together (see the module docstring)
     pop_size: int | None = None          # number of tasks n; None = the warm-up grid's size (must equal it)
@@ -336,8 +343,18 @@ class PGMORLTrainer:
             raise ValueError(f"PGMORL: pop_size={cfg.pop_size} but the warm-up grid (m={m}, delta_weight="
                              f"{cfg.delta_weight}, weights in [{cfg.min_weight}, {cfg.max_weight}]) has {n} weights; "
                              "the tasks are the grid's weights: change delta_weight or leave pop_size unset")
-        self.total_iterations = max(cfg.total_timesteps // (cfg.batch_size * n),
-                                    cfg.warmup_iterations + cfg.evolutionary_iterations)
+        # the budget rule (docs/budgets.md): whole iterations of all n tasks, never more than total_timesteps; the
+        # warm-up and one generation must fit
+        per_iteration = cfg.batch_size * n
+        self.total_iterations = cfg.total_timesteps // per_iteration
+        least = (cfg.warmup_iterations + cfg.evolutionary_iterations) * per_iteration
+        if self.total_iterations < cfg.warmup_iterations + cfg.evolutionary_iterations:
+            raise ValueError(f"PGMORL: total_timesteps {cfg.total_timesteps:,} does not cover the warm-up and one "
+                             f"generation ((warmup_iterations {cfg.warmup_iterations} + evolutionary_iterations "
+                             f"{cfg.evolutionary_iterations}) x {n} tasks x num_envs {cfg.num_envs} x "
+                             f"steps_per_iteration {cfg.steps_per_iteration} = {least:,} transitions); raise --steps to "
+                             f">= {least:,} or lower --warmup-iterations, --evolutionary-iterations, "
+                             "--steps-per-iteration or --num-envs")
         self.pop_capacity = cfg.num_performance_buffer * cfg.performance_buffer_size
         self.graph_capacity = n * (2 + self.total_iterations // cfg.evolutionary_iterations)
         self._build()

@@ -8,6 +8,9 @@ and the legend under the table spells every protocol out. A cell is the mean ove
 percentile-bootstrap confidence interval of that mean (10,000 resamples, fixed seed, so tables are
 reproducible); the best mean of each column is marked, and a last column gives each agent's mean rank.
 If one (agent, env, seed) was run several times under the same column, the latest run counts.
+The column's budget is the nominal one (the budget field of the runs' configs); a cell also gives the mean
+real env steps its runs trained on (``env_steps`` of their results) where that differs, and the CSV always
+does (``env_steps``), so a budget an agent spends in whole units (docs/budgets.md) is visible.
 
 Suites (``experiments/suites/NAME.toml``) are data: envs (with kwargs, budgets, and per-env protocol and
 agent-config overrides), agents (with config overrides; a value like ``"40%"`` is that share of the env's
@@ -96,7 +99,7 @@ class Column:
 
     @property
     def detail(self) -> str:
-        return f"{fmt_budget(self.budget)} · protocol {self.protocol_hash}"
+        return f"budget {fmt_budget(self.budget)} · protocol {self.protocol_hash}"
 
 
 @dataclass
@@ -104,6 +107,14 @@ class Cell:
     values: list[float]
     seeds: list[int]
     run_ids: list[str]
+    #: real env transitions each run consumed (its ``env_steps``; None where a stored row lacks it)
+    env_steps: list[int | None] = field(default_factory=list)
+
+    @property
+    def steps_used(self) -> float | None:
+        """Mean real env steps of the cell's runs (what they trained on, not the nominal budget)."""
+        steps = [s for s in self.env_steps if s is not None]
+        return float(np.mean(steps)) if steps else None
 
     @property
     def n(self) -> int:
@@ -155,6 +166,7 @@ def build_leaderboard(rows: list[dict[str, Any]], metric: str = "hv") -> Leaderb
         cell.values.append(r["_value"])
         cell.seeds.append(seed)
         cell.run_ids.append(r["run_id"])
+        cell.env_steps.append(int(r["env_steps"]) if r.get("env_steps") is not None else None)
         protocols[col.protocol_hash] = r["protocol"]
     columns = sorted({c for _, c in cells})
     agents = sorted({a for a, _ in cells})
@@ -177,10 +189,23 @@ def build_leaderboard(rows: list[dict[str, Any]], metric: str = "hv") -> Leaderb
 
 
 # ------------------------------------------------------------------------------------------ rendering
-def _cell_text(cell: Cell) -> str:
+def _steps_note(cell: Cell, col: Column) -> str:
+    """``", 960k steps"`` when the cell's runs used (on average) another number of env steps than the column's
+    nominal budget (an agent spends its budget in whole units, or a run was stopped early); else empty."""
+    used = cell.steps_used
+    if used is None or round(used) == col.budget:
+        return ""
+    return f", {fmt_budget(int(round(used)))}"
+
+
+def _cell_text(cell: Cell, col: Column | None = None) -> str:
     lo, hi = cell.ci
     ci = f" [{fmt_num(lo)}, {fmt_num(hi)}]" if cell.n > 1 else ""
-    return f"{fmt_num(cell.mean)}{ci} (n={cell.n})"
+    return f"{fmt_num(cell.mean)}{ci} (n={cell.n}{_steps_note(cell, col) if col is not None else ''})"
+
+
+_STEPS_NOTE = ("Steps in a cell (where shown): the mean real env steps its runs trained on, where that differs from "
+               "the column's nominal budget.")
 
 
 def _protocol_rows(lb: Leaderboard) -> list[tuple[str, str]]:
@@ -202,13 +227,13 @@ def render_markdown(lb: Leaderboard, title: str | None = None) -> str:
             if cell is None:
                 row.append("")
             else:
-                t = _cell_text(cell)
+                t = _cell_text(cell, c)
                 row.append(f"**{t}**" if a in lb.best.get(c, ()) else t)
         row.append(fmt_num(lb.ranks.get(a)))
         out.append("| " + " | ".join(row) + " |")
     out += ["", f"Cells: mean of {lb.label} over seeds [95% bootstrap CI of the mean] (n = seeds); "
                 "**bold** = best in its column. Each column is one (env, budget, evaluation protocol): "
-                "runs evaluated under different protocols are never mixed in a cell.", ""]
+                "runs evaluated under different protocols are never mixed in a cell. " + _STEPS_NOTE, ""]
     out += ["| protocol | settings |", "|---|---|"] + [f"| {h} | {s} |" for h, s in _protocol_rows(lb)]
     out += [""] + [f"Note: {n}" for n in lb.notes]
     return "\n".join(out).rstrip() + "\n"
@@ -218,7 +243,7 @@ def render_csv(lb: Leaderboard) -> str:
     head = ["agent"]
     for c in lb.columns:
         base = f"{c.env_label} | {c.detail}".replace(",", ";")
-        head += [f"{base} | {s}" for s in ("mean", "ci_low", "ci_high", "n", "best")]
+        head += [f"{base} | {s}" for s in ("mean", "ci_low", "ci_high", "n", "best", "env_steps")]
     head.append("mean_rank")
     lines = [",".join(f'"{h}"' for h in head)]
     for a in lb.agents:
@@ -226,11 +251,12 @@ def render_csv(lb: Leaderboard) -> str:
         for c in lb.columns:
             cell = lb.cells.get((a, c))
             if cell is None:
-                row += [""] * 5
+                row += [""] * 6
             else:
                 lo, hi = cell.ci
+                used = cell.steps_used
                 row += [repr(cell.mean), "" if math.isnan(lo) else repr(lo), "" if math.isnan(hi) else repr(hi),
-                        str(cell.n), "1" if a in lb.best.get(c, ()) else "0"]
+                        str(cell.n), "1" if a in lb.best.get(c, ()) else "0", "" if used is None else repr(used)]
         row.append(repr(lb.ranks[a]) if a in lb.ranks else "")
         lines.append(",".join(row))
     return "\n".join(lines) + "\n"
@@ -246,13 +272,13 @@ def render_html(lb: Leaderboard, title: str | None = None) -> str:
         parts.append(f"<tr><td>{e(a)}</td>")
         for c in lb.columns:
             cell = lb.cells.get((a, c))
-            t = "" if cell is None else e(_cell_text(cell))
+            t = "" if cell is None else e(_cell_text(cell, c))
             parts.append(f"<td><b>{t}</b></td>" if cell is not None and a in lb.best.get(c, ()) else f"<td>{t}</td>")
         parts.append(f"<td>{e(fmt_num(lb.ranks.get(a)))}</td></tr>")
     parts += ["</tbody></table>",
               f"<p>Cells: mean of {e(lb.label)} over seeds [95% bootstrap CI of the mean] (n = seeds); bold = best "
               "in its column. Each column is one (env, budget, evaluation protocol): runs evaluated under different "
-              "protocols are never mixed in a cell.</p>", "<table><tr><th>protocol</th><th>settings</th></tr>"]
+              "protocols are never mixed in a cell. " + e(_STEPS_NOTE) + "</p>", "<table><tr><th>protocol</th><th>settings</th></tr>"]
     parts += [f"<tr><td>{e(h)}</td><td>{e(s)}</td></tr>" for h, s in _protocol_rows(lb)]
     parts += ["</table>"] + [f"<p>Note: {e(n)}</p>" for n in lb.notes]
     return "\n".join(parts) + "\n"

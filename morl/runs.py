@@ -1019,6 +1019,9 @@ def _train_vmapped(drivers: list[_Driver], progress) -> list[dict[str, Any]]:
             atomic_write_text(d.rows_file, "")
         state = vinit(keys)
         states = [member(state, i) for i in range(len(drivers))]
+        if progress:  # the bars start before the first chunk compiles (total: the budget, as `_train_one`)
+            for d, s in zip(drivers, states):
+                progress(d.event(int(trainer.env_steps(s)), {}))
         try:
             with _interruptible_loop():
                 while not trainer.done(states[0]):

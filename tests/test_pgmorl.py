@@ -180,7 +180,7 @@ def test_three_objectives_run_through_warm_up_and_selection():
     """Any number of objectives: a tiny 3-objective run (discrete actions) goes through the warm-up, the
     direction-based performance buffers, the prediction model and the selection."""
     env, params = morl.make("mo-mountaincar-3d-v0")
-    cfg = make_config("pgmorl", total_timesteps=1, warmup_iterations=2, evolutionary_iterations=1, delta_weight=0.5,
+    cfg = make_config("pgmorl", total_timesteps=3 * 6 * 2 * 64, warmup_iterations=2, evolutionary_iterations=1, delta_weight=0.5,
                       num_envs=2, steps_per_iteration=64, num_minibatches=2, epochs=2, hidden=(8,))
     trainer = make_trainer("pgmorl", env, params, config=cfg)
     assert trainer.n == 6 and trainer.total_iterations == 3
