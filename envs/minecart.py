@@ -222,8 +222,7 @@ BASE_SQ = _sqrt_threshold(BASE_RADIUS, strict=True)    # in base: |pos|^2 (as ma
 MINE_SQ = _sqrt_threshold(MINE_RADIUS, strict=False)   # mineable: |pos - mine|^2 <= MINE_SQ
 
 # Angles stay integers (multiples of 5 degrees: 45 +- 10s); wall slides can take them a little outside
-# [0, 360) until the next turn wraps them, so the tables span [-720, 1080) degrees (any other angle is
-# looked up modulo 1800, which is a multiple of 360).
+# [0, 360) until the next turn wraps them; the tables span [-720, 1080) degrees, far beyond that.
 _ANGLE_LO, _N_ANGLES = -720, 1800
 _DEGREES = np.arange(_ANGLE_LO, _ANGLE_LO + _N_ANGLES)
 # physics: math.cos(angle * math.pi / 180) in float64
@@ -233,11 +232,14 @@ _OBS_TRIG = np.array([[math.sin(math.radians(a)), math.cos(math.radians(a))] for
 
 
 def _angle_index(angle):
-    return jnp.mod(angle - _ANGLE_LO, _N_ANGLES)
+    """Row of an angle in the tables. A turn wraps the angle into [0, 360) and a wall slide moves it by
+    10 degrees towards the wall's direction, which it never passes (the slide stops there), so angles
+    stay within [-10, 370]; the clip only keeps the index inside the table."""
+    return jnp.clip(angle - _ANGLE_LO, 0, _N_ANGLES - 1)
 
 
 # --------------------------------------------------------------------------- work only where needed
-def _where_needed(f, need, default, args, share: int = 16):
+def _where_needed(f, need, default, args, share: int = 32):
     """``f(*args)`` where ``need``, else ``default`` (pytrees of arrays; f returns default's structure).
 
     Unbatched, a ``lax.cond``. Under ``vmap`` (where a cond would run ``f`` on every lane), the lanes
@@ -255,17 +257,18 @@ def _where_needed(f, need, default, args, share: int = 16):
         full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))  # noqa: E731
         need = full(need, need_b)
         default = jax.tree.map(full, default, default_b)
-        args = jax.tree.map(full, args, args_b)
+        axes = jax.tree.map(lambda b: 0 if b else None, args_b)  # unbatched args (params) stay unbatched
         slots = max(1, axis_size // share)
 
         def some():
             idx = jnp.nonzero(need, size=slots, fill_value=axis_size)[0]
             take = jnp.minimum(idx, axis_size - 1)
-            out = jax.vmap(f)(*jax.tree.map(lambda x: x[take], args))
+            sub = jax.tree.map(lambda x, b: x[take] if b else x, args, args_b)
+            out = jax.vmap(f, in_axes=axes)(*sub)
             return jax.tree.map(lambda d, o: d.at[idx].set(o, mode="drop"), default, out)
 
         def every():
-            out = jax.vmap(f)(*args)
+            out = jax.vmap(f, in_axes=axes)(*args)
             return jax.tree.map(lambda d, o: jnp.where(need.reshape((-1,) + (1,) * (o.ndim - 1)), o, d), default, out)
 
         out = lax.cond(jnp.sum(need) <= slots, some, every)
@@ -499,8 +502,8 @@ class Minecart(Environment):
         def frame(i, c):
             x, y, speed, angle, content, departed, end, alive, ore_reward = c
             act = alive & (incremental | (i == 0))  # the action even acts on the frame after the end
-            angle = jnp.where(act & left, jnp.mod(angle - ROTATION * mult, 360), angle)
-            angle = jnp.where(act & right, jnp.mod(angle + ROTATION * mult, 360), angle)
+            turn = jnp.where(left, -ROTATION * mult, ROTATION * mult)  # Cart.rotate: (angle + r) % 360
+            angle = jnp.where(act & (left | right), jnp.mod(angle + turn, 360), angle)
             faster = speed + ACCELERATION * mult  # clip(speed + a, 0, MAX_SPEED)
             faster = jnp.where(faster <= 0, 0.0, jnp.where(faster >= MAX_SPEED, MAX_SPEED, faster))
             speed = jnp.where(act & accel, faster, speed)
