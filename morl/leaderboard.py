@@ -190,18 +190,18 @@ def build_leaderboard(rows: list[dict[str, Any]], metric: str = "hv") -> Leaderb
 
 # ------------------------------------------------------------------------------------------ rendering
 def _steps_note(cell: Cell, col: Column) -> str:
-    """``", 960k steps"`` when the cell's runs used (on average) another number of env steps than the column's
+    """``" · 960k steps"`` when the cell's runs used (on average) another number of env steps than the column's
     nominal budget (an agent spends its budget in whole units, or a run was stopped early); else empty."""
     used = cell.steps_used
     if used is None or round(used) == col.budget:
         return ""
-    return f", {fmt_budget(int(round(used)))}"
+    return f" · {fmt_budget(int(round(used)))}"
 
 
 def _cell_text(cell: Cell, col: Column | None = None) -> str:
     lo, hi = cell.ci
     ci = f" [{fmt_num(lo)}, {fmt_num(hi)}]" if cell.n > 1 else ""
-    return f"{fmt_num(cell.mean)}{ci} (n={cell.n}{_steps_note(cell, col) if col is not None else ''})"
+    return f"{fmt_num(cell.mean)}{ci} (n={cell.n}){_steps_note(cell, col) if col is not None else ''}"
 
 
 _STEPS_NOTE = ("Steps in a cell (where shown): the mean real env steps its runs trained on, where that differs from "

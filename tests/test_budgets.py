@@ -122,7 +122,7 @@ def test_leaderboard_shows_the_steps_runs_used(capsys):
     md = render(lb, "md")
     (line_a,) = [ln for ln in md.splitlines() if ln.startswith("| a ")]
     (line_b,) = [ln for ln in md.splitlines() if ln.startswith("| b ")]
-    assert "(n=2, 900 steps)" in line_a and "steps" not in line_b.replace("(n=1)", "")
+    assert "(n=2) · 900 steps" in line_a and "steps" not in line_b.replace("(n=1)", "")
     assert "budget 1k steps" in md
     header, csv_a = render(lb, "csv").splitlines()[:2]
     fields = [h.strip('"').rsplit(" | ", 1)[-1] for h in header.split('","')]
