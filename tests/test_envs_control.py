@@ -109,6 +109,18 @@ def test_twin_mountain_car_continuous():
     assert report.returns[:, 0].min() == -999
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", MC_IDS + ["mo-mountaincarcontinuous-v0"])
+def test_twin_mountain_car_long_runs(env_id):
+    """1000 episodes per id (85% energy-pumping, the rest uniformly random), and for the continuous car
+    actions up to 1.2 in magnitude (clipped forces), bit-equal on every step."""
+    continuous = "continuous" in env_id
+    pilot = _Pilot(pump=0.85, explore=0.1, continuous=continuous, seed=9173)
+    case = TwinCase(env_id, env_id, sync_reset=pilot.sync_reset, sync_step=pilot.check, sample_action=pilot.sample)
+    report = run_twin(case, episodes=1000, seed=9173)
+    assert pilot.checked == report.steps and report.terminated >= 500 and report.truncated >= 50
+
+
 def _water_sync_reset(ref, state, params):
     return state.replace(level=jnp.float32(float(ref.state[0])))
 
