@@ -76,7 +76,7 @@ def _shape_paper(out: str, tmp: Path) -> list[str]:
                      r"[\d,]+ steps", out):
         problems.append("no per-seed 'HV, EU, SP, points, steps' line")
     for k in ("hv", "eu_cmorl_grid", "sp", "wall_s"):
-        if not re.search(rf"^{k}: -?[\d.]+ \+- [\d.]+ \(over 1 seeds\)$", out, re.M):
+        if not re.search(rf"^{k}: -?[\d.]+ \+- [\d.]+ \(over \d+ seeds\)$", out, re.M):
             problems.append(f"no '{k}: mean +- std (over N seeds)' line")
     return problems
 
@@ -137,13 +137,13 @@ CLAIMS = [
           proposed="python experiments/bench_c_morl.py --paper-protocol --env minecart-v0 --seeds 0 1 2",
           small=("--set", "total_steps=49152", "init_steps=24576", "eval_episodes=1", "max_episode_steps=50",
                  "num_steps=64"),
-          shape=_shape_paper),
+          shape=_shape_paper, one_seed=True),
     Claim("morld-minecart", r"^python experiments/decomposition\.py morld-minecart",
           "MORL/D minecart-deterministic-v0, 15 members, 6M steps: HV 147.31 = 99.6% in 525 s",
           needs=dict(agent="morld", env="minecart-deterministic-v0", max_wall=600.0, **MORLD_15),
           proposed="python experiments/decomposition.py morld-minecart --max-wall 600 --set total_timesteps=6_000_000 "
                    "pop_size=15 'net_arch=(64,64)' batch_size=64 num_envs=4",
-          small=("--set", "total_timesteps=3000", "pop_size=2", "net_arch=(16,16)", "batch_size=16", "num_envs=2",
+          small=("--set", "total_timesteps=6000", "exchange_every=1000", "pop_size=3", "net_arch=(16,16)", "batch_size=16", "num_envs=2",
                  "learning_starts=500", "--eval-every", "1000"),
           shape=_shape_decomposition(147.84)),
     Claim("c-morl-hopper", r"^morl train c-morl --env mo-hopper-2obj",
