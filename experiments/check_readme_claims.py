@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -390,7 +390,8 @@ def _one_seed(tokens: list[str]) -> list[str]:
     return tokens[:i + 1] + ["0"] + tokens[j:]
 
 
-def run_small(claim: Claim, command: str, tmp: Path) -> tuple[list[str], float]:
+def run_small(claim: Claim, command: str, tmp: Path) -> tuple[list[str], float, str]:
+    """Run ``command`` shrunk by ``claim.small``: (shape problems, wall seconds, the output's key line)."""
     tokens = substitute(shlex.split(command), tmp)
     tokens = (_one_seed(tokens) if claim.one_seed else tokens) + list(claim.small)
     if tokens[0] == "python":
@@ -406,8 +407,10 @@ def run_small(claim: Claim, command: str, tmp: Path) -> tuple[list[str], float]:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return [f"exit {proc.returncode}: {' / '.join(tail)}"], wall
-    return (claim.shape(proc.stdout, tmp) if claim.shape else []), wall
+        return [f"exit {proc.returncode}: {' / '.join(tail)}"], wall, ""
+    key = [ln for ln in proc.stdout.splitlines() if ln.startswith(("seed ", "SUMMARY "))]
+    evidence = key[0][:300] if key else ""
+    return (claim.shape(proc.stdout, tmp) if claim.shape else []), wall, evidence
 
 
 # ============================================================================ main
@@ -433,7 +436,7 @@ def check(readme: Path = README, run: bool = False, only: list[str] | None = Non
             row["differences"] = differences(claim, facts)
             row["proposed"] = claim.proposed if row["differences"] else None
             if run:
-                row["small_run_problems"], row["small_run_s"] = run_small(claim, command, tmp)
+                row["small_run_problems"], row["small_run_s"], row["small_run_output"] = run_small(claim, command, tmp)
     seen = {r["claim"] for r in rows}
     for c in CLAIMS:  # a figure the README states without its command (or whose command changed beyond `match`)
         if c.key not in seen and not (only and c.key not in only):
@@ -455,6 +458,8 @@ def report(rows: list[dict]) -> int:
                                                                 else "; ".join(r["small_run_problems"]))
             bad += bool(r["small_run_problems"])
         print(f"[{status}] {r['row']}\n    {r['command']}{run}")
+        if r.get("small_run_output"):
+            print(f"    small run said: {r['small_run_output']}")
         if "error" in r:
             bad += 1
             print(f"    {r['error']}")
