@@ -261,8 +261,10 @@ def _where_needed(f, need, default, args, share: int = 32):
         slots = max(1, axis_size // share)
 
         def some():
-            idx = jnp.nonzero(need, size=slots, fill_value=axis_size)[0]
-            take = jnp.minimum(idx, axis_size - 1)
+            # the needing lanes first, in lane order (top_k: far cheaper than nonzero on a CPU)
+            rank = need.astype(jnp.float32) * 2.0 - jnp.arange(axis_size, dtype=jnp.float32) / axis_size
+            take = lax.top_k(rank, slots)[1]
+            idx = jnp.where(need[take], take, axis_size)  # slots beyond the needing lanes write nowhere
             sub = jax.tree.map(lambda x, b: x[take] if b else x, args, args_b)
             out = jax.vmap(f, in_axes=axes)(*sub)
             return jax.tree.map(lambda d, o: d.at[idx].set(o, mode="drop"), default, out)
