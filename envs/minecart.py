@@ -239,13 +239,13 @@ def _angle_index(angle):
 
 
 # --------------------------------------------------------------------------- work only where needed
-def _where_needed(f, need, default, args, share: int = 32):
+def _where_needed(f, need, default, args, shares: tuple[int, ...] = (64, 16)):
     """``f(*args)`` where ``need``, else ``default`` (pytrees of arrays; f returns default's structure).
 
     Unbatched, a ``lax.cond``. Under ``vmap`` (where a cond would run ``f`` on every lane), the lanes
-    that need ``f`` are gathered into ``axis_size // share`` slots and ``f`` runs on those only; if more
-    lanes need it, on all of them. Each lane's result depends on its own inputs only, never on which
-    other lanes needed ``f``.
+    that need ``f`` are gathered into the smallest of ``axis_size // share`` slots that holds them, and
+    ``f`` runs on those only; if more lanes need it, on all of them. Each lane's result depends on its
+    own inputs only, never on which other lanes needed ``f``.
     """
     @custom_vmap
     def run(need, default, args):
@@ -258,22 +258,26 @@ def _where_needed(f, need, default, args, share: int = 32):
         need = full(need, need_b)
         default = jax.tree.map(full, default, default_b)
         axes = jax.tree.map(lambda b: 0 if b else None, args_b)  # unbatched args (params) stay unbatched
-        slots = max(1, axis_size // share)
+        tiers = sorted({max(1, axis_size // share) for share in shares if axis_size // share < axis_size})
 
-        def some():
-            # the needing lanes first, in lane order (top_k: far cheaper than nonzero on a CPU)
-            rank = need.astype(jnp.float32) * 2.0 - jnp.arange(axis_size, dtype=jnp.float32) / axis_size
-            take = lax.top_k(rank, slots)[1]
-            idx = jnp.where(need[take], take, axis_size)  # slots beyond the needing lanes write nowhere
-            sub = jax.tree.map(lambda x, b: x[take] if b else x, args, args_b)
-            out = jax.vmap(f, in_axes=axes)(*sub)
-            return jax.tree.map(lambda d, o: d.at[idx].set(o, mode="drop"), default, out)
+        def some(slots):
+            def gathered():
+                # the needing lanes first, in lane order (top_k: far cheaper than nonzero on a CPU)
+                rank = need.astype(jnp.float32) * 2.0 - jnp.arange(axis_size, dtype=jnp.float32) / axis_size
+                take = lax.top_k(rank, slots)[1]
+                idx = jnp.where(need[take], take, axis_size)  # slots beyond the needing lanes write nowhere
+                sub = jax.tree.map(lambda x, b: x[take] if b else x, args, args_b)
+                out = jax.vmap(f, in_axes=axes)(*sub)
+                return jax.tree.map(lambda d, o: d.at[idx].set(o, mode="drop"), default, out)
+            return gathered
 
         def every():
             out = jax.vmap(f, in_axes=axes)(*args)
             return jax.tree.map(lambda d, o: jnp.where(need.reshape((-1,) + (1,) * (o.ndim - 1)), o, d), default, out)
 
-        out = lax.cond(jnp.sum(need) <= slots, some, every)
+        count = jnp.sum(need)
+        tier = sum((count > slots).astype(jnp.int32) for slots in tiers)
+        out = lax.switch(tier, [some(slots) for slots in tiers] + [every])
         return out, jax.tree.map(lambda _: True, out)
 
     return run(need, default, args)
