@@ -3,6 +3,8 @@
 Used by the conformance tests of every ported environment. Stochastic parts are synchronised through
 hooks: ``sync_reset`` copies the reference's (possibly random) initial state into ours, and ``sync_step``
 injects the reference's random outcome for the coming step into our state or params before both step.
+Nothing else crosses over: a mismatch fails the run (no tolerated steps, no resynchronisation), and with
+``obs_atol = reward_atol = 0`` (the default) observations and reward vectors must be equal bit for bit.
 """
 
 from __future__ import annotations
