@@ -181,12 +181,18 @@ def _bandit_extension(barrier_t: float, updates: int = 20):
 def test_extension_raises_objective_within_constraints():
     exact, thr, det, front = _bandit_extension(barrier_t=20.0)
     g_r = 0.6 * BANDIT[0] + 0.1 * BANDIT[1:].sum(0)                # (0.995, 0.995): pi_r's return
-    # thresholds: beta * G_j(pi_r), measured on the first rollout (128 episodes): close to 0.9 * 0.995
-    np.testing.assert_allclose(np.diag(thr[:, ::-1]), 0.9 * g_r, atol=0.04)
+    # thresholds: beta * G_j(pi_r), measured on the first rollout (128 episodes): 0.9 * 0.995 up to the sample mean's
+    # noise, sd 0.9 * 0.313 / sqrt(128) = 0.025 (0.313: the sd of one episode's return under pi_r); 3.5 sd still
+    # tells beta = 0.9 from 0.8 or 1.0 (0.1 away). Measured (issue 14, seeds 0-4): up to 1.9 sd (seed 3), which
+    # the former atol 0.04 (1.6 sd) failed.
+    p_r = np.array([0.6, 0.1, 0.1, 0.1, 0.1])
+    sd = 0.9 * np.sqrt(p_r @ BANDIT**2 - g_r**2) / np.sqrt(128)
+    np.testing.assert_allclose(np.diag(thr[:, ::-1]), 0.9 * g_r, atol=3.5 * sd.max())
     for task, (l, j) in enumerate([(0, 1), (1, 0)]):
         # every iterate keeps the other objective above its threshold (stochastic policy, exact return) ...
         assert np.all(exact[:, task, j] >= thr[task, j] - 1e-3), (task, exact[:, task], thr[task])
-        # ... and the objective rises to the known constrained optimum (1.3; the mixed optimum is 1.3145)
+        # ... and the objective rises to the known constrained optimum (1.3; the mixed optimum is 1.3145); measured
+        # seeds 0-4: >= 1.279 (the lowest where the sampled threshold was highest, 0.92)
         assert exact[-1, task, l] > 1.25, exact[-1, task]
         assert exact[-1, task, l] < 1.33
     # the deterministic policies the buffer records: a1 = (1.3, 0.95) and a3 = (0.95, 1.3)
