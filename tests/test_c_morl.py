@@ -254,7 +254,8 @@ def test_continuous_actions_gaussian_policies():
     front = trainer.front(state)
     a = np.linspace(0.0, 1.0, 2001)
     true_hv = hypervolume(np.stack([a, 1 - a * a], axis=1), (-1.0, -1.0))
-    # at least 40% of the gap the preference optima leave: 0.882 + 0.4 * 0.118
+    # at least 40% of the gap the preference optima leave: 0.882 + 0.4 * 0.118. Measured (issue 14) seeds 0-4:
+    # 96.3 / 94.7 / 94.3 / 97.7 / 94.1% of the true HV (>= 50% of the gap), 37-46 front points
     assert hypervolume(front, (-1.0, -1.0)) >= 0.929 * true_hv, front
     assert len(front) >= 8 and front[:, 0].min() < 0.05 and front[:, 0].max() > 0.95, front
 
@@ -275,6 +276,7 @@ def dst_run():
 
 
 def test_dst_reaches_95_percent_of_true_hv(dst_run):
+    # measured (issue 14) seeds 0 / 1 / 2: 100.0% of the true HV each (10 of 10 points)
     env, params, trainer, state, _ = dst_run
     assert trainer.env_steps(state) == 1_085_440
     solution = trainer.solution(state)
@@ -317,7 +319,8 @@ def test_fruit_tree_depth5_reaches_80_percent_of_true_hv():
     # the official per-env settings (PPO sizes, corner preferences, eval gamma) on a smaller budget: 20 PPO updates
     # of the 6 initial policies, then one round of 16 extension updates from N = 3 policies (18 tasks); one
     # evaluation episode (env and policies are deterministic). Seeds 0/1 measured 87.9% / 85.3% of the true HV;
-    # the full default budget (32 + 21 updates, N = 6) reached 88.8% with seed 0.
+    # the full default budget (32 + 21 updates, N = 6) reached 88.8% with seed 0. Issue 14 (current code): seeds
+    # 0 / 1 / 2: 85.8 / 83.7 / 86.2%, >= 3.7 points above the 80% bound.
     cfg = make_config("c-morl", "fruit-tree-v0", total_steps=1_671_168, init_steps=491_520, num_select=3,
                       eval_episodes=1)
     trainer = make_trainer("c-morl", env, params, config=cfg)

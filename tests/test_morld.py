@@ -148,6 +148,7 @@ def trained_dst():
 
 
 def test_dst_dqn_reaches_95_percent_of_the_true_hypervolume():
+    # measured (issue 14) seeds 0-4: HV 356.1 / 358.4 / 355.0 / 360.4 / 358.4 = 98.5-100% of the true front
     env, params, trainer, state, _ = trained_dst()
     front = evaluate(trainer.solution(state), env, params, EvalProtocol(gamma=0.99, episodes=1))
     hv = front.metrics["hypervolume"]

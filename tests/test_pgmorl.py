@@ -152,6 +152,7 @@ def trained_mountain_car():
 
 
 def test_mountain_car_small_budget_front_has_three_points():
+    # measured (issue 14) seeds 0-4: 8 / 9 / 7 / 11 / 8 non-dominated points (>= 3 asserted)
     env, params, trainer, state, logs = trained_mountain_car()
     front = evaluate(trainer.solution(state), env, params, EvalProtocol(gamma=0.99, episodes=5))
     print(f"PGMORL mountain car: {len(front.front)} non-dominated points, HV {front.metrics['hypervolume']:.1f}")
