@@ -20,7 +20,9 @@ the rollout engine carries it untouched. Observations and rewards are float32, c
 values as MO-Gymnasium casts them. Two details of the reference's arithmetic are reproduced exactly:
 
 * its ``mag(v) = sqrt(np.dot(v, v))`` rounds ``np.dot`` of two float64 as ``fma(v1, v1, v0 * v0)``
-  (OpenBLAS's ddot on x86-64 with FMA and on arm64). XLA has no fma operation, but its CPU backend
+  (OpenBLAS's ddot kernels for AVX-512 and arm64) or as ``v0 * v0 + v1 * v1`` (its Haswell/Zen and older
+  x86-64 kernels), so MO-Gymnasium itself differs between machines: ``numpy_dot_rounding`` probes the
+  machine's numpy once and the step rounds the same way. XLA has no fma operation, but its CPU backend
   fuses ``a * b + c`` into the processor's fma; ``fma_by_contraction`` probes the backend once, and
   where it does not fuse, ``_fma_square`` emulates the fma exactly (Boldo and Melquiond's emulated FMA:
   exact product, rounding to odd, one final rounding);
@@ -165,13 +167,49 @@ def _fma_square(a, c):
     return th + _add_round_odd(tl, ul)
 
 
-def _dot2(dx, dy, contract: bool = False):
-    """``np.dot([dx, dy], [dx, dy])`` as numpy's OpenBLAS rounds it: fma(dy, dy, dx * dx). With
-    ``contract`` (a backend that fuses ``a * b + c`` into its fma instruction, ``fma_by_contraction``)
-    the hardware fma does it; otherwise the exact emulation."""
-    if contract:
+def _dot2(dx, dy, rounding: str = "fma"):
+    """``np.dot([dx, dy], [dx, dy])`` as this machine's numpy rounds it (``numpy_dot_rounding``):
+    ``"fma"``: fma(dy, dy, dx * dx) with the exact emulated fma; ``"fma-contract"``: the same by the
+    backend's own fma (a backend that fuses ``a * b + c``, ``fma_by_contraction``); ``"plain"``: both
+    products rounded, then added."""
+    if rounding == "plain":
+        return _rn(dx * dx) + _rn(dy * dy)
+    if rounding == "fma-contract":
         return _rn(dx * dx) + dy * dy
     return _fma_square(dy, _rn(dx * dx))
+
+
+def dot_rounding() -> str:
+    """The ``_dot2`` mode that reproduces numpy's ``np.dot`` of two float64 pairs on this machine, computed
+    the fastest exact way on the default backend."""
+    if numpy_dot_rounding() == "plain":
+        return "plain"
+    return "fma-contract" if fma_by_contraction() else "fma"
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_dot_rounding() -> str:
+    """How this machine's numpy rounds ``np.dot(v, v)`` for a float64 pair: ``"fma"`` (fma(v1, v1, v0 * v0),
+    OpenBLAS's ddot kernels for AVX-512 and arm64) or ``"plain"`` (v0 * v0 + v1 * v1 with both products
+    rounded: its Haswell/Zen and older x86-64 kernels). OpenBLAS picks the kernel per processor (and
+    ``OPENBLAS_CORETYPE``), so MO-Gymnasium's own minecart trajectories differ between machines; probing
+    numpy here keeps this env equal to MO-Gymnasium on the machine it runs on. Any other rounding warns:
+    bit-equality cannot hold there."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, 1024)
+    y = rng.uniform(0.0, 1.0, 1024)
+    got = np.array([np.dot(v, v) for v in np.stack([x, y], 1)])
+    if np.array_equal(got, x * x + y * y):
+        return "plain"
+    fused = np.array([float(Fraction(float(a * a)) + Fraction(b) ** 2) for a, b in zip(x, y)])
+    if np.array_equal(got, fused):
+        return "fma"
+    import warnings
+    warnings.warn("minecart: numpy's np.dot rounds neither as fma(v1, v1, v0 * v0) nor as v0 * v0 + v1 * v1 "
+                  "on this machine; trajectories may differ from MO-Gymnasium's in the last bits", RuntimeWarning)
+    return "fma"
 
 
 def fma_by_contraction() -> bool:
@@ -193,7 +231,7 @@ def _fma_by_contraction(backend: str) -> bool:
     once = np.array([float(Fraction(float(a * a)) + Fraction(b) ** 2) for a, b in zip(x, y)])
     differ = np.nonzero(once != x * x + y * y)[0][:256]
     with jax.enable_x64(True):
-        f = jax.jit(jax.vmap(lambda a, b: _dot2(a, b, contract=True)))
+        f = jax.jit(jax.vmap(lambda a, b: _dot2(a, b, "fma-contract")))
         got = np.asarray(f(x[differ], y[differ]))
     return bool(len(differ) > 0 and np.array_equal(got, once[differ]))
 
@@ -368,7 +406,7 @@ class Minecart(Environment):
         self.ref_point = (0.0,) * self.ore_cnt + (-200.0,) if self.deterministic else \
             (-1.0,) * self.ore_cnt + (-200.0,)
         self._obs_jit = jax.jit(self._obs)
-        self._contract = fma_by_contraction()  # np.dot's fma: the backend's own (probed) or emulated
+        self._dot = dot_rounding()  # np.dot as this machine's numpy rounds it (probed), fastest exact way
         fs = self.frame_skip
         idle = np.float32(FUEL_IDLE * fs)  # the reference adds to a float32 reward vector
         self._fuel = np.array([idle + np.float32(FUEL_MINE * fs), idle, idle,
@@ -481,7 +519,7 @@ class Minecart(Environment):
             n_calls = jnp.where(end & self.incremental_frame_skip, 1, self.frame_skip)
             mine_pos, ore_mean, ore_std, capacity = (_f64(v) for v in mine_params)
             x, y, content = _f64(pos[0]), _f64(pos[1]), _f64(content)
-            d2 = _dot2(x - mine_pos[:, 0], y - mine_pos[:, 1], self._contract)  # mag(cart.pos - mine.pos)^2 as numpy rounds it
+            d2 = _dot2(x - mine_pos[:, 0], y - mine_pos[:, 1], self._dot)  # mag(cart.pos - mine.pos)^2 as numpy rounds it
             dist = jnp.sqrt(d2)
             nearest, i = d2[0], jnp.int32(0)  # min(mines, key=distance): the first of equal distances
             for j in range(1, d2.shape[0]):
@@ -520,8 +558,8 @@ class Minecart(Environment):
             speed = jnp.where(act & accel, faster, speed)
             speed = jnp.where(act & brake, 0.0, speed)  # clip(speed - 1 * mult, 0, 1): speed <= 1
             alive = alive & ~(act & end)
-            x, y, speed, angle = self._move(x, y, speed, angle, alive, self._contract)
-            in_base = _dot2(x, y, self._contract) < BASE_SQ  # mag(pos - HOME_POS) < BASE_RADIUS
+            x, y, speed, angle = self._move(x, y, speed, angle, alive, self._dot)
+            in_base = _dot2(x, y, self._dot) < BASE_SQ  # mag(pos - HOME_POS) < BASE_RADIUS
             check = alive & (incremental | (i == fs - 1))
             arrive = check & in_base & departed
             ore_reward = jnp.where(arrive, content.astype(jnp.float32), ore_reward)
@@ -543,7 +581,7 @@ class Minecart(Environment):
         return obs, new, reward, end, time_limit(time, params), {}
 
     @staticmethod
-    def _move(x, y, speed, angle, active, contract):
+    def _move(x, y, speed, angle, active, rounding):
         """``Cart.step()``: move by speed along the heading; clip to the square, sliding along walls."""
         trig = jnp.asarray(_TRIG)[_angle_index(angle)]
         vx, vy = _rn(speed * trig[0]), _rn(speed * trig[1])
@@ -559,7 +597,7 @@ class Minecart(Environment):
         nx, ny = x + vx, y + vy
         nx = jnp.where(nx <= 0, 0.0, jnp.where(nx >= 1, 1.0, nx))  # clip(v, 0, 1)
         ny = jnp.where(ny <= 0, 0.0, jnp.where(ny >= 1, 1.0, ny))
-        new_speed = jnp.sqrt(_dot2(x - nx, y - ny, contract))  # mag(pre - pos)
+        new_speed = jnp.sqrt(_dot2(x - nx, y - ny, rounding))  # mag(pre - pos)
         moves = active & (speed >= EPS_SPEED)
         return (jnp.where(moves, nx, x), jnp.where(moves, ny, y), jnp.where(moves, new_speed, speed),
                 jnp.where(moves, angle + turn, angle))
