@@ -171,12 +171,14 @@ def test_her_copies_start_after_her_start():
     assert np.allclose(her_w.sum(1), 1.0, atol=2e-3) and not np.allclose(her_w, [0.25, 0.75])
 
 
-#: CI budget for DST (official: 1M env steps and 1M updates). Key runs: 3 x 5k env steps, inside the 45k budget
-#: (budget accounting: total_timesteps covers the key runs; the main run keeps its 30k). Epsilon starts at 0.3
+#: CI budget for DST (official: 1M env steps and 1M updates). Key runs: 3 x 5k env steps, inside the budget
+#: (budget accounting: total_timesteps covers the key runs). Epsilon starts at 0.3
 #: instead of the official 0.8: at 1/30 of the official budget, 0.8 -> 0.05 over the run leaves the agent acting
 #: mostly at random, random walks end at the shallow treasures, and the two deepest (23.7, 22.4) were never found
-#: (93-95% of the HV with 0.8 at 20-40k steps; seed 0 reaches 99.4% with 0.3).
-DST_CONFIG = dict(total_timesteps=45_000, key_timesteps=5_000, epsilon_start=0.3, steps_per_chunk=250)
+#: (93-95% of the HV with 0.8 at 20-40k steps; seed 0 reaches 99.4% with 0.3). Main run 45k (60k budget), issue 14:
+#: at a 30k main run seeds 0-3 reached 99.4 / 97.9 / 95.3 / 99.4% (seed 0 with XLA_FLAGS=--xla_cpu_max_isa=SSE4_2:
+#: 99.8%), seed 2 only 0.3 points above the bound; at 45k seeds 0-4 reach 99.4 / 96.1 / 98.7 / 99.4 / 99.2%.
+DST_CONFIG = dict(total_timesteps=60_000, key_timesteps=5_000, epsilon_start=0.3, steps_per_chunk=250)
 DST_TRUE_HV = 360.40
 
 
@@ -194,7 +196,7 @@ def test_pd_morl_discrete_reaches_95_percent_of_dst_hv_without_the_true_front(mo
     while not trainer.done(state):
         state, logs = trainer.update(state)
         logs_by_chunk.append(logs)
-    assert trainer.env_steps(state) == DST_CONFIG["total_timesteps"] == 3 * DST_CONFIG["key_timesteps"] + 30_000
+    assert trainer.env_steps(state) == DST_CONFIG["total_timesteps"] == 3 * DST_CONFIG["key_timesteps"] + 45_000
     monkeypatch.undo()
     front = evaluate(trainer.solution(state), env, protocol=EvalProtocol(gamma=0.99))
     hv = front.metrics["hypervolume"]
