@@ -148,7 +148,10 @@ def trained_dst():
 
 
 def test_dst_dqn_reaches_95_percent_of_the_true_hypervolume():
-    # measured (issue 14) seeds 0-4: HV 356.1 / 358.4 / 355.0 / 360.4 / 358.4 = 98.5-100% of the true front
+    # measured (issue 14) seeds 0-4: HV 356.1 / 358.4 / 355.0 / 360.4 / 358.4 = 98.5-100% of the true front; seed 0
+    # with XLA_FLAGS=--xla_cpu_max_isa=AVX2: 356.1, seed 1 with SSE4_2: 358.4. NOT robust yet: seed 0 with SSE4_2
+    # reaches 341.1 (94.6%, one treasure short), and so it does at 300k steps (default seeds 0-2 there: 99.4 / 100 /
+    # 98.5%), so a larger budget is not the fix; open in issue 14's report.
     env, params, trainer, state, _ = trained_dst()
     front = evaluate(trainer.solution(state), env, params, EvalProtocol(gamma=0.99, episodes=1))
     hv = front.metrics["hypervolume"]
