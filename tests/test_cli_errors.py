@@ -385,6 +385,6 @@ def test_the_command_starts_without_jax_so_an_early_ctrl_c_is_caught():
     """`morl` installs its Ctrl-C handling first thing in `main`; everything before that (`import morl.cli`) must stay
     light, or a Ctrl-C while JAX loads (~1 s) prints a traceback. `import morl` loads JAX only on first use."""
     code = ("import sys, morl, morl.cli; assert 'jax' not in sys.modules, 'jax loaded by import'; "
-            "morl.make; assert 'jax' in sys.modules; print('ok')")
+            "morl.Environment; assert 'jax' in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
