@@ -26,7 +26,7 @@ budget below one update of the initial policies) is refused with a one-line erro
 for every agent is in docs/budgets.md). Updates are whole, so the run uses ``plan_budget(...)["used"] <=
 total_steps`` transitions.
 
-Where this follows the PAPER rather than the official code (``shared/reference/algorithms.md`` §2.2, §2.7)
+Where this follows the PAPER rather than the official code (``docs/sources.md``)
 ----------------------------------------------------------------------------------------------------------
 - **Barrier threshold**: ``beta * G_j(pi_r)``, from the return of the policy being extended (the paper), not
   beta times the current minibatch's mean normalised return (the code).
@@ -100,8 +100,7 @@ PHASE_INIT, PHASE_EXTEND, PHASE_DONE = 0, 1, 2
 # =============================================================================================== config
 @dataclass(frozen=True)
 class CMORLConfig:
-    """C-MORL settings. Defaults: the official code's (``RuohLiuq/C-MORL`` ``run.py`` + scripts, algorithms.md
-    §2.3; the 2-objective MuJoCo script for the budget and grid). Per-env settings: `ENV_DEFAULTS`.
+    """C-MORL settings. Defaults: the official code's (``RuohLiuq/C-MORL`` ``run.py`` + scripts, docs/sources.md; the 2-objective MuJoCo script for the budget and grid). Per-env settings: `ENV_DEFAULTS`.
 
     Budget rule (docs/budgets.md): ``total_steps`` (``--steps``) bounds every real training transition;
     ``init_steps`` is the Pareto initialisation's share of it and must be <= ``total_steps`` (else a one-line
@@ -156,7 +155,7 @@ class CMORLConfig:
         return self.num_envs * self.num_steps
 
 
-# Official per-env settings (algorithms.md §2.3 table). Budgets are the official code's REAL transitions:
+# Official per-env settings (docs/sources.md). Budgets are the official code's REAL transitions:
 # stage 1 = M * (nominal_init // M // 512) * 4096, extension = N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096,
 # so `plan_budget` gives the official numbers of updates. Deep-sea-treasure has no official setting (see below).
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {

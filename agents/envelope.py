@@ -1,7 +1,7 @@
 """Envelope Q-learning (Yang, Sun, Narasimhan, NeurIPS 2019) as MORL-Baselines implements it, in JAX.
 
 One Q-network ``Q(s, w) -> [A, m]`` conditioned on the preference (concatenated to the observation) serves
-every preference. Per gradient step (MORL-Baselines ``Envelope.update``, algorithms.md §6):
+every preference. Per gradient step (MORL-Baselines ``Envelope.update``, docs/sources.md):
 
 1. a minibatch of ``batch_size`` transitions (prioritised replay by default) and ``num_sample_w`` preferences
    ``w_k = |N(0, I)| / L1``; every transition is paired with every ``w_k`` (``batch_size * num_sample_w`` rows);
@@ -76,7 +76,7 @@ PyTree = Any
 # =============================================================================================== config
 @dataclass(frozen=True)
 class EnvelopeConfig:
-    """Envelope settings. Defaults: MORL-Baselines ``Envelope.__init__`` (algorithms.md §6).
+    """Envelope settings. Defaults: MORL-Baselines ``Envelope.__init__`` (docs/sources.md).
 
     Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the random
     warm-up (``learning_starts``) included. Training stops at the first vector step that reaches the budget, so

@@ -2,7 +2,7 @@
 
 MORL/D decomposes the problem into ``pop_size`` scalarised sub-problems, one weight vector each, solves them with a
 single-objective learner per weight, and lets the sub-problems cooperate. This module is the framework with its
-switches (algorithms.md §4; MORL-Baselines ``multi_policy/morld/morld.py``), written so that the whole population
+switches (docs/sources.md; MORL-Baselines ``multi_policy/morld/morld.py``), written so that the whole population
 is ONE jitted, vmapped program:
 
 - **scalarisation** ``scalarization``: ``"ws"`` (weighted sum) or ``"tch"`` (Tchebycheff, utopia point adapted
@@ -47,7 +47,7 @@ the first round ends (see ``transfer``).
 Other differences from MORL-Baselines, with reasons
 ---------------------------------------------------
 - **Reward normalisation reaches the learners.** MORL-Baselines wraps a *local* env in ``MONormalizeReward`` and
-  hands the unwrapped env to the policies, so nothing is normalised (algorithms.md §4.4). Here
+  hands the unwrapped env to the policies, so nothing is normalised (docs/sources.md). Here
   (``normalize_rewards=True``) the learners' rewards are divided, per objective, by the running standard deviation
   of the discounted return (gym's ``NormalizeReward`` recursion, statistics shared by the population, updated from
   every member's transitions). The replay buffer keeps raw rewards and the division uses the current statistics
@@ -101,7 +101,7 @@ PyTree = Any
 # =============================================================================================== config
 @dataclass(frozen=True)
 class MORLDConfig:
-    """MORL/D settings. Defaults: MORL-Baselines' ``MORLD.__init__`` and ``MOSAC`` (algorithms.md §4.2) where they
+    """MORL/D settings. Defaults: MORL-Baselines' ``MORLD.__init__`` and ``MOSAC`` (docs/sources.md) where they
     exist; the DQN learner's exploration settings and ``archive_size`` are ours.
 
     Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition; it is spent in
@@ -180,7 +180,7 @@ class MORLDConfig:
         return self.total_timesteps // self.pop_size
 
 
-# Per-env settings (ours, measured; MORL/D's paper tables were not retrievable, algorithms.md §4.3).
+# Per-env settings (ours, measured; MORL/D's paper tables were not retrievable, docs/sources.md).
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # DST: 10 members for the 10-point front, gamma 0.99 as its true front, shared buffer + PSA. Measured on
     # seeds 0-2 (HV 98.8%, 99.4%, 98.5% of the true front): a 64-64 ReLU net on raw (row, col) overestimates the values of unvisited

@@ -1,7 +1,6 @@
 """Shared network blocks (flax linen): the 64-64 tanh actor and vector critic of C-MORL / PGMORL.
 
-Follows the official C-MORL networks (``a2c_ppo_acktr/model.py``, see ``shared/reference/algorithms.md``
-§2.2): separate actor and critic MLPs, two hidden layers of 64 units with tanh, orthogonal initialisation
+Follows the official C-MORL networks (``a2c_ppo_acktr/model.py``, see ``docs/sources.md``): separate actor and critic MLPs, two hidden layers of 64 units with tanh, orthogonal initialisation
 with gain 1 on every hidden layer, gain 0.01 on the actor's output layer and gain 1 on the critic's, zero
 biases. The critic is a **vector critic**: one value per objective. Discrete action spaces get a categorical
 head (logits); continuous ones a Gaussian head with a state-independent ``log_std`` parameter initialised

@@ -1,6 +1,6 @@
 """PD-MORL (Basaklar, Gumussoy, Ogras, ICLR 2023) in JAX: one preference-conditioned network for all preferences.
 
-Two agents, as in the official code (``tbasaklar/PDMORL-...``, algorithms.md §3):
+Two agents, as in the official code (``tbasaklar/PDMORL-...``, docs/sources.md):
 
 - ``pd-morl`` (continuous actions): **MO-TD3-HER**. Actor ``pi(s, w)`` and twin vector critics ``Q_i(s, w, a)``.
   Target ``y = r + gamma (1 - terminated) Q'_k(s', w, a')`` where ``k`` is the twin whose ``w . Q'`` is smaller and
@@ -181,7 +181,7 @@ def _refit(interp: Interpolator, new_returns: jax.Array, norm: str) -> Interpola
 # =============================================================================================== configs
 @dataclass(frozen=True)
 class PDMORLDiscreteConfig:
-    """MO-DDQN-HER settings. Defaults: the official ``DeepSeaTreasure_MO_DDQN_HER`` settings (algorithms.md §3.2);
+    """MO-DDQN-HER settings. Defaults: the official ``DeepSeaTreasure_MO_DDQN_HER`` settings (docs/sources.md);
     fruit tree overrides (hidden 512, w_step 0.05) come with the agent's env defaults.
 
     Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the key
@@ -544,7 +544,7 @@ DISCRETE_SPEC = register_agent(AgentSpec(
 @dataclass(frozen=True)
 class PDMORLConfig:
     """MO-TD3-HER settings. Defaults: the official MuJoCo settings (``Walker2d_MO_TD3_HER`` for the main run,
-    ``Walker2d_MO_TD3_HER_Key`` for the key runs; algorithms.md §3.2).
+    ``Walker2d_MO_TD3_HER_Key`` for the key runs; docs/sources.md).
 
     Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the key
     runs included: the ``m + 1`` key runs take ``(m + 1) * key_timesteps`` and the main run the rest, which must

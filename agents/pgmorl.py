@@ -1,6 +1,6 @@
 """PGMORL: prediction-guided multi-objective RL (Xu et al., ICML 2020), with every task's PPO run vmapped.
 
-The algorithm, as the official code (``mit-gfx/PGMORL``, algorithms.md §5) runs it:
+The algorithm, as the official code (``mit-gfx/PGMORL``, docs/sources.md) runs it:
 
 1. **Warm-up.** ``n`` tasks: random policies paired with the evenly spaced weights of
    ``generate_weights_batch_dfs(m, min_weight, max_weight, delta_weight)`` (``n`` = the grid's size: 6 for two
@@ -77,7 +77,7 @@ PyTree = Any
 # =============================================================================================== config
 @dataclass(frozen=True)
 class PGMORLConfig:
-    """PGMORL settings. Defaults: MORL-Baselines' ``PGMORL.__init__`` and the official code (algorithms.md §5).
+    """PGMORL settings. Defaults: MORL-Baselines' ``PGMORL.__init__`` and the official code (docs/sources.md).
 
     Budget rule (docs/budgets.md): ``total_timesteps`` (``--steps``) bounds every real transition, the warm-up
     included: it is spent in whole PPO iterations of all n tasks (``n * num_envs * steps_per_iteration``

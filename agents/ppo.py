@@ -1,7 +1,7 @@
 """PPO-clip with a vector critic: the shared policy-gradient block of C-MORL, PGMORL and MORL/D.
 
 Follows the official C-MORL / PGMORL code (``a2c_ppo_acktr`` + baselines' ``VecNormalize`` with the
-``obj_rms`` extension; ``shared/reference/algorithms.md`` §2.2-2.3):
+``obj_rms`` extension; ``docs/sources.md``):
 
 - a separate actor and **vector critic** (one value per objective), 64-64 tanh (`agents.networks`);
 - **per-objective GAE** (lambda 0.95) on normalised rewards. Truncated episodes are bootstrapped from the true
@@ -46,7 +46,7 @@ NORM_EPS = 1e-8  # VecNormalize's epsilon
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters; defaults are the official C-MORL ones (algorithms.md §2.3)."""
+    """PPO hyperparameters; defaults are the official C-MORL ones (docs/sources.md)."""
 
     lr: float = 3e-4                 # Adam learning rate (stage 1 decays it linearly to 0: `linear_lr`)
     gamma: float = 0.995             # training discount (C-MORL never overrides it)

@@ -10,7 +10,7 @@ policy buffer's: every buffered return is a deterministic evaluation with the pr
 on deep-sea-treasure (deterministic) equals `morl.evaluate`'s; the final row re-checks it with `morl.evaluate`.
 Env steps count real training transitions only (evaluation episodes are logged apart).
 
-Reference (shared/reference/anchors.md, MORL-Baselines 1.3.0 on this machine class, 2 cores, seed 0):
+Reference (docs/sources.md, MORL-Baselines 1.3.0 on this machine class, 2 cores, seed 0):
 Envelope 530 s to 100% of the true HV (104 train steps/s), GPI-LS 566 s to 99.7%. The project's goal is >= 50x.
 
 `bench_c_morl` returns one seed's figures as a dict, for ``morl bench c-morl`` to wire in.

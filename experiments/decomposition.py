@@ -22,12 +22,12 @@ excluded, as both MORL-Baselines and the official codes count them).
 
 Protocols:
 - ``morld-minecart``: MORL-Baselines' minecart-deterministic protocol (gamma 1.0, ref (0, 0, -200)); the true
-  front's HV is 147.84 and its EU (50 weights) 0.497 (shared/reference/anchors.md). MORL/D's minecart settings
+  front's HV is 147.84 and its EU (50 weights) 0.497 (docs/sources.md). MORL/D's minecart settings
   are `agents.morld.ENV_DEFAULTS`; the experiment shortens ``exchange_every`` to 5,000 env steps per member
   (MORL-Baselines' lunar-lander example) so that the archive is updated 8x more often than at the 40k default.
 - ``pgmorl-mcc``: PGMORL's defaults (MORL-Baselines' ``PGMORL.__init__``: 6 tasks x 4 envs x 2,048 steps per
   iteration) on mo-mountaincarcontinuous-v0; the reference is MORL-Baselines' PGMORL on this machine class at
-  2.6k env steps/s (anchors.md). Protocol gamma 0.99, 5 episodes.
+  2.6k env steps/s (docs/sources.md). Protocol gamma 0.99, 5 episodes.
 
 Measured (seed 0, the shared 2-core x86_64 CPU, 1-min load 5-7 from other jobs, jax 0.10.2 CPU, 2026-11-23):
 - ``morld-minecart --eval-every 20 --set total_timesteps=8_000_000 net_arch='(64,64)' batch_size=64 num_envs=4``:

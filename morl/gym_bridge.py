@@ -419,8 +419,8 @@ def _check_vector_reward(env: gymnasium.Env, n_steps: int) -> None:
 # gymnasium -> morl (host path)
 # =====================================================================================================
 
-#: MORL-Baselines' hypervolume reference points (see shared/reference/mo_gym_morl_baselines.md, section 1,
-#: for each source). Ids without a published point are absent: ref_point is None for them.
+#: MORL-Baselines' hypervolume reference points (the source of each is named beside it).
+#: Ids without a published point are absent: ref_point is None for them.
 KNOWN_REF_POINTS: dict[str, tuple[float, ...]] = {
     # examples/ols_dst.py, examples/pql_dst.py, examples/mp_mo_q_learning_DST.py, tests/test_algos.py
     "deep-sea-treasure-v0": (0.0, -25.0),

@@ -3,7 +3,7 @@
 Oracles: pymoo (MORL-Baselines computes HV, IGD and its equally spaced weights with it), moocore's
 non-dominance filter, MORL-Baselines' formulas re-derived below as plain loops, a brute-force
 cell-decomposition hypervolume, and hand-computed examples. The DST / fruit-tree anchors are the values in
-/work/shared/reference/anchors.md (MO-Gymnasium fronts, MORL-Baselines definitions).
+docs/sources.md (MO-Gymnasium fronts, MORL-Baselines definitions).
 """
 
 from __future__ import annotations

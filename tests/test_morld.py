@@ -1,7 +1,7 @@
 """MORL/D: scalarisation and PSA against hand-computed values, the device Pareto archive, and learning.
 
 Learning test: the DQN inner learner on deep-sea-treasure-v0 must reach >= 95% of the true front's hypervolume
-(360.40 at gamma 0.99, reference point (0, -25); shared/reference/anchors.md), evaluated by the library's
+(360.40 at gamma 0.99, reference point (0, -25); docs/sources.md), evaluated by the library's
 evaluator (not the agent's own numbers). The trained trainer is shared (one compile) by the tests that inspect it.
 """
 
@@ -24,7 +24,7 @@ from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourh
 from morl.evaluate import EvalProtocol, evaluate
 from morl.pareto import crowding_distance
 
-DST_TRUE_HV = 360.40094637581575  # MO-Gymnasium's front at gamma 0.99, ref (0, -25) (anchors.md)
+DST_TRUE_HV = 360.40094637581575  # MO-Gymnasium's front at gamma 0.99, ref (0, -25) (docs/sources.md)
 
 
 # =============================================================================================== scalarisation
