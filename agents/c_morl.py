@@ -88,7 +88,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from morl.agents.ppo import PPO, Barrier, PPOConfig, PPOState, linear_lr
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, Trainer, register_agent
 from morl.rollout import make_rollout
 from morl.solution import Solution
 
@@ -355,7 +355,7 @@ def episode_returns(traj, fallback):
 
 
 # =============================================================================================== trainer
-class CMORLTrainer:
+class CMORLTrainer(Trainer):
     """The chunked trainer (`morl.agent.Trainer`): each `update` is one PPO (stage 1) or barrier-weighted PPO
     (extension) update of every policy of the current stage, as one vmapped, jitted program on pure-JAX envs,
     followed, when due, by an evaluation and a buffer insert; selection runs between extension rounds.
@@ -693,4 +693,5 @@ SPEC = register_agent(AgentSpec(
     summary="C-MORL (Liu et al., ICLR 2025): vmapped PPO Pareto initialisation + IPO-constrained Pareto extension",
     action_kinds=("discrete", "continuous"),
     env_defaults=ENV_DEFAULTS,
+    budget_field="total_steps",
 ))

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, Trainer, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
@@ -136,7 +136,7 @@ class EnvelopeState:
     updates: jax.Array       # int32 gradient steps so far
 
 
-class EnvelopeTrainer:
+class EnvelopeTrainer(Trainer):
     """Chunked trainer (`morl.agent.Trainer`); ``update`` is one jitted chunk, pure, vmappable over seeds."""
 
     vmappable = True

@@ -84,7 +84,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, Trainer, register_agent
 from morl.agents import replay as rb
 from morl.agents.networks import observation_dim, preprocess_obs
 from morl.agents.ppo import RunningMeanStd, NORM_EPS
@@ -451,7 +451,7 @@ class MORLDState:
     eval_episodes: jax.Array    # int32 evaluation episodes run
 
 
-class MORLDTrainer:
+class MORLDTrainer(Trainer):
     """Chunked trainer (`morl.agent.Trainer`): ``update`` is one exchange round, one jitted, vmappable program."""
 
     vmappable = True

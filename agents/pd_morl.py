@@ -88,7 +88,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, Trainer, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, ReluMLP, observation_dim, preprocess_obs
@@ -258,7 +258,7 @@ def _round3(w: jax.Array) -> jax.Array:
     return jnp.round(w * 1000.0) / 1000.0
 
 
-class _PDBase:
+class _PDBase(Trainer):
     """Phase control, key evaluation and interpolator refits shared by both variants (host dispatch by phase)."""
 
     vmappable = False  # two phases with different programs: `update` dispatches on the host

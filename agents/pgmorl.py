@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, Trainer, register_agent
 from morl.agents.c_morl import generate_weights_batch_dfs
 from morl.agents.morld import Archive, archive_insert
 from morl.agents.ppo import PPO, PPOConfig, PPOState, linear_lr
@@ -309,7 +309,7 @@ def _take(tree: PyTree, idx) -> PyTree:
     return jax.tree.map(lambda x: np.asarray(x)[np.asarray(idx)], tree)
 
 
-class PGMORLTrainer:
+class PGMORLTrainer(Trainer):
     """Chunked trainer: each ``update`` is one PPO iteration of every task (one vmapped, jitted program) and its
     evaluation; the host adds the EP, graph and population bookkeeping and, between generations, task selection."""
 

@@ -13,7 +13,8 @@ import dataclasses
 import difflib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar
 
 import jax
 
@@ -22,21 +23,35 @@ from morl.solution import Solution
 PyTree = Any
 
 
-class Trainer(Protocol):
-    config: Any
+class Trainer(ABC):
+    """What the CLI, the run driver and the leaderboard call on an agent; built-in trainers subclass it.
 
+    Every member they use is declared here: the five methods and ``vmappable``. Anything else a trainer
+    has (a ``front(state)`` helper, phase logic) is its own business.
+    """
+
+    config: Any
+    #: True when ``init``/``update``/``done``/``env_steps``/``solution`` are pure functions of the state that
+    #: ``jax.vmap`` can batch over seeds: the run driver then trains several seeds as one program.
+    vmappable: ClassVar[bool] = False
+
+    @abstractmethod
     def init(self, key: jax.Array) -> PyTree:
         """A fresh train state (a pytree of arrays, including its PRNG key)."""
 
+    @abstractmethod
     def update(self, state: PyTree) -> tuple[PyTree, dict[str, float]]:
         """One chunk of training; returns the new state and scalar logs."""
 
+    @abstractmethod
     def done(self, state: PyTree) -> bool:
         """True once the budget is spent."""
 
+    @abstractmethod
     def env_steps(self, state: PyTree) -> int:
         """Real environment transitions consumed so far."""
 
+    @abstractmethod
     def solution(self, state: PyTree) -> Solution:
         """The current solution (policy set or conditioned policy)."""
 
@@ -51,6 +66,8 @@ class AgentSpec:
     action_kinds: tuple[str, ...] = ("discrete", "continuous")
     #: config overrides per env id (e.g. the official per-env settings)
     env_defaults: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: the config field that is the training budget in real env transitions (`morl train --steps` sets it)
+    budget_field: str = "total_timesteps"
 
 
 _AGENTS: dict[str, AgentSpec] = {}
@@ -59,6 +76,10 @@ _AGENTS: dict[str, AgentSpec] = {}
 def register_agent(spec: AgentSpec) -> AgentSpec:
     if not dataclasses.is_dataclass(spec.config_cls):
         raise TypeError(f"agent {spec.name!r}: config_cls must be a dataclass")
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    if spec.budget_field not in fields:
+        raise TypeError(f"agent {spec.name!r}: budget_field {spec.budget_field!r} is not a field of "
+                        f"{spec.config_cls.__name__}; name the config field that holds the env-step budget")
     _AGENTS[spec.name] = spec
     return spec
 
@@ -101,7 +122,11 @@ def make_trainer(name: str, env, env_params=None, config=None, **overrides: Any)
     if kind not in spec.action_kinds:
         raise ValueError(f"agent {name!r} supports {'/'.join(spec.action_kinds)} actions only, but {env.name} has "
                          f"{kind} actions; {_agents_for_kind(kind, name)}")
-    return spec.make_trainer(config, env, env.default_params if env_params is None else env_params)
+    trainer = spec.make_trainer(config, env, env.default_params if env_params is None else env_params)
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"agent {name!r}: make_trainer returned a {type(trainer).__name__}; it must return an "
+                        f"instance of a morl.agent.Trainer subclass")
+    return trainer
 
 
 def agents_supporting(kind: str, near: str | None = None) -> list[str]:

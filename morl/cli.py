@@ -590,7 +590,7 @@ def _check_store(runs_dir: Path) -> None:
 def _vmappable(info) -> bool:
     from morl.runs import build
 
-    return bool(getattr(build(info.meta)[4], "vmappable", False))  # (cached: training reuses this trainer)
+    return build(info.meta)[4].vmappable  # (cached: training reuses this trainer)
 
 
 def _train_requests(args, spec) -> list:
@@ -615,9 +615,6 @@ def _train_requests(args, spec) -> list:
     overrides = _collect(args, "cfg__")
     if args.steps is not None:
         bf = R.budget_field(spec)
-        if bf is None:
-            raise CLIError(f"agent {spec.name!r} has no budget field (one of {', '.join(R.BUDGET_FIELDS)}); "
-                           "set its own budget option instead of --steps")
         if bf in overrides and overrides[bf] != args.steps:
             raise CLIError(f"--steps {args.steps} and --{bf.replace('_', '-')} {overrides[bf]} disagree; give one")
         if args.steps <= 0:

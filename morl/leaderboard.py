@@ -407,8 +407,6 @@ def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: fl
             overrides = {}
             for k, v in {**suite.agent_config.get(agent, {}), **env.agent_config.get(agent, {})}.items():
                 overrides[k] = _budget_share(v, steps, f"{suite.path}: {agent}.{k}")
-            if bf is None:
-                raise ValueError(f"agent {agent!r} has no budget field; set `budget_field` on its AgentSpec")
             overrides[bf] = steps
             try:
                 config = make_config(agent, env.id, **overrides)

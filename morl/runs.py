@@ -70,8 +70,6 @@ ERROR_FILE = "error.txt"
 EVALS_DIR = "evals"
 
 RUNS_DIR_ENV = "MORL_RUNS_DIR"
-#: config field names taken as the training budget (env steps) when an agent names none (``AgentSpec.budget_field``)
-BUDGET_FIELDS = ("total_timesteps", "total_steps", "total_env_steps", "num_timesteps", "env_steps", "budget", "steps")
 
 
 class RunError(RuntimeError):
@@ -218,13 +216,9 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**{k: _coerce(v, hints.get(k)) for k, v in data.items()})
 
 
-def budget_field(spec) -> str | None:
-    """The agent's budget (env steps) field: ``spec.budget_field`` if set, else a conventional name."""
-    explicit = getattr(spec, "budget_field", None)
-    if explicit:
-        return explicit
-    names = {f.name for f in dataclasses.fields(spec.config_cls)}
-    return next((n for n in BUDGET_FIELDS if n in names), None)
+def budget_field(spec) -> str:
+    """The agent's budget (env steps) config field, as its ``AgentSpec`` declares it."""
+    return spec.budget_field
 
 
 def config_budget(spec, config) -> int | None:
@@ -919,7 +913,7 @@ def train_runs(runs: list[RunInfo], *, resume: bool = False, progress: Callable[
     same = len({json.dumps([d.meta["agent"], d.meta["env"], d.meta.get("env_kwargs"), d.meta["config"]], sort_keys=True)
                 for d in drivers}) == 1
     if (vmap_seeds and not resume and len(drivers) > 1 and same
-            and getattr(drivers[0].trainer, "vmappable", False)):
+            and drivers[0].trainer.vmappable):
         return _train_vmapped(drivers, progress)
     for d in drivers:
         results.append(_train_one(d, resume, progress))

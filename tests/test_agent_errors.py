@@ -57,7 +57,8 @@ def test_no_agent_for_the_kind_says_so():
     try:
         only = agent_spec("pd-morl")
         _AGENTS.clear()
-        register_agent(AgentSpec(only.name, only.config_cls, only.make_trainer, action_kinds=("continuous",)))
+        register_agent(AgentSpec(only.name, only.config_cls, only.make_trainer, action_kinds=("continuous",),
+                                 budget_field=only.budget_field))
         with pytest.raises(ValueError, match="no registered agent supports discrete actions"):
             make_trainer("pd-morl", env, params)
     finally:

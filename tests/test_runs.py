@@ -22,6 +22,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from morl.agent import Trainer
 import pytest
 
 from morl.agent import AgentSpec, register_agent
@@ -74,7 +76,7 @@ def _policy(p, obs, key):
     return toy_act(p, None, obs, key), ()
 
 
-class ToyTrainer:
+class ToyTrainer(Trainer):
     vmappable = True
 
     def __init__(self, config: ToyConfig, env, env_params):
@@ -95,7 +97,10 @@ class ToyTrainer:
         self.rollout = make_rollout(env, _policy, c.num_envs, c.rollout_steps, gamma=0.99, population=2 * k,
                                     emit="summary")
         self._update = jax.jit(self._update_pure)
-        self.init = jax.jit(self._init)
+        self._init_jit = jax.jit(self._init)
+
+    def init(self, key):
+        return self._init_jit(key)
 
     def _init(self, key):
         k_w, k_b, k_state = jax.random.split(key, 3)
@@ -154,7 +159,7 @@ class RandomSetConfig:
     num_policies: int = 3     # policies in the set
 
 
-class RandomSetTrainer:
+class RandomSetTrainer(Trainer):
     """Not vmappable on purpose: its seeds run one after another (the sequential path)."""
 
     def __init__(self, config: RandomSetConfig, env, env_params):
@@ -184,6 +189,7 @@ class RandomSetTrainer:
 
 
 register_agent(AgentSpec("toy-random", RandomSetConfig, RandomSetTrainer, summary="random policy set (tests)",
+                         budget_field="total_steps",
                          action_kinds=("discrete",)))
 
 
