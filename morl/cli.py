@@ -24,6 +24,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from morl.compile_cache import enable_compilation_cache
+
 #: console width when output is not a terminal (a pipe, a file, CI logs): wide enough that no table is cut
 PIPE_WIDTH = 1000
 
@@ -1083,28 +1085,6 @@ def use_all_cpu_cores() -> None:
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
 
 
-def use_compilation_cache() -> str | None:
-    """Keep XLA's compiled programs on disk so a second `morl train` of the same agent/env/config skips its
-    compiles (on a small env they are most of the wall time). ``$MORL_COMPILATION_CACHE``: a folder, or ``off``;
-    default ``$XDG_CACHE_HOME/morl/jax`` (``~/.cache/morl/jax``). Entries are keyed by program, jax version and
-    device, so a stale entry is never reused."""
-    where = os.environ.get("MORL_COMPILATION_CACHE", "")
-    if where.lower() in ("off", "0", "false", "no", "none"):
-        return None
-    if not where:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        where = os.path.join(base, "morl", "jax")
-    import jax
-
-    try:
-        os.makedirs(where, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", where)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    except (OSError, AttributeError):  # read-only home or an older jax: compile as usual
-        return None
-    return where
-
-
 def _imports(argv: list[str]) -> list[str]:
     """Take every ``--import MODULE`` (anywhere on the line: before or after the subcommand) and ``$MORL_IMPORT``,
     import them (the current folder is importable), and note them so new runs record them; returns the rest."""
@@ -1220,7 +1200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         use_all_cpu_cores()
-        use_compilation_cache()
+        enable_compilation_cache()
         _stack_dumps_on_sigusr1()
         argv = _imports(argv)
         command = next((a for a in argv if not a.startswith("-")), None)

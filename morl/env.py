@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from morl.compile_cache import enable_compilation_cache
 from morl.spaces import Space
+
+enable_compilation_cache()
 
 PyTree = Any
 

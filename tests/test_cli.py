@@ -7,7 +7,9 @@ so these tests do not wait for the real agents; `test_cli_c_morl_end_to_end` dri
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -371,22 +373,30 @@ def test_c_morl_end_to_end(capsys, tmp_path):
 
 
 def test_compilation_cache_folder_and_off_switch(monkeypatch, tmp_path):
-    import jax
+    from morl.compile_cache import cache_dir
 
-    from morl.cli import use_compilation_cache
+    monkeypatch.setenv("MORL_COMPILATION_CACHE", "off")
+    assert cache_dir() is None
+    monkeypatch.setenv("MORL_COMPILATION_CACHE", str(tmp_path / "xla"))
+    assert cache_dir() == str(tmp_path / "xla")
+    monkeypatch.delenv("MORL_COMPILATION_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    assert cache_dir() == str(tmp_path / "home-cache" / "morl" / "jax")
 
-    before = jax.config.jax_compilation_cache_dir
-    try:
-        monkeypatch.setenv("MORL_COMPILATION_CACHE", "off")
-        assert use_compilation_cache() is None
-        monkeypatch.setenv("MORL_COMPILATION_CACHE", str(tmp_path / "xla"))
-        assert use_compilation_cache() == str(tmp_path / "xla")
-        assert (tmp_path / "xla").is_dir() and jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
-        monkeypatch.delenv("MORL_COMPILATION_CACHE")
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
-        assert use_compilation_cache() == str(tmp_path / "home-cache" / "morl" / "jax")
-    finally:
-        jax.config.update("jax_compilation_cache_dir", before)
+
+def test_library_turns_the_compilation_cache_on(tmp_path):
+    """Not only the CLI: importing the env layer (which every env and agent does) switches the cache on,
+    and a folder the user set in JAX's own config wins."""
+    import subprocess
+
+    probe = ("import jax, morl.env; print(jax.config.jax_compilation_cache_dir)")
+    env = dict(os.environ, MORL_COMPILATION_CACHE=str(tmp_path / "xla"))
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(tmp_path / "xla") and (tmp_path / "xla").is_dir()
+    own = ("import jax; jax.config.update('jax_compilation_cache_dir', %r); import morl.env; "
+           "print(jax.config.jax_compilation_cache_dir)" % str(tmp_path / "mine"))
+    out = subprocess.run([sys.executable, "-c", own], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(tmp_path / "mine")
 
 
 def test_bench_rollout_summary_has_one_row_per_backend(capsys, monkeypatch):
