@@ -9,7 +9,7 @@ Three layers:
    tolerances. hopper, halfcheetah and reacher run in CI; the others compile for 1-3 min each on a 2-core CPU
    and are marked ``slow``.
 3. The backend choice, the native backend on the host path (engine and evaluator), reset noise, time limits.
-4. The batched native stepper (envs/mujoco_native.py) against MOSyncVectorEnv: equal bit for bit.
+4. The batched native stepper (envs/mujoco/native.py) against MOSyncVectorEnv: equal bit for bit.
 
 MJX compile times are printed (run with ``-s``), never asserted.
 """
@@ -39,7 +39,7 @@ from morl.rollout import make_rollout, random_policy  # noqa: E402
 from morl.solution import Solution  # noqa: E402
 
 from morl.envs.mujoco import ROBOTS, MJXEnv, _import_mujoco, _MOGymFactory, mujoco_warnings_as_python  # noqa: E402
-from morl.envs.mujoco_native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
+from morl.envs.mujoco.native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
 from morl.rollout import _reset_finished  # noqa: E402
 
 mjx = _import_mujoco()[1]

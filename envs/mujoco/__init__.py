@@ -11,7 +11,7 @@ actions, 4 targets). Each id takes ``backend=``:
   rounding (tests state the tolerances).
 - ``"mujoco"``: native MuJoCo (float64) behind the engine's host path (`morl.gym_bridge.GymnasiumEnv`). For
   hopper, ant (both), halfcheetah, walker2d and swimmer the batch is stepped in C on one thread per core with
-  MO-Gymnasium's formulas applied to the whole batch in numpy (`morl.envs.mujoco_native`: trajectories equal
+  MO-Gymnasium's formulas applied to the whole batch in numpy (`morl.envs.mujoco.native`: trajectories equal
   MO-Gymnasium's bit for bit, faster than its ``MOSyncVectorEnv``: see the README); humanoid and reacher
   step MO-Gymnasium's own envs. ``morl.make("gym:<id>")`` always gives MO-Gymnasium's own envs.
 - ``"auto"`` (default): MJX when ``jax.default_backend()`` is ``gpu``/``tpu``, native MuJoCo otherwise. On
@@ -649,7 +649,7 @@ def make_mujoco(robot: str, backend: str = "auto", max_steps: int | None = None,
     """The entry point of every MuJoCo id: an MJX `Environment` or a host `GymnasiumEnv`.
 
     ``max_steps`` (time limit) and ``reset_noise_scale`` act the same on both backends. ``threads``: stepping
-    threads of the native backend (`morl.envs.mujoco_native`; None = one per core).
+    threads of the native backend (`morl.envs.mujoco.native`; None = one per core).
     """
     if robot not in ROBOTS:
         raise ValueError(f"unknown MuJoCo robot {robot!r}; one of {sorted(ROBOTS)}")
@@ -702,7 +702,7 @@ def _make_host(spec: Robot, max_steps: int | None, reset_noise_scale: float | No
                                  "backend='mjx'")
         else:
             kwargs["reset_noise_scale"] = float(reset_noise_scale)
-    from morl.envs.mujoco_native import NATIVE_ROBOTS, NativeMujocoEnv
+    from morl.envs.mujoco.native import NATIVE_ROBOTS, NativeMujocoEnv
 
     factory = _MOGymFactory(spec.gym_id, kwargs)
     if spec.gym_id in NATIVE_ROBOTS:  # batched C stepping, MO-Gymnasium's formulas (bit-identical, tested)
