@@ -1,4 +1,4 @@
-"""MuJoCo robots (envs/mujoco.py) against MO-Gymnasium 1.3.2's v5 envs.
+"""MuJoCo robots (envs/mujoco/) against MO-Gymnasium 1.3.2's v5 envs.
 
 Three layers:
 1. Formulas, every robot (cheap: no MJX physics is compiled): our observation, reward vector and health rule
@@ -38,11 +38,13 @@ from morl.gym_bridge import GymnasiumEnv  # noqa: E402
 from morl.rollout import make_rollout, random_policy  # noqa: E402
 from morl.solution import Solution  # noqa: E402
 
-from morl.envs.mujoco import ROBOTS, MJXEnv, _import_mujoco, _MOGymFactory, mujoco_warnings_as_python  # noqa: E402
+from morl.envs.mujoco import ROBOTS, MJXEnv, mujoco_warnings_as_python  # noqa: E402
+from morl.envs.mujoco.backend import _MOGymFactory  # noqa: E402
+from morl.envs.mujoco.robots import import_mujoco  # noqa: E402
 from morl.envs.mujoco.native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
 from morl.rollout import _reset_finished  # noqa: E402
 
-mjx = _import_mujoco()[1]
+mjx = import_mujoco()[1]
 
 pytestmark = [
     # MO-Gymnasium declares float64 reward boxes that gymnasium casts; half_cheetah.xml uses a deprecated attribute
@@ -56,7 +58,7 @@ CI_PHYSICS = ("mo-hopper-v5", "mo-halfcheetah-v5", "mo-reacher-v5")
 #: float64 MuJoCo). Largest errors measured over 10 steps: observations 2e-7 (reacher), 1e-6 (hopper),
 #: 3e-6 (swimmer), 1.4e-5 (ant), 4e-5 (walker2d), 1.6e-4 (halfcheetah, velocities up to ~10); rewards <= 1e-5.
 #: Formula or contact-model bugs show up as errors of 1e-2 to 1 (the MJX contact-frame mismatch fixed in
-#: envs/mujoco.py gave 1.0 on ant at the first contact). The humanoid first touches the floor at step 13 from
+#: envs/mujoco/mjx_env.py gave 1.0 on ant at the first contact). The humanoid first touches the floor at step 13 from
 #: this start, so its twin runs 15 steps; its contact forces (in the observation, values ~100) then differ by
 #: up to 4e-3 (3e-4 relative); its MJX model uses Newton instead of PGS.
 PHYSICS_TOL = {"default": (3e-4, 3e-4), "mo-humanoid-v5": (1e-3, 1e-3)}
