@@ -10,30 +10,18 @@ ore2/cap]`` (float32). Each mining frame draws ``max(0, N(mu, sigma))`` per ore 
 (sigma = 0 in the deterministic config); a draw that overflows the cart is scaled down to fit.
 
 Precision: float64, operation for operation. MO-Gymnasium keeps position, speed and cart content in
-float64 and tests them exactly (``y == 1`` starts a wall slide, ``distance < 0.15`` ends the episode);
-an exact-arithmetic tie (a cart turning 355 -> 5 degrees on a wall comes back to ``y = 1 - 3e-17``,
-which float64 rounds to 1) is decided by float64 rounding, so nothing but the same float64 operations
-in the same order gives the same trajectories. The step therefore runs its physics in float64 (traced
-under ``jax.enable_x64``, whatever the global setting) and the state keeps each float64 value as its
-two uint32 words (``f64_bits`` / ``bits_f64``), so the state stays a valid pytree in float32 mode and
-the rollout engine carries it untouched. Observations and rewards are float32, cast from the float64
-values as MO-Gymnasium casts them. Two details of the reference's arithmetic are reproduced exactly:
+float64 and tests them exactly (``y == 1`` starts a wall slide, ``distance < 0.15`` ends the episode); an
+exact-arithmetic tie (a cart turning 355 -> 5 degrees on a wall comes back to ``y = 1 - 3e-17``, which float64
+rounds to 1) is decided by float64 rounding, so only the same float64 operations in the same order give the same
+trajectories. The step runs its physics under ``jax.enable_x64`` and keeps float64 values as uint32 words in the
+state (``envs/float64.py``); observations and rewards are float32, cast from the float64 values as MO-Gymnasium
+casts them. The reference's ``mag(v) = sqrt(np.dot(v, v))`` rounds as this machine's numpy does (``dot2``), and
+``rn`` keeps XLA from fusing a product into the following add where the reference rounds the product first.
 
-* its ``mag(v) = sqrt(np.dot(v, v))`` rounds ``np.dot`` of two float64 as ``fma(v1, v1, v0 * v0)``
-  (OpenBLAS's ddot kernels for AVX-512 and arm64) or as ``v0 * v0 + v1 * v1`` (its Haswell/Zen and older
-  x86-64 kernels), so MO-Gymnasium itself differs between machines: ``numpy_dot_rounding`` probes the
-  machine's numpy once and the step rounds the same way. XLA has no fma operation, but its CPU backend
-  fuses ``a * b + c`` into the processor's fma; ``fma_by_contraction`` probes the backend once, and
-  where it does not fuse, ``_fma_square`` emulates the fma exactly (Boldo and Melquiond's emulated FMA:
-  exact product, rounding to odd, one final rounding);
-* XLA fuses ``a * b + c`` into an fma (one rounding) where the reference rounds the product first;
-  ``_rn`` (``nextafter(x, x)``, the identity) stops that contraction where a rounded product is added.
-
-``tests/test_envs_minecart.py`` checks both blocks against exact rational arithmetic and runs both ids
-step by step beside MO-Gymnasium with every observation and reward bit-equal and no resynchronisation.
-Configs whose mines lie within reach of a wall or of the base are rejected (there a MINE step could
-mine after the cart stopped on the wall mid-step, which this step does not model; MO-Gymnasium's two
-configs are far from both).
+``tests/test_envs_minecart.py`` runs both ids step by step beside MO-Gymnasium with every observation and
+reward bit-equal and no resynchronisation. Configs whose mines lie within reach of a wall or of the base are
+rejected (there a MINE step could mine after the cart stopped on the wall mid-step, which this step does not
+model; MO-Gymnasium's two configs are far from both).
 
 Speed: under ``vmap`` only the carts that mine on a step (MINE, stopped, near a mine: about 1% under a
 random policy) run the mining, gathered into a few lanes (``_where_needed``); the frame loop is a
@@ -42,9 +30,8 @@ random policy) run the mining, gathered into a few lanes (``_where_needed``); th
 Randomness. The reference draws ore with ``scipy.stats.norm(...).rvs()`` from numpy's *global* RNG.
 Ours draws standard normals from the key of a step that mines (frame ``f`` uses row ``f``; none at all
 in a config with sigma 0, whose ``make_params`` then refuses ``ore_std > 0``), or takes them from
-``state.ore_noise`` (float64 words) when
-``state.noise_given`` is set: a test replays the reference's draws that way. The reference computes
-``max(0, z * sigma + mu)``, and so do we.
+``state.ore_noise`` (float64 words) when ``state.noise_given`` is set: a test replays the reference's draws
+that way. The reference computes ``max(0, z * sigma + mu)``, and so do we.
 
 Reference points: ``minecart-v0`` uses (-1, -1, -200) (MORL-Baselines' benchmark runs, issue #43);
 ``minecart-deterministic-v0`` uses (0, 0, -200) (MORL-Baselines ``examples/pcn_minecart.py``, gamma 1).
@@ -53,8 +40,6 @@ Not ported: ``minecart-rgb-v0`` (pygame image observations).
 
 from __future__ import annotations
 
-import functools
-import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -69,6 +54,8 @@ from jax import lax
 from jax.custom_batching import custom_vmap
 
 from morl.env import Environment, EnvParams, time_limit
+from morl.envs.float64 import (as_bits, as_f64, bits_f64, dot2, dot_rounding, f64_bits, np_sum, rn,
+                              sqrt_threshold)
 from morl.registry import register
 from morl.spaces import Box, Discrete
 
@@ -82,7 +69,7 @@ BASE_RADIUS = 0.15
 FUEL_IDLE, FUEL_ACC, FUEL_MINE = -0.005, -0.025, -0.05  # per frame
 ACT_MINE, ACT_LEFT, ACT_RIGHT, ACT_ACCEL, ACT_BRAKE, ACT_NONE = range(6)
 START_ANGLE = 45
-MAX_ORES = 8  # np.sum adds up to 8 values left to right (pairwise beyond), which _np_sum reproduces
+MAX_ORES = 8  # np.sum adds up to 8 values left to right (pairwise beyond), which np_sum reproduces
 
 # mine_config.json / mine_config_det.json of MO-Gymnasium 1.3.2 (x, y, [(mu, sigma) per ore])
 _MINES = [((0.16, 0.84), (0.2, 0.0)), ((0.5, 0.84), (0.15, 0.1)), ((0.84, 0.84), (0.2, 0.2)),
@@ -99,170 +86,8 @@ CONFIGS = {"default": _config(0.05), "deterministic": _config(0.0)}
 _MINE_XY = np.array([xy for xy, _ in _MINES], np.float64)
 _ORE_MEAN = np.array([means for _, means in _MINES], np.float64)
 
-
-# --------------------------------------------------------------------------- float64 in a float32 world
-def f64_bits(v) -> np.ndarray:
-    """float64 value(s) -> their two uint32 words, shape ``(..., 2)`` (host side; what the state holds)."""
-    v = np.array(v, np.float64)  # a contiguous copy (keeps 0-d shapes)
-    return v.reshape(v.shape + (1,)).view(np.uint32)
-
-
-def bits_f64(b) -> np.ndarray:
-    """Inverse of ``f64_bits``: uint32 words ``(..., 2)`` -> float64 ``(...)`` (host side)."""
-    b = np.array(b, np.uint32)
-    return b.view(np.float64)[..., 0]
-
-
-def _f64(bits):
-    """uint32 words (..., 2) -> float64 (...), inside an x64 trace."""
-    return lax.bitcast_convert_type(bits, jnp.float64)
-
-
-def _bits(x):
-    return lax.bitcast_convert_type(jnp.asarray(x, jnp.float64), jnp.uint32)
-
-
-def _rn(x):
-    """The rounded value of a product, as an operand XLA cannot fuse into an fma with a following add."""
-    return lax.nextafter(x, x)
-
-
-def _two_sum(a, b):
-    """s + e == a + b exactly, s = fl(a + b) (Knuth; no products, so no contraction can change it)."""
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
-def _split(a):
-    """a = hi + lo, hi = a rounded to 26 significant bits (integer rounding of its words), so |lo| has at
-    most 26 bits too (Veltkamp's split, without the product an fma contraction could change)."""
-    bits = lax.bitcast_convert_type(a, jnp.uint64)
-    hi = lax.bitcast_convert_type((bits + jnp.uint64(1 << 26)) & jnp.uint64(~((1 << 27) - 1) & (2**64 - 1)),
-                                  jnp.float64)
-    return hi, a - hi
-
-
-def _two_square(a):
-    """p + e == a * a exactly, p = fl(a * a) (Dekker; the partial products are exact, so an fma
-    contraction of them changes nothing)."""
-    p = _rn(a * a)
-    hi, lo = _split(a)
-    return p, ((hi * hi - p) + (hi + hi) * lo) + lo * lo
-
-
-def _add_round_odd(x, y):
-    """x + y rounded to odd: the float64 next to it with an odd last bit, unless exact."""
-    s, e = _two_sum(x, y)
-    bits = lax.bitcast_convert_type(s, jnp.int64)
-    step = jnp.where((s > 0) == (e > 0), 1, -1).astype(jnp.int64)
-    bits = jnp.where((e != 0) & ((bits & 1) == 0), bits + step, bits)
-    return lax.bitcast_convert_type(bits, jnp.float64)
-
-
-def _fma_square(a, c):
-    """fl(a * a + c) with one rounding (Boldo & Melquiond 2008, emulated FMA via rounding to odd)."""
-    uh, ul = _two_square(a)
-    th, tl = _two_sum(c, uh)
-    return th + _add_round_odd(tl, ul)
-
-
-def _dot2(dx, dy, rounding: str = "fma"):
-    """``np.dot([dx, dy], [dx, dy])`` as this machine's numpy rounds it (``numpy_dot_rounding``):
-    ``"fma"``: fma(dy, dy, dx * dx) with the exact emulated fma; ``"fma-contract"``: the same by the
-    backend's own fma (a backend that fuses ``a * b + c``, ``fma_by_contraction``); ``"plain"``: both
-    products rounded, then added."""
-    if rounding == "plain":
-        return _rn(dx * dx) + _rn(dy * dy)
-    if rounding == "fma-contract":
-        return _rn(dx * dx) + dy * dy
-    return _fma_square(dy, _rn(dx * dx))
-
-
-def dot_rounding() -> str:
-    """The ``_dot2`` mode that reproduces numpy's ``np.dot`` of two float64 pairs on this machine, computed
-    the fastest exact way on the default backend."""
-    if numpy_dot_rounding() == "plain":
-        return "plain"
-    return "fma-contract" if fma_by_contraction() else "fma"
-
-
-@functools.lru_cache(maxsize=None)
-def numpy_dot_rounding() -> str:
-    """How this machine's numpy rounds ``np.dot(v, v)`` for a float64 pair: ``"fma"`` (fma(v1, v1, v0 * v0),
-    OpenBLAS's ddot kernels for AVX-512 and arm64) or ``"plain"`` (v0 * v0 + v1 * v1 with both products
-    rounded: its Haswell/Zen and older x86-64 kernels). OpenBLAS picks the kernel per processor (and
-    ``OPENBLAS_CORETYPE``), so MO-Gymnasium's own minecart trajectories differ between machines; probing
-    numpy here keeps this env equal to MO-Gymnasium on the machine it runs on. Any other rounding warns:
-    bit-equality cannot hold there."""
-    from fractions import Fraction
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.0, 1.0, 1024)
-    y = rng.uniform(0.0, 1.0, 1024)
-    got = np.array([np.dot(v, v) for v in np.stack([x, y], 1)])
-    if np.array_equal(got, x * x + y * y):
-        return "plain"
-    fused = np.array([float(Fraction(float(a * a)) + Fraction(b) ** 2) for a, b in zip(x, y)])
-    if np.array_equal(got, fused):
-        return "fma"
-    import warnings
-    warnings.warn("minecart: numpy's np.dot rounds neither as fma(v1, v1, v0 * v0) nor as v0 * v0 + v1 * v1 "
-                  "on this machine; trajectories may differ from MO-Gymnasium's in the last bits", RuntimeWarning)
-    return "fma"
-
-
-def fma_by_contraction() -> bool:
-    """``_fma_by_contraction`` for the default backend (the one the step is compiled for)."""
-    return _fma_by_contraction(jax.default_backend())
-
-
-@functools.lru_cache(maxsize=None)
-def _fma_by_contraction(backend: str) -> bool:
-    """Whether XLA on ``backend`` computes ``_rn(x * x) + y * y`` as one
-    fma: probed once per backend on 256 cases where one rounding and two differ, against exact
-    rational arithmetic. XLA's CPU backend contracts (LLVM fuses the multiply into the add); where a
-    backend does not, minecart uses the emulated fma."""
-    from fractions import Fraction
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.0, 1.0, 4096)
-    y = rng.uniform(0.0, 1.0, 4096)
-    once = np.array([float(Fraction(float(a * a)) + Fraction(b) ** 2) for a, b in zip(x, y)])
-    differ = np.nonzero(once != x * x + y * y)[0][:256]
-    with jax.enable_x64(True):
-        f = jax.jit(jax.vmap(lambda a, b: _dot2(a, b, "fma-contract")))
-        got = np.asarray(f(x[differ], y[differ]))
-    return bool(len(differ) > 0 and np.array_equal(got, once[differ]))
-
-
-def _np_sum(v):
-    """``np.sum`` of a float64 vector of at most 8 values: left to right."""
-    total = v[..., 0]
-    for i in range(1, v.shape[-1]):
-        total = total + v[..., i]
-    return total
-
-
-def _sqrt_threshold(radius: float, strict: bool) -> float:
-    """``sqrt(s) < r`` (strict) <=> ``s < T``, or ``sqrt(s) <= r`` <=> ``s <= T``, for float64 s >= 0:
-    numpy's sqrt is correctly rounded and so monotone; T is found by stepping ulp by ulp from r * r."""
-    r, s = np.float64(radius), np.float64(radius) * np.float64(radius)
-    if strict:  # smallest s with sqrt(s) >= r
-        while np.sqrt(s) >= r:
-            s = np.nextafter(s, 0.0)
-        while np.sqrt(s) < r:
-            s = np.nextafter(s, 1.0)
-    else:       # largest s with sqrt(s) <= r
-        while np.sqrt(s) > r:
-            s = np.nextafter(s, 0.0)
-        while np.sqrt(np.nextafter(s, 1.0)) <= r:
-            s = np.nextafter(s, 1.0)
-    return float(s)
-
-
-BASE_SQ = _sqrt_threshold(BASE_RADIUS, strict=True)    # in base: |pos|^2 (as mag rounds it) < BASE_SQ
-MINE_SQ = _sqrt_threshold(MINE_RADIUS, strict=False)   # mineable: |pos - mine|^2 <= MINE_SQ
+BASE_SQ = sqrt_threshold(BASE_RADIUS, strict=True)    # in base: |pos|^2 (as mag rounds it) < BASE_SQ
+MINE_SQ = sqrt_threshold(MINE_RADIUS, strict=False)   # mineable: |pos - mine|^2 <= MINE_SQ
 
 # Angles stay integers (multiples of 5 degrees: 45 +- 10s); wall slides can take them a little outside
 # [0, 360) until the next turn wraps them; the tables span [-720, 1080) degrees, far beyond that.
@@ -464,8 +289,8 @@ class Minecart(Environment):
 
     def _obs(self, state: MinecartState, params: MinecartParams) -> jax.Array:
         with jax.enable_x64(True):
-            return self._obs64(_f64(state.pos), _f64(state.speed), state.angle, _f64(state.content),
-                               _f64(params.capacity))
+            return self._obs64(as_f64(state.pos), as_f64(state.speed), state.angle, as_f64(state.content),
+                               as_f64(params.capacity))
 
     @staticmethod
     def _obs64(pos, speed, angle, content, capacity):
@@ -483,7 +308,7 @@ class Minecart(Environment):
                 ore_noise=jnp.broadcast_to(zero, (self.frame_skip, self.ore_cnt, 2)), noise_given=jnp.bool_(False),
                 time=jnp.int32(0))
             obs = self._obs64(jnp.zeros(2, jnp.float64), jnp.float64(0), state.angle,
-                              jnp.zeros(self.ore_cnt, jnp.float64), _f64(params.capacity))
+                              jnp.zeros(self.ore_cnt, jnp.float64), as_f64(params.capacity))
         return obs, state
 
     def step(self, key: jax.Array, state: MinecartState, action: jax.Array, params: MinecartParams):
@@ -495,9 +320,9 @@ class Minecart(Environment):
         with jax.enable_x64(True):
             # a superset of the carts that mine: MINE, stopped, and within reach of a mine up to rounding
             # (plain float64 squares, within a few ulps of the exact ones; the margin is 2^-30 relative)
-            d = _f64(state.pos)[None, :] - _f64(params.mine_pos)
+            d = as_f64(state.pos)[None, :] - as_f64(params.mine_pos)
             near = jnp.any(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= MINE_SQ * (1 + 2.0 ** -30))
-            need = (action == ACT_MINE) & (_f64(state.speed) < EPS_SPEED) & near
+            need = (action == ACT_MINE) & (as_f64(state.speed) < EPS_SPEED) & near
         mine_params = (params.mine_pos, params.ore_mean, params.ore_std, params.capacity)
         content = _where_needed(self._mine, need, state.content,
                                 (key, state.pos, state.content, state.ore_noise, state.noise_given, state.end,
@@ -515,11 +340,12 @@ class Minecart(Environment):
         else:  # in the caller's (float32) mode: jax.random does not trace under x64
             z = jax.random.normal(key, (self.frame_skip, self.ore_cnt), jnp.float32)
         with jax.enable_x64(True):
-            z = jnp.where(noise_given, _f64(noise), z.astype(jnp.float64))
+            z = jnp.where(noise_given, as_f64(noise), z.astype(jnp.float64))
             n_calls = jnp.where(end & self.incremental_frame_skip, 1, self.frame_skip)
-            mine_pos, ore_mean, ore_std, capacity = (_f64(v) for v in mine_params)
-            x, y, content = _f64(pos[0]), _f64(pos[1]), _f64(content)
-            d2 = _dot2(x - mine_pos[:, 0], y - mine_pos[:, 1], self._dot)  # mag(cart.pos - mine.pos)^2 as numpy rounds it
+            mine_pos, ore_mean, ore_std, capacity = (as_f64(v) for v in mine_params)
+            x, y, content = as_f64(pos[0]), as_f64(pos[1]), as_f64(content)
+            # mag(cart.pos - mine.pos)^2 as numpy rounds it
+            d2 = dot2(x - mine_pos[:, 0], y - mine_pos[:, 1], self._dot)
             dist = jnp.sqrt(d2)
             nearest, i = d2[0], jnp.int32(0)  # min(mines, key=distance): the first of equal distances
             for j in range(1, d2.shape[0]):
@@ -528,22 +354,22 @@ class Minecart(Environment):
             ok = nearest <= MINE_SQ
             mean, std = ore_mean[i], ore_std[i]
             for k in range(self.frame_skip):  # each call draws one normal per ore: row k of the noise
-                raw = _rn(z[k] * std) + mean  # scipy's norm(mu, sigma).rvs(): z * scale + loc
+                raw = rn(z[k] * std) + mean  # scipy's norm(mu, sigma).rvs(): z * scale + loc
                 mined = jnp.where(raw > 0.0, raw, 0.0)  # max(0.0, raw)
-                free = capacity - _np_sum(content)
-                total = _np_sum(mined)
-                mined = jnp.where(total > free, _rn(mined * (free / total)), mined)
+                free = capacity - np_sum(content)
+                total = np_sum(mined)
+                mined = jnp.where(total > free, rn(mined * (free / total)), mined)
                 content = jnp.where(ok & (k < n_calls), content + mined, content)
-            return _bits(content)
+            return as_bits(content)
 
     def _step64(self, state, content, action, params):
         fs = self.frame_skip
         incremental = self.incremental_frame_skip
         mult = 1 if incremental else fs  # otherwise the action acts once, fs times as strong, then fs moves
-        x, y = _f64(state.pos[0]), _f64(state.pos[1])
-        speed = _f64(state.speed)
-        capacity = _f64(params.capacity)
-        content = _f64(content)
+        x, y = as_f64(state.pos[0]), as_f64(state.pos[1])
+        speed = as_f64(state.speed)
+        capacity = as_f64(params.capacity)
+        content = as_f64(content)
 
         left, right = action == ACT_LEFT, action == ACT_RIGHT
         accel, brake = action == ACT_ACCEL, action == ACT_BRAKE
@@ -559,7 +385,7 @@ class Minecart(Environment):
             speed = jnp.where(act & brake, 0.0, speed)  # clip(speed - 1 * mult, 0, 1): speed <= 1
             alive = alive & ~(act & end)
             x, y, speed, angle = self._move(x, y, speed, angle, alive, self._dot)
-            in_base = _dot2(x, y, self._dot) < BASE_SQ  # mag(pos - HOME_POS) < BASE_RADIUS
+            in_base = dot2(x, y, self._dot) < BASE_SQ  # mag(pos - HOME_POS) < BASE_RADIUS
             check = alive & (incremental | (i == fs - 1))
             arrive = check & in_base & departed
             ore_reward = jnp.where(arrive, content.astype(jnp.float32), ore_reward)
@@ -574,7 +400,7 @@ class Minecart(Environment):
         fuel = jnp.where((action >= 0) & (action <= 5), fuel, jnp.float32(self._fuel[ACT_NONE]))
         reward = jnp.concatenate([ore_reward, fuel[None]])
         time = state.time + 1
-        new = MinecartState(pos=_bits(jnp.stack([x, y])), speed=_bits(speed), angle=angle, content=_bits(content),
+        new = MinecartState(pos=as_bits(jnp.stack([x, y])), speed=as_bits(speed), angle=angle, content=as_bits(content),
                             departed=departed, end=end, ore_noise=state.ore_noise, noise_given=jnp.bool_(False),
                             time=time)
         obs = self._obs64(jnp.stack([x, y]), speed, angle, content, capacity)
@@ -584,7 +410,7 @@ class Minecart(Environment):
     def _move(x, y, speed, angle, active, rounding):
         """``Cart.step()``: move by speed along the heading; clip to the square, sliding along walls."""
         trig = jnp.asarray(_TRIG)[_angle_index(angle)]
-        vx, vy = _rn(speed * trig[0]), _rn(speed * trig[1])
+        vx, vy = rn(speed * trig[0]), rn(speed * trig[1])
         fast_x = (vx > EPS_SPEED) | (vx < -EPS_SPEED)
         fast_y = (vy > EPS_SPEED) | (vy < -EPS_SPEED)
         sign_x = jnp.where(vx > 0, ROTATION, -ROTATION).astype(jnp.int32)
@@ -597,7 +423,7 @@ class Minecart(Environment):
         nx, ny = x + vx, y + vy
         nx = jnp.where(nx <= 0, 0.0, jnp.where(nx >= 1, 1.0, nx))  # clip(v, 0, 1)
         ny = jnp.where(ny <= 0, 0.0, jnp.where(ny >= 1, 1.0, ny))
-        new_speed = jnp.sqrt(_dot2(x - nx, y - ny, rounding))  # mag(pre - pos)
+        new_speed = jnp.sqrt(dot2(x - nx, y - ny, rounding))  # mag(pre - pos)
         moves = active & (speed >= EPS_SPEED)
         return (jnp.where(moves, nx, x), jnp.where(moves, ny, y), jnp.where(moves, new_speed, speed),
                 jnp.where(moves, angle + turn, angle))
@@ -619,8 +445,10 @@ class Minecart(Environment):
         on average) and come back with the same (``symmetric``) or any pattern; keeps the non-dominated
         discounted returns. Approximate: it is not the true front (MO-Gymnasium issue #78).
         """
+        from morl.envs.minecart_front import approximate_front  # it imports this module's constants
+
         pos, dist, capacity = self._host_config(params)
-        return _approximate_front(pos, dist, capacity, self.frame_skip, self.incremental_frame_skip,
+        return approximate_front(pos, dist, capacity, self.frame_skip, self.incremental_frame_skip,
                                   float(gamma), bool(symmetric))
 
     def convex_coverage_set(self, gamma: float = 1.0, symmetric: bool = True,
@@ -632,95 +460,6 @@ class Minecart(Environment):
         points = np.concatenate([front.min(axis=0, keepdims=True), front])
         vertices = [i - 1 for i in ConvexHull(points).vertices if i != 0]
         return front[vertices]
-
-
-# --------------------------------------------------------------------------- front helpers (host)
-def _truncated_mean(mean: float, std: float) -> float:
-    """Mean of N(mean, std) truncated to [0, inf) (what MO-Gymnasium's front assumes a mine yields)."""
-    if std == 0:
-        return mean
-    from scipy.stats import norm
-
-    a, b = (0.0 - mean) / std, (float("inf") - mean) / std
-    value = mean + ((norm.pdf(a) - norm.pdf(b)) / (norm.cdf(b) - norm.cdf(a))) * std
-    return 0.0 if np.isnan(value) else float(value)
-
-
-def _non_dominated(points: list[np.ndarray]) -> list[np.ndarray]:
-    """Points not weakly dominated by another (maximisation); duplicates keep their first copy."""
-    pts = np.asarray(points)
-    keep = []
-    for i, p in enumerate(pts):
-        dominated = np.all(pts >= p, axis=1) & (np.any(pts > p, axis=1) | (np.arange(len(pts)) < i))
-        if not dominated.any():
-            keep.append(i)
-    return [pts[i] for i in keep]
-
-
-def _approach_patterns(distance: float, frame_skip: int, incremental: bool) -> list[list[int]]:
-    """Every accelerate/coast sequence (starting with one accelerate) that covers ``distance``."""
-    fs = frame_skip
-    first = distance - (fs * (fs + 1) / 2 * ACCELERATION if incremental else ACCELERATION * fs * fs)
-    stack, done = [(ACCELERATION * fs, first, [ACT_ACCEL])], []
-    while stack:
-        speed, left, seq = stack.pop()
-        # accelerate once more: distance of fs frames whose speed grows by ACCELERATION each
-        new_speed = speed + ACCELERATION * fs
-        n = new_speed / ACCELERATION
-        moved = n * (n + 1) / 2 * ACCELERATION - (n - fs) * ((n - fs) + 1) / 2 * ACCELERATION
-        for step_left, step_speed, action in ((left - moved, new_speed, ACT_ACCEL),
-                                              (left - speed * fs, speed, ACT_NONE)):
-            if step_left <= 0:
-                done.append(seq + [action])
-            else:
-                stack.append((step_speed, step_left, seq + [action]))
-    return done
-
-
-def _approximate_front(mine_pos: np.ndarray, mine_dist: np.ndarray, capacity: float, frame_skip: int,
-                       incremental: bool, gamma: float, symmetric: bool) -> np.ndarray:
-    fs = frame_skip
-    ore_cnt = mine_dist.shape[1]
-    fuel = np.array([FUEL_MINE + FUEL_IDLE, FUEL_IDLE, FUEL_IDLE, FUEL_IDLE + FUEL_ACC, FUEL_IDLE, FUEL_IDLE]) * fs
-    corner = (BASE_RADIUS ** 2 / 2) ** 0.5  # an empty mine just outside the base
-    mines = [(p, np.array([_truncated_mean(m, s) for m, s in d])) for p, d in zip(mine_pos, mine_dist)]
-    mines.append((np.array([corner, corner]), np.zeros(ore_cnt)))
-    turn_around = [ACT_LEFT] * (180 // (ROTATION * fs))
-    front: list[np.ndarray] = []
-    for pos, means in mines:
-        pos = np.asarray(pos, np.float64)
-        distance = np.sqrt(np.dot(pos, pos)) - MINE_RADIUS - BASE_RADIUS / 2
-        angle = np.degrees(np.arctan2(np.linalg.det([pos, [1.0, 1.0]]), np.dot(pos, [1.0, 1.0])))
-        rotations = int(math.ceil(abs(angle) / (ROTATION * fs)))
-        patterns = _approach_patterns(distance, fs, incremental)
-        means = means * fs
-        total = np.sum(means)
-        max_mining = 0 if total == 0 else int(math.ceil(capacity / total))
-        minings = [[ACT_MINE] * i for i in range(1, max_mining + 1)]
-        turn = [ACT_LEFT] * rotations
-        if minings:
-            back = [[ACT_BRAKE] + turn_around]
-            if symmetric:
-                seqs = [turn + go + b + m + go for go, b, m in itertools.product(patterns, back, minings)]
-            else:
-                seqs = [turn + go + b + m + ret
-                        for go, b, m, ret in itertools.product(patterns, back, minings, patterns)]
-        elif symmetric:
-            seqs = [turn + go + turn_around + [ACT_NONE] + go[1:] for go in patterns]
-        else:
-            seqs = [turn + go + turn_around + [ACT_NONE] + ret[1:]
-                    for go, ret in itertools.product(patterns, patterns)]
-        longest = max((len(p) for p in patterns), default=0)
-        max_len = rotations + 2 * longest + 1 + len(turn_around) + max((len(m) for m in minings), default=0)
-        discount = gamma ** np.arange(max_len)
-        for s in seqs:
-            rewards = np.zeros((len(s), ore_cnt + 1))
-            rewards[:, -1] = fuel[s]
-            n_mine = s.count(ACT_MINE)
-            rewards[-1, :-1] = means * n_mine / max(1, (total * n_mine) / capacity)
-            front.append(np.dot(discount[:len(s)], rewards))
-        front = _non_dominated(front)
-    return np.array(front)
 
 
 register("minecart-v0", Minecart, config="default")

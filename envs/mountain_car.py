@@ -26,7 +26,7 @@ floats in float32). The step traces its physics under ``jax.enable_x64`` and the
 and velocity as float64 words (``uint32 (2,)``, ``bits_f64`` reads them), params likewise
 (``env.make_params(force=...)`` builds variants); observations and rewards are float32 as gymnasium
 casts them. XLA's fused multiply-add is kept out where the reference rounds a product before adding
-(``_rn``, see ``envs/minecart.py``), and XLA's float64 ``cos`` equals the C library's ``math.cos`` on
+(``rn``, see ``envs/float64.py``), and XLA's float64 ``cos`` equals the C library's ``math.cos`` on
 the reachable positions (checked in ``tests/test_envs_control.py``).
 """
 
@@ -41,7 +41,7 @@ from flax import struct
 from jax import lax
 
 from morl.env import Environment, EnvParams, time_limit
-from morl.envs.minecart import _bits, _f64, _rn, bits_f64, f64_bits
+from morl.envs.float64 import as_bits, as_f64, bits_f64, f64_bits, rn
 from morl.registry import register
 from morl.spaces import Box, Discrete
 
@@ -139,16 +139,16 @@ class _MountainCarBase(Environment):
             # np_random.uniform(low, high): low + (high - low) * u, u a 53-bit uniform in [0, 1)
             u = ((words[0] >> 5).astype(jnp.float64) * 67108864.0 + (words[1] >> 6).astype(jnp.float64)) \
                 / 9007199254740992.0
-            low, high = _f64(params.start_low), _f64(params.start_high)
-            position = low + _rn((high - low) * u)
+            low, high = as_f64(params.start_low), as_f64(params.start_high)
+            position = low + rn((high - low) * u)
             zero = jnp.zeros((), jnp.float64)
-            state = MountainCarState(position=_bits(position), velocity=_bits(zero), time=jnp.int32(0))
+            state = MountainCarState(position=as_bits(position), velocity=as_bits(zero), time=jnp.int32(0))
             return jnp.stack([position, zero]).astype(jnp.float32), state
 
     def get_obs(self, state: MountainCarState, params=None) -> jax.Array:
         """The observation of a state, ``[position, velocity]`` (float32)."""
         with jax.enable_x64(True):
-            return jnp.stack([_f64(state.position), _f64(state.velocity)]).astype(jnp.float32)
+            return jnp.stack([as_f64(state.position), as_f64(state.velocity)]).astype(jnp.float32)
 
     @property
     def observation_space(self) -> Box:
@@ -190,15 +190,15 @@ class MOMountainCar(_MountainCarBase):
             return self._step64(state, jnp.asarray(action, jnp.int32), params)
 
     def _step64(self, state, action, params):
-        p, v = _f64(state.position), _f64(state.velocity)
-        min_p, max_p, max_v = _f64(params.min_position), _f64(params.max_position), _f64(params.max_speed)
+        p, v = as_f64(state.position), as_f64(state.velocity)
+        min_p, max_p, max_v = as_f64(params.min_position), as_f64(params.max_position), as_f64(params.max_speed)
         # velocity += (action - 1) * force + math.cos(3 * position) * (-gravity)
-        push = (action - 1).astype(jnp.float64) * _f64(params.force)
-        v = v + (push + _rn(jnp.cos(3.0 * p) * -_f64(params.gravity)))
+        push = (action - 1).astype(jnp.float64) * as_f64(params.force)
+        v = v + (push + rn(jnp.cos(3.0 * p) * -as_f64(params.gravity)))
         v = lax.min(lax.max(v, -max_v), max_v)  # np.clip
         p = lax.min(lax.max(p + v, min_p), max_p)
         v = jnp.where((p == min_p) & (v < 0), 0.0, v)
-        terminated = (p >= _f64(params.goal_position)) & (v >= _f64(params.goal_velocity))
+        terminated = (p >= as_f64(params.goal_position)) & (v >= as_f64(params.goal_velocity))
         one, zero = jnp.float32(-1.0), jnp.float32(0.0)
         parts = [jnp.where(terminated, zero, one)]
         if not self.remove_move_penalty:
@@ -210,7 +210,7 @@ class MOMountainCar(_MountainCarBase):
             parts.append((SPEED_SCALE * jnp.abs(v)).astype(jnp.float32))  # 15 * abs(velocity), float64
         reward = jnp.stack(parts)
         time = state.time + 1
-        new = MountainCarState(position=_bits(p), velocity=_bits(v), time=time)
+        new = MountainCarState(position=as_bits(p), velocity=as_bits(v), time=time)
         obs = jnp.stack([p, v]).astype(jnp.float32)
         return obs, new, reward, terminated, time_limit(time, params), {}
 
@@ -246,12 +246,12 @@ class MOContinuousMountainCar(_MountainCarBase):
         value becomes float32 (NEP 50), in arithmetic and comparisons alike; the flags ``*_py`` track
         which values are Python floats (the bounds the clips assign)."""
         f32, f64 = jnp.float32, jnp.float64
-        p, v = _f64(state.position), _f64(state.velocity)
+        p, v = as_f64(state.position), as_f64(state.velocity)
         wide = state.time == 0  # position and velocity are float64 (reset), else float32
-        min_a, max_a = _f64(params.min_action), _f64(params.max_action)
-        min_p, max_p, max_v = _f64(params.min_position), _f64(params.max_position), _f64(params.max_speed)
-        power, gravity = _f64(params.power), _f64(params.gravity)
-        goal_p, goal_v = _f64(params.goal_position), _f64(params.goal_velocity)
+        min_a, max_a = as_f64(params.min_action), as_f64(params.max_action)
+        min_p, max_p, max_v = as_f64(params.min_position), as_f64(params.max_position), as_f64(params.max_speed)
+        power, gravity = as_f64(params.power), as_f64(params.gravity)
+        goal_p, goal_v = as_f64(params.goal_position), as_f64(params.goal_velocity)
         r32 = lambda x: x.astype(f32).astype(f64)  # noqa: E731  (a float64 value rounded to float32)
 
         def cmp_lt(x, bound, x_py):  # x < bound, x float64 / Python or float32 (bound rounded then)
@@ -265,9 +265,9 @@ class MOContinuousMountainCar(_MountainCarBase):
         force = jnp.where(low, min_a, jnp.where(high, max_a, a64))
         # force * power - 0.0025 * math.cos(3 * position): float32 if the force is, else float64
         three_p = jnp.where(wide, 3.0 * p, (3.0 * p.astype(f32)).astype(f64))
-        slope = _rn(gravity * jnp.cos(three_p))
-        dv_py = _rn(force * power) - slope
-        dv_32 = (_rn(a * power.astype(f32)) - slope.astype(f32)).astype(f64)
+        slope = rn(gravity * jnp.cos(three_p))
+        dv_py = rn(force * power) - slope
+        dv_32 = (rn(a * power.astype(f32)) - slope.astype(f32)).astype(f64)
         dv = jnp.where(force_py, dv_py, dv_32)
         # velocity += dv: float64 on the first step, else float32 (a Python dv is rounded first)
         v = jnp.where(wide, v + dv, (v.astype(f32) + dv.astype(f32)).astype(f64))
@@ -291,7 +291,7 @@ class MOContinuousMountainCar(_MountainCarBase):
                             (-(a64 * a64)).astype(f32)])  # -math.pow(action[0], 2), exact in float64
         time = state.time + 1
         p, v = p.astype(f32), v.astype(f32)  # np.array([position, velocity], dtype=np.float32)
-        new = MountainCarState(position=_bits(p.astype(f64)), velocity=_bits(v.astype(f64)), time=time)
+        new = MountainCarState(position=as_bits(p.astype(f64)), velocity=as_bits(v.astype(f64)), time=time)
         return jnp.stack([p, v]), new, reward, terminated, time_limit(time, params), {}
 
 

@@ -30,7 +30,7 @@ from flax import struct
 from jax import lax
 
 from morl.env import Environment, EnvParams, time_limit
-from morl.envs.minecart import _f64, _rn, f64_bits
+from morl.envs.float64 import as_f64, f64_bits, rn
 from morl.registry import register
 from morl.spaces import Box
 
@@ -164,15 +164,15 @@ class WaterReservoir(Environment):
         lower = lax.max(s - f32(S_MIN_REL), zero)
         upper = s
         if self.normalized_action:
-            release = _rn(a * (upper - lower)) + lower
+            release = rn(a * (upper - lower)) + lower
             penalty = zero
         else:
             release = lax.min(lax.max(a, lower), upper)  # np.clip
             # -self.penalize: the int -1 or 0 for a bool (so +0.0, never -0.0), else the negated float
             neg = float(-self.penalize) if isinstance(self.penalize, (bool, np.bool_)) else -self.penalty_coef
-            penalty = _rn(f32(neg) * lax.abs(release - a))
+            penalty = rn(f32(neg) * lax.abs(release - a))
         # np_random.normal(mean, std): mean + std * z, float64
-        inflow = _f64(params.inflow_mean) + _rn(_f64(params.inflow_std) * z.astype(jnp.float64))
+        inflow = as_f64(params.inflow_mean) + rn(as_f64(params.inflow_std) * z.astype(jnp.float64))
         level = lax.max((s.astype(jnp.float64) + inflow) - release.astype(jnp.float64), 0.0).astype(f32)
         if self.normalized_action:  # -cost + 0.0 (a Python float): XLA would drop the "+ 0.0" that turns -0.0 into +0.0
             with_penalty = lambda cost: jnp.where(cost == 0, zero, -cost)  # noqa: E731

@@ -7,7 +7,7 @@
   ``state.ore_noise`` (with ``state.noise_given``).
 - No tolerance, no resynchronisation: observations and reward vectors are compared bit for bit (as
   uint32 words), flags exactly, and before every step our float64 state (position, speed, content)
-  must equal the reference cart's exactly. The wall ties that float64 rounding decides (issue 15) are
+  must equal the reference cart's exactly. The wall ties that float64 rounding decides are
   also replayed directly (``test_wall_ties_decided_as_the_reference_does``).
 - The float64 blocks (emulated fma, ``np.dot``'s rounding, the contraction stop, the sqrt thresholds)
   against exact rational arithmetic.
@@ -32,7 +32,7 @@ from mo_gymnasium.envs.minecart import minecart as ref_minecart
 
 import morl
 import morl.envs  # noqa: F401  (registers the ids)
-from morl.envs import minecart
+from morl.envs import float64, minecart
 from morl.metrics import hypervolume
 from morl.testing import TwinCase, run_twin
 
@@ -206,8 +206,8 @@ def test_twin_non_incremental_frame_skip():
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id, replay", [("minecart-deterministic-v0", False), ("minecart-v0", True)])
 def test_twin_long_runs(env_id, replay):
-    """Long runs: 1000 pilot episodes with issue 15's seed 9173 (where the double-float version diverged
-    in 2 of 60 episodes) and 200 episodes of uniformly random actions (~150 steps each: random carts
+    """Long runs: 1000 pilot episodes from seed 9173 (whose episodes reach wall ties that only float64
+    rounding decides) and 200 episodes of uniformly random actions (~150 steps each: random carts
     soon roll back into the base), every step bit-equal with our float64 state equal to the reference's."""
     report, _ = _twin(env_id, replay_draws=replay, episodes=1000, seed=9173)
     _check_coverage(report)
@@ -219,7 +219,7 @@ def test_twin_long_runs(env_id, replay):
 def test_wall_ties_decided_as_the_reference_does(angle, pos):
     """A cart on a wall turning across the wall's direction (345 -> 355 -> 5 degrees on the top wall)
     comes back to exactly the wall coordinate in real arithmetic (sin 355 + sin 5 = 0); float64
-    rounding decides whether it is on the wall and slides (issue 15: y = 1 - 3.4e-17 rounds to 1).
+    rounding decides whether it is on the wall and slides (y = 1 - 3.4e-17 rounds to 1).
     Ours follows the reference step by step from such starts, at 40 speeds."""
     env, params = morl.make("minecart-deterministic-v0")
     reset, step = jax.jit(env.reset), jax.jit(env.step)
@@ -311,9 +311,9 @@ def test_params_from_reference_json_equal_defaults():
 
 
 def test_float64_blocks_are_exact_under_jit():
-    """The float64 blocks the step relies on, jitted and vmapped as the step uses them: the emulated
-    fma and ``_dot2`` (emulated, and as the env runs it on this backend) equal exact rational
-    arithmetic rounded once and numpy's ``np.dot`` (the reference's ``mag``); ``_rn`` stops XLA from
+    """The float64 blocks the step relies on (``envs/float64.py``), jitted and vmapped as the step uses them:
+    the emulated fma and ``dot2`` (emulated, and as the env runs it on this backend) equal exact rational
+    arithmetic rounded once and numpy's ``np.dot`` (the reference's ``mag``); ``rn`` stops XLA from
     fusing a product into the following add; the sqrt thresholds decide ``sqrt(s) < 0.15`` /
     ``sqrt(s) <= 0.14`` exactly as numpy's sqrt does."""
     from fractions import Fraction
@@ -327,12 +327,12 @@ def test_float64_blocks_are_exact_under_jit():
     c[:512] = np.array([float(Fraction(x * x) - Fraction(x) ** 2) for x in a[:512]]) + ulp[:512] * (
         rng.integers(-6, 7, 512) / 4)
     with jax.enable_x64(True):
-        fma = np.asarray(jax.jit(jax.vmap(lambda a, c: minecart._fma_square(a, c)))(a, c))
-        emulated = np.asarray(jax.jit(jax.vmap(minecart._dot2))(c, a))  # emulated fma(a, a, c * c)
-        plain = np.asarray(jax.jit(jax.vmap(lambda x, y: minecart._dot2(x, y, "plain")))(c, a))
-        rounding = minecart.dot_rounding()  # as the env runs it here (numpy's rounding, backend's fma)
-        env_dot = np.asarray(jax.jit(jax.vmap(lambda x, y: minecart._dot2(x, y, rounding)))(c, a))
-        mul_add = np.asarray(jax.jit(jax.vmap(lambda a, c: minecart._rn(a * a) + c))(a, c))
+        fma = np.asarray(jax.jit(jax.vmap(lambda a, c: float64.fma_square(a, c)))(a, c))
+        emulated = np.asarray(jax.jit(jax.vmap(float64.dot2))(c, a))  # emulated fma(a, a, c * c)
+        plain = np.asarray(jax.jit(jax.vmap(lambda x, y: float64.dot2(x, y, "plain")))(c, a))
+        rounding = float64.dot_rounding()  # as the env runs it here (numpy's rounding, backend's fma)
+        env_dot = np.asarray(jax.jit(jax.vmap(lambda x, y: float64.dot2(x, y, rounding)))(c, a))
+        mul_add = np.asarray(jax.jit(jax.vmap(lambda a, c: float64.rn(a * a) + c))(a, c))
     exact = np.array([float(Fraction(x) ** 2 + Fraction(y)) for x, y in zip(a, c)])
     np.testing.assert_array_equal(fma, exact)
     np.testing.assert_array_equal(emulated, [float(Fraction(x) ** 2 + Fraction(float(y * y))) for x, y in zip(a, c)])
