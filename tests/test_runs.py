@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,10 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from morl.agent import Trainer
 import pytest
 
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, Trainer, register_agent
 from morl.rollout import make_rollout
 from morl.solution import Solution
 
@@ -351,3 +350,51 @@ def test_sigkill_and_resume_gives_the_same_front(tmp_path):
     assert r1["metrics"] == r2["metrics"] and r1["env_steps"] == r2["env_steps"] == 9600
     rows = R.read_jsonl(run_dir / "metrics.jsonl")
     assert [r["update"] for r in rows] == list(range(1, len(rows) + 1))  # no duplicated or torn rows
+
+
+# =============================================================================== config I/O and run status
+@dataclass(frozen=True)
+class _Inner:
+    lr: float = 3e-4
+    hidden: tuple[int, ...] = (64, 64)
+
+
+@dataclass(frozen=True)
+class _Outer:
+    steps: int = 10
+    inner: _Inner = field(default_factory=_Inner)
+    maybe: _Inner | None = None
+
+
+def test_nested_config_round_trips_through_config_json():
+    """A config field that is itself a dataclass is stored as a nested object and coerced back."""
+    cfg = _Outer(steps=7, inner=_Inner(lr=0.5, hidden=(8, 4, 2)), maybe=_Inner(hidden=(3,)))
+    data = json.loads(json.dumps(R.config_to_dict(cfg)))      # what config.json holds
+    assert data["inner"] == {"lr": 0.5, "hidden": [8, 4, 2]} and data["maybe"]["hidden"] == [3]
+    back = R.config_from_dict(_Outer, data)
+    assert back == cfg and isinstance(back.inner, _Inner) and isinstance(back.maybe.hidden, tuple)
+    back = R.config_from_dict(_Outer, {"inner": {"lr": 1}, "maybe": None})    # JSON ints, missing fields
+    assert back == _Outer(inner=_Inner(lr=1.0)) and isinstance(back.inner.lr, float)
+    with pytest.raises(R.RunError, match=r"_Inner has no field\(s\) \['width'\]"):
+        R.config_from_dict(_Outer, {"inner": {"width": 3}})
+
+
+def test_check_trainable_names_what_to_do(tmp_path):
+    def info(status):
+        return R.RunInfo("r1", tmp_path / "r1", status, {}, problem="no config.json")
+
+    for status in ("interrupted", "failed"):
+        for resume in (False, True):
+            R.check_trainable(info(status), resume)               # trainable: no error
+    with pytest.raises(R.RunError, match="already finished; `morl eval r1` re-evaluates it"):
+        R.check_trainable(info("done"))
+    with pytest.raises(R.RunError, match=r"is corrupt \(no config.json\); delete it and train again"):
+        R.check_trainable(info("corrupt"))
+    with pytest.raises(R.RunError, match="is corrupt .*; it cannot be resumed"):
+        R.check_trainable(info("corrupt"), resume=True)
+    with pytest.raises(R.RunError, match="being trained by another process; stop it first"):
+        R.check_trainable(info("running"), resume=True)
+    with pytest.raises(R.RunError, match="being trained by another process .see .*train.lock"):
+        R.check_trainable(info("running"))
+    with pytest.raises(R.RunError, match="already finished"):
+        R.train_runs([info("done")])                                # train_runs refuses before building anything
