@@ -1,6 +1,7 @@
 """Built-in environments; importing this package registers every family's ids.
 
-One file per family. ``morl.envs.list()`` lists every registered id.
+One file (or package, ``mujoco/``) per family; ``float64.py`` and ``minecart_front.py`` are helpers, not
+families. ``morl.envs.list()`` lists every registered id.
 """
 
 from morl.registry import list_envs as list  # noqa: A001  (morl.envs.list(), as the design names it)
