@@ -73,11 +73,9 @@ Other differences from MORL-Baselines, with reasons
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,7 +84,7 @@ from flax import struct
 
 from morl.agent import AgentSpec, Trainer, register_agent
 from morl.agents import replay as rb
-from morl.agents.networks import observation_dim, preprocess_obs
+from morl.agents.networks import ReluMLP, observation_dim, preprocess_obs
 from morl.agents.ppo import RunningMeanStd, NORM_EPS
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, update_utopia)
@@ -298,21 +296,6 @@ class ObsEncoder:
                                 for i in range(len(sizes))], axis=-1)
 
 
-class VectorQNet(nn.Module):
-    """``Q(s) -> [B, A, m]``: a ReLU MLP with one value vector per action."""
-
-    num_actions: int
-    reward_dim: int
-    hidden: Sequence[int] = (256, 256)
-
-    @nn.compact
-    def __call__(self, x):
-        for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        out = nn.Dense(self.num_actions * self.reward_dim)(x)
-        return out.reshape(out.shape[:-1] + (self.num_actions, self.reward_dim))
-
-
 @dataclass(frozen=True)
 class DQNLearner:
     """Vector-valued double DQN for one member (pure, vmappable). State: ``{"q", "target", "opt", "steps"}``."""
@@ -329,8 +312,9 @@ class DQNLearner:
     max_grad_norm: float | None
 
     @property
-    def net(self) -> VectorQNet:
-        return VectorQNet(self.num_actions, self.reward_dim, self.hidden)
+    def net(self) -> ReluMLP:
+        """``Q(s)`` flat, ``[B, A * m]`` (`q_values` reshapes it)."""
+        return ReluMLP(self.num_actions * self.reward_dim, self.hidden, "lecun_normal")
 
     @property
     def tx(self) -> optax.GradientTransformation:
@@ -342,7 +326,9 @@ class DQNLearner:
         return {"q": params, "target": params, "opt": self.tx.init(params), "steps": jnp.int32(0)}
 
     def q_values(self, params: PyTree, obs: jax.Array) -> jax.Array:
-        return self.net.apply(params, self.encoder(obs))
+        """``Q(s) -> [B, A, m]``: one value vector per action."""
+        out = self.net.apply(params, self.encoder(obs))
+        return out.reshape(out.shape[:-1] + (self.num_actions, self.reward_dim))
 
     def greedy(self, params: PyTree, w: jax.Array, z: jax.Array, obs: jax.Array) -> jax.Array:
         return jnp.argmax(self.scal(w, self.q_values(params, obs), z), axis=-1).astype(jnp.int32)

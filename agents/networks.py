@@ -227,12 +227,14 @@ def _relu_kernel_init(name: str):
         return orthogonal(1.0)
     if name == "xavier_normal":  # PD-MORL's init_weights
         return nn.initializers.xavier_normal()
-    raise ValueError(f"unknown kernel init {name!r}; use 'orthogonal' or 'xavier_normal'")
+    if name == "lecun_normal":   # flax's Dense default (MORL/D's learners)
+        return nn.initializers.lecun_normal()
+    raise ValueError(f"unknown kernel init {name!r}; use 'orthogonal', 'xavier_normal' or 'lecun_normal'")
 
 
 class ReluMLP(nn.Module):
-    """ReLU MLP with a linear output (the off-policy agents' networks): ``kernel`` init 'orthogonal' (gain 1,
-    MORL-Baselines) or 'xavier_normal' (PD-MORL), zero biases."""
+    """ReLU MLP with a linear output, the off-policy agents' one MLP: ``kernel`` init 'orthogonal' (gain 1,
+    MORL-Baselines), 'xavier_normal' (PD-MORL) or 'lecun_normal' (MORL/D), zero biases."""
 
     out_dim: int
     hidden: Sequence[int] = (256, 256)

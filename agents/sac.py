@@ -34,25 +34,17 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agents.networks import observation_dim, preprocess_obs
+from morl.agents.networks import ReluMLP, observation_dim, preprocess_obs
 
 PyTree = Any
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-class _ReluMLP(nn.Module):
-    out_dim: int
-    hidden: Sequence[int]
-
-    @nn.compact
-    def __call__(self, x):
-        for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(self.out_dim)(x)
-
-
 class SquashedGaussianActor(nn.Module):
-    """Mean and log-std (squashed into [LOG_STD_MIN, LOG_STD_MAX]) of the pre-tanh Gaussian."""
+    """Mean and log-std (squashed into [LOG_STD_MIN, LOG_STD_MAX]) of the pre-tanh Gaussian.
+
+    The ReLU trunk is written out rather than a `networks.ReluMLP`: two heads share it, and its layers sit beside
+    the heads (``Dense_0`` .. ``Dense_{n+1}``), parameter paths that seed flax's init."""
 
     action_dim: int
     hidden: Sequence[int] = (256, 256)
@@ -74,7 +66,10 @@ class VectorQCritic(nn.Module):
 
     @nn.compact
     def __call__(self, x, a):
-        return _ReluMLP(self.reward_dim, self.hidden)(jnp.concatenate([x, a], axis=-1))
+        # the submodule's name is part of its parameter path, which seeds flax's init: this name keeps the
+        # parameters of a given seed what they are
+        mlp = ReluMLP(self.reward_dim, self.hidden, "lecun_normal", name="_ReluMLP_0")
+        return mlp(jnp.concatenate([x, a], axis=-1))
 
 
 @struct.dataclass
