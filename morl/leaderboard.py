@@ -21,18 +21,34 @@ the same settings are reused, so an interrupted suite picks up where it stopped)
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import html
 import json
 import math
 import os
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from morl.runs import (
+    RunRequest,
+    atomic_write_text,
+    budget_field,
+    config_to_dict,
+    create_run,
+    list_runs,
+    machine_info,
+    package_version,
+    protocol_from_dict,
+    store_for,
+    train_runs,
+)
 from morl.store import Store, dumps
 
 #: metric aliases -> (key in the metrics dict, higher is better, label)
@@ -346,14 +362,11 @@ def list_suites() -> list[str]:
 def load_suite(name: str) -> Suite:
     """A suite by name (``experiments/suites/NAME.toml``) or path, validated."""
     from morl.evaluate import EvalProtocol
-    import dataclasses
 
     p = Path(name)
     if not (p.suffix == ".toml" and p.exists()):
         p = suites_dir() / f"{name}.toml"
     if not p.exists():
-        import difflib
-
         close = difflib.get_close_matches(name, list_suites(), n=3, cutoff=0.4)
         raise ValueError(f"no suite {name!r} in {suites_dir()}" + (f"; did you mean: {', '.join(close)}?" if close else "")
                          + f" (suites: {', '.join(list_suites()) or 'none'})")
@@ -396,7 +409,6 @@ def load_suite(name: str) -> Suite:
 def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: float = 1.0):
     """The (agent, env) groups of a suite as lists of `RunRequest` (one per seed)."""
     from morl.agent import agent_spec, make_config
-    from morl.runs import RunRequest, budget_field, protocol_from_dict
 
     groups = []
     for agent in suite.agents:
@@ -419,15 +431,11 @@ def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: fl
 
 
 def _settings_key(req) -> str:
-    from morl.runs import config_to_dict
-
     return dumps([req.agent, req.env, req.env_kwargs, int(req.seed), config_to_dict(req.config), req.protocol.as_dict()])
 
 
 def _unfinished_runs(runs_dir: str | Path, suite: str) -> dict[str, Any]:
     """Interrupted or failed run folders of ``suite``, keyed by their settings (the newest per key)."""
-    from morl.runs import list_runs
-
     out = {}
     for info in list_runs(runs_dir)[0]:
         m = info.meta
@@ -462,8 +470,6 @@ def _budget_share(value: Any, steps: int, where: str) -> Any:
 
 def _finished_match(store: Store, req) -> dict | None:
     """A finished run in the store with exactly the settings of ``req`` (so a suite re-run reuses it)."""
-    from morl.runs import config_to_dict
-
     config = dumps(config_to_dict(req.config))
     mine = req.protocol.as_dict()
     for r in reversed(store.runs(agent=req.agent, env=req.env, suite=req.suite)):  # the latest first
@@ -481,8 +487,6 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
               out: str | Path | None = None, progress=None, log: Callable[[str], None] = print,
               dry_run: bool = False) -> Path | None:
     """Train every missing run of a suite, then write its leaderboard Markdown; returns the file."""
-    from morl.runs import create_run, machine_info, package_version, store_for, train_runs
-
     suite = load_suite(name)
     store = store_for(runs_dir)
     groups = suite_requests(suite, seeds, steps_scale)
@@ -519,8 +523,6 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
     if suite.description:
         text += [suite.description.strip(), ""]
     seeds_used = seeds or suite.seeds
-    from collections import Counter
-
     versions = Counter(r.get("version") or "?" for r in rows if r["protocol_hash"])
     machines = Counter(r.get("machine") or "?" for r in rows)
     text += [f"- suite file: `{suite.path.name}`; agents: {', '.join(suite.agents)}; seeds: {seeds_used}",
@@ -538,7 +540,5 @@ def run_suite(name: str, runs_dir: str | Path, *, seeds: list[int] | None = None
         lb = build_leaderboard(rows, m)
         text.append(render_markdown(lb))
     path = Path(out) if out else leaderboards_dir() / f"{suite.name}.md"
-    from morl.runs import atomic_write_text
-
     atomic_write_text(path, "\n".join(text))
     return path

@@ -209,9 +209,9 @@ class Store:
                                  "upgrade morl to read it")
 
     def _enable_wal(self, conn: sqlite3.Connection) -> str:
-        """``PRAGMA journal_mode = WAL``, retried while another process holds the lock. When several processes
+        """``PRAGMA journal_mode = WAL``, retried while another process holds the lock: when several processes
         create the same new database together, SQLite can answer this pragma "database is locked" without waiting
-        out the busy timeout (seen once in a clean-clone CI run of tests/test_store.py)."""
+        out the busy timeout."""
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
@@ -302,7 +302,6 @@ class Store:
             return 0
         conn = self._connect()
         return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
-
 
     def check(self) -> str | None:
         """None when the file is a sound SQLite database with this store's tables; else what is wrong."""

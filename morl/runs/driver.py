@@ -47,6 +47,8 @@ from morl.store import Store, clean_json, now_iso, protocol_hash
 
 @dataclass
 class ProgressEvent:
+    """What a progress callback of `train_runs` gets: one per run at its start, after each chunk, and at its end."""
+
     run_id: str
     seed: int
     env_steps: int
@@ -58,7 +60,7 @@ class ProgressEvent:
     finished: bool = False
 
 
-
+#: `build`'s cache: (agent, env, env kwargs, config) -> (env, env_params, trainer, env key)
 _BUILT: dict[str, tuple] = {}
 
 
@@ -250,7 +252,6 @@ class _Driver:
 def _prepare(info: RunInfo, store: Store | None):
     spec, env, env_params, config, trainer, protocol = build(info.meta)
     return _Driver(info, trainer, env, env_params, protocol, spec, store)
-
 
 
 def train_runs(runs: list[RunInfo], *, resume: bool = False, progress: Callable[[ProgressEvent], None] | None = None,
