@@ -14,9 +14,9 @@ does (``env_steps``), so a budget an agent spends in whole units (docs/budgets.m
 
 Suites (``experiments/suites/NAME.toml``) are data: envs (with kwargs, budgets, and per-env protocol and
 agent-config overrides), agents (with config overrides; a value like ``"40%"`` is that share of the env's
-budget, so it follows ``--steps-scale``), seeds and the evaluation protocol. ``run_suite`` trains what is missing (finished runs with
-the same settings are reused, so an interrupted suite picks up where it stopped) and writes
-``experiments/leaderboards/NAME.md`` with the machine and version it ran on.
+budget, so it follows ``--steps-scale``), seeds and the evaluation protocol. ``run_suite`` trains what is
+missing (finished runs with the same settings are reused, so an interrupted suite picks up where it stopped)
+and writes ``experiments/leaderboards/NAME.md`` with the machine and version it ran on.
 """
 
 from __future__ import annotations
@@ -385,7 +385,8 @@ def load_suite(name: str) -> Suite:
     envs = []
     for i, e in enumerate(data["envs"]):
         if not isinstance(e, dict) or "id" not in e or "steps" not in e:
-            raise ValueError(f"{where}: envs[{i}] needs `id` and `steps` (e.g. {{ id = \"deep-sea-treasure-v0\", steps = 100000 }})")
+            raise ValueError(f"{where}: envs[{i}] needs `id` and `steps` "
+                             '(e.g. { id = "deep-sea-treasure-v0", steps = 100000 })')
         extra = sorted(set(e) - {"id", "steps", "kwargs", "protocol", "agent_config"})
         if extra:
             raise ValueError(f"{where}: envs[{i}] has unknown key(s) {extra}; "

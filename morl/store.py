@@ -197,7 +197,8 @@ class Store:
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         mode = self._enable_wal(conn)
         if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); put the runs folder on a local disk")
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
+                             "put the runs folder on a local disk")
         with _transaction(conn):
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)

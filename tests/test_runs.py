@@ -63,7 +63,8 @@ class ToyConfig:
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma}")
         if self.first_weights is not None and len(self.first_weights) != self.num_policies:
-            raise ValueError(f"first_weights needs {self.num_policies} values (num_policies), got {len(self.first_weights)}")
+            raise ValueError(f"first_weights needs {self.num_policies} values (num_policies), "
+                             f"got {len(self.first_weights)}")
 
 
 def toy_act(params, w, obs, key):

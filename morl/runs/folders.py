@@ -240,7 +240,8 @@ def find_run(runs_dir: str | Path, ref: str) -> RunInfo:
     if len(matches) == 1:
         return read_run(runs_dir / matches[0])
     if len(matches) > 1:
-        raise RunError(f"run id prefix {ref!r} is ambiguous in {runs_dir}: {', '.join(matches[:5])}; give more of the id")
+        raise RunError(f"run id prefix {ref!r} is ambiguous in {runs_dir}: {', '.join(matches[:5])}; "
+                       "give more of the id")
     close = difflib.get_close_matches(ref, ids, n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise RunError(f"no run {ref!r} in {runs_dir}.{hint} `morl runs --runs-dir {runs_dir}` lists the runs.")
