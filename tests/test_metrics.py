@@ -42,13 +42,13 @@ def pymoo_energy(m, n, seed=42):
 #: initialisation and ~200-360 Adam iterations on the Riesz energy; the BLAS kernels OpenBLAS picks per processor
 #: change the last bits of the start and of each step, and the iterations carry those differences forward (the
 #: float64 result is not bit-reproducible across CPUs). Measured on one machine by forcing other OpenBLAS kernels:
-#: OPENBLAS_CORETYPE=Zen or Haswell gives 13 entries of (3, 100) off by up to 2.6e-12 (exactly the AMD EPYC CI
-#: failure), Sandybridge or Prescott 58 entries of (2, 100) off by up to 1.3e-11; and with every gradient entry
-#: perturbed by a relative 4 eps (eps = 2.2e-16) at every iteration, 5 noise draws, the points moved by at most
-#: 1.4e-11 and the energy by a relative 1e-13. 1e-9 leaves a factor ~70 above the largest of these and is still
-#: 4 orders below anything that changes a weight set (pymoo stops when points move < 1e-5 per step). A flipped
-#: discrete decision of the optimiser (its stop or restart test) would move points by ~1e-5 and fail this, as it
-#: should: the set would no longer be MORL-Baselines'.
+#: OPENBLAS_CORETYPE=Zen or Haswell gives 13 entries of (3, 100) off by up to 2.6e-12, Sandybridge or Prescott
+#: 58 entries of (2, 100) off by up to 1.3e-11; and with every gradient entry perturbed by a relative 4 eps
+#: (eps = 2.2e-16) at every iteration, 5 noise draws, the points moved by at most 1.4e-11 and the energy by a
+#: relative 1e-13. 1e-9 leaves a factor ~70 above the largest of these and is still 4 orders below anything that
+#: changes a weight set (pymoo stops when points move < 1e-5 per step). A flipped discrete decision of the
+#: optimiser (its stop or restart test) would move points by ~1e-5 and fail this, as it should: the set would
+#: then differ from MORL-Baselines'.
 ENERGY_WEIGHT_ATOL = 1e-9
 
 
