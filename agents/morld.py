@@ -79,12 +79,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from morl.agent import AgentSpec, Trainer, register_agent
 from morl.agents import replay as rb
-from morl.agents.networks import ReluMLP, observation_dim, preprocess_obs
+from morl.agents.morld_learners import DQNLearner, DQNState, ObsEncoder, SACLearner
 from morl.agents.ppo import RunningMeanStd, NORM_EPS
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, update_utopia)
@@ -259,168 +258,10 @@ def archive_insert(archive: Archive, returns: jax.Array, weights: jax.Array, pol
                    jnp.arange(cap) < jnp.sum(keep))
 
 
-# =============================================================================================== inner learners
-@dataclass(frozen=True)
-class ObsEncoder:
-    """Observation features for the inner learners' networks.
-
-    ``"raw"``: `agents.networks.preprocess_obs` (Box flattened as floats, Discrete one-hot). ``"onehot"``: an
-    integer Box with finite bounds (a grid position such as deep-sea-treasure's (row, col)) becomes the
-    concatenated one-hot codes of its coordinates; other spaces stay raw. A small ReLU network on raw
-    coordinates overestimates the values of unvisited moves on DST and its greedy policies wander (measured);
-    the coordinate code removes that without a larger network.
-    """
-
-    space: Any
-    encoding: str = "raw"
-
-    @property
-    def _onehot(self) -> bool:
-        sp = self.space
-        return (self.encoding == "onehot" and isinstance(sp, Box) and jnp.issubdtype(sp.dtype, jnp.integer)
-                and bool(np.all(np.isfinite(sp.low)) and np.all(np.isfinite(sp.high))))
-
-    @property
-    def dim(self) -> int:
-        if not self._onehot:
-            return observation_dim(self.space)
-        return int(np.sum(self.space.high - self.space.low + 1))
-
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        if not self._onehot:
-            return preprocess_obs(self.space, obs)
-        low = np.asarray(self.space.low, np.int64).reshape(-1)
-        sizes = (np.asarray(self.space.high, np.int64) - np.asarray(self.space.low, np.int64) + 1).reshape(-1)
-        flat = obs.reshape(obs.shape[0], -1).astype(jnp.int32)
-        return jnp.concatenate([jax.nn.one_hot(flat[:, i] - int(low[i]), int(sizes[i]), dtype=jnp.float32)
-                                for i in range(len(sizes))], axis=-1)
-
-
-@dataclass(frozen=True)
-class DQNLearner:
-    """Vector-valued double DQN for one member (pure, vmappable). State: ``{"q", "target", "opt", "steps"}``."""
-
-    encoder: ObsEncoder
-    num_actions: int
-    reward_dim: int
-    scal: Scalarization
-    hidden: tuple[int, ...]
-    lr: float
-    gamma: float
-    tau: float
-    target_net_freq: int
-    max_grad_norm: float | None
-
-    @property
-    def net(self) -> ReluMLP:
-        """``Q(s)`` flat, ``[B, A * m]`` (`q_values` reshapes it)."""
-        return ReluMLP(self.num_actions * self.reward_dim, self.hidden, "lecun_normal")
-
-    @property
-    def tx(self) -> optax.GradientTransformation:
-        chain = [optax.clip_by_global_norm(self.max_grad_norm)] if self.max_grad_norm is not None else []
-        return optax.chain(*chain, optax.adam(self.lr))
-
-    def init(self, key: jax.Array) -> dict:
-        params = self.net.init(key, jnp.zeros((1, self.encoder.dim), jnp.float32))
-        return {"q": params, "target": params, "opt": self.tx.init(params), "steps": jnp.int32(0)}
-
-    def q_values(self, params: PyTree, obs: jax.Array) -> jax.Array:
-        """``Q(s) -> [B, A, m]``: one value vector per action."""
-        out = self.net.apply(params, self.encoder(obs))
-        return out.reshape(out.shape[:-1] + (self.num_actions, self.reward_dim))
-
-    def greedy(self, params: PyTree, w: jax.Array, z: jax.Array, obs: jax.Array) -> jax.Array:
-        return jnp.argmax(self.scal(w, self.q_values(params, obs), z), axis=-1).astype(jnp.int32)
-
-    def behaviour(self, p: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """Epsilon-greedy (``p["epsilon"]``), uniform while ``p["random"]``."""
-        k_eps, k_act = jax.random.split(key)
-        greedy = self.greedy(p["q"], p["w"], p["z"], obs)
-        rand = jax.random.randint(k_act, greedy.shape, 0, self.num_actions, dtype=jnp.int32)
-        explore = (jax.random.uniform(k_eps, greedy.shape) < p["epsilon"]) | p["random"]
-        return jnp.where(explore, rand, greedy)
-
-    def archived(self, state: dict, w: jax.Array, z: jax.Array) -> dict:
-        return {"q": state["q"], "w": w, "z": z}
-
-    def act(self, ap: dict, w: jax.Array, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """Evaluation action of an archived policy (its own weight and utopia point; the argument ``w`` is unused)."""
-        return self.greedy(ap["q"], ap["w"], ap["z"], obs)
-
-    def transfer(self, dst: dict, src: dict) -> dict:
-        return {"q": src["q"], "target": src["target"], "opt": self.tx.init(src["q"]), "steps": dst["steps"]}
-
-    def update(self, state: dict, w: jax.Array, z: jax.Array, batch: dict, key: jax.Array):
-        """One gradient step; returns the new state, the utopia candidate ``max Q(s', .) + tau`` and logs."""
-        q_next_online = self.q_values(state["q"], batch["next_obs"])       # [B, A, m]
-        q_next_target = self.q_values(state["target"], batch["next_obs"])
-        a_star = jnp.argmax(self.scal(w, q_next_online, z), axis=-1)
-        nxt = jnp.take_along_axis(q_next_target, a_star[:, None, None], axis=1)[:, 0]
-        not_term = 1.0 - batch["terminated"].astype(jnp.float32)
-        target = jax.lax.stop_gradient(batch["reward"] + self.gamma * not_term[:, None] * nxt)
-        action = batch["action"].astype(jnp.int32).reshape(-1)
-
-        def loss_fn(params):
-            q = jnp.take_along_axis(self.q_values(params, batch["obs"]), action[:, None, None], axis=1)[:, 0]
-            return jnp.mean(jnp.square(q - target)), q
-
-        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["q"])
-        updates, opt = self.tx.update(grads, state["opt"], state["q"])
-        params = optax.apply_updates(state["q"], updates)
-        steps = state["steps"] + 1
-        due = steps % self.target_net_freq == 0
-        target_params = jax.tree.map(lambda o, t: jnp.where(due, self.tau * o + (1.0 - self.tau) * t, t),
-                                     params, state["target"])
-        z_seen = update_utopia(initial_utopia(self.reward_dim), jax.lax.stop_gradient(q_next_online), self.scal.tau)
-        new = {"q": params, "target": target_params, "opt": opt, "steps": steps}
-        return new, z_seen, {"loss": loss, "q_mean": jnp.mean(self.scal(w, q, z))}
-
-
-@dataclass(frozen=True)
-class SACLearner:
-    """`agents.sac.SAC` behind the learner interface (the archive keeps the actor only)."""
-
-    sac: SAC
-    scal: Scalarization
-    reward_dim: int
-
-    def init(self, key: jax.Array) -> SACState:
-        return self.sac.init(key)
-
-    def behaviour(self, p: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
-        k_pi, k_rand = jax.random.split(key)
-        space = self.sac.action_space
-        low = jnp.asarray(space.low, jnp.float32)
-        high = jnp.asarray(space.high, jnp.float32)
-        rand = jax.random.uniform(k_rand, (obs.shape[0],) + tuple(space.shape), jnp.float32, low, high)
-        return jnp.where(p["random"], rand, self.sac.act(p["actor"], obs, k_pi)).astype(space.dtype)
-
-    def archived(self, state: SACState, w: jax.Array, z: jax.Array) -> dict:
-        return {"actor": state.actor}
-
-    def act(self, ap: dict, w: jax.Array, obs: jax.Array, key: jax.Array) -> jax.Array:
-        return self.sac.mode(ap["actor"], obs).astype(self.sac.action_space.dtype)
-
-    def transfer(self, dst: SACState, src: SACState) -> SACState:
-        return self.sac.reset_optimizers(src.replace(steps=dst.steps, log_alpha=dst.log_alpha))
-
-    def update(self, state: SACState, w: jax.Array, z: jax.Array, batch: dict, key: jax.Array):
-        seen = []
-
-        def scal(v):
-            seen.append(v)
-            return self.scal(w, v, z)
-
-        state, logs = self.sac.update(state, batch, scal, key)
-        z_seen = update_utopia(initial_utopia(self.reward_dim), jax.lax.stop_gradient(seen[0]), self.scal.tau)
-        return state, z_seen, {"loss": logs["q_loss"], "q_mean": logs["q_mean"], "alpha": logs["alpha"]}
-
-
 # =============================================================================================== state
 @struct.dataclass
 class MORLDState:
-    learner: PyTree             # leaves [P, ...]
+    learner: DQNState | SACState  # leaves [P, ...]
     replay: rb.Replay           # leaves [P, C, ...], or [C, ...] when shared
     rollout: RolloutState       # leaves [P, N, ...]
     weights: jax.Array          # [P, m]

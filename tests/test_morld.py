@@ -239,16 +239,16 @@ def test_transfer_first_round_copies_the_lower_neighbour_and_improvement_adopts_
     state0 = trainer.init(jax.random.PRNGKey(3))
     state1, _ = trainer.update(state0)
     nb = np.asarray(state1.neighbours)[:, 0]
-    leaf = lambda i: _flat(state1.learner["q"], i)  # noqa: E731
+    leaf = lambda i: _flat(state1.learner.q, i)  # noqa: E731
     copied = [n for n in range(3) if nb[n] < n]
     assert copied, nb
     for n in copied:
         np.testing.assert_array_equal(leaf(n), leaf(nb[n]))                # networks copied ...
-        assert int(jax.tree.leaves(state1.learner["opt"])[0][n]) == 0      # ... and Adam restarted
+        assert int(jax.tree.leaves(state1.learner.opt)[0][n]) == 0      # ... and Adam restarted
     assert len({leaf(n).tobytes() for n in range(3)}) == 3 - len(copied)   # nobody else
     # only after the first round
     state2, _ = trainer.update(state1)
-    assert not any(np.array_equal(_flat(state2.learner["q"], n), _flat(state2.learner["q"], nb[n])) for n in copied)
+    assert not any(np.array_equal(_flat(state2.learner.q, n), _flat(state2.learner.q, nb[n])) for n in copied)
 
     # "improvement": member i takes a neighbour's networks when that neighbour's return scalarises higher
     # under i's own weight
@@ -260,7 +260,7 @@ def test_transfer_first_round_copies_the_lower_neighbour_and_improvement_adopts_
     moved = trainer._transfer(state, evals)
     for i in range(3):
         better = float(w[i] @ np.asarray(evals[nb[i]])) > float(w[i] @ np.asarray(evals[i]))
-        same = np.array_equal(_flat(moved.learner["q"], i), _flat(state.learner["q"], nb[i]))
+        same = np.array_equal(_flat(moved.learner.q, i), _flat(state.learner.q, nb[i]))
         assert same == better, (i, w, nb)
 
 
