@@ -454,7 +454,7 @@ class Minecart(Environment):
     def convex_coverage_set(self, gamma: float = 1.0, symmetric: bool = True,
                             params: MinecartParams | None = None) -> np.ndarray:
         """MO-Gymnasium's approximate CCS: the front's points on the convex hull (with their minimum)."""
-        from scipy.spatial import ConvexHull
+        from scipy.spatial import ConvexHull  # loaded only when a CCS is asked for
 
         front = self.pareto_front(gamma, symmetric, params)
         points = np.concatenate([front.min(axis=0, keepdims=True), front])

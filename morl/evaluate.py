@@ -9,6 +9,8 @@ run as one vmapped program on pure-JAX envs, on the host for ``gym:`` envs.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,8 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from morl import metrics
+from morl.pareto import non_dominated
 from morl.rollout import make_rollout
 from morl.solution import Solution
+from morl.weights import equally_spaced_weights
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,6 @@ class EvalProtocol:
     ref_point: tuple[float, ...] | None = None  # None = the env's default reference point
 
     def __post_init__(self):
-        import math
-        import numbers
-
         if not (isinstance(self.gamma, numbers.Real) and 0.0 <= self.gamma <= 1.0):
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         for name in ("episodes", "front_weights", "eu_weights"):
@@ -144,10 +146,6 @@ def evaluate_returns(solution: Solution, env, params=None, weights=None, *, epis
 def evaluate(solution: Solution, env, params=None, protocol: EvalProtocol = EvalProtocol(),
              known_front: np.ndarray | None = None, key: jax.Array | None = None) -> Front:
     """Evaluate a solution and compute every metric (HV, EU, sparsity, cardinality; IGD and MUL with a known front)."""
-    from morl import metrics
-    from morl.pareto import non_dominated
-    from morl.weights import equally_spaced_weights
-
     m = env.reward_dim
     weights = equally_spaced_weights(m, protocol.front_weights) if solution.conditioned else None
     disc, undisc, w = evaluate_returns(solution, env, params, weights, episodes=protocol.episodes,

@@ -45,6 +45,7 @@ from gymnasium.utils import env_checker as gym_env_checker
 from morl import spaces as morl_spaces
 from morl.env import Environment, EnvParams
 from morl.gym_host import KNOWN_REF_POINTS, GymnasiumEnv, from_gymnasium, known_ref_point
+from morl.registry import make
 
 __all__ = ["to_gymnasium", "from_gymnasium", "ToGymnasiumEnv", "GymnasiumEnv", "check_env", "known_ref_point",
            "KNOWN_REF_POINTS"]
@@ -95,8 +96,6 @@ def _compiled(env: Environment) -> _Compiled:
 def _make_cached(env_id: str, make_kwargs: dict[str, Any]) -> tuple[Environment, EnvParams]:
     """``morl.make`` memoised per (id, kwargs): pure envs are stateless, so wrappers can share one object
     (and therefore one compile), e.g. the copies inside an ``MOSyncVectorEnv``."""
-    from morl.registry import make
-
     try:
         cache_key = (env_id, tuple(sorted(make_kwargs.items())))
         hash(cache_key)

@@ -14,6 +14,7 @@ import numpy as np
 
 
 def _pyplot():
+    """pyplot on the Agg backend (no display needed), loaded only when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -86,7 +86,7 @@ def spec(id: str) -> EnvSpec:
 def make(id: str, **kwargs: Any):
     """Build an env and its default params: ``env, params = morl.make("deep-sea-treasure-v0")``."""
     if id.startswith("gym:"):
-        from morl.gym_host import from_gymnasium
+        from morl.gym_host import from_gymnasium  # loads gymnasium and JAX: only for gym: ids
 
         env = from_gymnasium(id[len("gym:"):], **kwargs)
         return env, env.default_params

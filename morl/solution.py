@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from morl.weights import check_preference
+
 PyTree = Any
 #: act(params, w[m], obs[N, ...], key) -> action[N, ...]; deterministic (evaluation mode)
 ActFn = Callable[[PyTree, jax.Array, jax.Array, jax.Array], jax.Array]
@@ -43,8 +45,6 @@ class Solution:
 
     def act_for(self, w) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """A policy ``(obs[N, ...], key) -> action[N, ...]`` for preference ``w``."""
-        from morl.weights import check_preference
-
         m = (self.candidate_returns.shape[1] if self.candidate_returns is not None
              else None if self.candidate_weights is None else self.candidate_weights.shape[1])
         w = check_preference(w, m) if m is not None else jnp.asarray(w, jnp.float32)

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, Callable
 
 import jax
+import mo_gymnasium as mo_gym
 import numpy as np
 
 import morl
@@ -88,8 +89,6 @@ class _KeyChain:
 
 def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
     """Run ``episodes`` random-action episodes on both envs; raise AssertionError at the first mismatch."""
-    import mo_gymnasium as mo_gym
-
     env, params = morl.make(case.env_id, **case.kwargs)
     ref = mo_gym.make(case.gym_id, **case.gym_kwargs)
     reset, step = _jitted(env)
