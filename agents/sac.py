@@ -182,45 +182,60 @@ class SAC:
         """Both twins' value vectors ``[2, B, m]``."""
         return jax.vmap(lambda p: self.critic_net.apply(p, x, a))(critic)
 
-    # ------------------------------------------------------------------ learning
-    def update(self, state: SACState, batch: dict, scal: Callable[[jax.Array], jax.Array], key: jax.Array
-               ) -> tuple[SACState, dict]:
-        """One SAC update from ``batch`` (``obs, action, reward [B, m], next_obs, terminated``), scalarised by ``scal``."""
-        k_next, k_actor = jax.random.split(key)
-        x, x_next = self.features(batch["obs"]), self.features(batch["next_obs"])
-        a = batch["action"].reshape(x.shape[0], self.action_dim).astype(jnp.float32)
+    # ------------------------------------------------------------------ losses
+    def td_target(self, state: SACState, x_next: jax.Array, reward: jax.Array, terminated: jax.Array,
+                  scal: Callable[[jax.Array], jax.Array], key: jax.Array) -> jax.Array:
+        """Vector soft TD target ``r + gamma (1 - terminated) (Q'_{k*}(s', a') - alpha log pi(a'|s'))``, ``[B, m]``,
+        no gradient: ``a' ~ pi(s')``, ``k*`` the target twin with the smaller ``scal``."""
         alpha = jnp.exp(state.log_alpha)
-
-        a_next, logp_next = self.sample(state.actor, x_next, k_next)
+        a_next, logp_next = self.sample(state.actor, x_next, key)
         q_next = self.q_values(state.critic_target, x_next, a_next)                 # [2, B, m]
         pick = jnp.argmin(scal(q_next), axis=0)                                      # [B]
         q_next_min = jnp.take_along_axis(q_next, pick[None, :, None], axis=0)[0]    # [B, m]
-        not_term = 1.0 - batch["terminated"].astype(jnp.float32)
-        target = batch["reward"] + self.gamma * not_term[:, None] * (q_next_min - alpha * logp_next[:, None])
-        target = jax.lax.stop_gradient(target)
+        not_term = 1.0 - terminated.astype(jnp.float32)
+        target = reward + self.gamma * not_term[:, None] * (q_next_min - alpha * logp_next[:, None])
+        return jax.lax.stop_gradient(target)
 
-        def critic_loss(critic):
-            q = self.q_values(critic, x, a)
-            return jnp.sum(jnp.mean(jnp.square(q - target[None]), axis=(1, 2))), q
+    def critic_loss(self, critic: PyTree, x: jax.Array, a: jax.Array, target: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``sum_k mean_{b, i} (Q_k(s, a)_i - y_i)^2`` over the twins, and both twins' values ``[2, B, m]``."""
+        q = self.q_values(critic, x, a)
+        return jnp.sum(jnp.mean(jnp.square(q - target[None]), axis=(1, 2))), q
 
-        (q_loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
+    def actor_loss(self, actor: PyTree, critic: PyTree, log_alpha: jax.Array, x: jax.Array,
+                   scal: Callable[[jax.Array], jax.Array], key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``mean(alpha log pi(a|s) - min_k scal(Q_k(s, a)))`` with ``a ~ pi(s)`` reparameterised, and ``log pi``."""
+        a_pi, logp = self.sample(actor, x, key)
+        v = scal(self.q_values(critic, x, a_pi))                                     # [2, B]
+        return jnp.mean(jnp.exp(log_alpha) * logp - jnp.min(v, axis=0)), logp
+
+    def alpha_loss(self, log_alpha: jax.Array, logp: jax.Array) -> jax.Array:
+        """Temperature loss ``-mean(alpha (log pi + target_entropy))`` (no gradient through ``log pi``)."""
+        ent = jax.lax.stop_gradient(logp) + self.target_entropy
+        return -jnp.mean(jnp.exp(log_alpha) * ent)
+
+    # ------------------------------------------------------------------ learning
+    def update(self, state: SACState, batch: dict, scal: Callable[[jax.Array], jax.Array], key: jax.Array
+               ) -> tuple[SACState, dict]:
+        """One SAC update from ``batch`` (``obs, action, reward [B, m], next_obs, terminated``), scalarised by
+        ``scal``."""
+        k_next, k_actor = jax.random.split(key)
+        x, x_next = self.features(batch["obs"]), self.features(batch["next_obs"])
+        a = batch["action"].reshape(x.shape[0], self.action_dim).astype(jnp.float32)
+        target = self.td_target(state, x_next, batch["reward"], batch["terminated"], scal, k_next)
+
+        (q_loss, q), grads = jax.value_and_grad(self.critic_loss, has_aux=True)(state.critic, x, a, target)
         updates, critic_opt = self._tx(self.q_lr).update(grads, state.critic_opt, state.critic)
         critic = optax.apply_updates(state.critic, updates)
         state = state.replace(critic=critic, critic_opt=critic_opt)
 
         def actor_steps(state):
             def one(state, k):
-                def actor_loss(actor):
-                    a_pi, logp = self.sample(actor, x, k)
-                    v = scal(self.q_values(state.critic, x, a_pi))                   # [2, B]
-                    return jnp.mean(jnp.exp(state.log_alpha) * logp - jnp.min(v, axis=0)), logp
-
-                (loss, logp), g = jax.value_and_grad(actor_loss, has_aux=True)(state.actor)
+                (loss, logp), g = jax.value_and_grad(self.actor_loss, has_aux=True)(
+                    state.actor, state.critic, state.log_alpha, x, scal, k)
                 upd, actor_opt = self._tx(self.policy_lr).update(g, state.actor_opt, state.actor)
                 state = state.replace(actor=optax.apply_updates(state.actor, upd), actor_opt=actor_opt)
                 if self.autotune:
-                    ent = jax.lax.stop_gradient(logp) + self.target_entropy
-                    ga = jax.grad(lambda la: -jnp.mean(jnp.exp(la) * ent))(state.log_alpha)
+                    ga = jax.grad(self.alpha_loss)(state.log_alpha, logp)
                     upd, alpha_opt = self._tx(self.q_lr).update(ga, state.alpha_opt, state.log_alpha)
                     state = state.replace(log_alpha=optax.apply_updates(state.log_alpha, upd), alpha_opt=alpha_opt)
                 return state, loss
