@@ -328,8 +328,8 @@ def _resolve_script(rel: str, argv: list[str]) -> dict:
 def _resolve_train(argv: list[str]) -> dict:
     import dataclasses
 
-    from morl import cli
     from morl.agent import agent_spec
+    from morl.cli import CLIError, train
 
     agent = argv[0] if argv and not argv[0].startswith("-") else None
     if agent is None:
@@ -338,7 +338,7 @@ def _resolve_train(argv: list[str]) -> dict:
         agent_spec(agent)
     except KeyError as exc:
         raise ValueError(exc.args[0]) from None
-    parser, spec = cli._train_parser(agent, cli._peek(argv, "--env"))
+    parser, spec = train.train_parser(agent, train.peek(argv, "--env"))
     out = io.StringIO()
     with contextlib.redirect_stderr(out):
         try:
@@ -348,8 +348,8 @@ def _resolve_train(argv: list[str]) -> dict:
     if extra:
         raise ValueError(f"`morl train {agent}` does not know {' '.join(extra)}")
     try:
-        requests = cli._train_requests(args, spec)  # makes the env and the trainer, as `morl train` does first
-    except cli.CLIError as exc:
+        requests = train.train_requests(args, spec)  # makes the env and the trainer, as `morl train` does first
+    except CLIError as exc:
         raise ValueError(str(exc)) from None
     req = requests[0]
     return {"agent": agent, "env": req.env, "env_kwargs": dict(req.env_kwargs), "seeds": [r.seed for r in requests],

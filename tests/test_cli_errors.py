@@ -24,9 +24,8 @@ from rich.console import Console
 
 import test_runs  # noqa: F401  (registers toy-hillclimb and toy-random)
 from test_runs import morl_cmd, sub_env
-from morl import cli
 from morl import runs as R
-from morl.cli import main
+from morl.cli import boards, common, main, train
 
 DST = "deep-sea-treasure-v0"
 FAST = ["--protocol-episodes", "1", "--quiet"]
@@ -328,10 +327,10 @@ def test_a_user_suite_writes_its_leaderboard_beside_the_suite_file(tmp_path, mon
     suite.parent.mkdir()
     suite.write_text('agents = ["toy-random"]\nseeds = [0]\n[[envs]]\nid = "deep-sea-treasure-v0"\nsteps = 500\n')
     monkeypatch.chdir(tmp_path)
-    assert cli.suite_leaderboard_path(str(suite)) == suite.with_suffix(".md")
-    assert cli.suite_leaderboard_path("mine/my.toml") == Path("mine/my.md")
+    assert boards.suite_leaderboard_path(str(suite)) == suite.with_suffix(".md")
+    assert boards.suite_leaderboard_path("mine/my.toml") == Path("mine/my.md")
     package = Path(morl.__file__).resolve().parent.parent
-    assert package not in cli.suite_leaderboard_path(str(suite)).resolve().parents
+    assert package not in boards.suite_leaderboard_path(str(suite)).resolve().parents
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -340,7 +339,7 @@ LONG_ID = "c-morl_mo-mountaincarcontinuous-v0_s12_20261204-130850_1e87"
 
 def _render(width: int, fn, monkeypatch) -> str:
     buf = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buf, width=width, force_terminal=False, color_system=None))
+    monkeypatch.setattr(common, "console", Console(file=buf, width=width, force_terminal=False, color_system=None))
     fn()
     return buf.getvalue()
 
@@ -368,7 +367,7 @@ def test_runs_and_train_tables_fit_and_never_cut_numbers(runs, monkeypatch, widt
     text = _render(width, lambda: main(["runs", "--runs-dir", str(d)]), monkeypatch)
     _check_fits(text, width, ["360.4", "12,345,678", "done"], [LONG_ID, rid])
     info = R.read_run(long)
-    text = _render(width, lambda: cli._print_results([info, info], [result, result]), monkeypatch)
+    text = _render(width, lambda: train.print_results([info, info], [result, result]), monkeypatch)
     _check_fits(text, width, ["360.4", "12,345,678", "360.4 ± 0"], [LONG_ID])
 
 
