@@ -1,4 +1,5 @@
-"""PD-MORL: TD3 / Eq. 5 target blocks, the interpolator, preference sub-spaces, HER, and learning on DST."""
+"""PD-MORL: the interpolator, preference sub-spaces, HER, and learning on DST and mountain car (its TD3 and Eq. 5
+target blocks: test_td.py)."""
 
 from __future__ import annotations
 
@@ -11,55 +12,10 @@ from scipy.interpolate import RBFInterpolator
 import morl
 import morl.envs  # noqa: F401  (registers the envs)
 from morl.agent import agent_spec, make_config, make_trainer
-from morl.agents import td
-from morl.agents.pd_morl import (PDMORLConfig, PDMORLDiscreteConfig, eval_rbf, fit_rbf, interpolate,
-                                 key_preferences, make_interpolator)
+from morl.agents.pd_morl import eval_rbf, fit_rbf, interpolate, key_preferences, make_interpolator
 from morl.agents.preferences import SubspaceGrid, gaussian_preferences, grid, jitter_preference
 from morl.evaluate import EvalProtocol, evaluate
 from morl.weights import random_weights
-
-
-# ----------------------------------------------------------------------------------------------- TD3 blocks
-def test_td3_target_takes_the_whole_vector_of_the_twin_with_smaller_wq():
-    q1 = jnp.array([[10.0, 0.0], [1.0, 1.0]])
-    q2 = jnp.array([[0.0, 8.0], [2.0, 2.0]])
-    w = jnp.array([[0.5, 0.5], [0.9, 0.1]])
-    # row 0: w.q1 = 5.0, w.q2 = 4.0 -> q2 whole;  row 1: w.q1 = 1.0, w.q2 = 2.0 -> q1 whole
-    np.testing.assert_allclose(np.asarray(td.td3_min_vector(q1, q2, w)), [[0.0, 8.0], [1.0, 1.0]])
-    # an element-wise minimum (CAPQL) would give [0, 0] for row 0: PD-MORL never mixes the twins
-    assert not np.allclose(np.asarray(td.td3_min_vector(q1, q2, w))[0], np.minimum(q1, q2)[0])
-
-
-def test_target_policy_smoothing_clips_noise_and_actions():
-    a = jnp.full((2000, 1), 0.9)
-    out = np.asarray(td.td3_target_action(jax.random.PRNGKey(0), a, 0.2, 0.5, jnp.array([-1.0]), jnp.array([1.0])))
-    assert out.max() <= 1.0 and out.min() >= 0.4 - 1e-6 and (out == 1.0).any()
-
-
-def test_angle_term_in_degrees_with_the_official_clamp():
-    w = jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
-    q = jnp.array([[1.0, 1.0], [-1.0, 0.5], [3.0, 0.0]])
-    ang = np.asarray(td.angle_deg(w, q))
-    assert ang[0] == pytest.approx(45.0, abs=1e-4)
-    assert ang[1] == pytest.approx(90.0)                       # obtuse: cosine clamped at 0
-    assert ang[2] == pytest.approx(np.degrees(np.arccos(0.9999)), abs=1e-3)  # parallel: cosine clamped at 0.9999
-    q1 = jnp.array([[1.0, 1.0]])
-    loss = td.td3_actor_loss(q1, jnp.array([[0.5, 0.5]]), jnp.array([[1.0, 0.0]]), angle_coef=10.0)
-    assert float(loss) == pytest.approx(-1.0 + 10.0 * 45.0, abs=1e-3)
-    closs = td.td3_critic_loss(q1, q1 + 2.0, q1, jnp.array([[1.0, 0.0]]))
-    assert float(closs) == pytest.approx(0.0 + 1.5 + 45.0 + np.degrees(np.arccos(3 / np.sqrt(18))), abs=1e-3)
-
-
-def test_preference_driven_action_eq5_by_hand():
-    # a0 = [5, 0]: w.Q = 2.5 but at 90 degrees from w_p = [0, 1] -> score 0
-    # a1 = [1, 2]: w.Q = 1.5, cos = 2 / sqrt(5)                     -> score 1.342  (Eq. 5 picks a1)
-    q_next = jnp.array([[[5.0, 0.0], [1.0, 2.0]]])
-    w, w_p = jnp.array([[0.5, 0.5]]), jnp.array([[0.0, 1.0]])
-    assert int(td.preference_driven_action(q_next, w, w_p)[0]) == 1
-    assert int(jnp.argmax(td.scalarize(w[:, None], q_next))) == 0   # plain w.Q would pick a0
-    # the shift enters the cosine only: shifting objective 1 by -2 makes a1 = [1, 0] (cos 0) and a0 = [5, -2]
-    # (obtuse, cos clamped at 0): both scores 0 -> argmax ties to a0
-    assert int(td.preference_driven_action(q_next, w, w_p, jnp.array([0.0, -2.0]))[0]) == 0
 
 
 # ----------------------------------------------------------------------------------------------- interpolator
