@@ -1,54 +1,11 @@
 """Envelope Q-learning (Yang, Sun, Narasimhan, NeurIPS 2019) as MORL-Baselines implements it, in JAX.
 
-One Q-network ``Q(s, w) -> [A, m]`` conditioned on the preference (concatenated to the observation) serves
-every preference. Per gradient step (MORL-Baselines ``Envelope.update``, docs/sources.md):
-
-1. a minibatch of ``batch_size`` transitions (prioritised replay by default) and ``num_sample_w`` preferences
-   ``w_k = |N(0, I)| / L1``; every transition is paired with every ``w_k`` (``batch_size * num_sample_w`` rows);
-2. **envelope target** for a row with preference ``w``: ``y = r + gamma (1 - terminated) Q_target(s', a*, w_{k*})``
-   with ``(k*, a*) = argmax_{k, a} w . Q_online(s', a, w_k)`` over the sampled preferences
-   (`agents.td.envelope_next_value`; ``envelope=False`` gives the double-DQN target instead);
-3. loss ``(1 - lambda) MSE(Q, y) + lambda MSE(w . Q, w . y)``, the homotopy weight ``lambda`` annealed linearly
-   from ``initial_homotopy_lambda`` to ``final_homotopy_lambda`` over ``homotopy_decay_steps`` (None: fixed);
-4. global-norm gradient clip, Adam; priorities of the rows of the first sampled preference set to
-   ``(|w . (Q - y)| + p_max) ** per_alpha`` with ``p_max`` the largest priority so far (MORL-Baselines'
-   formula: its ``min_priority`` holds the running maximum);
-5. the target network is copied every ``target_net_update_freq`` env steps (``tau = 1``), or Polyak-averaged
-   every step (``tau < 1``).
-
-Acting: an episode's preference is drawn ``|N(0, I)| / L1`` at its start; actions are random before
-``learning_starts`` and epsilon-greedy on ``w . Q(s, w)`` after (epsilon linearly decayed as MORL-Baselines'
-``linearly_decaying_value``). Evaluation is greedy.
-
-Not the official code's target. The official Envelope code (``RunzheYang/MORL``, ``synthetic/crl/envelope/
-meta.py::learn``) computes the envelope ``hq`` and then discards it: its TD target is
-``DQ(s', argmax_a w . Q(s', a, w), w)`` for the row's own preference only (a double-DQN target without the max
-over preferences). MORL-Baselines, and this module, maximise over the sampled preferences as the paper does.
-
-JAX specifics (no change to the algorithm):
-- one training chunk (``steps_per_chunk`` vector env steps, each followed by ``gradient_updates`` gradient
-  steps) is ONE jitted ``lax.scan``; the env steps run through the rollout engine (`morl.rollout`, its
-  traceable ``run.pure``) and the replay buffer is a device array ring (`agents.replay`);
-- ``num_envs`` envs step in lockstep (MORL-Baselines: 1). With more envs each gradient step sees
-  ``num_envs`` new transitions, so for the same env-step budget there are ``num_envs`` times fewer updates;
-- the next-state values of the envelope target are computed once per (transition, sampled preference),
-  ``batch_size * num_sample_w`` rows, and shared by the rows of every preference (MORL-Baselines evaluates
-  ``batch_size * num_sample_w ** 2`` rows with the same values): identical targets, fewer FLOPs;
-- the target-copy schedule counts env steps like MORL-Baselines' ``global_step``; with ``num_envs > 1`` a
-  copy happens when the step count crosses a multiple of ``target_net_update_freq``;
-- truncated episodes bootstrap from their true final observation, terminated ones do not (MORL-Baselines
-  stores ``terminated`` as its done flag too);
-- a vector step's transitions enter the buffer right AFTER that step's gradient updates (MORL-Baselines: right
-  before, so the newest transition can be in its first minibatch). Sampling a buffer that was just written makes
-  XLA fuse the write into the read and copy the whole buffer every step; the one-step lag is the price;
-- the replay capacity is ``min(buffer_size, total_timesteps + num_envs)``: a buffer larger than the budget never
-  evicts, so this is exact and keeps the default 1M buffer from costing memory on short runs;
-- prioritised replay is a sum tree of device arrays (`agents.replay`), sampled and updated in the jitted loop;
-  as MORL-Baselines, no importance-sampling weights.
-
-Cost: a gradient step evaluates the network on ``3 * batch_size * num_sample_w`` rows (next state online and
-target, then forward and backward on the training rows); with the default 256 x 4 rows and 256x4 ReLU layers
-that is ~40 ms on 2 CPU cores, ~5 ms with ``batch_size=32``.
+One preference-conditioned Q-network ``Q(s, w) -> [A, m]`` serves every preference. Each gradient step pairs a
+minibatch (prioritised replay) with ``num_sample_w`` sampled preferences and regresses on the envelope target
+``r + gamma Q_target(s', a*, w_k*)``, ``(k*, a*)`` maximising ``w . Q(s', a, w_k)`` over the sampled preferences,
+with a homotopy between the vector and the scalarised loss. A training chunk is one jitted scan over env steps and
+gradient steps. The algorithm step by step, and where it differs from MORL-Baselines and from the official code:
+docs/algorithms/envelope.md.
 """
 
 from __future__ import annotations
