@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+import morl
 from morl.cli import common, options, process
 from morl.cli.common import SHORT_METRICS, CLIError, Col, print_table
 from morl.store import StoreError, protocol_hash
@@ -55,8 +56,6 @@ def _fmt_point(p) -> str:
 
 def cmd_envs(args: argparse.Namespace) -> int:
     """`morl envs`: every registered env with its objectives, spaces, time limit and reference point."""
-    import morl
-
     rows = []
     for env_id in morl.list_envs():
         try:
@@ -181,7 +180,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """`morl plot RUN`: PNGs of the run's front (the true front overlaid when known) and of its learning curve."""
-    import morl
     import numpy as np
 
     from morl import runs as R

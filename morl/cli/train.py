@@ -12,8 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import morl
 from morl.cli import common, options, process
 from morl.cli.common import SHORT_METRICS, CLIError, Col, Parser, TrainingFailed, parse_seeds, print_table
+from morl.registry import UnknownEnvError
+from morl.store import DB_NAME, StoreError
 
 
 def add_parser(sub) -> None:
@@ -162,7 +167,6 @@ def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path) -> int:
 def _check_store(runs_dir: Path) -> None:
     """A damaged results store is reported before training, not when the first run finishes."""
     from morl.runs import store_for
-    from morl.store import DB_NAME
 
     db = runs_dir / DB_NAME
     problem = store_for(runs_dir).check() if db.exists() else None
@@ -187,11 +191,9 @@ def _env_kwargs(items: list[str] | None) -> dict[str, Any]:
 def train_requests(args: argparse.Namespace, spec) -> list:
     """One RunRequest per seed, checked as far as possible before any run folder exists: the env is made, the
     config built and the trainer made (its own validation), the evaluation protocol checked against the env."""
-    import morl
     from morl import runs as R
     from morl.agent import make_config, make_trainer
     from morl.evaluate import EvalProtocol
-    from morl.registry import UnknownEnvError
 
     if args.seed is not None and args.seeds is not None:
         raise CLIError("give --seed or --seeds, not both")
@@ -247,9 +249,6 @@ class ProgressUI:
 
     def __enter__(self):
         if not self.quiet:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("steps"), TextColumn("{task.fields[sps]}"),
                                      TextColumn("HV {task.fields[hv]}"), TextColumn("ETA"), TimeRemainingColumn(),
@@ -285,7 +284,6 @@ class ProgressUI:
 def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool) -> list[dict[str, Any]]:
     """`runs.train_runs` under a progress bar; Ctrl-C and failures become one line that says how to continue."""
     from morl import runs as R
-    from morl.store import StoreError
 
     ids = " ".join(i.id for i in infos)
     process.INTERRUPT_HINT["text"] = f"; `morl train --resume {ids}` continues from the last checkpoint"
