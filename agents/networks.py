@@ -1,7 +1,9 @@
-"""Shared network blocks (flax linen): the 64-64 tanh actor and vector critic of C-MORL / PGMORL.
+"""Shared network blocks (flax linen): the 64-64 tanh actor and vector critic of C-MORL / PGMORL, and the ReLU
+MLP of the off-policy agents (`ReluMLP`, `ConditionedQ`: Envelope, PD-MORL, MORL/D, SAC).
 
-Follows the official C-MORL networks (``a2c_ppo_acktr/model.py``, see ``docs/sources.md``): separate actor and critic MLPs, two hidden layers of 64 units with tanh, orthogonal initialisation
-with gain 1 on every hidden layer, gain 0.01 on the actor's output layer and gain 1 on the critic's, zero
+The tanh networks follow the official C-MORL ones (``a2c_ppo_acktr/model.py``, see ``docs/sources.md``): separate
+actor and critic MLPs, two hidden layers of 64 units with tanh, orthogonal initialisation with gain 1 on every
+hidden layer, gain 0.01 on the actor's output layer and gain 1 on the critic's, zero
 biases. The critic is a **vector critic**: one value per objective. Discrete action spaces get a categorical
 head (logits); continuous ones a Gaussian head with a state-independent ``log_std`` parameter initialised
 to 0.
@@ -35,7 +37,7 @@ def orthogonal(scale: float = 1.0):
     Why not flax's: it calls LAPACK's QR, a custom call that splits its batch over XLA's CPU thread pool and
     then waits. When two such calls run at once (a vmapped population init: actor and critic together) on a
     machine with few cores, each holds a pool thread waiting for work queued behind the other: a deadlock
-    (seen on the 2-core CI machine; same family as jax-ml/jax#25861). Here Q comes from classical Gram-Schmidt
+    (it happens on 2 cores; same family as jax-ml/jax#25861). Here Q comes from classical Gram-Schmidt
     applied twice ("twice is enough": orthogonal to float32 precision), which yields the Q of a QR with a
     positive diagonal of R, exactly the Q that flax keeps after its sign correction.
     """

@@ -29,7 +29,7 @@ Protocols:
   iteration) on mo-mountaincarcontinuous-v0; the reference is MORL-Baselines' PGMORL on this machine class at
   2.6k env steps/s (docs/sources.md). Protocol gamma 0.99, 5 episodes.
 
-Measured (seed 0, the shared 2-core x86_64 CPU, 1-min load 5-7 from other jobs, jax 0.10.2 CPU, 2026-11-23):
+Measured (seed 0, the shared 2-core x86_64 CPU, 1-min load 5-7 from other jobs, jax 0.10.2 CPU):
 - ``morld-minecart --eval-every 20 --set total_timesteps=8_000_000 net_arch='(64,64)' batch_size=64 num_envs=4``:
   8.01M env steps in 643 s of training (12.5k env steps/s, compile included; first round 24 s); HV 107.14 = 72.5%
   of 147.84 from 0.6M steps on (4 points; the archive found one point mixing both ores), EU 0.402 (true front

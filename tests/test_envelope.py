@@ -33,9 +33,9 @@ def test_envelope_registers_with_morl_baselines_defaults():
 #: instead of 256 so that a gradient step costs ~5 ms on 2 CPU cores (256: ~40 ms)
 #: Budget: the run stops at its first full-HV evaluation (as the 530 s MORL-Baselines figure does), so the budget is
 #: a cap that only slow trajectories reach. The HV of consecutive evaluations swings by up to 80 (far treasures won
-#: and lost again), so when 100% first comes is trajectory luck: measured (issue 14, AVX-512 Xeon, jax 0.10.2) seeds
-#: 1 / 2 / 3 / 4 / 5 first reach 100% at 29k / 9k / 46k / 13k / 23k env steps (at the former 30k cap, seeds 3 and 5
-#: failed, and seed 1 passed by 1k steps). 60k leaves 1.3x over the slowest of the five; another CPU's float kernels
+#: and lost again), so when 100% first comes is trajectory luck: measured (AVX-512 Xeon, jax 0.10.2) seeds
+#: 1 / 2 / 3 / 4 / 5 first reach 100% at 29k / 9k / 46k / 13k / 23k env steps (a 30k cap would fail seeds 3 and 5
+#: and pass seed 1 by 1k steps). 60k leaves 1.3x over the slowest of the five; another CPU's float kernels
 #: give another trajectory, i.e. another draw from this spread. Seed 2 is the CI seed (the quickest: ~40 s).
 DST_CONFIG = dict(batch_size=32, total_timesteps=60_000, steps_per_chunk=1000)
 DST_TRUE_HV = 360.40

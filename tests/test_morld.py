@@ -159,7 +159,7 @@ def trained_dst():
 
 
 def test_dst_dqn_reaches_95_percent_of_the_true_hypervolume():
-    """Mean over 3 seeds >= 95% of the true HV, every seed >= 90%. Why a mean and not one seed: measured (issue 14)
+    """Mean over 3 seeds >= 95% of the true HV, every seed >= 90%. Why a mean and not one seed: measured,
     seeds 0-4 reach HV 356.1 / 358.4 / 355.0 / 360.4 / 358.4 = 98.5-100% of the true front, seed 0 with
     XLA_FLAGS=--xla_cpu_max_isa=AVX2 356.1, seed 1 with SSE4_2 358.4, but seed 0 with SSE4_2 341.1 (94.6%: one
     treasure short, and still at 300k steps, so not a budget question). A run is a draw from that spread (another

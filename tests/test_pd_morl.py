@@ -131,8 +131,8 @@ def test_her_copies_start_after_her_start():
 #: (budget accounting: total_timesteps covers the key runs). Epsilon starts at 0.3
 #: instead of the official 0.8: at 1/30 of the official budget, 0.8 -> 0.05 over the run leaves the agent acting
 #: mostly at random, random walks end at the shallow treasures, and the two deepest (23.7, 22.4) were never found
-#: (93-95% of the HV with 0.8 at 20-40k steps; seed 0 reaches 99.4% with 0.3). Main run 45k (60k budget), issue 14:
-#: at a 30k main run seeds 0-3 reached 99.4 / 97.9 / 95.3 / 99.4% (seed 0 with XLA_FLAGS=--xla_cpu_max_isa=SSE4_2:
+#: (93-95% of the HV with 0.8 at 20-40k steps; seed 0 reaches 99.4% with 0.3). Main run 45k (60k budget): with a
+#: 30k main run seeds 0-3 reach 99.4 / 97.9 / 95.3 / 99.4% (seed 0 with XLA_FLAGS=--xla_cpu_max_isa=SSE4_2:
 #: 99.8%), seed 2 only 0.3 points above the bound; at 45k seeds 0-4 reach 99.4 / 96.1 / 98.7 / 99.4 / 99.2%.
 DST_CONFIG = dict(total_timesteps=60_000, key_timesteps=5_000, epsilon_start=0.3, steps_per_chunk=250)
 DST_TRUE_HV = 360.40
@@ -186,7 +186,7 @@ def test_pd_morl_continuous_on_mountain_car_finds_a_front_and_learns_the_fuel_ob
     """Small-budget check of MO-TD3-HER end to end: preferences that weigh time reach the goal with different fuel
     budgets, fuel-weighted preferences spend (almost) nothing, so the front has >= 3 non-dominated points.
 
-    What holds across trajectories (issue 14; measured on an AVX-512 Xeon at this budget, seeds 0-4, and seed 0 with
+    What holds across trajectories (measured on an AVX-512 Xeon at this budget, seeds 0-4, and seed 0 with
     XLA_FLAGS=--xla_cpu_max_isa=SSE4_2, a different trajectory; AVX2 gave seed 0's default trajectory bit for bit):
     HV 948k / 901k / 939k / 933k / 904k, SSE4_2 935k, against the random policy's 872k; 5 / 4 / 4 / 4 / 4 (SSE4_2: 5)
     front points, of which 4 / 3 / 3 / 3 / 3 (4) reach the goal; the front's least-fuel point spends -0.019 / -0.003
