@@ -87,7 +87,7 @@ from morl.agents.morld_learners import DQNLearner, DQNState, ObsEncoder, SACLear
 from morl.agents.ppo import RunningMeanStd, NORM_EPS
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, update_utopia)
-from morl.pareto import non_dominated_mask_jax
+from morl.pareto import Archive, archive_insert, crowding_distance_jax  # noqa: F401 (crowding_distance_jax: re-export)
 from morl.rollout import RolloutState, make_rollout
 from morl.solution import Solution
 from morl.spaces import Box, Discrete
@@ -194,68 +194,6 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "minecart-deterministic-v0": dict(gamma=0.98, eval_gamma=1.0, buffer_size=200_000, shared_buffer=True,
                                       weight_adaptation="psa", eval_episodes=1, max_grad_norm=1.0),
 }
-
-
-# =============================================================================================== Pareto archive
-@struct.dataclass
-class Archive:
-    """Fixed-capacity Pareto archive on the device; rows with ``valid`` False are padding."""
-
-    returns: jax.Array   # [C, m] evaluated (discounted) returns
-    weights: jax.Array   # [C, m] the member's weight when evaluated
-    policy: PyTree       # leaves [C, ...]: what `act` needs
-    valid: jax.Array     # [C] bool
-
-    @staticmethod
-    def empty(capacity: int, m: int, policy_example: PyTree) -> "Archive":
-        policy = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), policy_example)
-        return Archive(jnp.zeros((capacity, m), jnp.float32), jnp.zeros((capacity, m), jnp.float32), policy,
-                       jnp.zeros((capacity,), bool))
-
-
-def crowding_distance_jax(points: jax.Array, valid: jax.Array) -> jax.Array:
-    """NSGA-II crowding distance of the valid rows (`morl.pareto.crowding_distance` in jax.numpy); -inf for padding."""
-    n, m = points.shape
-    count = jnp.sum(valid)
-    rank = jnp.arange(n)
-    dist = jnp.zeros((n,), jnp.float32)
-    for j in range(m):
-        col_all = jnp.where(valid, points[:, j], jnp.inf)
-        order = jnp.argsort(col_all, stable=True)
-        col = col_all[order]
-        last = jnp.maximum(count - 1, 0)
-        span = col[last] - col[0]
-        prev = jnp.concatenate([col[:1], col[:-1]])
-        nxt = jnp.concatenate([col[1:], col[-1:]])
-        inner = jnp.where(span > 0, (nxt - prev) / jnp.where(span > 0, span, 1.0), 0.0)
-        contrib = jnp.where((rank == 0) | (rank == last), jnp.inf, inner)
-        contrib = jnp.where(rank < count, contrib, 0.0)
-        dist = dist.at[order].add(contrib)
-    return jnp.where(valid, dist, -jnp.inf)
-
-
-def archive_insert(archive: Archive, returns: jax.Array, weights: jax.Array, policy: PyTree,
-                   active: jax.Array | None = None) -> Archive:
-    """Offer ``P`` evaluated policies (``returns [P, m]``) to the archive; returns the new archive.
-
-    Keeps the non-dominated points of archive + candidates, de-duplicated by exact return (the earlier row wins:
-    archive rows before candidates, candidates in order); above capacity the points with the smallest crowding
-    distance are dropped. Kept rows stay in their order (archive first). NaN returns are never kept.
-    """
-    cap = archive.valid.shape[0]
-    p = returns.shape[0]
-    cand_valid = jnp.ones((p,), bool) if active is None else active
-    all_r = jnp.concatenate([archive.returns, returns.astype(jnp.float32)])
-    all_valid = jnp.concatenate([archive.valid, cand_valid])
-    keep = non_dominated_mask_jax(all_r, all_valid)
-    cd = crowding_distance_jax(all_r, keep)
-    over = jnp.sum(keep) > cap
-    top = jnp.zeros_like(keep).at[jnp.argsort(-cd, stable=True)[:cap]].set(True)
-    keep = jnp.where(over, keep & top, keep)
-    idx = jnp.argsort(~keep, stable=True)[:cap]
-    cat = lambda a, b: jnp.concatenate([a, b.astype(a.dtype)])[idx]  # noqa: E731
-    return Archive(all_r[idx], cat(archive.weights, weights), jax.tree.map(cat, archive.policy, policy),
-                   jnp.arange(cap) < jnp.sum(keep))
 
 
 # =============================================================================================== state
