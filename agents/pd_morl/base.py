@@ -53,17 +53,18 @@ class PDMORLBase(Trainer):
 
     vmappable = False  # two phases with different programs: `update` dispatches on the host
 
-    def _setup_common(self, config, env, env_params):
+    def _setup_common(self, config, env, env_params, max_episode_steps: int | None = None):
+        """Settings both variants share; ``max_episode_steps`` caps training and key-evaluation episodes."""
         if getattr(env, "is_host", False):
             raise ValueError(f"PD-MORL trains inside jitted loops and needs a pure-JAX env; {env.name} is a host env")
         self.config = config
         self.env = env
         self.env_params = env.default_params if env_params is None else env_params
-        cap = getattr(config, "max_episode_steps", None)
-        if cap is not None:  # training (and key-evaluation) episodes end at the official cap
-            if cap < 1:
-                raise ValueError(f"max_episode_steps must be >= 1 (or None for the env's), got {cap}")
-            self.env_params = self.env_params.replace(max_steps=min(int(cap), int(self.env_params.max_steps)))
+        if max_episode_steps is not None:  # training (and key-evaluation) episodes end at the official cap
+            if max_episode_steps < 1:
+                raise ValueError(f"max_episode_steps must be >= 1 (or None for the env's), got {max_episode_steps}")
+            self.env_params = self.env_params.replace(max_steps=min(int(max_episode_steps),
+                                                                    int(self.env_params.max_steps)))
         self.m = env.reward_dim
         if config.cosine_shift is not None and len(config.cosine_shift) != self.m:
             raise ValueError(f"cosine_shift needs {self.m} values (one per objective of {env.name}), "

@@ -84,7 +84,7 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         self.net = ConditionedQ(self.num_actions, env.reward_dim, (config.hidden,) * config.num_layers,
                                 "xavier_normal")
         self.tx = optax.adam(config.learning_rate)
-        self._setup_common(config, env, env_params)
+        self._setup_common(config, env, env_params, config.max_episode_steps)
         self.rollout = make_rollout(env, self._behaviour_policy, self.num_envs, 1, gamma=config.gamma)
         space = env.observation_space
 
