@@ -88,7 +88,6 @@ class _Pilot:
 @pytest.mark.parametrize("env_id", MC_IDS)
 def test_twin_mountain_car(env_id):
     pilot = _Pilot(pump=0.85, explore=0.1, continuous=False)
-    speed = "speed" in morl.make(env_id)[0].reward_names
     case = TwinCase(env_id, env_id, sync_reset=pilot.sync_reset, sync_step=pilot.check, sample_action=pilot.sample)
     report = run_twin(case, episodes=EPISODES)
     assert report.episodes == EPISODES and pilot.checked == report.steps
