@@ -4,7 +4,7 @@ One file (or package, ``mujoco/``) per family; ``float64.py`` and ``minecart_fro
 families. ``morl.envs.list()`` lists every registered id.
 """
 
-from morl.registry import list_envs as list  # noqa: A001  (morl.envs.list(), as the design names it)
+from morl.registry import list_envs as list  # noqa: A001, F401  (morl.envs.list(), as the design names it)
 
 from . import deep_sea_treasure  # noqa: F401
 from . import fruit_tree  # noqa: F401

@@ -242,7 +242,10 @@ class Minecart(Environment):
                     **kwargs: Any) -> MinecartParams:
         """Params from float64 values (host arrays; ``None`` keeps this env's config)."""
         c = self.config
-        pick = (lambda v, d: np.asarray(d if v is None else v, np.float64))
+
+        def pick(value, default):
+            return np.asarray(default if value is None else value, np.float64)
+
         mine_pos, ore_mean = pick(mine_pos, c["pos"]), pick(ore_mean, c["dist"][..., 0])
         ore_std, capacity = pick(ore_std, c["dist"][..., 1]), pick(capacity, c["capacity"])
         if mine_pos.shape != c["pos"].shape or not ore_mean.shape == ore_std.shape == c["dist"].shape[:2]:

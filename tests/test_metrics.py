@@ -104,7 +104,7 @@ def brute_hv(points, ref):
     lows = np.meshgrid(*[a[:-1] for a in axes], indexing="ij")
     highs = np.meshgrid(*[a[1:] for a in axes], indexing="ij")
     upper = np.stack([h.ravel() for h in highs], axis=1)             # (cells, m)
-    vol = np.prod(np.stack([(h - l).ravel() for h, l in zip(highs, lows)], axis=1), axis=1)
+    vol = np.prod(np.stack([(hi - lo).ravel() for hi, lo in zip(highs, lows)], axis=1), axis=1)
     covered = np.any(np.all(pts[None, :, :] >= upper[:, None, :], axis=-1), axis=1)
     return float(np.sum(vol[covered]))
 
