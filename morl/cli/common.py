@@ -151,9 +151,9 @@ def runs_dir(args: argparse.Namespace) -> Path:
 
 def find_run(args: argparse.Namespace):
     """The run named by ``args.run`` (an id, a unique prefix or a folder) under `runs_dir`."""
-    from morl.runs import RunError, find_run
+    from morl import runs as R
 
     try:
-        return find_run(runs_dir(args), args.run)
-    except RunError as exc:
+        return R.find_run(runs_dir(args), args.run)
+    except R.RunError as exc:
         raise CLIError(str(exc)) from None

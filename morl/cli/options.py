@@ -284,6 +284,7 @@ def _field_value(base: Any, name: str) -> Any:
 
 
 def closest_option(token: str, parser: argparse.ArgumentParser) -> str:
+    """" Did you mean: --x, --y?" for an unknown option ``token`` (empty when nothing is close)."""
     opts = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
     name = token.split("=", 1)[0]
     close = difflib.get_close_matches(name, opts, n=3, cutoff=0.5)

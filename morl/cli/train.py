@@ -114,7 +114,7 @@ def cmd_train(argv: list[str]) -> int:
                            "(`morl train AGENT --env ID ...`); `morl train --help` lists the agents")
         raise CLIError(f"unknown option {tok} for agent {agent!r}.{options.closest_option(tok, parser)} "
                        f"`morl train {agent} --help` lists every option.")
-    runs_dir = Path(args.runs_dir) if args.runs_dir else R.default_runs_dir()
+    runs_dir = common.runs_dir(args)
     _check_store(runs_dir)
     if args.resume:
         return _resume(args, agent, runs_dir)
