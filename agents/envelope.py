@@ -45,7 +45,8 @@ class EnvelopeConfig:
     initial_epsilon: float = 0.01        # epsilon-greedy: start value (after learning_starts)
     final_epsilon: float = 0.01          # epsilon-greedy: final value
     epsilon_decay_steps: int | None = None  # env steps of the linear decay; None = fixed epsilon
-    tau: float = 1.0                     # target update: 1 = hard copy every target_net_update_freq steps, < 1 = Polyak every step
+    tau: float = 1.0                     # target update: 1 = hard copy every target_net_update_freq steps,
+                                         # < 1 = Polyak every step
     target_net_update_freq: int = 200    # env steps between hard target copies (ignored when tau < 1)
     buffer_size: int = 1_000_000         # replay capacity (transitions)
     net_arch: tuple[int, ...] = (256, 256, 256, 256)  # hidden layer widths of the Q-network (ReLU)
@@ -60,7 +61,8 @@ class EnvelopeConfig:
     per_alpha: float = 0.6               # priority exponent
     initial_homotopy_lambda: float = 0.0  # weight of the scalarised (w.Q) loss at the start
     final_homotopy_lambda: float = 1.0   # ... and at the end of its schedule
-    homotopy_decay_steps: int | None = None  # env steps of the linear homotopy schedule; None = fixed at the initial value
+    homotopy_decay_steps: int | None = None  # env steps of the linear homotopy schedule; None = fixed at the
+                                             # initial value
     num_envs: int = 1                    # envs stepped in lockstep (ours; MORL-Baselines: 1)
     steps_per_chunk: int = 1000          # vector env steps per jitted training chunk (one `update` call)
 

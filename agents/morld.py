@@ -1,74 +1,11 @@
 """MORL/D: multi-objective RL based on decomposition (Felten, Talbi, Danoy, JAIR 2024), as a vmapped population.
 
-MORL/D decomposes the problem into ``pop_size`` scalarised sub-problems, one weight vector each, solves them with a
-single-objective learner per weight, and lets the sub-problems cooperate. This module is the framework with its
-switches (docs/sources.md; MORL-Baselines ``multi_policy/morld/morld.py``), written so that the whole population
-is ONE jitted, vmapped program:
-
-- **scalarisation** ``scalarization``: ``"ws"`` (weighted sum) or ``"tch"`` (Tchebycheff, utopia point adapted
-  online as ``max seen + tch_tau``, one point shared by the population as MORL-Baselines' closure), see
-  `agents.scalarization`;
-- **weight initialisation** ``weight_init``: ``"uniform"`` (MORL-Baselines' ``equally_spaced_weights(m, pop_size,
-  seed)``: pymoo's Riesz s-energy set, the family the metrics use; shipped for ``seed`` 42) or ``"random"``
-  (Dirichlet(1) from the run's key);
-- **inner learner**: a DQN-style learner for discrete actions (a vector Q-network ``Q(s) -> [A, m]``, double-DQN
-  vector targets ``r + gamma Q_target(s', argmax_a scal(Q(s', a)))``, epsilon-greedy exploration; MORL-Baselines
-  uses MOSACDiscrete there) and SAC for continuous actions (`agents.sac`, MOSAC's settings, vector critic);
-- **cooperation**: ``shared_buffer`` (one replay buffer written by every member and sampled by each),
-  neighbourhoods (the ``neighborhood_size`` nearest weights, squared Euclidean distance, computed once from the
-  initial weights), parameter ``transfer`` to neighbours (below), ``update_passes`` extra gradient steps;
-- **weight adaptation** ``weight_adaptation="psa"``: Pareto simulated annealing after every exchange round
-  (`agents.scalarization.psa_weights`, delta ``psa_delta``);
-- **Pareto archive**: every evaluated member is offered to a fixed-capacity device archive that keeps the
-  non-dominated, de-duplicated (first occurrence wins, as MORL-Baselines' ``ParetoArchive``) returns with the
-  policy that produced them; above ``archive_size`` points the most crowded are dropped (crowding distance).
-  The `Solution` is the archive.
-
-Sample accounting: simultaneous instead of round-robin
-------------------------------------------------------
-MORL-Baselines trains one policy at a time: a *turn* gives the current policy ``exchange_every`` env steps (one
-gradient step each), then every other policy gets ``update_passes`` extra gradient steps, all policies are
-evaluated, and transfer and PSA run. Here every member steps its own ``num_envs`` envs in lockstep with the others:
-one *exchange round* gives EVERY member ``exchange_every`` env steps (one gradient step per env step and member,
-times ``gradient_updates``), then ``update_passes * (pop_size - 1)`` extra gradient steps per member (what a member
-receives from the other members' turns in one round-robin cycle), then evaluation, archive, transfer and PSA.
-``total_timesteps`` counts real transitions of all members together, as MORL-Baselines' ``global_step`` does, so at
-equal budget each member collects the same ``total_timesteps / pop_size`` transitions in both schemes. The budget
-is spent in whole rounds (``pop_size * exchange_every`` transitions each): training stops after the last round
-that fits, so a run uses ``(total_timesteps // round) * round <= total_timesteps`` transitions, and a budget
-below one round is refused with a one-line error (docs/budgets.md). What
-changes: (1) a round is ``pop_size`` times more env steps than a turn, so evaluation, archive updates, transfer and
-PSA happen ``pop_size`` times less often per env step (divide ``exchange_every`` by ``pop_size`` to keep
-MORL-Baselines' frequency); (2) no member waits: all members learn throughout the run instead of in blocks, and with
-a shared buffer each member learns from everybody's most recent data; (3) transfer in round-robin copies a policy
-that just finished its turn into neighbours that have not trained yet; in lockstep every member has trained when
-the first round ends (see ``transfer``).
-
-Other differences from MORL-Baselines, with reasons
----------------------------------------------------
-- **Reward normalisation reaches the learners.** MORL-Baselines wraps a *local* env in ``MONormalizeReward`` and
-  hands the unwrapped env to the policies, so nothing is normalised (docs/sources.md). Here
-  (``normalize_rewards=True``) the learners' rewards are divided, per objective, by the running standard deviation
-  of the discounted return (gym's ``NormalizeReward`` recursion, statistics shared by the population, updated from
-  every member's transitions). The replay buffer keeps raw rewards and the division uses the current statistics
-  at sampling time, so old and new transitions are on the same scale. Weights, Q-values and the utopia point are
-  then in normalised units; evaluation and the archive always use raw env returns. ``normalize_rewards=False``
-  reproduces MORL-Baselines' behaviour.
-- **transfer**: ``"none"`` (MORL-Baselines' default), ``"first_round"`` (MORL-Baselines' mechanism: after the first
-  round only, member ``n`` receives the networks of its neighbour with the largest index below ``n``; networks and
-  targets are copied and the optimisers reset), or ``"improvement"`` (MOEA/D-style, ours: after every round, member
-  ``i`` takes the networks of the neighbour whose evaluated return scalarises higher under ``i``'s own weight).
-- ``obs_encoding="onehot"`` (ours, DQN learner): integer Box observations (grid positions) as one-hot codes per
-  coordinate; see `ObsEncoder` and the deep-sea-treasure entry of `ENV_DEFAULTS`.
-- The discrete learner is a vector-valued double DQN (MORL-Baselines: MOSACDiscrete); both learners fit every
-  component of the vector value (MORL-Baselines fits only the scalarised value), which Tchebycheff needs.
-- The utopia point is updated from the values scalarised in training batches (next-state Q-vectors); acting uses
-  the stored point moved to cover the values it scalarises, without storing that move.
-- Evaluation: ``eval_episodes`` episodes per member with deterministic actions (greedy Q / tanh of the mean;
-  MORL-Baselines' MOSAC evaluates its *sampled* actions), returns discounted with ``eval_gamma`` (default: the
-  training gamma, MORL-Baselines' convention). Evaluation episodes are not counted in ``env_steps``.
-- MORL-Baselines evaluates the untrained population once before training; here the first evaluation is after
-  the first round.
+``pop_size`` members each solve one scalarised sub-problem (weighted sum or Tchebycheff) with their own learner
+(`agents.morld_learners`: a vector double DQN for discrete actions, SAC for continuous ones) and cooperate through
+a shared buffer, neighbour transfer and PSA weight adaptation; every evaluated member is offered to a Pareto
+archive (`morl.pareto.Archive`), which is the solution. All members step in lockstep as one jitted, vmapped
+program: ``update`` is one exchange round. The framework, why rounds replace MORL-Baselines' turns, and the other
+differences from MORL-Baselines: docs/algorithms/morld.md.
 """
 
 from __future__ import annotations
@@ -87,7 +24,7 @@ from morl.agents.morld_learners import DQNLearner, DQNState, ObsEncoder, SACLear
 from morl.agents.ppo import RunningMeanStd, NORM_EPS
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, update_utopia)
-from morl.pareto import Archive, archive_insert, crowding_distance_jax  # noqa: F401 (crowding_distance_jax: re-export)
+from morl.pareto import Archive, archive_insert
 from morl.rollout import RolloutState, make_rollout
 from morl.solution import Solution
 from morl.spaces import Box, Discrete
@@ -180,10 +117,11 @@ class MORLDConfig:
 # Per-env settings (ours, measured; MORL/D's paper tables were not retrievable, docs/sources.md).
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # DST: 10 members for the 10-point front, gamma 0.99 as its true front, shared buffer + PSA. Measured on
-    # seeds 0-2 (HV 98.8%, 99.4%, 98.5% of the true front): a 64-64 ReLU net on raw (row, col) overestimates the values of unvisited
-    # moves and reached 82-98% (obs_encoding="onehot" fixes it); normalising the rewards divides the time
-    # objective by the std of its discounted return (~19, vs ~1.7 for the sparse treasure), which squeezes every
-    # treasure's weight window into w_treasure < 0.17, so the uniform weights miss most of the front: off here.
+    # seeds 0-2 (HV 98.8%, 99.4%, 98.5% of the true front): a 64-64 ReLU net on raw (row, col) overestimates the
+    # values of unvisited moves and reached 82-98% (obs_encoding="onehot" fixes it); normalising the rewards
+    # divides the time objective by the std of its discounted return (~19, vs ~1.7 for the sparse treasure), which
+    # squeezes every treasure's weight window into w_treasure < 0.17, so the uniform weights miss most of the
+    # front: off here.
     "deep-sea-treasure-v0": dict(total_timesteps=200_000, pop_size=10, gamma=0.99, exchange_every=1_000,
                                  net_arch=(64, 64), obs_encoding="onehot", normalize_rewards=False,
                                  buffer_size=200_000, batch_size=64, learning_starts=500, q_lr=3e-4,

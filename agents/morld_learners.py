@@ -147,7 +147,8 @@ class DQNLearner:
         target_params = jax.tree.map(lambda o, t: jnp.where(due, self.tau * o + (1.0 - self.tau) * t, t),
                                      params, state.target)
         z_seen = update_utopia(initial_utopia(self.reward_dim), jax.lax.stop_gradient(q_next_online), self.scal.tau)
-        return DQNState(q=params, target=target_params, opt=opt, steps=steps), z_seen, {"loss": loss, "q_mean": jnp.mean(self.scal(w, q, z))}
+        logs = {"loss": loss, "q_mean": jnp.mean(self.scal(w, q, z))}
+        return DQNState(q=params, target=target_params, opt=opt, steps=steps), z_seen, logs
 
 
 @dataclass(frozen=True)

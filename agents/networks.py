@@ -147,7 +147,8 @@ class ActorCritic:
 
     def __post_init__(self):
         if not isinstance(self.action_space, (Discrete, Box)):
-            raise TypeError(f"ActorCritic supports Discrete and Box action spaces, got {type(self.action_space).__name__}")
+            raise TypeError(f"ActorCritic supports Discrete and Box action spaces, "
+                            f"got {type(self.action_space).__name__}")
         if isinstance(self.action_space, Box) and len(self.action_space.shape) != 1:
             raise ValueError(f"continuous actions must be a 1-D Box, got shape {self.action_space.shape}")
         observation_dim(self.observation_space)  # fails early on an unsupported observation space

@@ -10,9 +10,9 @@ Prioritised replay (``prioritized=True``) keeps a **sum tree** over the slots, o
 proportionally to priority by a descent of ``log2(P)`` gathers and updated by recomputing parents level by
 level (duplicate indices in one update are harmless: a parent is recomputed from its children, never
 incremented). One array per level means every update reads one array and writes another, so XLA updates
-them in place inside a jitted loop (a single flat array read and written by the same scatter gets copied). New items get the
-largest priority seen so far (``max_priority``), as MORL-Baselines' ``PrioritizedReplayBuffer`` (there named
-``min_priority``). No importance-sampling weights are returned, also as MORL-Baselines.
+them in place inside a jitted loop (a single flat array read and written by the same scatter gets copied). New
+items get the largest priority seen so far (``max_priority``), as MORL-Baselines' ``PrioritizedReplayBuffer``
+(there named ``min_priority``). No importance-sampling weights are returned, also as MORL-Baselines.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Soft actor-critic with a **vector** critic and a pluggable scalarisation: MORL/D's continuous inner learner.
 
-Follows MORL-Baselines' ``MOSAC`` (``single_policy/ser/mosac_continuous_action.py``, cleanRL's SAC; docs/sources.md) for everything but the critic loss:
+Follows MORL-Baselines' ``MOSAC`` (``single_policy/ser/mosac_continuous_action.py``, cleanRL's SAC; docs/sources.md)
+for everything but the critic loss:
 
 - tanh-squashed Gaussian actor (ReLU MLP, mean and ``log_std`` heads, ``log_std`` squashed into [-5, 2]), actions
   rescaled to the Box bounds, log-probabilities corrected for the squashing (``log(scale (1 - tanh^2) + 1e-6)``);

@@ -19,7 +19,6 @@ import platform
 import time
 
 import jax
-import numpy as np
 
 import morl
 import morl.envs  # noqa: F401

@@ -18,11 +18,10 @@ import morl
 import morl.envs  # noqa: F401
 from morl.agent import agent_spec, make_config, make_trainer
 from morl.agents import replay as rb
-from morl.agents.morld import Archive, archive_insert, crowding_distance_jax
 from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, tchebycheff,
                                        update_utopia, weighted_sum)
 from morl.evaluate import EvalProtocol, evaluate
-from morl.pareto import crowding_distance
+from morl.pareto import Archive, archive_insert, crowding_distance, crowding_distance_jax
 
 DST_TRUE_HV = 360.40094637581575  # MO-Gymnasium's front at gamma 0.99, ref (0, -25) (docs/sources.md)
 

@@ -77,9 +77,10 @@ class PDMORLBase(Trainer):
         if self.main_budget <= 0:
             share = max(1, config.total_timesteps // 50)
             raise ValueError(f"{self.agent_name}: the {self.num_keys} key-preference runs ({self.num_keys} x "
-                             f"key_timesteps {config.key_timesteps:,} = {key_total:,} transitions) leave nothing of the "
-                             f"budget total_timesteps {config.total_timesteps:,} for the main run; raise --steps above "
-                             f"{key_total:,} or lower --key-timesteps (e.g. --key-timesteps {share}, 2% of the budget each)")
+                             f"key_timesteps {config.key_timesteps:,} = {key_total:,} transitions) leave nothing of "
+                             f"the budget total_timesteps {config.total_timesteps:,} for the main run; raise --steps "
+                             f"above {key_total:,} or lower --key-timesteps (e.g. --key-timesteps {share}, 2% of the "
+                             "budget each)")
         self.grid = SubspaceGrid.make(self.m, config.w_step, config.num_subspaces)
         self.num_envs = config.num_envs
         self.subspace_of_env = jnp.arange(self.num_envs, dtype=jnp.int32) % config.num_subspaces

@@ -60,7 +60,8 @@ class PDMORLConfig:
     actor_loss_coeff: float = 10.0       # weight of the angle term in the actor loss
     max_grad_norm: float = 100.0         # gradient-norm clip of actor and critics
     weight_num: int = 3                  # HER: relabelled copies per transition
-    her_start: int | None = None         # HER starts past this many buffer entries; None = start_timesteps x num_subspaces
+    her_start: int | None = None         # HER starts past this many buffer entries;
+                                         # None = start_timesteps x num_subspaces
     w_step: float = 0.001                # spacing of the preference grid
     num_subspaces: int = 10              # contiguous sub-spaces of the grid (official: process_count)
     envs_per_subspace: int = 1           # envs drawing from each sub-space
@@ -151,13 +152,15 @@ class PDMORLTrainer(PDMORLBase):
         self.half = (self.high - self.low) / 2
         self.action_dim = int(space.shape[0])
         hidden = (config.hidden,) * config.num_layers
-        self.actor = Actor(self.action_dim, hidden, tuple(((high + low) / 2).tolist()), tuple(((high - low) / 2).tolist()))
+        center, half_range = tuple(((high + low) / 2).tolist()), tuple(((high - low) / 2).tolist())
+        self.actor = Actor(self.action_dim, hidden, center, half_range)
         self.critic = TwinCritic(env.reward_dim, hidden)
         self.tx_actor = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr_actor))
         self.tx_critic = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr_critic))
         self._setup_common(config, env, env_params)
         self.rollout = make_rollout(env, self._behaviour_policy, self.num_envs, 1, gamma=config.gamma)
-        self.her_start = config.her_start if config.her_start is not None else config.start_timesteps * config.num_subspaces
+        self.her_start = (config.her_start if config.her_start is not None
+                          else config.start_timesteps * config.num_subspaces)
         self._obs_center, self._obs_scale = _obs_scaling(env.observation_space, config.normalize_obs)
         x_of = self._x
 

@@ -33,7 +33,8 @@ class PDMORLDiscreteConfig:
 
     total_timesteps: int = 1_060_000     # the whole budget, key runs included: official main run 1M (100k per
                                          # process x 10 processes) + 3 key runs x 20k (two objectives)
-    key_timesteps: int = 20_000          # env steps of each key-preference run (ours: the official discrete code has none)
+    key_timesteps: int = 20_000          # env steps of each key-preference run (ours: the official discrete code
+                                         # has none)
     learning_rate: float = 3e-4          # Adam learning rate
     gamma: float = 0.99                  # discount
     batch_size: int = 32                 # transitions per gradient step
