@@ -76,7 +76,7 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
 
     import morl
     import morl.envs  # noqa: F401
-    from morl.agent import make_trainer
+    from morl.agent import agent_spec, make_trainer
     from morl.evaluate import EvalProtocol, evaluate
 
     agent, env_id, env_kwargs, cfg, proto, true_hv = EXPERIMENTS[name]
@@ -119,7 +119,7 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
     final = rows[-1] if rows else {}
     summary = {
         "experiment": name, "agent": agent, "env": env_id, "seed": seed, "config": cfg,
-        "config_total_timesteps": getattr(trainer.config, "total_timesteps", None),
+        "config_total_timesteps": getattr(trainer.config, agent_spec(agent).budget_field),
         "stopped_by_max_wall": stopped, "env_steps": steps, "updates": updates, "train_wall_s": round(train_wall, 1),
         "first_update_s": round(first[0], 1) if first else None,
         "steps_per_s": round(steps / max(train_wall, 1e-9)),
