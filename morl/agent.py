@@ -70,6 +70,25 @@ class AgentSpec:
     budget_field: str = "total_timesteps"
 
 
+def check_config(agent: str, config: Any, *, at_least_one: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                 unit_interval: tuple[str, ...] = (), choices: dict[str, tuple] | None = None) -> None:
+    """One validation style for every agent config (call it from ``__post_init__``): each failure is a
+    ValueError that names the agent, the field, what it must be and what it got."""
+    for name in at_least_one:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{agent} config: {name} must be >= 1, got {getattr(config, name)!r}")
+    for name in non_negative:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{agent} config: {name} must be >= 0, got {getattr(config, name)!r}")
+    for name in unit_interval:
+        if not 0 < getattr(config, name) <= 1:
+            raise ValueError(f"{agent} config: {name} must be in (0, 1], got {getattr(config, name)!r}")
+    for name, allowed in (choices or {}).items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{agent} config: {name} must be one of {', '.join(map(repr, allowed))}, "
+                             f"got {getattr(config, name)!r}")
+
+
 _AGENTS: dict[str, AgentSpec] = {}
 
 

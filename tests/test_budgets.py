@@ -15,7 +15,7 @@ import math
 
 import pytest
 
-from morl import cli
+from morl.cli import train as cli_train
 from morl import runs as R
 from morl.agent import make_trainer
 from morl.cli import main
@@ -79,14 +79,14 @@ def test_steps_bound_every_real_transition_and_the_progress_bar_total_is_the_bud
                                                                                       capsys):
     env, budget, options, expected, over, seeds, chunk = CASES[agent]
     seen: list[tuple] = []
-    original = cli._ProgressUI.__call__
+    original = cli_train.ProgressUI.__call__
 
     def spy(self, event):  # the CLI's rich progress bar, read after each event it draws
         original(self, event)
         task = next(t for t in self.progress.tasks if t.id == self.tasks[event.run_id])
         seen.append((event, task.total, task.completed))
 
-    monkeypatch.setattr(cli._ProgressUI, "__call__", spy)
+    monkeypatch.setattr(cli_train.ProgressUI, "__call__", spy)
     code = main(["train", agent, "--env", env, "--seeds", ",".join(map(str, seeds)), "--steps", str(budget),
                  "--runs-dir", str(tmp_path), *PROTO, *options])
     assert code == 0, capsys.readouterr().err
