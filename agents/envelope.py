@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
@@ -67,17 +67,15 @@ class EnvelopeConfig:
     steps_per_chunk: int = 1000          # vector env steps per jitted training chunk (one `update` call)
 
     def __post_init__(self):
-        if self.num_sample_w < 1 or (self.envelope and self.num_sample_w < 2):
-            raise ValueError(f"num_sample_w must be >= 2 for the envelope target (got {self.num_sample_w}); "
-                             "or set envelope=False")
-        for name in ("total_timesteps", "buffer_size", "batch_size", "num_envs", "steps_per_chunk",
-                     "target_net_update_freq", "gradient_updates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Envelope config: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"Envelope config: tau must be in (0, 1], got {self.tau}")
+        check_config("envelope", self,
+                     at_least_one=("num_sample_w", "total_timesteps", "buffer_size", "batch_size", "num_envs",
+                                   "steps_per_chunk", "target_net_update_freq", "gradient_updates"),
+                     unit_interval=("tau",))
+        if self.envelope and self.num_sample_w < 2:
+            raise ValueError(f"envelope config: num_sample_w must be >= 2 for the envelope target, got "
+                             f"{self.num_sample_w!r}; or set envelope=False")
         if self.num_envs > self.buffer_size:
-            raise ValueError(f"Envelope config: buffer_size ({self.buffer_size}) must hold one vector step "
+            raise ValueError(f"envelope config: buffer_size ({self.buffer_size}) must hold one vector step "
                              f"(num_envs={self.num_envs})")
 
 

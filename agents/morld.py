@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, register_agent
 from morl.agents import replay as rb
 from morl.agents.morld_learners import DQNLearner, DQNState, ObsEncoder, SACLearner
 from morl.agents.ppo import RunningMeanStd, NORM_EPS
@@ -84,30 +84,20 @@ class MORLDConfig:
     autotune: bool = True                # tune alpha towards the target entropy -|A|
 
     def __post_init__(self):
-        for name in ("total_timesteps", "pop_size", "exchange_every", "eval_episodes", "num_envs", "buffer_size",
-                     "batch_size", "gradient_updates", "target_net_freq", "archive_size", "policy_freq"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MORL/D config: {name} must be >= 1, got {getattr(self, name)!r}")
-        if self.scalarization not in ("ws", "tch"):
-            raise ValueError(f"MORL/D: scalarization must be 'ws' or 'tch', got {self.scalarization!r}")
-        if self.weight_init not in ("uniform", "random"):
-            raise ValueError(f"MORL/D: weight_init must be 'uniform' or 'random', got {self.weight_init!r}")
-        if self.weight_adaptation not in ("none", "psa"):
-            raise ValueError(f"MORL/D: weight_adaptation must be 'none' or 'psa', got {self.weight_adaptation!r}")
-        if self.obs_encoding not in ("raw", "onehot"):
-            raise ValueError(f"MORL/D: obs_encoding must be 'raw' or 'onehot', got {self.obs_encoding!r}")
-        if self.transfer not in ("none", "first_round", "improvement"):
-            raise ValueError(f"MORL/D: transfer must be 'none', 'first_round' or 'improvement', got {self.transfer!r}")
+        check_config("morld", self,
+                     at_least_one=("total_timesteps", "pop_size", "exchange_every", "eval_episodes", "num_envs",
+                                   "buffer_size", "batch_size", "gradient_updates", "target_net_freq", "archive_size",
+                                   "policy_freq"),
+                     non_negative=("update_passes", "learning_starts"), unit_interval=("tau", "gamma"),
+                     choices={"scalarization": ("ws", "tch"), "weight_init": ("uniform", "random"),
+                              "weight_adaptation": ("none", "psa"), "obs_encoding": ("raw", "onehot"),
+                              "transfer": ("none", "first_round", "improvement")})
         if not 0 <= self.neighborhood_size < self.pop_size:
-            raise ValueError(f"MORL/D: neighborhood_size must be in [0, pop_size - 1] = [0, {self.pop_size - 1}], "
-                             f"got {self.neighborhood_size}")
+            raise ValueError(f"morld config: neighborhood_size must be in [0, pop_size - 1] = [0, "
+                             f"{self.pop_size - 1}], got {self.neighborhood_size!r}")
         if self.exchange_every % self.num_envs:
-            raise ValueError(f"MORL/D: exchange_every ({self.exchange_every}) must be a multiple of num_envs "
+            raise ValueError(f"morld config: exchange_every ({self.exchange_every}) must be a multiple of num_envs "
                              f"({self.num_envs})")
-        if not 0.0 < self.tau <= 1.0 or not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"MORL/D: need 0 < tau <= 1 and 0 < gamma <= 1, got tau={self.tau}, gamma={self.gamma}")
-        if self.update_passes < 0 or self.learning_starts < 0:
-            raise ValueError("MORL/D: update_passes and learning_starts must be >= 0")
 
     @property
     def member_budget(self) -> int:

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, check_config, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ReluMLP, observation_dim, preprocess_obs
@@ -77,15 +77,15 @@ class PDMORLConfig:
                                          # official); > 0 also makes the random warm-up correlated (see module doc)
 
     def __post_init__(self):
+        check_config("pd-morl", self,
+                     at_least_one=("total_timesteps", "key_timesteps", "batch_size", "key_batch_size", "hidden",
+                                   "num_layers", "buffer_size", "key_buffer_size", "policy_freq", "key_policy_freq",
+                                   "num_subspaces", "envs_per_subspace", "steps_per_chunk", "eval_episodes"),
+                     choices={"refit_norm": ("l1", "l2")})
         if not 0.0 <= self.noise_correlation < 1.0:
-            raise ValueError(f"pd-morl config: noise_correlation must be in [0, 1), got {self.noise_correlation}")
-        for name in ("total_timesteps", "key_timesteps", "batch_size", "key_batch_size", "hidden", "num_layers",
-                     "buffer_size", "key_buffer_size", "policy_freq", "key_policy_freq", "num_subspaces",
-                     "envs_per_subspace", "steps_per_chunk", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"pd-morl config: {name} must be >= 1, got {getattr(self, name)}")
+            raise ValueError(f"pd-morl config: noise_correlation must be in [0, 1), got {self.noise_correlation!r}")
         if self.updates_per_step <= 0:
-            raise ValueError(f"pd-morl config: updates_per_step must be > 0, got {self.updates_per_step}")
+            raise ValueError(f"pd-morl config: updates_per_step must be > 0, got {self.updates_per_step!r}")
 
     @property
     def num_envs(self) -> int:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from morl.agent import AgentSpec, register_agent
+from morl.agent import AgentSpec, check_config, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
@@ -59,12 +59,13 @@ class PDMORLDiscreteConfig:
     key_jitter: float = 0.05             # key runs act on key preferences jittered by clip(N(0, s^2), +-s) per step
 
     def __post_init__(self):
-        for name in ("total_timesteps", "key_timesteps", "batch_size", "hidden", "num_layers", "buffer_size",
-                     "num_subspaces", "envs_per_subspace", "steps_per_chunk", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"pd-morl-discrete config: {name} must be >= 1, got {getattr(self, name)}")
+        check_config("pd-morl-discrete", self,
+                     at_least_one=("total_timesteps", "key_timesteps", "batch_size", "hidden", "num_layers",
+                                   "buffer_size", "num_subspaces", "envs_per_subspace", "steps_per_chunk",
+                                   "eval_episodes"),
+                     choices={"refit_norm": ("l1", "l2")})
         if self.updates_per_step <= 0:
-            raise ValueError(f"pd-morl-discrete config: updates_per_step must be > 0, got {self.updates_per_step}")
+            raise ValueError(f"pd-morl-discrete config: updates_per_step must be > 0, got {self.updates_per_step!r}")
 
     @property
     def num_envs(self) -> int:
