@@ -23,7 +23,7 @@ class BenchRow:
     num_envs: int
     steps: int
     seconds: float
-    compile_seconds: float | None = None  # the engine's first call (trace + compile + one run), when measured
+    compile_seconds: float | None = None  # trace + compile of the engine (probe program), when measured
     variant: str = ""                     # the make() kwargs that distinguish engine rows, e.g. "backend=mjx"
 
     @property
@@ -39,40 +39,65 @@ def machine() -> str:
             f"{len(devs)} x {devs[0].platform}:{devs[0].device_kind}")
 
 
+#: steps per call of the probe program that measures compile time and the cost of one step
+PROBE_STEPS = 16
+
+
+def steps_per_call(seconds_per_step: float, max_steps: int, target_call_s: float) -> int:
+    """Scan length for the timed program: one call lasts about ``target_call_s`` (so a row stays within
+    its time on any device, e.g. MJX robots at thousands of envs), never more than ``max_steps`` (the
+    user's ``--num-steps``) nor fewer than the probe's length (per-call dispatch would dominate)."""
+    if seconds_per_step <= 0:
+        return max_steps
+    return int(max(min(max_steps, PROBE_STEPS), min(max_steps, target_call_s / seconds_per_step)))
+
+
 def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds: float = 2.0, seed: int = 0,
                  env_kwargs: dict | None = None) -> BenchRow:
     """The engine with a random policy (auto-reset and episode statistics included, compile excluded).
 
-    ``env_kwargs`` go to ``morl.make`` (e.g. ``{"backend": "mujoco"}``). Host envs run at most 64 envs x 200
-    steps per call, and an env may cap the sizes for the device it runs on through a ``bench_size`` attribute
-    ((num_envs, num_steps), e.g. MJX on a CPU), so one call stays within seconds.
+    A short probe program (``PROBE_STEPS`` steps per call) is compiled first: its first call minus a
+    second one is the compile time, reported apart; its second call prices one step, which chooses the
+    timed program's steps per call (``steps_per_call``: about ``min_seconds / 4`` per call, at most
+    ``num_steps``). ``env_kwargs`` go to ``morl.make`` (e.g. ``{"backend": "mujoco"}``). Host envs run at
+    most 64 envs x 200 steps per call, and an env may cap the sizes for the device it runs on through a
+    ``bench_size`` attribute ((num_envs, num_steps), e.g. MJX on a CPU).
     """
     env, params = morl.make(env_id, **(env_kwargs or {}))
     is_host = getattr(env, "is_host", False)
     cap = (64, 200) if is_host else getattr(env, "bench_size", None)
     if cap is not None:
         num_envs, num_steps = min(num_envs, cap[0]), min(num_steps, cap[1])
-    rollout = make_rollout(env, random_policy(env), num_envs, num_steps, emit="summary", seed=seed)
     key = jax.random.PRNGKey(seed)
-    t0 = time.perf_counter()
-    state = rollout.init(key, params)
-    state, out = rollout.run((), state, key, params)  # compile
-    jax.block_until_ready(out)
-    compile_s = time.perf_counter() - t0
-    calls, start = 0, time.perf_counter()
-    while True:
-        key, k = jax.random.split(key)
+
+    def timed_call(rollout, state, k):
+        t = time.perf_counter()
         state, out = rollout.run((), state, k, params)
         jax.block_until_ready(out)
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            break
+        return state, time.perf_counter() - t
+
+    probe_len = min(PROBE_STEPS, num_steps)
+    probe = make_rollout(env, random_policy(env), num_envs, probe_len, emit="summary", seed=seed)
+    state = probe.init(key, params)
+    state, first = timed_call(probe, state, key)
+    state, second = timed_call(probe, state, jax.random.fold_in(key, 1))
+    compile_s = max(first - second, 0.0)
+    # a probe call of >= 50 ms already makes dispatch (well under 1 ms) negligible: time the probe itself
+    length = probe_len if second >= 0.05 else steps_per_call(second / probe_len, num_steps, min_seconds / 4)
+    rollout = probe
+    if length != probe_len:
+        rollout = make_rollout(env, random_policy(env), num_envs, length, emit="summary", seed=seed)
+        state, _ = timed_call(rollout, state, jax.random.fold_in(key, 2))  # its own compile, not timed
+    calls, elapsed = 0, 0.0
+    while elapsed < min_seconds:
+        key, k = jax.random.split(key)
+        state, dt = timed_call(rollout, state, k)
+        calls, elapsed = calls + 1, elapsed + dt
     how = "host path" if is_host else f"jit+vmap, {jax.devices()[0].platform}"
     variant = ", ".join(f"{k}={v}" for k, v in (env_kwargs or {}).items())
     tag = f", {variant}" if variant else ""
-    return BenchRow(f"morl engine ({how}{tag}; first call {compile_s:.1f} s)", num_envs,
-                    calls * num_envs * num_steps, elapsed, compile_s, variant)
+    return BenchRow(f"morl engine ({how}{tag}; {length} steps/call)", num_envs,
+                    calls * num_envs * length, elapsed, compile_s, variant)
 
 
 def engine_variants(env_id: str) -> list[dict]:
