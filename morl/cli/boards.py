@@ -141,16 +141,18 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
 
     env_ids = args.env
     summary = Table(title=f"env steps/s, random policy ({machine()})")
-    for col in ("env", "engine (num_envs)", "MO-Gym single", "MO-Gym MOSyncVectorEnv(64)", "ratio vs MOSync(64)"):
+    for col in ("env", "engine (num_envs)", "compile s", "MO-Gym single", "MO-Gym MOSyncVectorEnv(64)",
+                "ratio vs MOSync(64)"):
         summary.add_column(col, justify="right")
     for env_id in env_ids:
         with common.console.status(f"benchmarking {env_id} ..."):
             rows = bench_rollout(env_id, args.num_envs, args.num_steps, args.seconds, reference=not args.no_reference)
         detail = Table(title=env_id)
-        for col in ("what", "num envs", "steps", "seconds", "steps/s"):
+        for col in ("what", "num envs", "steps", "seconds", "steps/s", "compile s"):
             detail.add_column(col, justify="right")
         for r in rows:
-            detail.add_row(r.what, str(r.num_envs), f"{r.steps:,}", f"{r.seconds:.2f}", f"{r.steps_per_s:,.0f}")
+            detail.add_row(r.what, str(r.num_envs), f"{r.steps:,}", f"{r.seconds:.2f}", f"{r.steps_per_s:,.0f}",
+                           "-" if r.compile_seconds is None else f"{r.compile_seconds:.1f}")
         common.console.print(detail)
         single = next((r for r in rows if "single" in r.what), None)
         vector = next((r for r in rows if "MOSyncVectorEnv" in r.what), None)
@@ -158,6 +160,7 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
             ratio = engine.steps_per_s / vector.steps_per_s if vector else None
             summary.add_row(f"{env_id} ({engine.variant})" if engine.variant else env_id,
                             f"{engine.steps_per_s:,.0f} ({engine.num_envs})",
+                            "-" if engine.compile_seconds is None else f"{engine.compile_seconds:.1f}",
                             f"{single.steps_per_s:,.0f}" if single else "-",
                             f"{vector.steps_per_s:,.0f}" if vector else "-",
                             "-" if ratio is None else f"{ratio:,.1f}x" if ratio < 10 else f"{ratio:,.0f}x")
