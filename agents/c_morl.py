@@ -1,95 +1,30 @@
 """C-MORL: constrained multi-objective RL (Liu et al., ICLR 2025), in JAX.
 
-The module reads top to bottom like the paper's Algorithm 1:
+The module reads top to bottom like the paper's Algorithm 1: a PPO population trained on a preference grid
+(Pareto initialisation), a policy buffer of every evaluated policy, selection by crowding distance, and Pareto
+extension by IPO-constrained PPO updates (`Barrier`); a preference is served by the buffer policy with the best
+``w . G``. Budgets count real training transitions (docs/budgets.md).
 
-1. **Pareto initialisation**: M PPO policies (vector critic, scalarised advantage ``w_i . A``) on the
-   deterministic preference grid `generate_weights_batch_dfs`, trained as ONE program vmapped over the
-   population axis of the rollout engine. Every ``eval_interval`` updates each policy is evaluated
-   (deterministic actions, ``eval_episodes`` episodes, returns discounted by ``eval_gamma``) and offered to
-   the policy buffer, as the official code does with its intermediate policies.
-2. **Policy buffer**: every evaluated policy's vector return; dominated points, duplicates and points below
-   the reference point are dropped; above ``policy_buffer`` (200) points the ones with the largest crowding
-   distance are kept (`buffer_insert`).
-3. **Selection**: the ``num_select`` (N) buffer policies with the largest crowding distance, extremes first,
-   never re-selecting an objective tuple selected before (`select_policies`).
-4. **Pareto extension**: from each selected policy pi_r and for each objective l, ``update_iter`` (K)
-   constrained updates of ``max G_l  s.t.  G_j >= beta * G_j(pi_r), j != l`` with the IPO log barrier
-   ``G_l + (1/t) sum_j log(G_j - beta G_j(pi_r))`` (t = 20, beta = 0.9). All N*L (policy, objective) tasks
-   are one vmapped program; each starts from pi_r. Every update is evaluated and offered to the buffer.
-   Selection and extension alternate until the budget is spent.
-5. **Assignment**: for a preference w, the buffer policy with the largest ``w . G`` (`morl.solution.Solution`).
-
-Budget: ``total_steps`` and ``init_steps`` count **real** training transitions (each PPO update consumes
-``num_envs * num_steps`` of them per policy); evaluation episodes come on top and are logged separately.
-``total_steps`` bounds everything: ``init_steps`` is a share of it, and a share larger than the budget (or a
-budget below one update of the initial policies) is refused with a one-line error (`check_budget`; the rule
-for every agent is in docs/budgets.md). Updates are whole, so the run uses ``plan_budget(...)["used"] <=
-total_steps`` transitions.
-
-Where this follows the PAPER rather than the official code (``docs/sources.md``)
-----------------------------------------------------------------------------------------------------------
-- **Barrier threshold**: ``beta * G_j(pi_r)``, from the return of the policy being extended (the paper), not
-  beta times the current minibatch's mean normalised return (the code).
-- **Barrier objectives**: the barrier covers j != l (the paper); the code slices the wrong axis (a sample row),
-  so its barrier also covers objective l.
-- **Barrier as a function of the policy**: ``log(G_j(theta) - thr_j)`` with ``G_j(theta)`` followed by the
-  importance-sampled advantage surrogate (IPO); the code's barrier depends on the policy only through the
-  clipped ratio times a minibatch mean, carries no advantage signal for objective j, and has zero gradient
-  whenever that mean is <= 0.
-- **Independent extensions**: every (pi_r, l) task starts from pi_r (the paper); the code chains l = 0, 1, ...
-  because it reassigns the sample it extends (and carries the env state and rollout storage over).
-- **Extension learning rate**: ``extension_lr`` (default the PPO rate, 3e-4, constant); the code inherits the
-  decayed rate (about 0) that the snapshot had at the end of stage 1, and the Adam state with it. Here every
-  task starts with a fresh Adam state and fresh envs.
-- **Step accounting**: budgets are real transitions; the code's ``num_init_steps // M // num_steps`` counts
-  512-step rollouts of 8 envs as 512 steps (8x). The per-env defaults below are the code's real consumption
-  (`plan_budget` gives back its update counts).
-- The CPO path (never called by the official code) is not implemented; the final extension round never has
-  zero updates (the code can hang there); every worker does not share one noise stream (``torch.manual_seed(j)``).
-
-Other choices, with reasons
----------------------------
-- **IPO inside PPO.** Each extension update maximises, per minibatch,
-  ``PPO-clip surrogate of A_l + (1/t) sum_{j != l} log(slack_j + kappa E[(rho - 1) A_j])`` (`agents.ppo.Barrier`):
-  ``slack_j = G_j(pi_k) - thr_j`` at the start of the update, the second term the importance-sampled change of
-  ``G_j`` as the policy moves during the update's epochs (``kappa`` = discounted length of the rollout's
-  episodes). Advantages are on the raw reward scale and the barrier is divided by the same scale as the
-  standardised objective term, so ``t`` keeps the paper's units. At the start of an update the gradient is
-  exactly ``grad G_l + sum_j grad G_j / (t * slack_j)``.
-- **Which G.** The constraint acts on the policy being trained, a stochastic one. ``G_j(pi_k)`` is the mean
-  return (discounted with ``eval_gamma``) of the episodes that ended in the task's latest rollout, and
-  ``G_j(pi_r)`` is measured the same way on the task's first rollout (pi_r itself), so the two sides of the
-  constraint are comparable. (pi_r's buffer return comes from deterministic evaluation; a stochastic pi_r
-  usually scores lower, and measuring its threshold on the deterministic value would start many tasks
-  infeasible.) The buffer records every iterate's deterministic evaluation, as in the paper and the code.
-- **Negative returns.** ``beta * G_j(pi_r)`` is a *stricter* bound than ``G_j(pi_r)`` when ``G_j(pi_r) < 0``
-  (e.g. DST's time), so pi_r itself would be infeasible and the barrier undefined. The threshold used is
-  ``G_j(pi_r) - (1 - beta) * |G_j(pi_r)|``: identical to the paper's for ``G_j >= 0``, and the same relative
-  slack below zero.
-- **Infeasible iterates.** A stochastic update can step past the boundary, where the log barrier is undefined.
-  Below ``slack_floor`` times the task's initial slack (itself at least 1e-3 of the objective's scale in the
-  buffer) the log is continued by its tangent, so a violated constraint keeps a large, finite, restoring
-  gradient.
-- **Stage-1 observation statistics** are frozen during a rollout (see `agents.ppo`).
-- **Deep-sea-treasure** has no official setting; its defaults are ours (see `ENV_DEFAULTS`).
-- **Host (gym:) envs**: the vector envs live outside the train state, so a resumed run restarts their episodes.
+How this follows the paper and the official code, and where and why it departs from them:
+docs/algorithms/c-morl.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
-from morl.agents.ppo import PPO, Barrier, PPOConfig, PPOState, linear_lr
+from morl.agents.preferences import generate_weights_batch_dfs
+from morl.agents.ppo import PPO, PPOConfig, PPOPopulation, PPOState, linear_lr, make_population
 from morl.agent import AgentSpec, Trainer, register_agent
-from morl.rollout import make_rollout
+from morl.rollout import RolloutState, episode_limit, finished_episode_returns
 from morl.solution import Solution
 
 PyTree = Any
@@ -100,11 +35,10 @@ PHASE_INIT, PHASE_EXTEND, PHASE_DONE = 0, 1, 2
 # =============================================================================================== config
 @dataclass(frozen=True)
 class CMORLConfig:
-    """C-MORL settings. Defaults: the official code's (``RuohLiuq/C-MORL`` ``run.py`` + scripts, docs/sources.md; the 2-objective MuJoCo script for the budget and grid). Per-env settings: `ENV_DEFAULTS`.
-
-    Budget rule (docs/budgets.md): ``total_steps`` (``--steps``) bounds every real training transition;
-    ``init_steps`` is the Pareto initialisation's share of it and must be <= ``total_steps`` (else a one-line
-    error). Evaluation episodes are not training transitions and are counted apart (``eval_episodes`` log)."""
+    """C-MORL settings. Defaults: the official code's (``RuohLiuq/C-MORL`` ``run.py``, docs/sources.md), its 2-objective
+    MuJoCo script for the budget and grid; per-env settings: `ENV_DEFAULTS`. Budget rule (docs/budgets.md):
+    ``total_steps`` (``--steps``) bounds every real training transition, ``init_steps`` (<= ``total_steps``) is the
+    Pareto initialisation's share. Evaluation episodes are counted apart (``eval_episodes`` log)."""
 
     # ---- budget, in real training transitions (what the official 2-objective MuJoCo runs, "1.5M / 1.0M steps",
     #      consume: 325 PPO updates x 6 policies, then 97 constrained updates x 10 tasks, 4096 transitions each)
@@ -121,7 +55,7 @@ class CMORLConfig:
     beta: float = 0.9                    # constraint G_j >= beta * G_j(pi_r)
     barrier_t: float = 20.0              # log-barrier parameter t
     update_iter: int = 20                # K: constrained updates per (policy, objective) and round
-    extension_lr: float = 3e-4           # constant; see the module docstring
+    extension_lr: float = 3e-4           # constant (docs/algorithms/c-morl.md)
     slack_floor: float = 0.01            # below this fraction of the initial slack the barrier continues linearly
     # ---- evaluation of the policies offered to the buffer
     eval_interval: int = 10              # stage-1 updates between evaluations (official: 10; 1 for discrete envs)
@@ -155,24 +89,20 @@ class CMORLConfig:
         return self.num_envs * self.num_steps
 
 
-# Official per-env settings (docs/sources.md). Budgets are the official code's REAL transitions:
-# stage 1 = M * (nominal_init // M // 512) * 4096, extension = N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096,
-# so `plan_budget` gives the official numbers of updates. Deep-sea-treasure has no official setting (see below).
+# Official per-env settings (docs/sources.md), budgets in the official code's real transitions (stage 1: M * (nominal_init
+# // M // 512) * 4096, extension: N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096) (`plan_budget`).
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    # minecart script: 3 objectives, delta 0.5 -> 6 preferences, N 6, nominal 0.5M / 0.2M -> 65 init updates x 6
-    # policies + 32 extension updates x 18 tasks; eval 10 episodes x gamma 0.98, 500-step cap
+    # minecart: 3 objectives, 6 preferences, N 6, nominal 0.5M / 0.2M -> 65 x 6 init + 32 x 18 extension updates
     "minecart-v0": dict(total_steps=3_956_736, init_steps=1_597_440, init_weight_delta=0.5, num_select=6,
                         eval_interval=1, eval_gamma=0.98, max_episode_steps=500, ref_point=(-1.0, -1.0, -200.0)),
-    # fruit-tree script (depth 6 there): corners -> 6 preferences, N 6, nominal 0.5M / 0.1M -> 32 init updates
-    # x 6 policies + 21 extension updates x 36 tasks; eval 10 episodes x gamma 0.99
+    # fruit-tree (depth 6 there): corners -> 6 preferences, N 6, nominal 0.5M / 0.1M -> 32 x 6 + 21 x 36 updates
     "fruit-tree-v0": dict(total_steps=3_883_008, init_steps=786_432, init_weight_delta=1.0, num_select=6,
                           eval_interval=1, eval_gamma=0.99, ref_point=(-1.0,) * 6),
     # lunar-lander script: corners -> 4 preferences, N 6, nominal 0.5M / 0.2M -> 97 x 4 + 24 x 24 updates
     "mo-lunar-lander-v2": dict(total_steps=3_948_544, init_steps=1_589_248, init_weight_delta=1.0, num_select=6,
                                eval_interval=1, eval_gamma=0.99, max_episode_steps=500,
                                ref_point=(-101.0, -1001.0, -101.0, -101.0)),
-    # MuJoCo scripts, 2 objectives: delta 0.2 -> 6 preferences (ant: delta 0.5 -> 3), N 5, nominal 1.5M / 1.0M
-    # -> 325 x 6 (ant: 651 x 3) + 97 x 10 updates; eval 5 (hopper) / 10 episodes x gamma 0.99, 500-step cap
+    # MuJoCo, 2 objectives: 6 preferences (ant 3), N 5, nominal 1.5M / 1.0M -> 325 x 6 (ant 651 x 3) + 97 x 10 updates
     "mo-hopper-2d-v4": dict(total_steps=11_960_320, init_steps=7_987_200, init_weight_delta=0.2, num_select=5,
                             eval_episodes=5, max_episode_steps=500, ref_point=(-100.0, -100.0)),
     "mo-ant-2d-v4": dict(total_steps=11_972_608, init_steps=7_999_488, init_weight_delta=0.5, num_select=5,
@@ -184,58 +114,22 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                          init_weight_delta=0.3, num_select=6, max_episode_steps=500, ref_point=(-100.0,) * 3),
     "mo-ant-v4": dict(total_steps=15_974_400, init_steps=11_993_088, init_weight_min=0.2, init_weight_max=0.8,
                       init_weight_delta=0.3, num_select=6, max_episode_steps=500, ref_point=(-100.0,) * 3),
-    # deep-sea-treasure: NO official setting; ours. Its 10 front points are each optimal for a narrow band of
-    # linear preferences (the 23.7 treasure for w_treasure > 0.70 only, 17.8 for 0.666-0.672), so 11 preferences
-    # (delta 0.1); the intermediate policies of stage 1 (evaluated after every update) fill the bands between.
-    # Discount 0.99 for training and evaluation (the front is defined for it); one evaluation episode (env and
-    # policy are deterministic); rollouts of 32 envs x 64 steps and 4 minibatches: more updates per transition on
-    # a tiny problem (10 epochs stay: with 4, PPO stalls before the far treasures). 30 updates x 11 policies,
-    # then 20 extension updates x 10 tasks (N 5). Measured: 100% of the true HV for seeds 0-4.
+    # deep-sea-treasure: no official setting; ours, with reasons, in docs/algorithms/c-morl.md (measured: 100% of
+    # the true HV for seeds 0-4)
     "deep-sea-treasure-v0": dict(total_steps=1_085_440, init_steps=675_840, init_weight_delta=0.1, num_select=5,
                                  eval_interval=1, eval_episodes=1, gamma=0.99, eval_gamma=0.99, num_envs=32,
                                  num_steps=64, num_minibatches=4, ref_point=(0.0, -25.0)),
 }
 
-# The official scripts name MO-Gymnasium's v4 robots; our MuJoCo port registers MO-Gymnasium 1.3.2's v5 ids
-# (envs/mujoco.py), which keep the robots, objectives and reward formulas: same settings.
+# MO-Gymnasium 1.3.2's v5 ids (the MuJoCo port's) keep the v4 robots, objectives and rewards: same settings
 ENV_DEFAULTS.update({
     "mo-hopper-2obj-v5": ENV_DEFAULTS["mo-hopper-2d-v4"], "mo-ant-2obj-v5": ENV_DEFAULTS["mo-ant-2d-v4"],
     "mo-humanoid-v5": ENV_DEFAULTS["mo-humanoid-v4"], "mo-hopper-v5": ENV_DEFAULTS["mo-hopper-v4"],
     "mo-ant-v5": ENV_DEFAULTS["mo-ant-v4"],
 })
 
-# =============================================================================================== 1. preferences
-def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: float = 1.0,
-                               delta_weight: float = 0.5) -> np.ndarray:
-    """The official deterministic preference grid (PGMORL / C-MORL ``utils.generate_weights_batch_dfs``).
 
-    Depth-first over objectives 0..m-2: each coordinate runs ``min, min + delta, ...`` while it is below
-    ``max + delta/2`` and the partial sum stays below ``1 + delta/2``; the last coordinate is ``1 - sum``, so
-    it may fall outside [min, max] (e.g. 3 objectives, [.2, .8], delta .3 gives (.2, .8, 0)). Float steps are
-    accumulated as the official code does; round-off below 1e-9 is cleaned so each row is a valid preference.
-    """
-    if m < 1 or delta_weight <= 0:
-        raise ValueError(f"generate_weights_batch_dfs: need m >= 1 and delta_weight > 0, got m={m}, delta={delta_weight}")
-    out: list[list[float]] = []
-
-    def dfs(prefix: list[float]) -> None:
-        if len(prefix) == m - 1:
-            out.append(prefix + [1.0 - float(np.sum(prefix))])
-            return
-        w = min_weight
-        while w < max_weight + 0.5 * delta_weight and float(np.sum(prefix)) + w < 1.0 + 0.5 * delta_weight:
-            dfs(prefix + [w])
-            w += delta_weight
-
-    dfs([])
-    grid = np.asarray(out, np.float64)
-    grid[np.abs(grid) < 1e-9] = 0.0
-    if (grid < 0).any():
-        raise ValueError(f"generate_weights_batch_dfs(m={m}, min={min_weight}, max={max_weight}, delta={delta_weight}) "
-                         "produced a negative last weight; use max_weight <= 1")
-    return grid
-
-
+# =============================================================================================== 1. budget
 def plan_budget(config: CMORLConfig, m: int) -> dict[str, int]:
     """How a config's budget (real transitions) is spent on an m-objective env.
 
@@ -276,34 +170,43 @@ def _take(tree: PyTree, idx: np.ndarray) -> PyTree:
     return jax.tree.map(lambda x: np.asarray(x)[idx], tree)
 
 
-def buffer_insert(buffer: dict, candidates: dict, ref_point: np.ndarray | None, cap: int) -> dict:
+@struct.dataclass
+class PolicyBuffer:
+    """Evaluated policies (host numpy arrays, a leading capacity axis); rows with ``valid`` False are padding."""
+
+    policy: PyTree       # what the buffer keeps of a policy (`CMORLTrainer._stored`)
+    returns: np.ndarray  # [C, m] deterministic evaluation returns
+    weights: np.ndarray  # [C, m] the preference the policy was trained with
+    valid: np.ndarray    # [C] bool
+
+
+def buffer_insert(buffer: PolicyBuffer, candidates: PolicyBuffer, ref_point: np.ndarray | None, cap: int
+                  ) -> PolicyBuffer:
     """Offer candidate policies to the buffer; returns the new buffer (same capacity, host numpy arrays).
 
-    ``buffer`` and ``candidates`` are dicts of ``policy`` (a pytree with a leading axis), ``returns`` [., m],
-    ``weights`` [., m] and ``valid`` [.] (bool). Keeps the non-dominated points of the union (existing entries
+    Keeps the non-dominated points of the union (existing entries
     win ties with equal returns), drops points below ``ref_point``, and above ``cap`` points keeps the ``cap``
     largest crowding distances (extremes first, stable order).
     """
     from morl.pareto import crowding_distance, non_dominated
 
-    capacity = buffer["valid"].shape[0]
+    capacity = buffer.valid.shape[0]
     pool = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)], axis=0), buffer, candidates)
-    ok = np.asarray(pool["valid"], bool) & np.isfinite(pool["returns"]).all(axis=1)
+    ok = np.asarray(pool.valid, bool) & np.isfinite(pool.returns).all(axis=1)
     if ref_point is not None:
-        ok &= (pool["returns"] >= ref_point).all(axis=1)
+        ok &= (pool.returns >= ref_point).all(axis=1)
     idx = np.flatnonzero(ok)
     if idx.size:
-        idx = idx[non_dominated(pool["returns"][idx], return_mask=True)]
+        idx = idx[non_dominated(pool.returns[idx], return_mask=True)]
     if idx.size > cap:
-        cd = crowding_distance(pool["returns"][idx])
+        cd = crowding_distance(pool.returns[idx])
         keep = np.sort(np.argsort(-cd, kind="stable")[:cap])
         idx = idx[keep]
     if idx.size > capacity:  # cannot happen when capacity >= cap
         raise RuntimeError(f"policy buffer overflow: {idx.size} > {capacity}")
     pad = np.full(capacity - idx.size, idx[0] if idx.size else 0, np.int64)
     new = _take(pool, np.concatenate([idx, pad]).astype(np.int64))
-    new["valid"] = np.arange(capacity) < idx.size
-    return new
+    return new.replace(valid=np.arange(capacity) < idx.size)
 
 
 # =============================================================================================== 3. selection
@@ -327,15 +230,49 @@ def select_policies(returns: np.ndarray, valid: np.ndarray, history: np.ndarray,
 
 
 # =============================================================================================== 4. extension (IPO)
+@struct.dataclass
+class Barrier:
+    """Log-barrier constraints ``G_j >= thr_j`` added to a PPO update (IPO), a `morl.agents.ppo.Penalty`.
+
+    The objective becomes ``PPO surrogate + (1/t) sum_j mask_j * log(slack_j(theta))`` with the slack followed
+    through the update by the importance-sampled surrogate ``slack_j(theta) = slack_j + kappa * E[(rho - 1) A_j]``
+    (``A_j`` on the raw reward scale, ``kappa`` the discounted episode length that turns a per-step mean into a
+    change of return). Below ``floor_j`` the log is continued linearly, so a violated constraint keeps a finite,
+    restoring gradient. The barrier is divided by ``kappa`` and by the scale of the standardised advantage so it
+    keeps the paper's units relative to the objective term. All fields are [m] except the scalars ``t``, ``kappa``.
+    """
+
+    mask: jax.Array     # 1.0 for constrained objectives
+    slack: jax.Array    # G_j(pi_old) - thr_j, measured on the rollout
+    floor: jax.Array    # > 0
+    t: jax.Array
+    kappa: jax.Array
+
+    @staticmethod
+    def none(m: int) -> "Barrier":
+        """No constraint (every mask 0): the barrier term is 0."""
+        return Barrier(jnp.zeros((m,), jnp.float32), jnp.zeros((m,), jnp.float32), jnp.ones((m,), jnp.float32),
+                       jnp.float32(1.0), jnp.float32(1.0))
+
+    def __call__(self, ratio: jax.Array, adv_raw: jax.Array, adv_scale: jax.Array) -> jax.Array:
+        slack = self.slack + self.kappa * jnp.mean((ratio - 1.0)[:, None] * adv_raw, axis=0)
+        return jnp.sum(self.mask * extended_log(slack, self.floor)) / (self.t * self.kappa * adv_scale)
+
+
+def extended_log(s: jax.Array, floor: jax.Array) -> jax.Array:
+    """``log(s)`` above ``floor``, its tangent line below (finite everywhere, C1)."""
+    return jnp.where(s >= floor, jnp.log(jnp.maximum(s, floor)), jnp.log(floor) + (s - floor) / floor)
+
+
 def constraint_threshold(g_ref, beta: float):
-    """``beta * G`` for ``G >= 0``, extended to negative returns as ``G - (1 - beta) |G|`` (module docstring)."""
+    """``beta * G`` for ``G >= 0``, extended to negative returns as ``G - (1 - beta) |G|`` (same relative slack)."""
     return g_ref - (1.0 - beta) * jnp.abs(g_ref)
 
 
 def discounted_horizon(traj, gamma: float):
     """Per member [P]: the discounted length ``sum_{k < H} gamma^k`` of a mean-length episode of the rollout
     (``H`` = transitions / episode starts). It turns a per-transition mean of ``(rho - 1) A`` into a change of
-    the discounted return in the barrier's surrogate (`morl.agents.ppo.Barrier`)."""
+    the discounted return in the barrier's surrogate (`Barrier`)."""
     T, _, N = traj.terminated.shape
     starts = jnp.sum(traj.episode_length == 1, axis=(0, 2))
     length = T * N / jnp.maximum(starts, 1).astype(jnp.float32)
@@ -344,56 +281,73 @@ def discounted_horizon(traj, gamma: float):
     return (1.0 - gamma**length) / (1.0 - gamma)
 
 
-def episode_returns(traj, fallback):
-    """Mean discounted vector return of the episodes that ended in a rollout, per member: [P, m].
+# =============================================================================================== state
+@struct.dataclass
+class Control:
+    """What each member's update needs besides its policy, leaves [P, ...] (host numpy between updates)."""
 
-    ``traj`` leaves are [T, P, N, ...]; members with no finished episode get ``fallback`` [P, m]."""
-    done = traj.terminated | traj.truncated
-    count = jnp.sum(done, axis=(0, 2))
-    total = jnp.sum(jnp.where(done[..., None], traj.episode_discounted_return, 0.0), axis=(0, 2))
-    return jnp.where(count[:, None] > 0, total / jnp.maximum(count, 1)[:, None], fallback), count
+    weights: np.ndarray    # [P, m] preference (stage 1)
+    ipo: np.ndarray        # scalar bool: extension members (objective ``onehot``, barrier on the others)
+    first: np.ndarray      # scalar bool: the task's first update (measures pi_r's return, sets the thresholds)
+    onehot: np.ndarray     # [P, m] bool: the objective each extension task maximises
+    threshold: np.ndarray  # [P, m] constraint thresholds
+    floor: np.ndarray      # [P, m] where the barrier's log turns linear
+    g_prev: np.ndarray     # [P, m] last measured returns (used when a rollout finished no episode)
+    scale_eps: np.ndarray  # [m] lower bound of the slack floor (1e-3 of each objective's scale in the buffer)
+
+
+@struct.dataclass
+class ExtensionTasks:
+    """The N * L extension tasks of the current round (placeholders before the first)."""
+
+    pop: PPOState
+    rollout: RolloutState
+    ctrl: Control
+    active: np.ndarray     # [P] bool: real tasks (the rest pads the population)
+    root: np.ndarray       # [P] buffer index of the policy each task extends
+    g_ref: np.ndarray      # [P, m] the root's buffer return
+    returns: np.ndarray    # [P, m] the latest evaluation
+    updates: np.ndarray    # constrained updates done this round
+
+
+@struct.dataclass
+class CMORLState:
+    key: jax.Array
+    eval_key: jax.Array
+    phase: np.ndarray          # PHASE_INIT, PHASE_EXTEND or PHASE_DONE
+    iteration: np.ndarray      # stage-1 updates done
+    round: np.ndarray          # extension rounds done
+    env_steps: np.ndarray      # real training transitions
+    eval_episodes: np.ndarray
+    pop: PPOState              # stage-1 population
+    rollout: RolloutState
+    ctrl: Control
+    active: np.ndarray         # [P_init] bool: real stage-1 members
+    buffer: PolicyBuffer
+    history: np.ndarray        # [H, m] returns of every policy selected so far (never re-selected)
+    history_count: np.ndarray
+    task: ExtensionTasks
 
 
 # =============================================================================================== trainer
 class CMORLTrainer(Trainer):
-    """The chunked trainer (`morl.agent.Trainer`): each `update` is one PPO (stage 1) or barrier-weighted PPO
-    (extension) update of every policy of the current stage, as one vmapped, jitted program on pure-JAX envs,
-    followed, when due, by an evaluation and a buffer insert; selection runs between extension rounds.
-
-    Populations: stage 1 has M members, the extension N * L tasks. When the two sizes are within 25% of each
-    other, the smaller is padded with inactive members (trained but never evaluated into the buffer nor counted
-    in ``env_steps``) so that both stages share one compiled program.
-    """
+    """Each `update` is one PPO (stage 1) or barrier-weighted PPO (extension) update of every policy of the
+    current stage (`PPOPopulation`), then, when due, an evaluation and a buffer insert; selection runs between
+    extension rounds. Populations within 25% of each other in size are padded to share one compiled program."""
 
     def __init__(self, config: CMORLConfig, env, env_params=None):
         self.config = cfg = config
         self.env = env
-        self.is_host = bool(getattr(env, "is_host", False))
         m = self.m = int(env.reward_dim)
         if m < 2:
             raise ValueError(f"C-MORL needs >= 2 objectives; {env.name} has {m}")
-        self.ppo = PPO.for_env(env, cfg.ppo_config())
-        ppo = self.ppo
+        self.ppo = ppo = PPO.for_env(env, cfg.ppo_config())
 
-        def act(p, w, obs, key):  # deterministic (mean / argmax) action of one stored policy; w is unused
+        def act(p, w, obs, key):  # deterministic action of one stored policy; built once (the evaluator caches per act)
             return ppo.act(p, obs)
 
-        # built once: the evaluator caches its compiled rollout per act function
         self._act = act
-        # episode cap
-        if self.is_host:
-            self.env_params = None
-            if cfg.max_episode_steps is not None and cfg.max_episode_steps != env.max_steps:
-                warnings.warn(f"C-MORL: max_episode_steps={cfg.max_episode_steps} cannot be applied to the host env "
-                              f"{env.name} (its time limit is {env.max_steps}); make it with "
-                              f"morl.make('gym:...', max_episode_steps=...) to change it", stacklevel=2)
-            self.eval_steps = int(env.max_steps or 1000)
-        else:
-            params = env.default_params if env_params is None else env_params
-            if cfg.max_episode_steps is not None:
-                params = params.replace(max_steps=int(cfg.max_episode_steps))
-            self.env_params = params
-            self.eval_steps = int(params.max_steps)
+        self.env_params, self.eval_steps = episode_limit(env, env_params, cfg.max_episode_steps, "C-MORL: ")
         ref = cfg.ref_point if cfg.ref_point is not None else env.ref_point
         self.ref_point = None if ref is None else np.asarray(ref, np.float64)
         if self.ref_point is not None and self.ref_point.shape != (m,):
@@ -421,84 +375,35 @@ class CMORLTrainer(Trainer):
         self.P_init = hi if shared else self.M
         self.P_ext = hi if shared else self.N * self.L
         self.capacity = cfg.policy_buffer + max(self.P_init, self.P_ext)
-        # initialisation runs once: compile it without LLVM optimisations (seconds saved on a CPU)
-        self._init_pop = jax.jit(jax.vmap(self.ppo.init), compiler_options={"xla_backend_optimization_level": 0})
-        self._restart = jax.jit(jax.vmap(self.ppo.restart))
-        self._fns: dict[int, dict] = {}
-        for P in sorted({self.P_init, self.P_ext}):
-            self._fns[P] = self._compile(P)
+        self._pops = {P: self._compile(P) for P in sorted({self.P_init, self.P_ext})}
 
     # ------------------------------------------------------------------ compiled pieces (one set per population size)
-    def _compile(self, P: int) -> dict:
-        cfg, ppo, env, params = self.config, self.ppo, self.env, self.env_params
-
-        def eval_policy(pp, obs, key):
-            return ppo.act(pp, obs), ()
-
-        # the training rollout's episode statistics are discounted with eval_gamma: the extension's constraint
-        # values are measured on the same scale as the buffer's returns (PPO learns with its own gamma)
-        train = make_rollout(env, ppo.policy, cfg.num_envs, cfg.num_steps, gamma=cfg.eval_gamma, population=P)
-        evalr = make_rollout(env, eval_policy, cfg.eval_episodes, self.eval_steps, gamma=cfg.eval_gamma,
-                             population=P, emit="summary")
-        vupdate = jax.vmap(ppo.update, in_axes=(0, 0, 0, None, 0, 0))
-        vpp = jax.vmap(ppo.policy_params)
+    def _compile(self, P: int) -> PPOPopulation:
+        cfg = self.config
         beta, t = cfg.beta, cfg.barrier_t
 
-        def update(pop, traj, ctrl, lr, key):
-            """PPO update of every member. Extension members (``ctrl["ipo"]``) maximise objective l with the log
-            barrier on the others, its slack measured on this rollout's finished episodes."""
-            g_hat, episodes = episode_returns(traj, ctrl["g_prev"])
-            first, ipo, onehot = ctrl["first"], ctrl["ipo"], ctrl["onehot"]
+        def prepare(traj, ctrl):
+            """Each member's preference and barrier. Extension members (``ctrl.ipo``) maximise objective l with
+            the log barrier on the others, its slack measured on this rollout's finished episodes."""
+            g_hat, episodes = finished_episode_returns(traj, ctrl.g_prev)
+            first, ipo, onehot = ctrl.first, ctrl.ipo, ctrl.onehot
             # the round's thresholds: beta * G_j(pi_r), pi_r's return measured on the task's first rollout
-            threshold = jnp.where(first, constraint_threshold(g_hat, beta), ctrl["threshold"])
-            floor = jnp.where(first, cfg.slack_floor * jnp.maximum((1.0 - beta) * jnp.abs(g_hat), ctrl["scale_eps"]),
-                              ctrl["floor"])
-            weights = jnp.where(ipo, onehot.astype(jnp.float32), ctrl["weights"])
+            threshold = jnp.where(first, constraint_threshold(g_hat, beta), ctrl.threshold)
+            floor = jnp.where(first, cfg.slack_floor * jnp.maximum((1.0 - beta) * jnp.abs(g_hat), ctrl.scale_eps),
+                              ctrl.floor)
+            weights = jnp.where(ipo, onehot.astype(jnp.float32), ctrl.weights)
             mask = jnp.where(ipo, 1.0 - onehot.astype(jnp.float32), 0.0)
             barrier = Barrier(mask=mask, slack=g_hat - threshold, floor=floor, t=jnp.full((P,), t, jnp.float32),
                               kappa=discounted_horizon(traj, cfg.eval_gamma))
-            member_first = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # [T, P, N] -> [P, T, N]
-            pop, stats = vupdate(pop, member_first, weights, lr, jax.random.split(key, P), barrier)
             info = {"g_hat": g_hat, "episodes": episodes, "threshold": threshold, "floor": floor, "weights": weights,
                     "kappa": barrier.kappa}
-            return pop, stats, info
+            return weights, barrier, info
 
-        def summarize(summary):
-            finished = jnp.mean((summary.episodes > 0).astype(jnp.float32))
-            return jnp.mean(summary.first_discounted_return, axis=1), finished
-
-        if self.is_host:
-            update_jit, vpp_jit, summarize_jit = jax.jit(update), jax.jit(vpp), jax.jit(summarize)
-
-            def iterate(pop, rstate, ctrl, lr, key):
-                k_roll, k_upd = jax.random.split(key)
-                rstate, traj = train.run(vpp_jit(pop), rstate, k_roll)
-                pop, stats, info = update_jit(pop, traj, ctrl, lr, k_upd)
-                return pop, rstate, stats, info
-
-            def evaluate(pop, key):
-                state = evalr.init(key)
-                _, summary = evalr.run(vpp_jit(pop), state, key)
-                return summarize_jit(summary)
-
-            reset = train.init
-        else:
-            @jax.jit
-            def iterate(pop, rstate, ctrl, lr, key):
-                k_roll, k_upd = jax.random.split(key)
-                rstate, traj = train.run.pure(vpp(pop), rstate, k_roll, params)
-                pop, stats, info = update(pop, traj, ctrl, lr, k_upd)
-                return pop, rstate, stats, info
-
-            @jax.jit
-            def evaluate(pop, key):
-                k_init, k_run = jax.random.split(key)
-                state = evalr.init.pure(k_init, params)
-                _, summary = evalr.run.pure(vpp(pop), state, k_run, params)
-                return summarize(summary)
-
-            reset = jax.jit(lambda key: train.init.pure(key, params))
-        return {"iterate": iterate, "evaluate": evaluate, "reset": reset}
+        # the training rollout's episode statistics are discounted with eval_gamma: the extension's constraint
+        # values are measured on the same scale as the buffer's returns (PPO learns with its own gamma)
+        return make_population(self.ppo, self.env, P, stats_gamma=cfg.eval_gamma, eval_episodes=cfg.eval_episodes,
+                               eval_steps=self.eval_steps, eval_gamma=cfg.eval_gamma, env_params=self.env_params,
+                               prepare=prepare, cheap_init=True)
 
     # ------------------------------------------------------------------ state
     @staticmethod
@@ -506,57 +411,54 @@ class CMORLTrainer(Trainer):
         """What the buffer keeps of a policy: its networks and normalisers (not the optimiser)."""
         return {"params": ppo_state.params, "obs_rms": ppo_state.obs_rms, "ret_rms": ppo_state.ret_rms}
 
-    def _empty_buffer(self) -> dict:
+    def _empty_buffer(self) -> PolicyBuffer:
         proto = jax.eval_shape(self.ppo.init, jax.random.PRNGKey(0))
         policy = jax.tree.map(lambda s: np.zeros((self.capacity,) + s.shape, s.dtype), self._stored(proto))
-        return {"policy": policy, "returns": np.zeros((self.capacity, self.m)),
-                "weights": np.zeros((self.capacity, self.m)), "valid": np.zeros(self.capacity, bool)}
+        return PolicyBuffer(policy=policy, returns=np.zeros((self.capacity, self.m)),
+                            weights=np.zeros((self.capacity, self.m)), valid=np.zeros(self.capacity, bool))
 
     def _ctrl(self, P: int, weights=None, ipo: bool = False, first: bool = False, onehot=None, threshold=None,
-              floor=None, g_prev=None, scale_eps=None) -> dict:
-        m = self.m
-        z = np.zeros((P, m), np.float32)
-        return {"weights": z if weights is None else np.asarray(weights, np.float32),
-                "ipo": np.bool_(ipo), "first": np.bool_(first),
-                "onehot": np.zeros((P, m), bool) if onehot is None else onehot,
-                "threshold": z if threshold is None else np.asarray(threshold, np.float32),
-                "floor": np.ones((P, m), np.float32) if floor is None else np.asarray(floor, np.float32),
-                "g_prev": z if g_prev is None else np.asarray(g_prev, np.float32),
-                "scale_eps": np.zeros(m, np.float32) if scale_eps is None else np.asarray(scale_eps, np.float32)}
+              floor=None, g_prev=None, scale_eps=None) -> Control:
+        m, z = self.m, np.zeros((P, self.m), np.float32)
+        f32 = lambda x, default: default if x is None else np.asarray(x, np.float32)  # noqa: E731
+        return Control(weights=f32(weights, z), ipo=np.bool_(ipo), first=np.bool_(first),
+                       onehot=np.zeros((P, m), bool) if onehot is None else onehot, threshold=f32(threshold, z),
+                       floor=f32(floor, np.ones((P, m), np.float32)), g_prev=f32(g_prev, z),
+                       scale_eps=f32(scale_eps, np.zeros(m, np.float32)))
 
-    def init(self, key: jax.Array) -> dict:
+    def init(self, key: jax.Array) -> CMORLState:
         k_pop, k_env, k_eval, k_run = jax.random.split(key, 4)
         P = self.P_init
-        pop = self._init_pop(jax.random.split(k_pop, P))
+        pop = self._pops[P].init(jax.random.split(k_pop, P))
         weights = np.concatenate([self.init_weights, np.repeat(self.init_weights[-1:], P - self.M, axis=0)])
-        return {
-            "key": k_run, "eval_key": k_eval,
-            "phase": np.int32(PHASE_INIT), "iteration": np.int32(0), "round": np.int32(0),
-            "env_steps": np.int64(0), "eval_episodes": np.int64(0),
-            "pop": pop, "rollout": self._fns[P]["reset"](k_env), "ctrl": self._ctrl(P, weights=weights),
-            "active": np.arange(P) < self.M,
-            "buffer": self._empty_buffer(),
-            "history": np.full((self.N * (self.rounds + 1), self.m), np.nan), "history_count": np.int32(0),
-            "task": self._empty_tasks(pop),  # extension tasks, filled at the start of each round
-        }
+        return CMORLState(
+            key=k_run, eval_key=k_eval,
+            phase=np.int32(PHASE_INIT), iteration=np.int32(0), round=np.int32(0),
+            env_steps=np.int64(0), eval_episodes=np.int64(0),
+            pop=pop, rollout=self._pops[P].reset(k_env), ctrl=self._ctrl(P, weights=weights),
+            active=np.arange(P) < self.M,
+            buffer=self._empty_buffer(),
+            history=np.full((self.N * (self.rounds + 1), self.m), np.nan), history_count=np.int32(0),
+            task=self._empty_tasks(pop),  # extension tasks, filled at the start of each round
+        )
 
-    def _empty_tasks(self, pop: PPOState) -> dict:
+    def _empty_tasks(self, pop: PPOState) -> ExtensionTasks:
         """Placeholder extension tasks (copies of the first initial policy), so the state's structure is fixed."""
         P = self.P_ext
-        return {"pop": jax.tree.map(lambda x: np.repeat(np.asarray(x)[:1], P, axis=0), pop),
-                "rollout": self._fns[P]["reset"](jax.random.PRNGKey(0)), "ctrl": self._ctrl(P),
-                "active": np.zeros(P, bool), "root": np.zeros(P, np.int64), "g_ref": np.zeros((P, self.m)),
-                "returns": np.zeros((P, self.m)), "updates": np.int32(0)}
+        return ExtensionTasks(pop=jax.tree.map(lambda x: np.repeat(np.asarray(x)[:1], P, axis=0), pop),
+                              rollout=self._pops[P].reset(jax.random.PRNGKey(0)), ctrl=self._ctrl(P),
+                              active=np.zeros(P, bool), root=np.zeros(P, np.int64), g_ref=np.zeros((P, self.m)),
+                              returns=np.zeros((P, self.m)), updates=np.int32(0))
 
     # ------------------------------------------------------------------ protocol
-    def done(self, state: dict) -> bool:
-        return int(state["phase"]) == PHASE_DONE
+    def done(self, state: CMORLState) -> bool:
+        return int(state.phase) == PHASE_DONE
 
-    def env_steps(self, state: dict) -> int:
-        return int(state["env_steps"])
+    def env_steps(self, state: CMORLState) -> int:
+        return int(state.env_steps)
 
-    def update(self, state: dict) -> tuple[dict, dict[str, float]]:
-        phase = int(state["phase"])
+    def update(self, state: CMORLState) -> tuple[CMORLState, dict[str, float]]:
+        phase = int(state.phase)
         if phase == PHASE_INIT:
             return self._init_update(state)
         if phase == PHASE_EXTEND:
@@ -564,113 +466,113 @@ class CMORLTrainer(Trainer):
         return state, self._logs(state)
 
     # ---- 1. Pareto initialisation: one PPO update of all M policies (+ evaluation when due)
-    def _init_update(self, state: dict) -> tuple[dict, dict]:
-        cfg, fns = self.config, self._fns[self.P_init]
-        j = int(state["iteration"])
-        key, k_it = jax.random.split(state["key"])
+    def _init_update(self, state: CMORLState) -> tuple[CMORLState, dict]:
+        cfg, population = self.config, self._pops[self.P_init]
+        j = int(state.iteration)
+        key, k_it = jax.random.split(state.key)
         lr = linear_lr(cfg.lr, j, self.init_updates)
-        pop, rollout, stats, info = fns["iterate"](state["pop"], state["rollout"], state["ctrl"], lr, k_it)
-        state = dict(state, key=key, pop=pop, rollout=rollout, iteration=np.int32(j + 1),
-                     env_steps=np.int64(state["env_steps"] + self.M * cfg.batch_size))
+        pop, rollout, stats, info = population.iterate(state.pop, state.rollout, lr, k_it, state.ctrl)
+        state = state.replace(key=key, pop=pop, rollout=rollout, iteration=np.int32(j + 1),
+                              env_steps=np.int64(state.env_steps + self.M * cfg.batch_size))
         last = j + 1 == self.init_updates
         if (j + 1) % cfg.eval_interval == 0 or last:
-            returns = self._evaluate(fns, pop, state)
-            state["eval_episodes"] = np.int64(state["eval_episodes"] + self.M * cfg.eval_episodes)
-            state["buffer"] = self._offer(state["buffer"], pop, returns, state["ctrl"]["weights"], state["active"])
+            returns = self._evaluate(population, pop, state)
+            state = state.replace(eval_episodes=np.int64(state.eval_episodes + self.M * cfg.eval_episodes),
+                                  buffer=self._offer(state.buffer, pop, returns, state.ctrl.weights, state.active))
         if last:
             state = self._start_round(state)
-        return state, self._logs(state, stats, info, state["active"])
+        return state, self._logs(state, stats, info, state.active)
 
     # ---- 2. buffer
-    def _evaluate(self, fns, pop, state) -> np.ndarray:
-        returns, finished = fns["evaluate"](pop, state["eval_key"])
-        if float(finished) < 1.0:
+    def _evaluate(self, population: PPOPopulation, pop: PPOState, state: CMORLState) -> np.ndarray:
+        returns, finished = population.evaluate(pop, state.eval_key)
+        if not bool(finished):
             raise RuntimeError(f"C-MORL: evaluation episodes on {self.env.name} did not end within {self.eval_steps} "
                                "steps; set max_episode_steps (a time limit)")
         return np.asarray(returns, np.float64)
 
-    def _offer(self, buffer, pop, returns, weights, active) -> dict:
-        cand = {"policy": _take(self._stored(pop), np.arange(len(active))), "returns": returns,
-                "weights": np.asarray(weights, np.float64), "valid": np.asarray(active, bool)}
+    def _offer(self, buffer: PolicyBuffer, pop: PPOState, returns, weights, active) -> PolicyBuffer:
+        cand = PolicyBuffer(policy=_take(self._stored(pop), np.arange(len(active))), returns=returns,
+                            weights=np.asarray(weights, np.float64), valid=np.asarray(active, bool))
         return buffer_insert(buffer, cand, self.ref_point, self.config.policy_buffer)
 
     # ---- 3. selection, and the start of an extension round
-    def _start_round(self, state: dict) -> dict:
-        if int(state["round"]) >= self.rounds:
-            return dict(state, phase=np.int32(PHASE_DONE))
-        buf = state["buffer"]
-        count = int(state["history_count"])
-        chosen = select_policies(buf["returns"], buf["valid"], state["history"][:count], self.N)
+    def _start_round(self, state: CMORLState) -> CMORLState:
+        if int(state.round) >= self.rounds:
+            return state.replace(phase=np.int32(PHASE_DONE))
+        buf = state.buffer
+        count = int(state.history_count)
+        chosen = select_policies(buf.returns, buf.valid, state.history[:count], self.N)
         if chosen.size == 0:  # nothing left to extend: the rest of the budget cannot be used
-            return dict(state, phase=np.int32(PHASE_DONE))
-        history = state["history"].copy()
-        history[count:count + chosen.size] = buf["returns"][chosen]
+            return state.replace(phase=np.int32(PHASE_DONE))
+        history = state.history.copy()
+        history[count:count + chosen.size] = buf.returns[chosen]
         m, P = self.m, self.P_ext
         n_tasks = chosen.size * m
         roots = np.concatenate([np.repeat(chosen, m), np.full(P - n_tasks, chosen[0])])
         objective = np.concatenate([np.tile(np.arange(m), chosen.size), np.zeros(P - n_tasks, np.int64)])
         active = np.arange(P) < n_tasks
-        g_ref = buf["returns"][roots]
+        g_ref = buf.returns[roots]
         # an objective's scale in the buffer bounds the slack floor away from 0 when G_j(pi_r) = 0
-        scale = np.max(np.abs(buf["returns"][buf["valid"]]), axis=0)
-        stored = _take(buf["policy"], roots)
-        key, k_env = jax.random.split(state["key"])
-        pop = state["task"]["pop"].replace(params=stored["params"], obs_rms=stored["obs_rms"],
-                                           ret_rms=stored["ret_rms"])
-        pop = self._restart(jax.tree.map(jnp.asarray, pop))
+        scale = np.max(np.abs(buf.returns[buf.valid]), axis=0)
+        stored = _take(buf.policy, roots)
+        key, k_env = jax.random.split(state.key)
+        pop = state.task.pop.replace(params=stored["params"], obs_rms=stored["obs_rms"], ret_rms=stored["ret_rms"])
+        pop = self._pops[P].restart(jax.tree.map(jnp.asarray, pop))
         # until the first rollout measures pi_r's return, use its evaluated return
         ctrl = self._ctrl(P, ipo=True, first=True, onehot=np.eye(m, dtype=bool)[objective],
                           threshold=constraint_threshold(g_ref, self.config.beta), g_prev=g_ref,
                           scale_eps=1e-3 * scale)
-        task = {"pop": pop, "rollout": self._fns[P]["reset"](k_env), "ctrl": ctrl, "active": active,
-                "root": roots.astype(np.int64), "g_ref": g_ref, "returns": g_ref, "updates": np.int32(0)}
-        return dict(state, key=key, phase=np.int32(PHASE_EXTEND), task=task, history=history,
-                    history_count=np.int32(count + chosen.size))
+        task = ExtensionTasks(pop=pop, rollout=self._pops[P].reset(k_env), ctrl=ctrl, active=active,
+                              root=roots.astype(np.int64), g_ref=g_ref, returns=g_ref, updates=np.int32(0))
+        return state.replace(key=key, phase=np.int32(PHASE_EXTEND), task=task, history=history,
+                             history_count=np.int32(count + chosen.size))
 
     # ---- 4. Pareto extension: one barrier-weighted update of all N*L tasks, evaluated, offered to the buffer
-    def _extension_update(self, state: dict) -> tuple[dict, dict]:
-        cfg, task = self.config, state["task"]
-        fns = self._fns[self.P_ext]
-        key, k_it = jax.random.split(state["key"])
-        pop, rollout, stats, info = fns["iterate"](task["pop"], task["rollout"], task["ctrl"],
-                                                   jnp.float32(cfg.extension_lr), k_it)
-        returns = self._evaluate(fns, pop, state)
-        active = task["active"]
+    def _extension_update(self, state: CMORLState) -> tuple[CMORLState, dict]:
+        cfg, task = self.config, state.task
+        population = self._pops[self.P_ext]
+        key, k_it = jax.random.split(state.key)
+        pop, rollout, stats, info = population.iterate(task.pop, task.rollout, jnp.float32(cfg.extension_lr), k_it,
+                                                       task.ctrl)
+        returns = self._evaluate(population, pop, state)
+        active = task.active
         n_active = int(active.sum())
         weights = np.asarray(info["weights"], np.float64)
-        buffer = self._offer(state["buffer"], pop, returns, weights / weights.sum(axis=1, keepdims=True), active)
-        ctrl = dict(task["ctrl"], first=np.bool_(False), g_prev=np.asarray(info["g_hat"]),
-                    threshold=np.asarray(info["threshold"]), floor=np.asarray(info["floor"]))
-        k = int(task["updates"]) + 1
-        task = dict(task, pop=pop, rollout=rollout, ctrl=ctrl, returns=returns, updates=np.int32(k))
-        state = dict(state, key=key, task=task, buffer=buffer,
-                     env_steps=np.int64(state["env_steps"] + n_active * cfg.batch_size),
-                     eval_episodes=np.int64(state["eval_episodes"] + n_active * cfg.eval_episodes))
-        r = int(state["round"])
+        buffer = self._offer(state.buffer, pop, returns, weights / weights.sum(axis=1, keepdims=True), active)
+        ctrl = task.ctrl.replace(first=np.bool_(False), g_prev=np.asarray(info["g_hat"]),
+                                 threshold=np.asarray(info["threshold"]), floor=np.asarray(info["floor"]))
+        k = int(task.updates) + 1
+        task = task.replace(pop=pop, rollout=rollout, ctrl=ctrl, returns=returns, updates=np.int32(k))
+        state = state.replace(key=key, task=task, buffer=buffer,
+                              env_steps=np.int64(state.env_steps + n_active * cfg.batch_size),
+                              eval_episodes=np.int64(state.eval_episodes + n_active * cfg.eval_episodes))
+        r = int(state.round)
         if k == min(cfg.update_iter, self.ext_updates - r * cfg.update_iter):
-            state = self._start_round(dict(state, round=np.int32(r + 1)))
+            state = self._start_round(state.replace(round=np.int32(r + 1)))
         return state, self._logs(state, stats, info, active)
 
     # ------------------------------------------------------------------ 5. assignment / solution
-    def solution(self, state: dict) -> Solution:
-        buf = state["buffer"]
-        idx = np.flatnonzero(buf["valid"])
+    def solution(self, state: CMORLState) -> Solution:
+        buf = state.buffer
+        idx = np.flatnonzero(buf.valid)
         if idx.size == 0:
             raise RuntimeError("C-MORL: the policy buffer is empty (no policy evaluated yet, or every return is "
                                "below the reference point)")
-        stored = _take(buf["policy"], idx)
+        stored = _take(buf.policy, idx)
         params = jax.tree.map(jnp.asarray, {"actor": stored["params"]["actor"], "obs_rms": stored["obs_rms"]})
-        return Solution(act=self._act, params=params, candidate_weights=buf["weights"][idx],
-                        candidate_returns=buf["returns"][idx])
+        return Solution(act=self._act, params=params, candidate_weights=buf.weights[idx],
+                        candidate_returns=buf.returns[idx])
 
-    def front(self, state: dict) -> np.ndarray:
+    def front(self, state: CMORLState) -> np.ndarray:
         """The buffer's vector returns (the current front estimate), [F, m]."""
-        return state["buffer"]["returns"][state["buffer"]["valid"]]
+        return state.buffer.returns[state.buffer.valid]
 
-    def _logs(self, state: dict, stats: dict | None = None, info: dict | None = None, active=None) -> dict[str, float]:
-        logs: dict[str, float] = {"env_steps": float(state["env_steps"]), "phase": float(state["phase"]),
-                                  "round": float(state["round"]), "eval_episodes": float(state["eval_episodes"]),
-                                  "buffer_size": float(state["buffer"]["valid"].sum())}
+    def _logs(self, state: CMORLState, stats: dict | None = None, info: dict | None = None, active=None
+              ) -> dict[str, float]:
+        logs: dict[str, float] = {"env_steps": float(state.env_steps), "phase": float(state.phase),
+                                  "round": float(state.round), "eval_episodes": float(state.eval_episodes),
+                                  "buffer_size": float(state.buffer.valid.sum())}
         front = self.front(state)
         if self.ref_point is not None and len(front):
             from morl.metrics import hypervolume
@@ -678,7 +580,8 @@ class CMORLTrainer(Trainer):
             logs["buffer_hv"] = float(hypervolume(front, self.ref_point, strict=False))
         if stats is not None:
             sel = np.asarray(active, bool)
-            logs.update({k: float(np.mean(np.asarray(v)[sel])) for k, v in stats.items()})
+            logs.update({("barrier" if k == "penalty" else k): float(np.mean(np.asarray(v)[sel]))
+                         for k, v in stats.items()})
         return logs
 
 

@@ -1,56 +1,12 @@
 """PGMORL: prediction-guided multi-objective RL (Xu et al., ICML 2020), with every task's PPO run vmapped.
 
-The algorithm, as the official code (``mit-gfx/PGMORL``, docs/sources.md) runs it:
+A warm-up trains ``n`` PPO tasks on a weight grid; then, generation after generation, a prediction model fitted to
+the optimisation history graph picks the ``n`` (policy, weight) tasks expected to improve the external Pareto
+archive most (hypervolume minus sparsity), and every task trains as one PPO population. The archive is the
+solution.
 
-1. **Warm-up.** ``n`` tasks: random policies paired with the evenly spaced weights of
-   ``generate_weights_batch_dfs(m, min_weight, max_weight, delta_weight)`` (``n`` = the grid's size: 6 for two
-   objectives and delta 0.2), each trained with PPO (`agents.ppo`: vector critic, per-objective GAE and reward
-   normalisation, scalarised advantage) for ``warmup_iterations`` iterations.
-2. **Evolutionary stage**, one generation after another: select ``n`` (policy, weight) tasks, run
-   ``evolutionary_iterations`` PPO iterations on each, starting from a copy of the selected policy (its
-   networks, Adam state and normalisers; new envs).
-3. After every PPO iteration each task's policy is evaluated (deterministic actions, ``eval_episodes`` episodes,
-   returns discounted by ``eval_gamma``; the official ``--raw`` is 1.0) and offered to the **external Pareto
-   archive** (EP, `agents.morld.archive_insert`: non-dominated, de-duplicated, crowding-pruned above
-   ``ep_capacity``). The EP is the `Solution`.
-4. Every ``evolutionary_iterations``-th policy of a task (its *offspring*) enters the **optimisation history
-   graph** (node: weight, returns, predecessor; the task's starting policy is the predecessor) and the
-   **population**, kept by **performance buffers**: the objective space around the reference point is split into
-   ``num_performance_buffer`` directions, each keeping the ``performance_buffer_size`` points farthest from the
-   reference point. Two objectives: the official angular sectors of [0, pi/2]; three or more: the nearest of
-   ``num_performance_buffer`` Riesz s-energy directions (`morl.weights.equally_spaced_weights`, any ``m``; the
-   official 3-D code's Das-Dennis directions grow combinatorially with ``m``).
-5. **Prediction model** (`predict_improvement`): for a population policy, take the graph edges that start near
-   it (every objective within ``threshold * |F|``, threshold 0.1 doubled, with sigma 0.03, until more than 3
-   distinct weights or threshold >= 1), and fit per objective ``dF_i(w) = A (e^{a(w_i-b)}-1)/(e^{a(w_i-b)}+1) + c``
-   by robust least squares (``soft_l1``, ``f_scale`` 20; bounds ``A in [0, clip(range, 1, 500)]``, ``a in [0.1,
-   20]``, ``b in [-5, 5]``, ``c in [-500, 500]``), each edge weighted by a Gaussian of its relative distance.
-6. **Task selection** (`select_tasks`): candidate weights around each population policy's last weight
-   (two objectives: ``num_weight_candidates`` directions evenly within +-45 degrees; more: the last weight plus
-   random ``delta_weight / 2`` grid weights within 45 degrees), minus those already tried from that policy;
-   greedily pick ``n`` candidates maximising ``HV(EP + prediction) - sparsity_coef * SP(EP + prediction)``,
-   adding each pick's prediction to a virtual EP.
-
-Vmapped, and what that changes: all ``n`` tasks are one program (`morl.rollout.make_rollout(population=n)` and
-``vmap(PPO.update)``); each trainer ``update`` is one PPO iteration of every task plus its evaluation. The
-official code runs the tasks as parallel processes with identical semantics, MORL-Baselines trains them one
-after another; results are the same up to randomness.
-
-Other choices, with reasons:
-- **Budget**: ``total_timesteps`` counts the real transitions of all tasks (MORL-Baselines: iterations =
-  ``total_timesteps // (steps_per_iteration * num_envs * n)``), the warm-up included; a budget that does not
-  cover the warm-up and one generation is refused (docs/budgets.md). The official ``--num-env-steps`` is per task, so an
-  official budget of X is ``n * X`` here. Evaluation episodes are not counted (neither code counts them).
-- **Reference point**: the performance buffers and the selection hypervolume use ``ref_point`` (default: the
-  env's hypervolume reference point); the official code uses the origin, which suits its positive MuJoCo
-  returns only. Points not strictly above it in every objective do not enter the population (official rule).
-- **Any number of objectives** (MORL-Baselines stops at 3), see 4. and 6.
-- **Empty population** (no evaluated point above the reference point yet): the tasks keep training their own
-  policies with their own weights instead of stopping. A selection with fewer candidates than tasks fills the
-  rest the same way (the official code runs fewer processes).
-- The LR decays linearly over the whole run (the official scripts' ``--use-linear-lr-decay``; MORL-Baselines
-  anneals nothing by default), ``anneal_lr=False`` keeps it constant.
-- PPO observation statistics are frozen during a rollout (see `agents.ppo`).
+How this follows the official code and MORL-Baselines, and where and why it departs from them:
+docs/algorithms/pgmorl.md.
 """
 
 from __future__ import annotations
@@ -63,12 +19,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from morl.agent import AgentSpec, Trainer, register_agent
-from morl.agents.c_morl import generate_weights_batch_dfs
-from morl.agents.morld import Archive, archive_insert
-from morl.agents.ppo import PPO, PPOConfig, PPOState, linear_lr
-from morl.rollout import make_rollout
+from morl.agents.preferences import generate_weights_batch_dfs
+from morl.agents.ppo import PPO, PPOConfig, PPOState, linear_lr, make_population
+from morl.pareto import Archive, archive_insert
+from morl.rollout import RolloutState, episode_limit
 from morl.solution import Solution
 
 PyTree = Any
@@ -85,7 +42,7 @@ class PGMORLConfig:
     iterations) must fit (else a one-line error). The defaults (80 + 20 iterations x 6 tasks x 8,192) need
     4,915,200 of the default 5M."""
 
-    total_timesteps: int = 5_000_000     # real transitions of all tasks together (see the module docstring)
+    total_timesteps: int = 5_000_000     # real transitions of all tasks together
     pop_size: int | None = None          # number of tasks n; None = the warm-up grid's size (must equal it)
     warmup_iterations: int = 80          # PPO iterations of the warm-up stage
     evolutionary_iterations: int = 20    # PPO iterations per generation (the official update_iter)
@@ -177,6 +134,46 @@ def select_population(objs: np.ndarray, valid: np.ndarray, origin: np.ndarray, n
     return np.asarray(keep, np.int64)
 
 
+# =============================================================================================== state
+@struct.dataclass
+class Graph:
+    """The optimisation history graph (host numpy, fixed capacity): node i is an evaluated policy."""
+
+    weights: np.ndarray  # [C, m] the weight it was trained with (L2-normalised)
+    objs: np.ndarray     # [C, m] its evaluated returns
+    prev: np.ndarray     # [C] its predecessor's node, -1 for a root
+    count: np.ndarray    # nodes in use
+
+
+@struct.dataclass
+class Population:
+    """The policies the performance buffers keep (host numpy, fixed capacity; ``valid`` False is padding)."""
+
+    policy: PPOState     # leaves [C, ...]
+    objs: np.ndarray     # [C, m]
+    node: np.ndarray     # [C] graph node
+    valid: np.ndarray    # [C] bool
+
+
+@struct.dataclass
+class PGMORLState:
+    key: jax.Array
+    iteration: np.ndarray      # PPO iterations done (of every task)
+    generation: np.ndarray     # 0 = the warm-up
+    gen_iter: np.ndarray       # iterations done in this generation
+    env_steps: np.ndarray
+    eval_episodes: np.ndarray
+    tasks: PPOState            # the n tasks' PPO states, leading axis n
+    rollout: RolloutState
+    task_weights: np.ndarray   # [n, m]
+    task_node: np.ndarray      # [n] graph node each task started from
+    graph: Graph
+    ep: Archive                # the external Pareto archive (the solution)
+    population: Population
+    seed: np.ndarray           # seeds the selection's random candidates (three or more objectives)
+    last_selected: np.ndarray  # tasks the last selection chose
+
+
 # =============================================================================================== prediction model
 def hyperbolic(x, A, a, b, c):
     """``A (e^{a(x-b)} - 1) / (e^{a(x-b)} + 1) + c`` (= ``A tanh(a (x - b) / 2) + c``)."""
@@ -204,19 +201,19 @@ def fit_hyperbolic(x: np.ndarray, y: np.ndarray, w: np.ndarray, f_scale: float =
     return res.x
 
 
-def _nearest_edges(graph: dict, node: int, threshold: float):
+def _nearest_edges(graph: Graph, node: int, threshold: float):
     """Edges (predecessor near ``node`` -> successor): predecessor returns, successor weight (sum 1), delta."""
-    count = int(graph["count"])
-    objs, prev = graph["objs"][:count], graph["prev"][:count]
+    count = int(graph.count)
+    objs, prev = graph.objs[:count], graph.prev[:count]
     ref = objs[node]
     near = np.all(np.abs(objs - ref) < np.abs(ref) * threshold, axis=1)
     succ = np.flatnonzero((prev >= 0) & near[np.maximum(prev, 0)])
-    w = graph["weights"][succ]
+    w = graph.weights[succ]
     w = w / np.sum(w, axis=1, keepdims=True)
     return objs[prev[succ]], w, objs[succ] - objs[prev[succ]]
 
 
-def predict_improvement(graph: dict, node: int, test_weights: np.ndarray) -> np.ndarray:
+def predict_improvement(graph: Graph, node: int, test_weights: np.ndarray) -> np.ndarray:
     """Predicted returns ``[K, m]`` after training policy ``node`` with each of ``test_weights`` (official
     ``predict_hyperbolic``); no usable history predicts no change."""
     test = np.asarray(test_weights, np.float64)
@@ -229,7 +226,7 @@ def predict_improvement(graph: dict, node: int, test_weights: np.ndarray) -> np.
             break
         threshold *= 2.0
         sigma *= 2.0
-    ref = graph["objs"][node]
+    ref = graph.objs[node]
     if len(w_d) == 0:
         return np.broadcast_to(ref, test.shape).copy()
     dist = np.linalg.norm(np.abs(objs_d - ref) / np.maximum(np.abs(ref), 1e-12), axis=1)
@@ -244,8 +241,9 @@ def predict_improvement(graph: dict, node: int, test_weights: np.ndarray) -> np.
 # =============================================================================================== task selection
 def candidate_weights(center: np.ndarray, tried: np.ndarray, num: int, delta: float, rng: np.random.Generator
                       ) -> np.ndarray:
-    """Candidate optimisation directions around a policy's last weight ``center`` (see the module docstring),
-    minus the directions in ``tried`` (L2-normalised, within 1e-3). Returned as sum-1 weights."""
+    """Candidate optimisation directions around a policy's last weight ``center``, minus the directions in ``tried``
+    (L2-normalised, within 1e-3); returned as sum-1 weights. Two objectives: ``num`` directions evenly within +-45
+    degrees; more: ``center`` plus random ``delta / 2`` grid weights within 45 degrees of it."""
     m = center.shape[0]
     tried_unit = tried / np.linalg.norm(tried, axis=1, keepdims=True) if len(tried) else np.zeros((0, m))
     out = []
@@ -316,20 +314,11 @@ class PGMORLTrainer(Trainer):
     def __init__(self, config: PGMORLConfig, env, env_params=None):
         self.config = cfg = config
         self.env = env
-        self.is_host = bool(getattr(env, "is_host", False))
         self.m = m = int(env.reward_dim)
         if m < 2:
             raise ValueError(f"PGMORL needs >= 2 objectives; {env.name} has {m}")
         self.ppo = PPO.for_env(env, cfg.ppo_config())
-        if self.is_host:
-            self.env_params = None
-            self.eval_steps = int(env.max_steps or 1000)
-        else:
-            params = env.default_params if env_params is None else env_params
-            if cfg.max_episode_steps is not None:
-                params = params.replace(max_steps=int(cfg.max_episode_steps))
-            self.env_params = params
-            self.eval_steps = int(params.max_steps)
+        self.env_params, self.eval_steps = episode_limit(env, env_params, cfg.max_episode_steps, "PGMORL: ")
         ref = cfg.ref_point if cfg.ref_point is not None else env.ref_point
         if ref is None:
             raise ValueError(f"PGMORL needs a reference point for {env.name} (its performance buffers and task "
@@ -361,114 +350,67 @@ class PGMORLTrainer(Trainer):
 
     # ------------------------------------------------------------------ compiled pieces
     def _build(self) -> None:
-        cfg, ppo, env, n, params = self.config, self.ppo, self.env, self.n, self.env_params
-
-        def eval_policy(pp, obs, key):
-            return ppo.act(pp, obs), ()
-
-        train = make_rollout(env, ppo.policy, cfg.num_envs, cfg.steps_per_iteration, gamma=cfg.gamma, population=n)
-        evalr = make_rollout(env, eval_policy, cfg.eval_episodes, self.eval_steps, gamma=cfg.eval_gamma,
-                             population=n, emit="summary")
-        vupdate = jax.vmap(ppo.update, in_axes=(0, 0, 0, None, 0))
-        vpp = jax.vmap(ppo.policy_params)
-        member_first = lambda t: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), t)  # noqa: E731
-
-        def summarize(summary):
-            finished = jnp.all(summary.episodes > 0)
-            return jnp.mean(summary.first_discounted_return, axis=1), finished
-
-        def stored(pop):
-            return {"actor": pop.params["actor"], "obs_rms": pop.obs_rms}
-
+        cfg, ppo = self.config, self.ppo
+        self._pop = population = make_population(ppo, self.env, self.n, stats_gamma=cfg.gamma,
+                                                 eval_episodes=cfg.eval_episodes, eval_steps=self.eval_steps,
+                                                 eval_gamma=cfg.eval_gamma, env_params=self.env_params)
         self._insert = jax.jit(archive_insert)
-        self._init_pop = jax.jit(jax.vmap(ppo.init))
-        if self.is_host:
-            update_jit, vpp_jit, summarize_jit = (jax.jit(lambda p, t, w, lr, k: vupdate(p, member_first(t), w, lr,
-                                                                                        jax.random.split(k, n))),
-                                                  jax.jit(vpp), jax.jit(summarize))
-
-            def evaluate(pop, key):
-                k_init, k_run = jax.random.split(key)
-                _, summary = evalr.run(vpp_jit(pop), evalr.init(k_init), k_run)
-                return summarize_jit(summary)
-
-            def train_step(pop, rstate, weights, lr, key):
-                k_roll, k_upd = jax.random.split(key)
-                rstate, traj = train.run(vpp_jit(pop), rstate, k_roll)
-                pop, stats = update_jit(pop, traj, weights, lr, k_upd)
-                return pop, rstate, stats
-
-            self._reset = train.init
-        else:
-            @jax.jit
-            def evaluate(pop, key):
-                k_init, k_run = jax.random.split(key)
-                es = evalr.init.pure(k_init, params)
-                _, summary = evalr.run.pure(vpp(pop), es, k_run, params)
-                return summarize(summary)
-
-            @jax.jit
-            def train_step(pop, rstate, weights, lr, key):
-                k_roll, k_upd = jax.random.split(key)
-                rstate, traj = train.run.pure(vpp(pop), rstate, k_roll, params)
-                pop, stats = vupdate(pop, member_first(traj), weights, lr, jax.random.split(k_upd, n))
-                return pop, rstate, jax.tree.map(jnp.mean, stats)
-
-            self._reset = jax.jit(lambda key: train.init.pure(key, params))
-
-        def iterate(pop, rstate, weights, lr, key):
-            """One PPO iteration of every task, then its evaluation (two compiled programs, each compiled once)."""
-            k_train, k_eval = jax.random.split(key)
-            pop, rstate, stats = train_step(pop, rstate, weights, lr, k_train)
-            returns, finished = evaluate(pop, k_eval)
-            return pop, rstate, stats, returns, finished
-
-        self._iterate, self._evaluate = iterate, evaluate
-        self._stored = stored
+        self._init_pop, self._reset, self._evaluate = population.init, population.reset, population.evaluate
 
         def act(p, w, obs, key):
             return ppo.act(p, obs)
 
         self._act = act
 
+    def _iterate(self, pop, rstate, weights, lr, key):
+        """One PPO iteration of every task, then its evaluation (two compiled programs, each compiled once)."""
+        k_train, k_eval = jax.random.split(key)
+        pop, rstate, stats, _ = self._pop.iterate(pop, rstate, lr, k_train, weights)
+        returns, finished = self._evaluate(pop, k_eval)
+        return pop, rstate, stats, returns, finished
+
+    @staticmethod
+    def _stored(pop: PPOState) -> dict:
+        """What the EP keeps of a policy: its actor and observation statistics."""
+        return {"actor": pop.params["actor"], "obs_rms": pop.obs_rms}
+
     # ------------------------------------------------------------------ state
-    def init(self, key: jax.Array) -> dict:
+    def init(self, key: jax.Array) -> PGMORLState:
         cfg, n, m = self.config, self.n, self.m
         k_pop, k_env, k_eval, key = jax.random.split(key, 4)
         tasks = self._init_pop(jax.random.split(k_pop, n))
         returns, finished = self._evaluate(tasks, k_eval)
         self._check_finished(finished)
-        graph = {"weights": np.zeros((self.graph_capacity, m)), "objs": np.zeros((self.graph_capacity, m)),
-                 "prev": np.full(self.graph_capacity, -1, np.int64), "count": np.int64(0)}
+        graph = Graph(weights=np.zeros((self.graph_capacity, m)), objs=np.zeros((self.graph_capacity, m)),
+                      prev=np.full(self.graph_capacity, -1, np.int64), count=np.int64(0))
         nodes = np.zeros(n, np.int64)
         for i in range(n):  # the warm-up tasks' roots: random policies with their weights
             graph, nodes[i] = self._graph_insert(graph, self.warmup_weights[i], np.asarray(returns[i]), -1)
         proto = jax.tree.map(lambda x: np.zeros((self.pop_capacity,) + x.shape[1:], x.dtype), tasks)
         ep = Archive.empty(cfg.ep_capacity, m, jax.tree.map(lambda x: x[0], self._stored(tasks)))
-        return {
-            "key": key, "iteration": np.int64(0), "generation": np.int64(0), "gen_iter": np.int64(0),
-            "env_steps": np.int64(0), "eval_episodes": np.int64(n * cfg.eval_episodes),
-            "tasks": tasks, "rollout": self._reset(k_env),
-            "task_weights": np.asarray(self.warmup_weights, np.float32), "task_node": nodes,
-            "graph": graph, "ep": ep,
-            "population": {"policy": proto, "objs": np.zeros((self.pop_capacity, m)),
-                           "node": np.zeros(self.pop_capacity, np.int64), "valid": np.zeros(self.pop_capacity, bool)},
-            "seed": np.asarray(jax.random.randint(k_eval, (), 0, 2**31 - 1), np.int64),
-            "last_selected": np.int64(0),
-        }
+        return PGMORLState(
+            key=key, iteration=np.int64(0), generation=np.int64(0), gen_iter=np.int64(0),
+            env_steps=np.int64(0), eval_episodes=np.int64(n * cfg.eval_episodes),
+            tasks=tasks, rollout=self._reset(k_env),
+            task_weights=np.asarray(self.warmup_weights, np.float32), task_node=nodes,
+            graph=graph, ep=ep,
+            population=Population(policy=proto, objs=np.zeros((self.pop_capacity, m)),
+                                  node=np.zeros(self.pop_capacity, np.int64), valid=np.zeros(self.pop_capacity, bool)),
+            seed=np.asarray(jax.random.randint(k_eval, (), 0, 2**31 - 1), np.int64),
+            last_selected=np.int64(0),
+        )
 
     @staticmethod
-    def _graph_insert(graph: dict, weight, objs, prev: int) -> tuple[dict, int]:
-        i = int(graph["count"])
-        if i >= graph["objs"].shape[0]:
+    def _graph_insert(graph: Graph, weight, objs, prev: int) -> tuple[Graph, int]:
+        i = int(graph.count)
+        if i >= graph.objs.shape[0]:
             raise RuntimeError("PGMORL: optimisation graph capacity exceeded (internal sizing error)")
-        graph = {k: np.array(v, copy=True) for k, v in graph.items()}
+        graph = jax.tree.map(lambda v: np.array(v, copy=True), graph)
         w = np.asarray(weight, np.float64)
-        graph["weights"][i] = w / np.linalg.norm(w)
-        graph["objs"][i] = objs
-        graph["prev"][i] = prev
-        graph["count"] = np.int64(i + 1)
-        return graph, i
+        graph.weights[i] = w / np.linalg.norm(w)
+        graph.objs[i] = objs
+        graph.prev[i] = prev
+        return graph.replace(count=np.int64(i + 1)), i
 
     def _check_finished(self, finished) -> None:
         if not bool(finished):
@@ -476,110 +418,110 @@ class PGMORLTrainer(Trainer):
                                "steps; set max_episode_steps (a time limit)")
 
     # ------------------------------------------------------------------ protocol
-    def done(self, state: dict) -> bool:
-        return int(state["iteration"]) >= self.total_iterations
+    def done(self, state: PGMORLState) -> bool:
+        return int(state.iteration) >= self.total_iterations
 
-    def env_steps(self, state: dict) -> int:
-        return int(state["env_steps"])
+    def env_steps(self, state: PGMORLState) -> int:
+        return int(state.env_steps)
 
-    def update(self, state: dict) -> tuple[dict, dict[str, float]]:
+    def update(self, state: PGMORLState) -> tuple[PGMORLState, dict[str, float]]:
         cfg, n = self.config, self.n
         if self.done(state):
             return state, self._logs(state)
-        it = int(state["iteration"])
-        key, k_it = jax.random.split(state["key"])
+        it = int(state.iteration)
+        key, k_it = jax.random.split(state.key)
         lr = linear_lr(cfg.lr, it, self.total_iterations) if cfg.anneal_lr else jnp.float32(cfg.lr)
-        tasks, rollout, stats, returns, finished = self._iterate(state["tasks"], state["rollout"],
-                                                                 jnp.asarray(state["task_weights"]), lr, k_it)
+        tasks, rollout, stats, returns, finished = self._iterate(state.tasks, state.rollout,
+                                                                 jnp.asarray(state.task_weights), lr, k_it)
         self._check_finished(finished)
         returns_np = np.asarray(returns, np.float64)
-        ep = self._insert(state["ep"], returns, jnp.asarray(state["task_weights"]), self._stored(tasks),
+        ep = self._insert(state.ep, returns, jnp.asarray(state.task_weights), self._stored(tasks),
                           jnp.all(jnp.isfinite(returns), axis=1))
-        gen_iter = int(state["gen_iter"]) + 1
-        state = dict(state, key=key, tasks=tasks, rollout=rollout, ep=ep, iteration=np.int64(it + 1),
-                     gen_iter=np.int64(gen_iter), env_steps=np.int64(state["env_steps"] + n * cfg.batch_size),
-                     eval_episodes=np.int64(state["eval_episodes"] + n * cfg.eval_episodes))
+        gen_iter = int(state.gen_iter) + 1
+        state = state.replace(key=key, tasks=tasks, rollout=rollout, ep=ep, iteration=np.int64(it + 1),
+                              gen_iter=np.int64(gen_iter), env_steps=np.int64(state.env_steps + n * cfg.batch_size),
+                              eval_episodes=np.int64(state.eval_episodes + n * cfg.eval_episodes))
         if gen_iter % cfg.evolutionary_iterations == 0:   # offspring: graph + population
             state = self._offspring(state, returns_np)
-        length = cfg.warmup_iterations if int(state["generation"]) == 0 else cfg.evolutionary_iterations
+        length = cfg.warmup_iterations if int(state.generation) == 0 else cfg.evolutionary_iterations
         if gen_iter >= length and not self.done(state):
             state = self._next_generation(state)
         return state, self._logs(state, stats)
 
-    def _offspring(self, state: dict, returns: np.ndarray) -> dict:
+    def _offspring(self, state: PGMORLState, returns: np.ndarray) -> PGMORLState:
         cfg, n = self.config, self.n
-        graph, nodes = state["graph"], np.array(state["task_node"], copy=True)
+        graph, nodes = state.graph, np.array(state.task_node, copy=True)
         for i in range(n):
-            graph, nodes[i] = self._graph_insert(graph, state["task_weights"][i], returns[i], int(nodes[i]))
-        pop = state["population"]
-        pool_policy = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), pop["policy"],
-                                   state["tasks"])
-        pool_objs = np.concatenate([pop["objs"], returns])
-        pool_node = np.concatenate([pop["node"], nodes])
-        pool_valid = np.concatenate([pop["valid"], np.all(np.isfinite(returns), axis=1)])
+            graph, nodes[i] = self._graph_insert(graph, state.task_weights[i], returns[i], int(nodes[i]))
+        pop = state.population
+        pool_policy = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), pop.policy,
+                                   state.tasks)
+        pool_objs = np.concatenate([pop.objs, returns])
+        pool_node = np.concatenate([pop.node, nodes])
+        pool_valid = np.concatenate([pop.valid, np.all(np.isfinite(returns), axis=1)])
         keep = select_population(pool_objs, pool_valid, self.ref_point, cfg.num_performance_buffer,
                                  cfg.performance_buffer_size)
         pad = np.concatenate([keep, np.zeros(self.pop_capacity - keep.size, np.int64)])
-        new_pop = {"policy": _take(pool_policy, pad), "objs": pool_objs[pad], "node": pool_node[pad],
-                   "valid": np.arange(self.pop_capacity) < keep.size}
-        return dict(state, graph=graph, task_node=nodes, population=new_pop)
+        new_pop = Population(policy=_take(pool_policy, pad), objs=pool_objs[pad], node=pool_node[pad],
+                             valid=np.arange(self.pop_capacity) < keep.size)
+        return state.replace(graph=graph, task_node=nodes, population=new_pop)
 
-    def _next_generation(self, state: dict) -> dict:
+    def _next_generation(self, state: PGMORLState) -> PGMORLState:
         """Prediction-guided task selection; the chosen policies restart on new envs with their weights."""
         cfg, n = self.config, self.n
-        pop, graph = state["population"], state["graph"]
-        rng = np.random.default_rng(int(state["seed"]) + int(state["generation"]))
-        count = int(graph["count"])
+        pop, graph = state.population, state.graph
+        rng = np.random.default_rng(int(state.seed) + int(state.generation))
+        count = int(graph.count)
         candidates = []
-        for j in np.flatnonzero(pop["valid"]):
-            node = int(pop["node"][j])
-            tried = graph["weights"][:count][graph["prev"][:count] == node]
-            weights = candidate_weights(graph["weights"][node], tried, cfg.num_weight_candidates, cfg.delta_weight,
+        for j in np.flatnonzero(pop.valid):
+            node = int(pop.node[j])
+            tried = graph.weights[:count][graph.prev[:count] == node]
+            weights = candidate_weights(graph.weights[node], tried, cfg.num_weight_candidates, cfg.delta_weight,
                                         rng)
             if len(weights) == 0:
                 continue
             preds = predict_improvement(graph, node, weights)
             candidates.extend((int(j), w, p) for w, p in zip(weights, preds))
-        ep_objs = np.asarray(state["ep"].returns, np.float64)[np.asarray(state["ep"].valid)]
+        ep_objs = np.asarray(state.ep.returns, np.float64)[np.asarray(state.ep.valid)]
         chosen = select_tasks(ep_objs, candidates, n, self.ref_point, cfg.sparsity_coef)
-        tasks = jax.tree.map(np.asarray, state["tasks"])
-        weights = np.array(state["task_weights"], copy=True)
-        nodes = np.array(state["task_node"], copy=True)
+        tasks = jax.tree.map(np.asarray, state.tasks)
+        weights = np.array(state.task_weights, copy=True)
+        nodes = np.array(state.task_node, copy=True)
         for i, (j, w, _) in enumerate(chosen):   # fewer picks than tasks: the rest keep training as they are
-            tasks = jax.tree.map(lambda t, p: _set_row(t, i, p[j]), tasks, pop["policy"])
+            tasks = jax.tree.map(lambda t, p: _set_row(t, i, p[j]), tasks, pop.policy)
             weights[i] = w
-            nodes[i] = pop["node"][j]
+            nodes[i] = pop.node[j]
         tasks = jax.tree.map(jnp.asarray, tasks)
         tasks = tasks.replace(ret=jnp.zeros_like(tasks.ret))       # new envs: the normaliser's running returns restart
-        key, k_env = jax.random.split(state["key"])
-        return dict(state, key=key, tasks=tasks, rollout=self._reset(k_env), task_weights=weights.astype(np.float32),
-                    task_node=nodes, gen_iter=np.int64(0), generation=np.int64(int(state["generation"]) + 1),
-                    last_selected=np.int64(len(chosen)))
+        key, k_env = jax.random.split(state.key)
+        return state.replace(key=key, tasks=tasks, rollout=self._reset(k_env), task_weights=weights.astype(np.float32),
+                             task_node=nodes, gen_iter=np.int64(0), generation=np.int64(int(state.generation) + 1),
+                             last_selected=np.int64(len(chosen)))
 
     # ------------------------------------------------------------------ solution
-    def solution(self, state: dict) -> Solution:
-        ep = state["ep"]
+    def solution(self, state: PGMORLState) -> Solution:
+        ep = state.ep
         valid = np.asarray(ep.valid)
         if not valid.any():  # nothing evaluated yet: the current tasks
-            return Solution(act=self._act, params=self._stored(state["tasks"]),
-                            candidate_weights=np.asarray(state["task_weights"], np.float64))
+            return Solution(act=self._act, params=self._stored(state.tasks),
+                            candidate_weights=np.asarray(state.task_weights, np.float64))
         idx = np.flatnonzero(valid)
         return Solution(act=self._act, params=jax.tree.map(lambda x: x[idx], ep.policy),
                         candidate_weights=np.asarray(ep.weights, np.float64)[idx],
                         candidate_returns=np.asarray(ep.returns, np.float64)[idx])
 
-    def front(self, state: dict) -> np.ndarray:
+    def front(self, state: PGMORLState) -> np.ndarray:
         """The EP's returns, ``[F, m]``."""
-        return np.asarray(state["ep"].returns, np.float64)[np.asarray(state["ep"].valid)]
+        return np.asarray(state.ep.returns, np.float64)[np.asarray(state.ep.valid)]
 
-    def _logs(self, state: dict, stats: dict | None = None) -> dict[str, float]:
+    def _logs(self, state: PGMORLState, stats: dict | None = None) -> dict[str, float]:
         from morl.metrics import hypervolume
 
         front = self.front(state)
-        logs = {"env_steps": float(state["env_steps"]), "iteration": float(state["iteration"]),
-                "generation": float(state["generation"]), "ep_size": float(len(front)),
-                "population_size": float(np.sum(state["population"]["valid"])),
-                "eval_episodes": float(state["eval_episodes"]),
+        logs = {"env_steps": float(state.env_steps), "iteration": float(state.iteration),
+                "generation": float(state.generation), "ep_size": float(len(front)),
+                "population_size": float(np.sum(state.population.valid)),
+                "eval_episodes": float(state.eval_episodes),
                 "ep_hv": float(hypervolume(front, self.ref_point, strict=False)) if len(front) else 0.0}
         if stats is not None:
             logs.update({k: float(np.mean(v)) for k, v in stats.items()})

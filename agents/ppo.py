@@ -17,10 +17,10 @@ Follows the official C-MORL / PGMORL code (``a2c_ppo_acktr`` + baselines' ``VecN
   coefficient 0, 10 epochs x 32 minibatches, global grad-norm clip 0.5, Adam (eps 1e-5) with a learning rate
   passed in per update (linear decay is the caller's schedule, `linear_lr`).
 
-Everything is a pure function over a `PPOState` pytree, for **one** policy; agents ``vmap`` it over a population
-axis (every leaf then has a leading P axis). An optional `Barrier` adds IPO log-barrier constraints on other
-objectives' returns to the update (C-MORL's Pareto extension). The rollout itself is the engine's (`morl.rollout`): `PPO.policy`
-is the engine policy and `PPO.policy_params` what it takes.
+Everything is a pure function over a `PPOState` pytree, for **one** policy; an optional `Penalty` adds a term to
+the update's objective (C-MORL's log barrier). The rollout itself is the engine's (`morl.rollout`): `PPO.policy` is
+the engine policy and `PPO.policy_params` what it takes. `PPOPopulation` trains P policies in lockstep (every leaf
+with a leading P axis), one compiled program per chunk: C-MORL's and PGMORL's populations.
 
 Deviation from VecNormalize, for purity: the observation statistics are frozen during a rollout (the policy
 normalises with the statistics from before it) and updated from the rollout's observations after the
@@ -30,7 +30,7 @@ update; VecNormalize updates them step by step. The reward recursion is step by 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ import optax
 from flax import struct
 
 from morl.agents.networks import ActorCritic, preprocess_obs
+from morl.rollout import RolloutState, make_rollout
 
 PyTree = Any
 
@@ -160,37 +161,15 @@ def linear_lr(lr: float, iteration: jax.Array, total: int) -> jax.Array:
     return lr * (1.0 - jnp.asarray(iteration, jnp.float32) / float(total))
 
 
-# ---------------------------------------------------------------------------------------------- log barrier
-@struct.dataclass
-class Barrier:
-    """Log-barrier constraints ``G_j >= thr_j`` added to a PPO update (IPO; C-MORL's Pareto extension).
-
-    The objective becomes ``PPO surrogate + (1/t) sum_j mask_j * log(slack_j(theta))`` with the slack followed
-    through the update by the importance-sampled surrogate ``slack_j(theta) = slack_j + kappa * E[(rho - 1) A_j]``
-    (``A_j`` on the raw reward scale, ``kappa`` the discounted episode length that turns a per-step mean into a
-    change of return). Below ``floor_j`` the log is continued linearly, so a violated constraint keeps a finite,
-    restoring gradient. The barrier is divided by ``kappa`` and by the scale of the standardised advantage so it
-    keeps the paper's units relative to the objective term. All fields are [m] except the scalars ``t``, ``kappa``.
-    """
-
-    mask: jax.Array     # 1.0 for constrained objectives
-    slack: jax.Array    # G_j(pi_old) - thr_j, measured on the rollout
-    floor: jax.Array    # > 0
-    t: jax.Array
-    kappa: jax.Array
-
-    @staticmethod
-    def none(m: int) -> "Barrier":
-        return Barrier(jnp.zeros((m,), jnp.float32), jnp.zeros((m,), jnp.float32), jnp.ones((m,), jnp.float32),
-                       jnp.float32(1.0), jnp.float32(1.0))
-
-
-def extended_log(s: jax.Array, floor: jax.Array) -> jax.Array:
-    """``log(s)`` above ``floor``, its tangent line below (finite everywhere, C1)."""
-    return jnp.where(s >= floor, jnp.log(jnp.maximum(s, floor)), jnp.log(floor) + (s - floor) / floor)
-
-
 # ---------------------------------------------------------------------------------------------- PPO
+class Penalty(Protocol):
+    """A term subtracted from the PPO loss, given the minibatch's probability ratios ``[B]``, raw-scale
+    per-objective advantages ``[B, m]`` and the scalar advantage's standardisation scale (a pytree, so it can
+    carry per-member arrays through ``vmap``)."""
+
+    def __call__(self, ratio: jax.Array, adv_raw: jax.Array, adv_scale: jax.Array) -> jax.Array: ...
+
+
 @struct.dataclass
 class PPOState:
     """Everything one PPO policy carries between updates (add a leading axis for a population)."""
@@ -277,7 +256,7 @@ class PPO:
                  "values": flat(values), "targets": flat(targets), "adv_raw": flat(adv) * scale}
         return state, batch
 
-    def loss(self, params: PyTree, mb: dict[str, jax.Array], barrier: Barrier, adv_scale: jax.Array
+    def loss(self, params: PyTree, mb: dict[str, jax.Array], penalty: Penalty | None, adv_scale: jax.Array
              ) -> tuple[jax.Array, dict[str, jax.Array]]:
         cfg = self.config
         logp, entropy = self.net.log_prob_entropy(params["actor"], mb["x"], mb["raw"])
@@ -292,24 +271,25 @@ class PPO:
             v_loss = jnp.maximum(v_loss, (v_clipped - mb["targets"]) ** 2)
         v_loss = 0.5 * jnp.mean(v_loss)
         ent = jnp.mean(entropy)
-        slack = barrier.slack + barrier.kappa * jnp.mean((ratio - 1.0)[:, None] * mb["adv_raw"], axis=0)
-        barrier_term = jnp.sum(barrier.mask * extended_log(slack, barrier.floor)) / (barrier.t * barrier.kappa * adv_scale)
-        total = pg_loss + cfg.value_coef * v_loss - cfg.entropy_coef * ent - barrier_term
-        stats = {"pg_loss": pg_loss, "value_loss": v_loss, "entropy": ent, "barrier": barrier_term,
-                 "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
-                 "clip_frac": jnp.mean(jnp.abs(ratio - 1.0) > cfg.clip_eps)}
+        total = pg_loss + cfg.value_coef * v_loss - cfg.entropy_coef * ent
+        stats = {"pg_loss": pg_loss, "value_loss": v_loss, "entropy": ent}
+        if penalty is not None:
+            bonus = penalty(ratio, mb["adv_raw"], adv_scale)
+            total = total - bonus
+            stats["penalty"] = bonus
+        stats.update(approx_kl=jnp.mean((ratio - 1.0) - log_ratio),
+                     clip_frac=jnp.mean(jnp.abs(ratio - 1.0) > cfg.clip_eps))
         return total, stats
 
     def update(self, state: PPOState, traj, weights: jax.Array, lr: jax.Array, key: jax.Array,
-               barrier: Barrier | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
+               penalty: Penalty | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
         """One PPO update from a trajectory ([T, N, ...] leaves) with preference ``weights`` [m].
 
         The scalarised advantage is ``weights . A_raw``, standardised over the batch (torch's unbiased std,
-        + 1e-5). ``barrier``: optional log-barrier constraints (`Barrier`).
+        + 1e-5). ``penalty``: an optional term added to the objective (`Penalty`), e.g. C-MORL's log barrier.
         """
         cfg = self.config
         state, batch = self.advantages(state, traj)
-        barrier = Barrier.none(self.net.reward_dim) if barrier is None else barrier
         scalar = batch["adv_raw"] @ weights
         n = scalar.shape[0]
         adv_scale = jnp.std(scalar) * jnp.sqrt(n / (n - 1.0)) + 1e-5
@@ -321,7 +301,7 @@ class PPO:
         def minibatch_step(carry, idx):
             params, opt_state = carry
             mb = jax.tree.map(lambda v: v[idx], batch)
-            grads, stats = grad_fn(params, mb, barrier, adv_scale)
+            grads, stats = grad_fn(params, mb, penalty, adv_scale)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
             return (params, opt_state), stats
@@ -338,3 +318,81 @@ class PPO:
                                                     traj.obs.reshape((n,) + traj.obs.shape[2:])))
         state = state.replace(params=params, opt_state=opt_state, obs_rms=obs_rms)
         return state, jax.tree.map(jnp.mean, stats)
+
+
+# ---------------------------------------------------------------------------------------------- population
+Prepare = Callable[..., tuple[jax.Array, Any, dict]]
+
+
+def _weights_only(traj, weights):
+    return weights, None, {}
+
+
+@dataclass(frozen=True)
+class PPOPopulation:
+    """``size`` PPO members trained in lockstep (C-MORL's and PGMORL's populations).
+
+    Every leaf of the population's `PPOState` has a leading P axis. ``iterate`` is one rollout of every member
+    followed by its GAE and PPO update, and ``evaluate`` runs every member's deterministic policy on fresh envs:
+    each is one compiled program on pure-JAX envs (`morl.rollout.Rollout.then`), whatever the population size.
+    Build with `make_population`.
+    """
+
+    ppo: PPO
+    size: int
+    init: Callable[[jax.Array], PPOState]              # keys [P] -> a fresh population
+    restart: Callable[[PPOState], PPOState]            # `PPO.restart` of every member
+    reset: Callable[[jax.Array], RolloutState]         # key -> fresh training envs
+    iterate: Callable[..., tuple[PPOState, RolloutState, dict, dict]]
+    evaluate: Callable[[PPOState, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def make_population(ppo: PPO, env, size: int, *, stats_gamma: float, eval_episodes: int, eval_steps: int,
+                    eval_gamma: float, env_params: PyTree = None, prepare: Prepare = _weights_only,
+                    cheap_init: bool = False) -> PPOPopulation:
+    """Compile the population's programs.
+
+    ``iterate(pop, rollout_state, lr, key, *args) -> (pop, rollout_state, stats, info)``: the key is split into a
+    rollout key and an update key (split again into one key per member). ``prepare(traj, *args) -> (weights [P, m],
+    penalty or None, info)`` turns the trajectory (leaves ``[T, P, N, ...]``) and ``args`` into each member's
+    preference and optional `Penalty`; the default takes ``args = (weights,)``. ``stats`` are per member ``[P]``.
+    ``stats_gamma`` discounts the training rollout's episode statistics (``traj.episode_discounted_return``).
+
+    ``evaluate(pop, key) -> (returns [P, m], finished)``: ``eval_episodes`` episodes of at most ``eval_steps``
+    steps per member, the first finished episode's return discounted by ``eval_gamma``, averaged over the envs;
+    ``finished`` is whether every env finished one.
+
+    ``cheap_init`` compiles the one-off initialisation without LLVM optimisations (seconds saved on a CPU). The
+    initial weights then differ in their last bits, so the choice is part of an agent's seeded behaviour.
+    """
+    cfg = ppo.config
+
+    def eval_policy(pp, obs, key):
+        return ppo.act(pp, obs), ()
+
+    train = make_rollout(env, ppo.policy, cfg.num_envs, cfg.num_steps, gamma=stats_gamma, population=size)
+    evalr = make_rollout(env, eval_policy, eval_episodes, eval_steps, gamma=eval_gamma, population=size,
+                         emit="summary")
+    vupdate = jax.vmap(ppo.update, in_axes=(0, 0, 0, None, 0, 0))
+    vpp = jax.vmap(ppo.policy_params)
+
+    def update(pop, traj, lr, key, *args):
+        weights, penalty, info = prepare(traj, *args)
+        member_first = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # [T, P, N] -> [P, T, N]
+        pop, stats = vupdate(pop, member_first, weights, lr, jax.random.split(key, size), penalty)
+        return pop, stats, info
+
+    def summarize(pop, summary):
+        return jnp.mean(summary.first_discounted_return, axis=1), jnp.all(summary.episodes > 0)
+
+    step = train.then(vpp, update, env_params)
+
+    def iterate(pop, rstate, lr, key, *args):
+        k_roll, k_upd = jax.random.split(key)
+        rstate, (pop, stats, info) = step(pop, rstate, k_roll, lr, k_upd, *args)
+        return pop, rstate, stats, info
+
+    init = jax.jit(jax.vmap(ppo.init), compiler_options={"xla_backend_optimization_level": 0} if cheap_init else None)
+    return PPOPopulation(ppo=ppo, size=size, init=init, restart=jax.jit(jax.vmap(ppo.restart)),
+                         reset=lambda key: train.init(key, env_params), iterate=iterate,
+                         evaluate=evalr.fresh_then(vpp, summarize, env_params))

@@ -10,6 +10,8 @@ adds what the training loops need on top:
   HER relabelling), optionally rounded to 3 decimals as PD-MORL does.
 - `jitter_preference`: PD-MORL's key-preference exploration noise (N(0, 0.05^2) clipped to +-0.05, then
   made non-negative and L1-normalised).
+- `generate_weights_batch_dfs`: the deterministic grid of the official PGMORL and C-MORL code (their initial
+  preferences).
 """
 
 from __future__ import annotations
@@ -85,3 +87,34 @@ def jitter_preference(key: jax.Array, w: jax.Array, scale: float = 0.05) -> jax.
     noise = jnp.clip(jax.random.normal(key, w.shape) * scale, -scale, scale)
     w = jnp.abs(w + noise)
     return w / jnp.sum(w, axis=-1, keepdims=True)
+
+
+def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: float = 1.0,
+                               delta_weight: float = 0.5) -> np.ndarray:
+    """The official deterministic preference grid (PGMORL / C-MORL ``utils.generate_weights_batch_dfs``).
+
+    Depth-first over objectives 0..m-2: each coordinate runs ``min, min + delta, ...`` while it is below
+    ``max + delta/2`` and the partial sum stays below ``1 + delta/2``; the last coordinate is ``1 - sum``, so
+    it may fall outside [min, max] (e.g. 3 objectives, [.2, .8], delta .3 gives (.2, .8, 0)). Float steps are
+    accumulated as the official code does; round-off below 1e-9 is cleaned so each row is a valid preference.
+    """
+    if m < 1 or delta_weight <= 0:
+        raise ValueError(f"generate_weights_batch_dfs: need m >= 1 and delta_weight > 0, got m={m}, delta={delta_weight}")
+    out: list[list[float]] = []
+
+    def dfs(prefix: list[float]) -> None:
+        if len(prefix) == m - 1:
+            out.append(prefix + [1.0 - float(np.sum(prefix))])
+            return
+        w = min_weight
+        while w < max_weight + 0.5 * delta_weight and float(np.sum(prefix)) + w < 1.0 + 0.5 * delta_weight:
+            dfs(prefix + [w])
+            w += delta_weight
+
+    dfs([])
+    grid = np.asarray(out, np.float64)
+    grid[np.abs(grid) < 1e-9] = 0.0
+    if (grid < 0).any():
+        raise ValueError(f"generate_weights_batch_dfs(m={m}, min={min_weight}, max={max_weight}, delta={delta_weight}) "
+                         "produced a negative last weight; use max_weight <= 1")
+    return grid

@@ -113,7 +113,7 @@ def paper_protocol_run(env_id: str = "minecart-v0", seed: int = 0, env_kwargs: d
                                   ref_point=ref), key=jax.random.PRNGKey(10_000 + seed))
     true_hv = (metrics.hypervolume(env.pareto_front(cfg.eval_gamma), ref) if env.has_known_front else float("nan"))
     return {"env": env_id, "seed": seed, "wall_s": wall, "env_steps": trainer.env_steps(state), "true_hv": true_hv,
-            "eval_episodes": int(state["eval_episodes"]), "points": len(front),
+            "eval_episodes": int(state.eval_episodes), "points": len(front),
             "hv": metrics.hypervolume(front, ref), "eu_cmorl_grid": metrics.expected_utility(front, grid),
             "eu_50": metrics.expected_utility(front, equally_spaced_weights(m, 50)), "sp": metrics.sparsity(front),
             "fresh_eval_hv": fresh.metrics["hypervolume"], "fresh_eval_points": len(fresh.front)}

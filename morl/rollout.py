@@ -13,6 +13,7 @@ members run in lockstep (one vmapped program), as C-MORL and MORL/D need.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -115,7 +116,12 @@ class EpisodeSummary:
 
 @dataclass(frozen=True)
 class Rollout:
-    """A compiled rollout for one (env, policy, num_envs, num_steps) combination. Build with `make_rollout`."""
+    """A compiled rollout for one (env, policy, num_envs, num_steps) combination. Build with `make_rollout`.
+
+    ``init`` and ``run`` answer the same way for both kinds of env (host envs ignore ``params``). Agents that
+    act on the rollout's output build their step with `then` (or `fresh_then` for evaluation), which fuses the
+    rollout and the agent's function into one jitted program where the env allows it.
+    """
 
     init: Callable[..., RolloutState]
     run: Callable[..., tuple[RolloutState, Transition]]
@@ -123,6 +129,77 @@ class Rollout:
     num_steps: int
     population: int | None
     is_host: bool
+    default_params: PyTree = None
+
+    def then(self, policy_params: Callable, after: Callable, env_params: PyTree = None) -> Callable:
+        """``step(x, state, key, *args) -> (state, after(x, out, *args))``.
+
+        Runs the rollout with the policy parameters ``policy_params(x)`` from ``state``, then ``after`` on its
+        output (a `Transition`, or an `EpisodeSummary` with ``emit="summary"``). On pure-JAX envs the whole is one
+        jitted program; on host envs the envs step on the host between the jitted ``policy_params`` and ``after``.
+        The values are the same either way.
+        """
+        if self.is_host:
+            pp_jit, after_jit = jax.jit(policy_params), jax.jit(after)
+
+            def host_step(x, state, key, *args):
+                state, out = self.run(pp_jit(x), state, key)
+                return state, after_jit(x, out, *args)
+
+            return host_step
+        params = self.default_params if env_params is None else env_params
+
+        @jax.jit
+        def step(x, state, key, *args):
+            state, out = self.run.pure(policy_params(x), state, key, params)
+            return state, after(x, out, *args)
+
+        return step
+
+    def fresh_then(self, policy_params: Callable, after: Callable, env_params: PyTree = None) -> Callable:
+        """``fn(x, key, *args) -> after(x, out, *args)`` on freshly reset envs (evaluation).
+
+        The key is split in two: the first half resets the envs, the second runs them. One jitted program on
+        pure-JAX envs, host stepping between jitted pieces on host envs (see `then`).
+        """
+        if self.is_host:
+            pp_jit, after_jit = jax.jit(policy_params), jax.jit(after)
+
+            def host_fn(x, key, *args):
+                k_init, k_run = jax.random.split(key)
+                _, out = self.run(pp_jit(x), self.init(k_init), k_run)
+                return after_jit(x, out, *args)
+
+            return host_fn
+        params = self.default_params if env_params is None else env_params
+
+        @jax.jit
+        def fn(x, key, *args):
+            k_init, k_run = jax.random.split(key)
+            state = self.init.pure(k_init, params)
+            _, out = self.run.pure(policy_params(x), state, k_run, params)
+            return after(x, out, *args)
+
+        return fn
+
+
+def episode_limit(env, params: PyTree = None, max_steps: int | None = None, who: str = "") -> tuple[PyTree, int]:
+    """The env parameters with an episode cap of ``max_steps`` (None: the env's own), and the cap in force.
+
+    Pure-JAX envs take the cap in their parameters. Host envs carry their time limit in the vector env, fixed
+    when the env is made: their parameters are None and a different ``max_steps`` is not applied (a warning
+    says how to make the env with it); their cap is the env's own (1000 when it has none).
+    """
+    if getattr(env, "is_host", False):
+        if max_steps is not None and max_steps != env.max_steps:
+            warnings.warn(f"{who}max_episode_steps={max_steps} cannot be applied to the host env {env.name} (its "
+                          f"time limit is {env.max_steps}); make it with morl.make('gym:...', max_episode_steps=...) "
+                          "to change it", stacklevel=3)
+        return None, int(env.max_steps or 1000)
+    params = env.default_params if params is None else params
+    if max_steps is not None:
+        params = params.replace(max_steps=int(max_steps))
+    return params, int(params.max_steps)
 
 
 def make_rollout(env, policy: Policy, num_envs: int, num_steps: int, gamma: float = 1.0,
@@ -213,7 +290,7 @@ def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
 
     # expose the traceable functions too, for agents that call the engine inside their own jit
     init.pure, run.pure = init_fn, run_fn  # type: ignore[attr-defined]
-    return Rollout(init, run, num_envs, num_steps, population, is_host=False)
+    return Rollout(init, run, num_envs, num_steps, population, is_host=False, default_params=default)
 
 
 def _env_axis_sharding(num_envs: int, has_population: bool):
@@ -311,6 +388,15 @@ def _reset_finished(vec, done: np.ndarray) -> np.ndarray:
         vec._autoreset_envs[i] = False
         first.append(obs)
     return np.stack(first)
+
+
+def finished_episode_returns(traj: Transition, fallback: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean discounted vector return of the episodes that ended in a population rollout, per member: ``[P, m]``,
+    and their number ``[P]``. ``traj`` leaves are [T, P, N, ...]; members with no finished episode get ``fallback``."""
+    done = traj.terminated | traj.truncated
+    count = jnp.sum(done, axis=(0, 2))
+    total = jnp.sum(jnp.where(done[..., None], traj.episode_discounted_return, 0.0), axis=(0, 2))
+    return jnp.where(count[:, None] > 0, total / jnp.maximum(count, 1)[:, None], fallback), count
 
 
 def random_policy(env) -> Policy:

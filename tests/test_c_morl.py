@@ -11,16 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
 
 import morl
 from morl.agent import agent_spec, make_config, make_trainer
-from morl.agents.c_morl import (PHASE_EXTEND, CMORLConfig, CMORLTrainer, buffer_insert, constraint_threshold,
-                                generate_weights_batch_dfs, plan_budget, select_policies)
-from morl.env import Environment, EnvParams
+from morl.agents.c_morl import (PHASE_EXTEND, CMORLConfig, CMORLTrainer, PolicyBuffer, buffer_insert,
+                                constraint_threshold, plan_budget, select_policies)
+from morl.agents.preferences import generate_weights_batch_dfs
 from morl.evaluate import EvalProtocol, evaluate
 from morl.metrics import hypervolume
-from morl.spaces import Box, Discrete
+
+from conftest import BANDIT, arc, bandit2
 
 DST_TRUE_HV = 360.40   # deep-sea-treasure, gamma 0.99, ref (0, -25)
 FTN5_TRUE_HV = 36815.95  # fruit-tree depth 5, gamma 0.99, ref -1^6
@@ -58,37 +58,37 @@ def test_official_budgets_give_the_official_update_counts():
 def _buffer(returns, capacity, ids):
     n = len(returns)
     pad = capacity - n
-    return {"policy": {"id": np.concatenate([np.asarray(ids, np.float32), np.zeros(pad, np.float32)])},
-            "returns": np.concatenate([np.asarray(returns, np.float64).reshape(n, -1), np.zeros((pad, 2))]),
-            "weights": np.zeros((capacity, 2)), "valid": np.arange(capacity) < n}
+    return PolicyBuffer(policy={"id": np.concatenate([np.asarray(ids, np.float32), np.zeros(pad, np.float32)])},
+                        returns=np.concatenate([np.asarray(returns, np.float64).reshape(n, -1), np.zeros((pad, 2))]),
+                        weights=np.zeros((capacity, 2)), valid=np.arange(capacity) < n)
 
 
 def test_buffer_insert_filters_dominated_duplicates_and_reference_point():
     buf = _buffer([[1.0, 5.0], [3.0, 3.0]], capacity=6, ids=[10, 11])
-    cand = {"policy": {"id": np.array([20, 21, 22, 23], np.float32)},
-            "returns": np.array([[2.0, 2.0],      # dominated by (3, 3)
-                                 [3.0, 3.0],      # duplicate: the existing entry (id 11) wins
-                                 [5.0, 1.0],      # new front point
-                                 [9.0, -30.0]]),  # below the reference point (y < -25)
-            "weights": np.zeros((4, 2)), "valid": np.array([True, True, True, True])}
+    cand = PolicyBuffer(policy={"id": np.array([20, 21, 22, 23], np.float32)},
+                        returns=np.array([[2.0, 2.0],      # dominated by (3, 3)
+                                          [3.0, 3.0],      # duplicate: the existing entry (id 11) wins
+                                          [5.0, 1.0],      # new front point
+                                          [9.0, -30.0]]),  # below the reference point (y < -25)
+                        weights=np.zeros((4, 2)), valid=np.array([True, True, True, True]))
     new = buffer_insert(buf, cand, ref_point=np.array([0.0, -25.0]), cap=200)
-    kept = {tuple(r): i for r, i in zip(new["returns"][new["valid"]], new["policy"]["id"][new["valid"]])}
+    kept = {tuple(r): i for r, i in zip(new.returns[new.valid], new.policy["id"][new.valid])}
     assert kept == {(1.0, 5.0): 10, (3.0, 3.0): 11, (5.0, 1.0): 22}
-    assert new["valid"].shape == (6,)
+    assert new.valid.shape == (6,)
     # inactive candidates are ignored even when they would dominate
-    cand["valid"] = np.array([False, False, False, False])
-    cand["returns"][0] = [100.0, 100.0]
-    assert buffer_insert(buf, cand, None, 200)["valid"].sum() == 2
+    cand.returns[0] = [100.0, 100.0]
+    cand = cand.replace(valid=np.array([False, False, False, False]))
+    assert buffer_insert(buf, cand, None, 200).valid.sum() == 2
 
 
 def test_buffer_cap_keeps_largest_crowding_distance():
     pts = np.array([[0.0, 10.0], [1.0, 9.5], [1.1, 9.4], [5.0, 5.0], [10.0, 0.0]])
     buf = _buffer(pts, capacity=8, ids=np.arange(5))
-    empty = {"policy": {"id": np.zeros(1, np.float32)}, "returns": np.zeros((1, 2)), "weights": np.zeros((1, 2)),
-             "valid": np.zeros(1, bool)}
+    empty = PolicyBuffer(policy={"id": np.zeros(1, np.float32)}, returns=np.zeros((1, 2)), weights=np.zeros((1, 2)),
+                         valid=np.zeros(1, bool))
     new = buffer_insert(buf, empty, None, cap=3)
     # extremes (infinite distance) first, then the most isolated interior point (5, 5); the crowded pair goes
-    assert sorted(map(tuple, new["returns"][new["valid"]])) == [(0.0, 10.0), (5.0, 5.0), (10.0, 0.0)]
+    assert sorted(map(tuple, new.returns[new.valid])) == [(0.0, 10.0), (5.0, 5.0), (10.0, 0.0)]
 
 
 def test_selection_extremes_first_and_never_reselects():
@@ -106,49 +106,13 @@ def test_constraint_threshold_paper_and_negative_returns():
 
 
 # ----------------------------------------------------------------------------------------------- extension
-# A one-step, 2-objective bandit whose constrained optimum is known. pi_r plays a0 = (1, 1) most of the time.
-# Maximising G_0 subject to G_1 >= 0.9 G_1(pi_r) is answered by a1 = (1.3, 0.95) (a mixture with a little
-# of a2 is within 0.015 of it); without the constraint the answer is a2 = (1.5, 0.2). Symmetrically for G_1.
-BANDIT = np.array([[1.0, 1.0], [1.3, 0.95], [1.5, 0.2], [0.95, 1.3], [0.2, 1.5]], np.float32)
-
-
-@struct.dataclass
-class _BanditState:
-    time: jax.Array
-
-
-class Bandit2(Environment):
-    reward_names = ("r0", "r1")
-    ref_point = (0.0, 0.0)
-
-    @property
-    def default_params(self):
-        return EnvParams(max_steps=1)
-
-    @property
-    def observation_space(self):
-        return Box(0.0, 1.0, (1,), jnp.float32)
-
-    @property
-    def action_space(self):
-        return Discrete(len(BANDIT))
-
-    @property
-    def reward_space(self):
-        return Box(0.0, 1.5, (2,), jnp.float32)
-
-    def reset(self, key, params):
-        return jnp.ones((1,), jnp.float32), _BanditState(jnp.int32(0))
-
-    def step(self, key, state, action, params):
-        reward = jnp.asarray(BANDIT)[action]
-        return jnp.ones((1,), jnp.float32), _BanditState(state.time + 1), reward, jnp.bool_(True), jnp.bool_(False), {}
+# The 2-objective bandit of conftest (`BANDIT`): its constrained optimum is known.
 
 
 def _bandit_extension(barrier_t: float, updates: int = 20):
     """Extend a hand-made pi_r (p(a0) = 0.6, 0.1 each other action) along both objectives; returns the exact
     stochastic returns of both tasks after every update, the thresholds and the final deterministic returns."""
-    env = Bandit2()
+    env = bandit2()
     batch = 8 * 16
     cfg = CMORLConfig(total_steps=2 * batch + 2 * updates * batch, init_steps=2 * batch, init_weight_delta=1.0,
                       num_select=1, update_iter=updates, num_envs=8, num_steps=16, num_minibatches=4,
@@ -157,7 +121,7 @@ def _bandit_extension(barrier_t: float, updates: int = 20):
     trainer = CMORLTrainer(cfg, env)
     assert (trainer.M, trainer.P_ext, trainer.ext_updates) == (2, 2, updates)
     state = trainer.init(jax.random.PRNGKey(0))
-    pop = state["pop"]
+    pop = state.pop
     head = pop.params["actor"]["params"]["MLP_0"]["Dense_2"]
     bias = np.zeros(head["bias"].shape, np.float32)
     bias[:, 0] = np.log(6.0)  # softmax -> (0.6, 0.1, 0.1, 0.1, 0.1)
@@ -165,17 +129,18 @@ def _bandit_extension(barrier_t: float, updates: int = 20):
     params["actor"]["params"]["MLP_0"]["Dense_2"] = {"bias": jnp.asarray(bias),
                                                      "kernel": jnp.zeros_like(head["kernel"])}
     pop = pop.replace(params=params)
-    state["buffer"] = trainer._offer(state["buffer"], pop, np.ones((2, 2)), np.full((2, 2), 0.5), np.array([True, False]))
+    state = state.replace(buffer=trainer._offer(state.buffer, pop, np.ones((2, 2)), np.full((2, 2), 0.5),
+                                                np.array([True, False])))
     state = trainer._start_round(state)
-    assert int(state["phase"]) == PHASE_EXTEND and state["task"]["active"].tolist() == [True, True]
+    assert int(state.phase) == PHASE_EXTEND and state.task.active.tolist() == [True, True]
     probs = jax.jit(jax.vmap(lambda a: jax.nn.softmax(trainer.ppo.net.actor.apply(a, jnp.ones((1, 1))))[0]))
     exact, thresholds = [], None
     while not trainer.done(state):
         state, _ = trainer.update(state)
         if thresholds is None:
-            thresholds = np.asarray(state["task"]["ctrl"]["threshold"], np.float64)
-        exact.append(np.asarray(probs(state["task"]["pop"].params["actor"])) @ BANDIT)
-    return np.array(exact), thresholds, state["task"]["returns"], trainer.front(state)
+            thresholds = np.asarray(state.task.ctrl.threshold, np.float64)
+        exact.append(np.asarray(probs(state.task.pop.params["actor"])) @ BANDIT)
+    return np.array(exact), thresholds, state.task.returns, trainer.front(state)
 
 
 def test_extension_raises_objective_within_constraints():
@@ -183,8 +148,8 @@ def test_extension_raises_objective_within_constraints():
     g_r = 0.6 * BANDIT[0] + 0.1 * BANDIT[1:].sum(0)                # (0.995, 0.995): pi_r's return
     # thresholds: beta * G_j(pi_r), measured on the first rollout (128 episodes): 0.9 * 0.995 up to the sample mean's
     # noise, sd 0.9 * 0.313 / sqrt(128) = 0.025 (0.313: the sd of one episode's return under pi_r); 3.5 sd still
-    # tells beta = 0.9 from 0.8 or 1.0 (0.1 away). Measured (issue 14, seeds 0-4): up to 1.9 sd (seed 3), which
-    # the former atol 0.04 (1.6 sd) failed; --xla_cpu_max_isa=AVX2 / SSE4_2 gave the default's values (seeds 0-1).
+    # tells beta = 0.9 from 0.8 or 1.0 (0.1 away). Measured (seeds 0-4): up to 1.9 sd (seed 3), beyond an
+    # atol of 0.04 (1.6 sd); --xla_cpu_max_isa=AVX2 / SSE4_2 gave the default's values (seeds 0-1).
     p_r = np.array([0.6, 0.1, 0.1, 0.1, 0.1])
     sd = 0.9 * np.sqrt(p_r @ BANDIT**2 - g_r**2) / np.sqrt(128)
     np.testing.assert_allclose(np.diag(thr[:, ::-1]), 0.9 * g_r, atol=3.5 * sd.max())
@@ -208,37 +173,6 @@ def test_extension_without_barrier_leaves_the_constraint():
 
 
 # ----------------------------------------------------------------------------------------------- continuous actions
-class Arc(Environment):
-    """One step, continuous action a in [-1, 1], reward (a, 1 - a^2): a concave front (a, 1 - a^2), a in [0, 1]."""
-
-    reward_names = ("a", "1 - a^2")
-    ref_point = (-1.0, -1.0)
-
-    @property
-    def default_params(self):
-        return EnvParams(max_steps=1)
-
-    @property
-    def observation_space(self):
-        return Box(0.0, 1.0, (1,), jnp.float32)
-
-    @property
-    def action_space(self):
-        return Box(-1.0, 1.0, (1,), jnp.float32)
-
-    @property
-    def reward_space(self):
-        return Box(-1.0, 1.0, (2,), jnp.float32)
-
-    def reset(self, key, params):
-        return jnp.ones((1,), jnp.float32), _BanditState(jnp.int32(0))
-
-    def step(self, key, state, action, params):
-        a = action[0]
-        reward = jnp.stack([a, 1.0 - a * a]).astype(jnp.float32)
-        return jnp.ones((1,), jnp.float32), _BanditState(state.time + 1), reward, jnp.bool_(True), jnp.bool_(False), {}
-
-
 def test_continuous_actions_gaussian_policies():
     """Gaussian policies: stage 1 reaches the preference optima a* = w0 / (2 w1) = 0, 0.25, 1 (their 3 points
     alone have 88.2% of the true HV) and the extension fills the front in between."""
@@ -246,7 +180,7 @@ def test_continuous_actions_gaussian_policies():
     cfg = CMORLConfig(total_steps=4 * 20 * batch + 4 * 10 * batch, init_steps=4 * 20 * batch, init_weight_delta=1 / 3,
                       num_select=2, update_iter=10, num_envs=8, num_steps=16, num_minibatches=4, eval_interval=5,
                       eval_episodes=1, eval_gamma=1.0, gamma=0.99, normalize_obs=False, lr=3e-3, extension_lr=3e-3)
-    trainer = CMORLTrainer(cfg, Arc())
+    trainer = CMORLTrainer(cfg, arc())
     assert (trainer.M, trainer.P_init, trainer.P_ext) == (4, 4, 4)  # one compiled program for both stages
     state = trainer.init(jax.random.PRNGKey(0))
     while not trainer.done(state):
@@ -254,7 +188,7 @@ def test_continuous_actions_gaussian_policies():
     front = trainer.front(state)
     a = np.linspace(0.0, 1.0, 2001)
     true_hv = hypervolume(np.stack([a, 1 - a * a], axis=1), (-1.0, -1.0))
-    # at least 40% of the gap the preference optima leave: 0.882 + 0.4 * 0.118. Measured (issue 14) seeds 0-4:
+    # at least 40% of the gap the preference optima leave: 0.882 + 0.4 * 0.118. Measured seeds 0-4:
     # 96.3 / 94.7 / 94.3 / 97.7 / 94.1% of the true HV (>= 50% of the gap), 37-46 front points; seed 0 with
     # XLA_FLAGS=--xla_cpu_max_isa=AVX2 / SSE4_2: 95.4 / 95.1%, seed 1 with SSE4_2: 94.8%
     assert hypervolume(front, (-1.0, -1.0)) >= 0.929 * true_hv, front
@@ -277,7 +211,7 @@ def dst_run():
 
 
 def test_dst_reaches_95_percent_of_true_hv(dst_run):
-    # measured (issue 14) seeds 0 / 1 / 2: 100.0% of the true HV each (10 of 10 points)
+    # measured seeds 0 / 1 / 2: 100.0% of the true HV each (10 of 10 points)
     env, params, trainer, state, _ = dst_run
     assert trainer.env_steps(state) == 1_085_440
     solution = trainer.solution(state)
@@ -310,7 +244,7 @@ def test_same_seed_same_front_and_resume(dst_run):
     while not trainer.done(again):
         again, _ = trainer.update(again)
     np.testing.assert_array_equal(trainer.front(again), trainer.front(state))
-    for a, b in zip(jax.tree.leaves(again["buffer"]), jax.tree.leaves(state["buffer"])):
+    for a, b in zip(jax.tree.leaves(again.buffer), jax.tree.leaves(state.buffer)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -319,9 +253,8 @@ def test_fruit_tree_depth5_reaches_80_percent_of_true_hv():
     env, params = morl.make("fruit-tree-v0", depth=5)
     # the official per-env settings (PPO sizes, corner preferences, eval gamma) on a smaller budget: 20 PPO updates
     # of the 6 initial policies, then one round of 16 extension updates from N = 3 policies (18 tasks); one
-    # evaluation episode (env and policies are deterministic). Seeds 0/1 measured 87.9% / 85.3% of the true HV;
-    # the full default budget (32 + 21 updates, N = 6) reached 88.8% with seed 0. Issue 14 (current code): seeds
-    # 0 / 1 / 2: 85.8 / 83.7 / 86.2%, >= 3.7 points above the 80% bound.
+    # evaluation episode (env and policies are deterministic). Measured seeds 0 / 1 / 2: 85.8 / 83.7 / 86.2% of the
+    # true HV, >= 3.7 points above the 80% bound.
     cfg = make_config("c-morl", "fruit-tree-v0", total_steps=1_671_168, init_steps=491_520, num_select=3,
                       eval_episodes=1)
     trainer = make_trainer("c-morl", env, params, config=cfg)

@@ -14,7 +14,7 @@ from flax import struct
 import morl
 from morl import registry
 from morl.env import Environment, EnvParams, time_limit
-from morl.rollout import make_rollout, random_policy
+from morl.rollout import episode_limit, finished_episode_returns, make_rollout, random_policy
 from morl.spaces import Box, Discrete
 
 TRACES = {"step": 0}
@@ -126,6 +126,40 @@ def test_population_axis_runs_members_with_their_own_params():
     assert traj.reward.shape == (6, 2, 3, 2)
     assert not np.asarray(traj.terminated[:, 0]).any()
     assert np.asarray(traj.terminated[:, 1]).sum() == 2 * 3
+
+
+def test_then_and_fresh_then_match_init_and_run():
+    """`Rollout.then` / `fresh_then` (what agents call instead of asking for the env kind) give the values of
+    `init` + `run` + the agent's function; `finished_episode_returns` averages the finished episodes per member;
+    `episode_limit` puts the cap into a pure-JAX env's params."""
+    env, params = morl.make("test-counter-v0")
+    limited, cap = episode_limit(env, params, 5)
+    assert cap == 5 and int(limited.max_steps) == 5 and episode_limit(env)[1] == int(env.default_params.max_steps)
+
+    def policy(p, obs, key):
+        return jnp.broadcast_to(p, (obs.shape[0],)).astype(jnp.int32), ()
+
+    rollout = make_rollout(env, policy, num_envs=3, num_steps=7, gamma=0.5, population=2)
+    members = jnp.array([0, 1])
+
+    def after(x, traj, fallback):
+        return finished_episode_returns(traj, fallback)
+
+    fallback = jnp.full((2, 2), -9.0)
+    state = rollout.init(jax.random.PRNGKey(0), limited)
+    new_state, (ret, count) = rollout.then(lambda x: x, after, limited)(members, state, jax.random.PRNGKey(1), fallback)
+    expected_state, traj = rollout.run(members, state, jax.random.PRNGKey(1), limited)
+    for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(expected_state)):
+        np.testing.assert_array_equal(a, b)
+    # member 0 never reaches the goal: its 5-step episode is truncated once per env; member 1 finishes at step 3
+    assert np.asarray(count).tolist() == [3, 6]
+    np.testing.assert_allclose(ret[1], [1 + 0.5 + 0.25, -1.75])
+    np.testing.assert_allclose(ret[0], [0.0, -(1 + 0.5 + 0.25 + 0.125 + 0.0625)])
+    k_init, k_run = jax.random.split(jax.random.PRNGKey(2))
+    _, traj = rollout.run(members, rollout.init(k_init, limited), k_run, limited)
+    fresh = rollout.fresh_then(lambda x: x, after, limited)(members, jax.random.PRNGKey(2), fallback)
+    for a, b in zip(fresh, finished_episode_returns(traj, fallback)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_summary_matches_transitions():

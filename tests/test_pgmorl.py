@@ -15,7 +15,7 @@ import pytest
 import morl
 import morl.envs  # noqa: F401
 from morl.agent import agent_spec, make_config, make_trainer
-from morl.agents.pgmorl import (buffer_ids, candidate_weights, fit_hyperbolic, hyperbolic, predict_improvement,
+from morl.agents.pgmorl import (Graph, buffer_ids, candidate_weights, fit_hyperbolic, hyperbolic, predict_improvement,
                                 select_population, select_tasks)
 from morl.evaluate import EvalProtocol, evaluate
 from morl.metrics import hypervolume
@@ -70,8 +70,8 @@ def test_hyperbolic_fit_recovers_a_known_curve():
 
 def _graph(weights, objs, prev):
     weights = np.asarray(weights, float)
-    return {"weights": weights / np.linalg.norm(weights, axis=1, keepdims=True), "objs": np.asarray(objs, float),
-            "prev": np.asarray(prev), "count": np.int64(len(prev))}
+    return Graph(weights=weights / np.linalg.norm(weights, axis=1, keepdims=True), objs=np.asarray(objs, float),
+                 prev=np.asarray(prev), count=np.int64(len(prev)))
 
 
 def test_prediction_follows_the_history_of_nearby_policies():
@@ -152,7 +152,7 @@ def trained_mountain_car():
 
 
 def test_mountain_car_small_budget_front_has_three_points():
-    # measured (issue 14) seeds 0-4: 8 / 9 / 7 / 11 / 8 non-dominated points (>= 3 asserted); seed 0 with
+    # measured seeds 0-4: 8 / 9 / 7 / 11 / 8 non-dominated points (>= 3 asserted); seed 0 with
     # XLA_FLAGS=--xla_cpu_max_isa=AVX2 / SSE4_2: 8 / 6, seed 1 with SSE4_2: 6
     env, params, trainer, state, logs = trained_mountain_car()
     front = evaluate(trainer.solution(state), env, params, EvalProtocol(gamma=0.99, episodes=5))
@@ -163,19 +163,19 @@ def test_mountain_car_small_budget_front_has_three_points():
 def test_mountain_car_run_bookkeeping():
     env, params, trainer, state, logs = trained_mountain_car()
     cfg = trainer.config
-    assert trainer.total_iterations == 20 and int(state["iteration"]) == 20
+    assert trainer.total_iterations == 20 and int(state.iteration) == 20
     assert trainer.env_steps(state) == 20 * trainer.n * cfg.batch_size
     # warm-up, then one generation every 5 iterations (the last one is not followed by a selection)
-    assert int(state["generation"]) == 2
-    assert int(state["last_selected"]) == trainer.n      # the selection filled every task
+    assert int(state.generation) == 2
+    assert int(state.last_selected) == trainer.n      # the selection filled every task
     # graph: n roots + n offspring per 5 iterations; population and EP non-empty, EP non-dominated
-    assert int(state["graph"]["count"]) == trainer.n * (1 + 20 // 5)
-    assert state["population"]["valid"].sum() >= 3
+    assert int(state.graph.count) == trainer.n * (1 + 20 // 5)
+    assert state.population.valid.sum() >= 3
     ep = trainer.front(state)
     assert len(non_dominated(ep)) == len(ep) >= 3
     assert logs["ep_hv"] == pytest.approx(hypervolume(ep, trainer.ref_point))
     # task weights stay on the simplex
-    np.testing.assert_allclose(np.asarray(state["task_weights"]).sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(state.task_weights).sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_three_objectives_run_through_warm_up_and_selection():
@@ -189,7 +189,7 @@ def test_three_objectives_run_through_warm_up_and_selection():
     state = trainer.init(jax.random.PRNGKey(0))
     while not trainer.done(state):
         state, logs = trainer.update(state)
-    assert int(state["generation"]) == 1 and int(state["graph"]["count"]) == 6 * 4
-    assert state["population"]["valid"].sum() >= 1 and int(state["last_selected"]) >= 1
-    np.testing.assert_allclose(np.asarray(state["task_weights"]).sum(axis=1), 1.0, rtol=1e-5)
+    assert int(state.generation) == 1 and int(state.graph.count) == 6 * 4
+    assert state.population.valid.sum() >= 1 and int(state.last_selected) >= 1
+    np.testing.assert_allclose(np.asarray(state.task_weights).sum(axis=1), 1.0, rtol=1e-5)
     assert trainer.front(state).shape[1] == 3
