@@ -11,7 +11,7 @@ last call, so each step is split as ``mj_step`` does it (``mj_forward``, then ``
 and both the first stage and the last are recorded.
 
     .venv/bin/python experiments/mjx_solver_stats.py --steps 20000             # exact (the XML's options)
-    .venv/bin/python experiments/mjx_solver_stats.py --steps 20000 --physics fast
+    .venv/bin/python experiments/mjx_solver_stats.py --steps 20000 --physics fast --uncapped
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from morl.envs.mujoco.backend import _MOGymFactory
 from morl.envs.mujoco.robots import ROBOTS, apply_physics
 
 
-def record(robot_id: str, steps: int, seed: int, physics: str) -> dict:
+def record(robot_id: str, steps: int, seed: int, physics: str, uncapped: bool = False) -> dict:
     import mujoco
 
     env = _MOGymFactory(robot_id, {})()
@@ -36,6 +36,8 @@ def record(robot_id: str, steps: int, seed: int, physics: str) -> dict:
     if ROBOTS[robot_id].mjx_solver_newton:  # the solver the MJX model runs (MJX has no PGS)
         m.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
     apply_physics(m, ROBOTS[robot_id], physics)
+    if uncapped:  # the preset's integrator and flags with the XML's caps: how many iterations it needs
+        m.opt.iterations, m.opt.ls_iterations = 100, 50
     rk4 = int(m.opt.integrator) == int(mujoco.mjtIntegrator.mjINT_RK4)
     env.action_space.seed(seed)
     env.reset(seed=seed)
@@ -74,6 +76,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20000, help="env steps per robot")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--physics", default="exact", choices=("exact", "fast"))
+    ap.add_argument("--uncapped", action="store_true", help="iterations 100, ls_iterations 50 (the XML's caps)")
     ap.add_argument("--env", nargs="*", default=list(ROBOTS))
     ap.add_argument("--json", default=None, help="write the rows here")
     args = ap.parse_args()
@@ -82,7 +85,7 @@ def main() -> None:
           f"{'ls evals p99':>12s} {'max':>4s} {'active':>6s} {'s':>5s}")
     for robot_id in args.env:
         start = time.perf_counter()
-        r = record(robot_id, args.steps, args.seed, args.physics)
+        r = record(robot_id, args.steps, args.seed, args.physics, args.uncapped)
         rows.append(r)
         print(f"{robot_id:20s} {r['solves']:8d} {r['iterations_cap']:>4d}/{r['ls_iterations_cap']:<5d} "
               f"{r['niter_mean']:10.2f} {r['niter_p99']:4d} {r['niter_max']:4d} {r['neval_p99']:12d} "

@@ -38,7 +38,7 @@ from morl.gym_bridge import GymnasiumEnv  # noqa: E402
 from morl.rollout import make_rollout, random_policy  # noqa: E402
 from morl.solution import Solution  # noqa: E402
 
-from morl.envs.mujoco import ROBOTS, MJXEnv, mujoco_warnings_as_python  # noqa: E402
+from morl.envs.mujoco import ROBOTS, MJXEnv, asset_path, mujoco_warnings_as_python  # noqa: E402
 from morl.envs.mujoco.backend import _MOGymFactory  # noqa: E402
 from morl.envs.mujoco.robots import import_mujoco  # noqa: E402
 from morl.envs.mujoco.native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
@@ -69,19 +69,22 @@ FORMULA_TOL = (5e-5, 1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-_MJX: dict[str, MJXEnv] = {}
+_MJX: dict[tuple[str, str], MJXEnv] = {}
 
 
-def mjx_env(env_id: str) -> MJXEnv:
-    """One MJX env object per id for the whole module (jitted functions are cached per object)."""
-    if env_id not in _MJX:
-        env, _ = morl.make(env_id, backend="mjx")
-        _MJX[env_id] = env
-    return _MJX[env_id]
+def mjx_env(env_id: str, physics: str = "exact") -> MJXEnv:
+    """One MJX env object per (id, preset) for the whole module (jitted functions are cached per object)."""
+    if (env_id, physics) not in _MJX:
+        env, _ = morl.make(env_id, backend="mjx", physics=physics)
+        _MJX[env_id, physics] = env
+    return _MJX[env_id, physics]
 
 
-def ref_env(env_id: str, **kwargs):
-    """MO-Gymnasium's env (the twin), without MuJoCo writing MUJOCO_LOG.TXT into the working directory."""
+def ref_env(env_id: str, physics: str = "exact", **kwargs):
+    """MO-Gymnasium's env (the twin), without MuJoCo writing MUJOCO_LOG.TXT into the working directory; with
+    ``physics="fast"`` its model gets the same preset (C MuJoCo, float64)."""
+    if physics != "exact":
+        return _MOGymFactory(env_id, kwargs, physics)()
     with mujoco_warnings_as_python():
         return mo_gym.make(env_id, **kwargs)
 
@@ -245,24 +248,24 @@ def test_health_rule_matches_reference_at_its_thresholds(env_id):
 
 
 # ======================================================================================= physics twins
-_REPLAY: dict[str, tuple] = {}
+_REPLAY: dict[tuple[str, str], tuple] = {}
 
 
-def replay_rollout(env_id: str):
+def replay_rollout(env_id: str, physics: str = "exact"):
     """The engine (scan + vmap + auto-reset) on 1 env, one step per call, with the action given as the
     policy params: one compile per robot serves the twin, truncation and engine checks."""
-    if env_id not in _REPLAY:
-        env = mjx_env(env_id)
+    if (env_id, physics) not in _REPLAY:
+        env = mjx_env(env_id, physics)
         rollout = make_rollout(env, lambda p, obs, k: (jnp.broadcast_to(p, (obs.shape[0],) + p.shape), ()),
                                num_envs=1, num_steps=1)
-        _REPLAY[env_id] = (env, rollout, jax.jit(env.set_state), {"compile_s": None})
-    return _REPLAY[env_id]
+        _REPLAY[env_id, physics] = (env, rollout, jax.jit(env.set_state), {"compile_s": None})
+    return _REPLAY[env_id, physics]
 
 
-def physics_twin(env_id: str, steps: int = 10, seed: int = 3) -> dict:
-    env, rollout, set_state, info = replay_rollout(env_id)
+def physics_twin(env_id: str, steps: int = 10, seed: int = 3, physics: str = "exact") -> dict:
+    env, rollout, set_state, info = replay_rollout(env_id, physics)
     params = env.default_params
-    ref = ref_env(env_id)
+    ref = ref_env(env_id, physics)
     u = ref.unwrapped
     ref_obs, _ = ref.reset(seed=seed)
     obs, st = set_state(u.data.qpos, u.data.qvel, params)
@@ -279,7 +282,7 @@ def physics_twin(env_id: str, steps: int = 10, seed: int = 3) -> dict:
         jax.block_until_ready(tr)
         if info["compile_s"] is None:
             info["compile_s"] = time.perf_counter() - start
-            print(f"\n{env_id}: MJX engine step compiled in {info['compile_s']:.1f} s")
+            print(f"\n{env_id} ({physics}): MJX engine step compiled in {info['compile_s']:.1f} s")
         where = f"{env_id} step {t + 1}"
         assert_close(tr.next_obs[0, 0], ref_obs, atol, rtol, f"{where} obs")
         assert_close(tr.reward[0, 0], ref_r, atol, rtol, f"{where} reward")
@@ -296,6 +299,85 @@ def physics_twin(env_id: str, steps: int = 10, seed: int = 3) -> dict:
 @pytest.mark.parametrize("env_id", [pytest.param(i, marks=() if i in CI_PHYSICS else pytest.mark.slow) for i in IDS])
 def test_physics_twin_first_10_steps(env_id):
     physics_twin(env_id, steps=PHYSICS_STEPS.get(env_id, PHYSICS_STEPS["default"]))
+
+
+# ======================================================================================= physics presets
+@pytest.mark.parametrize("env_id", ["mo-hopper-v5", "mo-halfcheetah-v5", "mo-ant-v5"])
+def test_physics_presets_set_the_solver_options_on_both_backends(env_id):
+    """'exact' keeps the XML's options; 'fast' sets the robot's FastPhysics on MJX and on native MuJoCo alike,
+    with the env's dt unchanged."""
+    robot = ROBOTS[env_id]
+    with mujoco_warnings_as_python():
+        xml = mujoco.MjModel.from_xml_path(asset_path(robot))
+    exact, fast = mjx_env(env_id), mjx_env(env_id, "fast")
+    for field in ("integrator", "iterations", "ls_iterations", "timestep", "disableflags"):
+        assert getattr(exact.mj_model.opt, field) == getattr(xml.opt, field), field
+    assert exact.frame_skip == robot.frame_skip and exact.physics_preset == "exact"
+    native = morl.make(env_id, backend="mujoco", physics="fast")[0].make_vector_env(1, seed=0)
+    eulerdamp_off = int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)
+    for model, frame_skip in ((fast.mj_model, fast.frame_skip), (native.model, native.frame_skip)):
+        assert model.opt.integrator == mujoco.mjtIntegrator.mjINT_EULER
+        assert (model.opt.iterations, model.opt.ls_iterations) == (robot.fast.iterations, robot.fast.ls_iterations)
+        assert bool(model.opt.disableflags & eulerdamp_off) == (not robot.fast.eulerdamp)
+        assert model.opt.solver == mujoco.mjtSolver.mjSOL_NEWTON
+        assert frame_skip == robot.frame_skip * robot.fast.substeps
+        assert model.opt.timestep * frame_skip == pytest.approx(xml.opt.timestep * robot.frame_skip, rel=1e-12)
+    assert fast.dt == pytest.approx(exact.dt, rel=1e-12)
+    native.close()
+
+
+def test_bad_physics_preset_fails_with_the_fix():
+    with pytest.raises(ValueError, match=r"physics must be one of \('exact', 'fast'\).*docs/mujoco.md"):
+        morl.make("mo-hopper-v5", backend="mjx", physics="quick")
+    with pytest.raises(ValueError, match="physics must be one of"):
+        morl.make("mo-hopper-v5", backend="mujoco", physics="Fast")
+
+
+def test_fast_physics_twin_of_c_mujoco_with_the_same_preset():
+    """MJX with physics="fast" against C MuJoCo (float64) with the same options: the preset means the same
+    physics on both backends, to the exact preset's float32 tolerances."""
+    physics_twin("mo-hopper-v5", steps=10, physics="fast")
+
+
+#: MJX fast against MO-Gymnasium (exact, C): first-episode statistics of random-action episodes. Bound per
+#: statistic: ``FAST_SHIFT * |reference mean| + 4 * (combined standard error)``. The 4 standard errors make a
+#: false alarm from sampling alone rarer than 1e-4 per statistic (normal approximation of the means of 128
+#: episodes), on any machine and seed; FAST_SHIFT is the systematic shift we accept from the preset. Measured
+#: with 400 episodes per side in C float64 (docs/mujoco.md) the hopper's shift is within one standard error on
+#: every statistic (under 3% of the mean), so 10% leaves room without letting a broken preset through: the
+#: failure it guards against (RK4 -> Euler without the substeps ant needs, a wrong damping flag) moves a mean by
+#: 25-70%.
+FAST_SHIFT = 0.10
+FAST_EPISODES = 128
+
+
+def test_fast_physics_episode_statistics_stay_near_mo_gymnasium():
+    env_id = "mo-hopper-v5"
+    env = mjx_env(env_id, "fast")
+    params = env.default_params
+    rollout = make_rollout(env, random_policy(env), FAST_EPISODES, 200, emit="summary", seed=0)
+    _, out = rollout.run((), rollout.init(jax.random.PRNGKey(0), params), jax.random.PRNGKey(1), params)
+    out = jax.device_get(out)
+    assert np.all(out.episodes >= 1), "every env must fall within 200 random steps"
+    ours = np.column_stack([np.asarray(out.first_return, np.float64), np.asarray(out.first_length, np.float64)])
+    ref = ref_env(env_id)
+    ref.action_space.seed(0)
+    rows = []
+    for e in range(FAST_EPISODES):
+        ref.reset(seed=e)
+        ret, t, done = np.zeros(3), 0, False
+        while not done:
+            _, r, term, trunc, _ = ref.step(ref.action_space.sample())
+            ret, t, done = ret + r, t + 1, term or trunc
+        rows.append([*ret, t])
+    theirs = np.asarray(rows)
+    se = np.sqrt(ours.var(0, ddof=1) / len(ours) + theirs.var(0, ddof=1) / len(theirs))
+    gap = np.abs(ours.mean(0) - theirs.mean(0))
+    bound = FAST_SHIFT * np.abs(theirs.mean(0)) + 4 * se
+    names = [*ROBOTS[env_id].reward_names, "length"]
+    print(f"\n{env_id} fast vs MO-Gymnasium, {FAST_EPISODES} episodes: "
+          + ", ".join(f"{n} {a:.2f} vs {b:.2f}" for n, a, b in zip(names, ours.mean(0), theirs.mean(0))))
+    assert np.all(gap <= bound), dict(zip(names, zip(gap.round(3), bound.round(3))))
 
 
 def test_mjx_truncates_at_max_steps_and_engine_auto_resets():

@@ -10,7 +10,8 @@ import numpy as np
 from flax import struct
 
 from morl.env import Environment, EnvParams, time_limit
-from morl.envs.mujoco.robots import Robot, asset_path, check_max_steps, import_mujoco, mujoco_warnings_as_python
+from morl.envs.mujoco.robots import (Robot, apply_physics, asset_path, check_max_steps, import_mujoco,
+                                    mujoco_warnings_as_python)
 from morl.spaces import Box, Discrete
 
 __all__ = ["MujocoParams", "MujocoState", "MJXEnv", "impl_field"]
@@ -43,12 +44,16 @@ class MJXEnv(Environment):
     the observation and reward vector from the resulting data exactly as MO-Gymnasium reads them from
     ``MjData`` (including the kinematic quantities that ``mj_step`` leaves from its last forward pass, which
     MO-Gymnasium's ant, humanoid and reacher read).
+
+    ``physics="fast"`` builds the model with the robot's `FastPhysics` options (Euler, capped solver) before
+    ``put_model``: the same code then runs fewer forward passes and solver iterations per env step.
     """
 
     backend = "mjx"
     uses_cfrc_ext = False  # call rne_postconstraint after the substeps (as gymnasium's MujocoEnv does)
 
-    def __init__(self, robot: Robot, max_steps: int | None = None, reset_noise_scale: float | None = None):
+    def __init__(self, robot: Robot, max_steps: int | None = None, reset_noise_scale: float | None = None,
+                 physics: str = "exact"):
         mujoco, mjx = import_mujoco()
         self._mjx = mjx
         self.robot = robot
@@ -59,11 +64,12 @@ class MJXEnv(Environment):
             model = mujoco.MjModel.from_xml_path(asset_path(robot))
         if robot.mjx_solver_newton:
             model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
+        self.frame_skip = apply_physics(model, robot, physics)
+        self.physics_preset = physics
         self.mj_model = model
         self.mx = mjx.put_model(model, impl="jax")
         self._data0 = mjx.make_data(self.mx, impl="jax")  # mj_resetData's state
-        self.frame_skip = robot.frame_skip
-        self.dt = float(model.opt.timestep) * robot.frame_skip
+        self.dt = float(model.opt.timestep) * self.frame_skip
         self.init_qpos = np.asarray(model.qpos0, np.float32)
         self._setup_integration(mujoco, model)
         self.nq, self.nv, self.nu = int(model.nq), int(model.nv), int(model.nu)

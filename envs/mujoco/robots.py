@@ -24,13 +24,17 @@ PHYSICS = ("exact", "fast")
 @dataclass(frozen=True)
 class FastPhysics:
     """The ``physics="fast"`` solver options of one robot: Euler steps (one forward pass per step instead of
-    RK4's four), no implicit joint damping in Euler (``eulerdamp`` off: no second factorisation), and caps on
-    the Newton iterations and line-search iterations chosen from C MuJoCo's counts over random rollouts
-    (experiments/mjx_solver_stats.py). Timestep and frame skip are kept, so ``dt`` and the rewards' scale are
-    MO-Gymnasium's."""
+    RK4's four), no implicit joint damping in Euler where that leaves the rewards in place (``eulerdamp`` off
+    saves a second factorisation per step), and caps on the Newton and line-search iterations chosen from
+    C MuJoCo's counts over random rollouts (experiments/mjx_solver_stats.py). Timestep and frame skip are kept,
+    so ``dt`` and the rewards' scale are MO-Gymnasium's."""
 
-    iterations: int = 4
-    ls_iterations: int = 8
+    iterations: int
+    ls_iterations: int
+    eulerdamp: bool = False
+    #: Euler steps per XML timestep (the timestep divided, the frame skip multiplied: ``dt`` unchanged), where
+    #: one Euler step per timestep moves the episode statistics (ant: 2, still half of RK4's forward passes)
+    substeps: int = 1
 
 
 @dataclass(frozen=True)
@@ -47,35 +51,43 @@ class Robot:
     max_steps: int = 1000
     gym_kwargs: tuple[tuple[str, Any], ...] = ()   # kwargs MO-Gymnasium's registration adds
     mjx_solver_newton: bool = False                # MJX lacks PGS: switch to Newton (humanoid)
-    fast: FastPhysics = FastPhysics()              # the physics="fast" preset
+    fast: FastPhysics = FastPhysics(100, 50)       # the physics="fast" preset (every robot sets its caps)
 
 
+#: the fast caps are the largest Newton iteration count and line-search cost evaluations (``solver.neval``) that
+#: C MuJoCo needed over 20,000 random-action env steps per robot under the fast integrator and flags
+#: (experiments/mjx_solver_stats.py --physics fast --uncapped): they did not truncate a single solve there
 ROBOTS: dict[str, Robot] = {
     "mo-hopper-v5": Robot("mo-hopper-v5", "hopper.xml", "gymnasium", 4, 5e-3,
-                          ("forward", "jump", "energy"), (-100.0,) * 3),
+                          ("forward", "jump", "energy"), (-100.0,) * 3, fast=FastPhysics(5, 8)),
     "mo-hopper-2obj-v5": Robot("mo-hopper-2obj-v5", "hopper.xml", "gymnasium", 4, 5e-3,
-                               ("forward", "jump"), (-100.0,) * 2, gym_kwargs=(("cost_objective", False),)),
+                               ("forward", "jump"), (-100.0,) * 2, gym_kwargs=(("cost_objective", False),),
+                               fast=FastPhysics(5, 8)),
     "mo-halfcheetah-v5": Robot("mo-halfcheetah-v5", "half_cheetah.xml", "gymnasium", 5, 0.1,
-                               ("forward", "energy"), (-100.0,) * 2),
+                               ("forward", "energy"), (-100.0,) * 2, fast=FastPhysics(5, 7, eulerdamp=True)),
     "mo-walker2d-v5": Robot("mo-walker2d-v5", "walker2d_v5.xml", "gymnasium", 4, 5e-3,
-                            ("forward", "energy"), (-100.0,) * 2),
+                            ("forward", "energy"), (-100.0,) * 2, fast=FastPhysics(6, 8)),
     "mo-ant-v5": Robot("mo-ant-v5", "ant.xml", "gymnasium", 5, 0.1,
-                       ("x_velocity", "y_velocity", "energy"), (-100.0,) * 3),
+                       ("x_velocity", "y_velocity", "energy"), (-100.0,) * 3, fast=FastPhysics(7, 8, substeps=2)),
     "mo-ant-2obj-v5": Robot("mo-ant-2obj-v5", "ant.xml", "gymnasium", 5, 0.1,
-                            ("x_velocity", "y_velocity"), (-100.0,) * 2, gym_kwargs=(("cost_objective", False),)),
+                            ("x_velocity", "y_velocity"), (-100.0,) * 2, gym_kwargs=(("cost_objective", False),),
+                            fast=FastPhysics(7, 8, substeps=2)),
     "mo-swimmer-v5": Robot("mo-swimmer-v5", "swimmer.xml", "gymnasium", 4, 0.1,
-                           ("forward", "energy"), (-100.0,) * 2),
+                           ("forward", "energy"), (-100.0,) * 2, fast=FastPhysics(3, 4)),
     "mo-humanoid-v5": Robot("mo-humanoid-v5", "humanoid.xml", "gymnasium", 5, 1e-2,
-                            ("forward", "energy"), (-100.0,) * 2, mjx_solver_newton=True),
+                            ("forward", "energy"), (-100.0,) * 2, mjx_solver_newton=True,
+                            fast=FastPhysics(6, 10)),
     # reacher: the noise scale is the half-width of the qvel noise (MO-Gymnasium hard-codes 0.005; its qpos
     # noise is overwritten by the fixed start pose and targets)
     "mo-reacher-v5": Robot("mo-reacher-v5", "mo_reacher.xml", "mo_gymnasium", 2, 5e-3,
-                           ("target_1", "target_2", "target_3", "target_4"), (-20.0,) * 4, max_steps=50),
+                           ("target_1", "target_2", "target_3", "target_4"), (-20.0,) * 4, max_steps=50,
+                           fast=FastPhysics(2, 3)),
 }
 
 
-def apply_physics(model, robot: Robot, physics: str) -> None:
-    """Set ``model.opt`` (an ``MjModel``) for a ``physics`` preset; "exact" leaves the XML's options."""
+def apply_physics(model, robot: Robot, physics: str) -> int:
+    """Set ``model.opt`` (an ``MjModel``) for a ``physics`` preset ("exact" leaves the XML's options) and return
+    the frame skip that keeps the env's ``dt``."""
     import mujoco
 
     if physics not in PHYSICS:
@@ -83,10 +95,14 @@ def apply_physics(model, robot: Robot, physics: str) -> None:
                          "solver options, MO-Gymnasium's twin) or 'fast' (Euler, capped solver: see docs/mujoco.md)")
     if physics == "fast":
         model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
-        model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)
+        if not robot.fast.eulerdamp:
+            model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)
         model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
         model.opt.iterations = robot.fast.iterations
         model.opt.ls_iterations = robot.fast.ls_iterations
+        model.opt.timestep = model.opt.timestep / robot.fast.substeps
+        return robot.frame_skip * robot.fast.substeps
+    return robot.frame_skip
 
 
 def asset_path(robot: Robot) -> str:
