@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from morl.cli import boards, inspect, process, train
+from morl.cli import bandit, boards, inspect, process, train
 from morl.cli.common import EXIT_INTERRUPTED, CLIError, Parser
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     inspect.add_run_parsers(sub)
     boards.add_parsers(sub)
+    bandit.add_parser(sub)
     return parser
 
 
