@@ -25,7 +25,7 @@ from morl.agents.ppo import RunningMeanStd, NORM_EPS
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, update_utopia)
 from morl.pareto import Archive, archive_insert
-from morl.rollout import RolloutState, make_rollout
+from morl.rollout import RolloutState, episode_limit, make_rollout
 from morl.solution import Solution
 from morl.spaces import Box, Discrete
 
@@ -155,10 +155,8 @@ class MORLDTrainer(Trainer):
                              "host (gym:) env")
         c = self.config = config
         self.env = env
-        params = env.default_params if env_params is None else env_params
-        if c.max_episode_steps is not None:
-            params = params.replace(max_steps=int(c.max_episode_steps))
-        self.env_params = params
+        # training and evaluation episodes end at max_episode_steps (None: the env's own limit)
+        self.env_params, self.eval_steps = episode_limit(env, env_params, c.max_episode_steps)
         self.m = m = env.reward_dim
         self.P = P = c.pop_size
         if m < 2:
@@ -194,7 +192,6 @@ class MORLDTrainer(Trainer):
                              f"--steps to >= {self.round_steps:,} or lower --exchange-every (a multiple of num_envs "
                              f"{c.num_envs}) or --pop-size")
         self.budget_used = (c.total_timesteps // self.round_steps) * self.round_steps
-        self.eval_steps = int(params.max_steps)
         self.epsilon_decay = (c.epsilon_decay_steps if c.epsilon_decay_steps is not None
                               else max(1, c.member_budget // 2))
         learner = self.learner
