@@ -3,6 +3,7 @@ key-preference evaluation, interpolator fits and the HER store."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import jax
@@ -52,6 +53,25 @@ class PDMORLBase(Trainer):
     """Phase control, key evaluation and interpolator refits shared by both variants (host dispatch by phase)."""
 
     vmappable = False  # two phases with different programs: `update` dispatches on the host
+    agent_name: str    # the registered name, for error messages
+
+    # ------------------------------------------------------------ what each variant defines
+    @abstractmethod
+    def _init_fn(self, key: jax.Array) -> PDState:
+        """A fresh state: one lane per key preference, the main lane, an interpolator to be fitted."""
+
+    @abstractmethod
+    def _iteration(self, lane: Lane, key: jax.Array, *, main: bool, w_key: jax.Array | None, interp: Interpolator,
+                   budget: int) -> tuple[Lane, dict]:
+        """One vector env step of a lane and its gradient steps (key runs: ``main`` False, preference ``w_key``)."""
+
+    @abstractmethod
+    def _greedy(self, params: PyTree, w: jax.Array, obs: jax.Array) -> jax.Array:
+        """Deterministic actions of the conditioned policy (key evaluation)."""
+
+    @abstractmethod
+    def _policy_params(self, params: PyTree) -> PyTree:
+        """The part of a lane's parameters the policy needs (the actor, or the whole Q-network)."""
 
     def _setup_common(self, config, env, env_params, max_episode_steps: int | None = None):
         """Settings both variants share; ``max_episode_steps`` caps training and key-evaluation episodes."""
