@@ -15,8 +15,9 @@ to 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -25,8 +25,9 @@ block serves weighted-sum and Tchebycheff members. Pure functions over a `SACSta
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -34,7 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-
 from morl.agents.networks import ReluMLP, observation_dim, preprocess_obs
 
 PyTree = Any

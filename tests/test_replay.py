@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
-
 from morl.agents import replay as rb
+from scipy import stats
 
 
 def _item(v):
@@ -100,7 +99,7 @@ def test_prioritized_sum_tree_and_max_priority():
     buf = rb.update_priorities(buf, jnp.array([0, 1, 2, 3, 3]), jnp.array([1.0, 0.0, 3.0, 4.0, 4.0]))
     assert float(buf.max_priority) == pytest.approx(4.0)
     # every node is the sum of its children (a duplicate index in one update is not counted twice)
-    for parent, child in zip(buf.tree[:-1], buf.tree[1:]):
+    for parent, child in zip(buf.tree[:-1], buf.tree[1:], strict=True):
         np.testing.assert_allclose(np.asarray(parent), np.asarray(child).reshape(-1, 2).sum(axis=1))
     assert float(buf.tree[0][0]) == pytest.approx(8.0)
     buf = rb.add(buf, _batch([9]))  # the next item enters with the largest priority seen
