@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+
 from morl.agents.networks import ReluMLP, observation_dim, preprocess_obs
 
 PyTree = Any

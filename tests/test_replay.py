@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from morl.agents import replay as rb
 from scipy import stats
+
+from morl.agents import replay as rb
 
 
 def _item(v):
