@@ -11,7 +11,6 @@ docs/algorithms/c-morl.md.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from flax import struct
 
 from morl.agents.preferences import generate_weights_batch_dfs
 from morl.agents.ppo import PPO, PPOConfig, PPOPopulation, PPOState, linear_lr, make_population
-from morl.agent import AgentSpec, Trainer, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, register_agent
 from morl.rollout import RolloutState, episode_limit, finished_episode_returns
 from morl.solution import Solution
 
@@ -80,9 +79,15 @@ class CMORLConfig:
     normalize_reward: bool = True
     hidden: tuple[int, ...] = (64, 64)
 
+    def __post_init__(self):
+        check_config("C-MORL", self, at_least_one=("policy_buffer", "num_select", "update_iter", "eval_interval"),
+                     unit_interval=("beta",))
+        if self.barrier_t <= 0 or self.slack_floor <= 0:
+            raise ValueError(f"C-MORL config: barrier_t and slack_floor must be > 0, got {self.barrier_t!r}, "
+                             f"{self.slack_floor!r}")
+
     def ppo_config(self) -> PPOConfig:
-        names = {f.name for f in dataclasses.fields(PPOConfig)}
-        return PPOConfig(**{k: getattr(self, k) for k in names if hasattr(self, k)})
+        return PPOConfig.of(self)
 
     @property
     def batch_size(self) -> int:
@@ -353,11 +358,6 @@ class CMORLTrainer(Trainer):
         if self.ref_point is not None and self.ref_point.shape != (m,):
             raise ValueError(f"C-MORL: ref_point {tuple(self.ref_point)} has {self.ref_point.size} entries for "
                              f"{m} objectives")
-        if cfg.policy_buffer < 1 or cfg.num_select < 1 or cfg.update_iter < 1 or cfg.eval_interval < 1:
-            raise ValueError("C-MORL: policy_buffer, num_select, update_iter and eval_interval must be >= 1")
-        if not 0.0 < cfg.beta <= 1.0 or cfg.barrier_t <= 0 or cfg.slack_floor <= 0:
-            raise ValueError(f"C-MORL: need 0 < beta <= 1, barrier_t > 0 and slack_floor > 0, got beta={cfg.beta}, "
-                             f"t={cfg.barrier_t}, slack_floor={cfg.slack_floor}")
         # 1. preference grid and budget (real transitions)
         self.init_weights = generate_weights_batch_dfs(m, cfg.init_weight_min, cfg.init_weight_max,
                                                        cfg.init_weight_delta)
@@ -432,12 +432,10 @@ class CMORLTrainer(Trainer):
         pop = self._pops[P].init(jax.random.split(k_pop, P))
         weights = np.concatenate([self.init_weights, np.repeat(self.init_weights[-1:], P - self.M, axis=0)])
         return CMORLState(
-            key=k_run, eval_key=k_eval,
-            phase=np.int32(PHASE_INIT), iteration=np.int32(0), round=np.int32(0),
+            key=k_run, eval_key=k_eval, phase=np.int32(PHASE_INIT), iteration=np.int32(0), round=np.int32(0),
             env_steps=np.int64(0), eval_episodes=np.int64(0),
             pop=pop, rollout=self._pops[P].reset(k_env), ctrl=self._ctrl(P, weights=weights),
-            active=np.arange(P) < self.M,
-            buffer=self._empty_buffer(),
+            active=np.arange(P) < self.M, buffer=self._empty_buffer(),
             history=np.full((self.N * (self.rounds + 1), self.m), np.nan), history_count=np.int32(0),
             task=self._empty_tasks(pop),  # extension tasks, filled at the start of each round
         )

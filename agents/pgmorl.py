@@ -11,7 +11,6 @@ docs/algorithms/pgmorl.md.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, register_agent
 from morl.agents.preferences import generate_weights_batch_dfs
 from morl.agents.ppo import PPO, PPOConfig, PPOState, linear_lr, make_population
 from morl.pareto import Archive, archive_insert
@@ -77,20 +76,15 @@ class PGMORLConfig:
     hidden: tuple[int, ...] = (64, 64)
 
     def __post_init__(self):
-        for name in ("total_timesteps", "warmup_iterations", "evolutionary_iterations", "num_weight_candidates",
-                     "num_performance_buffer", "performance_buffer_size", "ep_capacity", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PGMORL config: {name} must be >= 1, got {getattr(self, name)!r}")
+        check_config("PGMORL", self, unit_interval=("eval_gamma",),
+                     at_least_one=("total_timesteps", "warmup_iterations", "evolutionary_iterations",
+                                   "num_weight_candidates", "num_performance_buffer", "performance_buffer_size",
+                                   "ep_capacity", "eval_episodes"))
         if self.num_weight_candidates < 2:
             raise ValueError("PGMORL: num_weight_candidates must be >= 2 (they span +-45 degrees)")
-        if not 0.0 < self.eval_gamma <= 1.0:
-            raise ValueError(f"PGMORL: eval_gamma must be in (0, 1], got {self.eval_gamma}")
 
     def ppo_config(self) -> PPOConfig:
-        names = {f.name for f in dataclasses.fields(PPOConfig)}
-        values = {k: getattr(self, k) for k in names if hasattr(self, k)}
-        values["num_steps"] = self.steps_per_iteration
-        return PPOConfig(**values)
+        return PPOConfig.of(self, num_steps=self.steps_per_iteration)
 
     @property
     def batch_size(self) -> int:

@@ -29,6 +29,7 @@ update; VecNormalize updates them step by step. The reward recursion is step by 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -71,6 +72,12 @@ class PPOConfig:
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
+
+    @staticmethod
+    def of(config: Any, **overrides: Any) -> "PPOConfig":
+        """The PPO settings of an agent config that carries PPOConfig's fields under the same names."""
+        names = {f.name for f in dataclasses.fields(PPOConfig)}
+        return PPOConfig(**{k: getattr(config, k) for k in names if hasattr(config, k)} | overrides)
 
     def check(self) -> None:
         if self.batch_size % self.num_minibatches:

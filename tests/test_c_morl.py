@@ -14,7 +14,7 @@ import pytest
 
 import morl
 from morl.agent import agent_spec, make_config, make_trainer
-from morl.agents.c_morl import (PHASE_EXTEND, CMORLConfig, CMORLTrainer, PolicyBuffer, buffer_insert,
+from morl.agents.c_morl import (PHASE_EXTEND, CMORLConfig, CMORLState, CMORLTrainer, PolicyBuffer, buffer_insert,
                                 constraint_threshold, plan_budget, select_policies)
 from morl.agents.preferences import generate_weights_batch_dfs
 from morl.evaluate import EvalProtocol, evaluate
@@ -245,6 +245,23 @@ def test_same_seed_same_front_and_resume(dst_run):
         again, _ = trainer.update(again)
     np.testing.assert_array_equal(trainer.front(again), trainer.front(state))
     for a, b in zip(jax.tree.leaves(again.buffer), jax.tree.leaves(state.buffer)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_checkpoint_restores_the_typed_state(dst_run, tmp_path):
+    """An orbax checkpoint of the typed state (`CMORLState`) restores with the trainer's template and resumes with
+    the same updates."""
+    from morl import runs as R
+
+    env, params, trainer, state, snapshots = dst_run
+    ck = R.Checkpointer(tmp_path / "ck")
+    ck.save(32, snapshots[32], {})
+    restored, _ = ck.restore(R.state_template(trainer, jax.random.PRNGKey(0)))
+    ck.close()
+    assert isinstance(restored, CMORLState) and isinstance(restored.buffer.returns, np.ndarray)
+    for _ in range(3):
+        restored, _ = trainer.update(restored)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(snapshots[35])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
