@@ -1,12 +1,12 @@
-"""The `morl` command line: envs, train, runs, eval, plot, leaderboard, suite, bench.
+"""The `morl` command line: envs, train, runs, eval, plot, leaderboard, suite, bench, report.
 
 Run `morl --help` or `morl COMMAND --help`. Modules named in ``MORL_IMPORT`` (comma-separated) or ``--import MODULE``
 are imported first, so third-party packages can register agents and envs.
 
 One module per concern: `options` (argparse options from config dataclasses), `train`, `inspect` (envs, runs, eval,
-plot), `boards` (leaderboard, suite, bench), `process` (setup, Ctrl-C, error lines) and `common` (consoles, tables,
-errors). ``import morl.cli`` stays light (no JAX, no numpy): the command installs its Ctrl-C handling before anything
-slow loads, so heavy modules are imported inside the command functions that need them.
+plot), `boards` (leaderboard, suite, bench), `report` (the HTML report), `process` (setup, Ctrl-C, error lines) and
+`common` (consoles, tables, errors). ``import morl.cli`` stays light (no JAX, no numpy): the command installs its
+Ctrl-C handling before anything slow loads, so heavy modules are imported inside the command functions that need them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from morl.cli import bandit, boards, inspect, process, train
+from morl.cli import bandit, boards, inspect, process, report, train
 from morl.cli.common import EXIT_INTERRUPTED, CLIError, Parser
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     inspect.add_run_parsers(sub)
     boards.add_parsers(sub)
+    report.add_parser(sub)
     bandit.add_parser(sub)
     return parser
 
