@@ -16,3 +16,4 @@ from . import mountain_car  # noqa: F401
 from . import water_reservoir  # noqa: F401
 from . import minecart  # noqa: F401
 from . import mujoco  # noqa: F401
+from . import bandits  # noqa: F401

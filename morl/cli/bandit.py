@@ -128,7 +128,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     root = _dir(args)
     try:
-        folders = bandits.select_runs(root, args.runs, instance=args.instance)
+        folders = bandits.select_runs(root, args.runs, instance_id=args.instance)
     except (KeyError, ValueError) as exc:
         raise CLIError(str(exc.args[0] if exc.args else exc)) from None
     out = bandits.plot_runs(folders, args.metric, Path(args.out) if args.out else None)
