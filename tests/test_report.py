@@ -30,18 +30,67 @@ from morl.leaderboard import _cell_text, leaderboard_from_store, render_markdown
 from morl.report import collect, figures, render_site, write_site
 
 DST = "deep-sea-treasure-v0"
-CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                             shutil.which("google-chrome")) if p), None)
+CHROMIUM = next(
+    (
+        p
+        for p in (
+            os.environ.get("CHROMIUM"),
+            shutil.which("chromium"),
+            shutil.which("chromium-browser"),
+            shutil.which("google-chrome"),
+        )
+        if p
+    ),
+    None,
+)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """3 seeds of toy-hillclimb (vmapped) and 2 of toy-random on DST, evaluated a few times during training."""
     d = tmp_path_factory.mktemp("report_runs")
-    assert main(["train", "toy-hillclimb", "--env", DST, "--seeds", "0-2", "--steps", "3200", "--num-policies", "3",
-                 "--eval-every", "800", "--runs-dir", str(d), "--quiet"]) == 0
-    assert main(["train", "toy-random", "--env", DST, "--seeds", "0,1", "--steps", "1000", "--eval-every", "250",
-                 "--runs-dir", str(d), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "toy-hillclimb",
+                "--env",
+                DST,
+                "--seeds",
+                "0-2",
+                "--steps",
+                "3200",
+                "--num-policies",
+                "3",
+                "--eval-every",
+                "800",
+                "--runs-dir",
+                str(d),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "toy-random",
+                "--env",
+                DST,
+                "--seeds",
+                "0,1",
+                "--steps",
+                "1000",
+                "--eval-every",
+                "250",
+                "--runs-dir",
+                str(d),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return d
 
 
@@ -94,7 +143,9 @@ def test_report_of_a_suite_filters_its_runs_and_rewrites_atomically(trained, tmp
     assert not out.exists()
     write_site({"index.html": "an earlier report", "stale.html": "x", ".morl-report": ""}, out)
     write_site(render_site(data), out)  # a report replaces an earlier report as a whole
-    assert not (out / "stale.html").exists() and "<table" in (out / "index.html").read_text() and (out / "runs").is_dir()
+    assert (
+        not (out / "stale.html").exists() and "<table" in (out / "index.html").read_text() and (out / "runs").is_dir()
+    )
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep")
@@ -111,16 +162,22 @@ def test_front_figure_views_and_curve_bands():
     assert [t.showlegend for t in fig.data[1:]] == [True, False, True]  # one legend entry per agent
     fig3 = figures.front_figure({"a": [("s0", rng.random((4, 3)))]}, ["x", "y", "z"], true_front=rng.random((5, 3)))
     assert [t.type for t in fig3.data] == ["scatter3d", "scatter3d"]
-    fig5 = figures.front_figure({"a": [("s0", rng.random((4, 5)))], "b": [("s0", rng.random((2, 5)))]},
-                                list("abcde"), true_front=rng.random((3, 5)))
+    fig5 = figures.front_figure(
+        {"a": [("s0", rng.random((4, 5)))], "b": [("s0", rng.random((2, 5)))]},
+        list("abcde"),
+        true_front=rng.random((3, 5)),
+    )
     assert [t.type for t in fig5.data] == ["parcoords"] and len(fig5.data[0].dimensions) == 5
     assert list(fig5.data[0].line.color) == [0] * 3 + [1] * 4 + [2] * 2  # true front, a, b
-    x, mean, lo, hi = figures.band([np.array([0.0, 10, 20]), np.array([0.0, 5, 20, 30])],
-                                   [np.array([0.0, 1, 2]), np.array([2.0, 2, 2, 9])])
+    x, mean, lo, hi = figures.band(
+        [np.array([0.0, 10, 20]), np.array([0.0, 5, 20, 30])], [np.array([0.0, 1, 2]), np.array([2.0, 2, 2, 9])]
+    )
     assert x.tolist() == [0, 5, 10, 20]  # the union of x values inside the range both seeds cover
     assert mean.tolist() == [1.0, 1.25, 1.5, 2.0] and lo.tolist() == [0, 0.5, 1, 2] and hi.tolist() == [2, 2, 2, 2]
-    rows = [[{"env_steps": 0, "wall_time": 1.0, "eval/hypervolume": 1.0}, {"env_steps": 5, "wall_time": 2.0}],
-            [{"env_steps": 0, "wall_time": 1.5, "eval/hypervolume": 3.0, "eval/expected_utility": 0.5}]]
+    rows = [
+        [{"env_steps": 0, "wall_time": 1.0, "eval/hypervolume": 1.0}, {"env_steps": 5, "wall_time": 2.0}],
+        [{"env_steps": 0, "wall_time": 1.5, "eval/hypervolume": 3.0, "eval/expected_utility": 0.5}],
+    ]
     fig = figures.curves_figure({"a": rows})
     assert len(fig.layout.annotations) == 4  # HV and EU panels, over env steps and over wall time
     assert figures.curves_figure({"a": [[{"env_steps": 1, "wall_time": 1.0}]]}) is None
@@ -143,9 +200,18 @@ def _above_4(fd: int) -> int:
 class Chromium:
     """Headless Chromium driven over the DevTools protocol on a pipe: one page, its console errors collected."""
 
-    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--remote-debugging-pipe", "--window-size=1280,900"]
+    FLAGS = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--remote-debugging-pipe",
+        "--window-size=1280,900",
+    ]
 
     def __init__(self, binary: str, profile: Path):
         to_child, self._w = os.pipe()
@@ -153,9 +219,12 @@ class Chromium:
         to_child, from_child = _above_4(to_child), _above_4(from_child)
         # bash maps the pipe ends onto fds 3 and 4 (a preexec_fn would fork a process that runs JAX threads)
         script = f'exec "$0" "$@" 3<&{to_child} 4>&{from_child} {to_child}<&- {from_child}>&-'
-        self.proc = subprocess.Popen(["bash", "-c", script, binary, *self.FLAGS, f"--user-data-dir={profile}",
-                                      "about:blank"], pass_fds=(to_child, from_child), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", script, binary, *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            pass_fds=(to_child, from_child),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_child)
         os.close(from_child)
         self._buf, self._id, self.events, self.session = b"", 0, [], None
@@ -224,8 +293,10 @@ class Chromium:
     def screenshot(self, path: Path, selector: str | None = None) -> Path:
         params = {"format": "png", "captureBeyondViewport": True}
         if selector:
-            box = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                            " return [r.left + scrollX, r.top + scrollY, r.width, r.height]; })()")
+            box = self.eval(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+                " return [r.left + scrollX, r.top + scrollY, r.width, r.height]; })()"
+            )
             params["clip"] = dict(zip(("x", "y", "width", "height"), box), scale=1)
         data = self.send("Page.captureScreenshot", **params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,13 +318,15 @@ class Chromium:
         os.close(self._w)
 
 
-#: plots that finished drawing (plotly marks the div ``js-plotly-plot`` and draws one SVG group per trace), tables with rows
+#: plots that finished drawing (plotly marks the div ``js-plotly-plot`` and draws one SVG group per trace), and
+#: tables with rows
 RENDERED = """(async () => {
   const all = () => [...document.querySelectorAll('.plotly-graph-div')];
   for (let i = 0; i < 100 && !all().every(d => d.classList.contains('js-plotly-plot') && d.querySelector('.main-svg'));
        i++) await new Promise(r => setTimeout(r, 100));
+  const drawn = d => d.classList.contains('js-plotly-plot') && d.querySelector('.main-svg .trace');
   return {plots: all().length,
-          drawn: all().filter(d => d.classList.contains('js-plotly-plot') && d.querySelector('.main-svg .trace')).length,
+          drawn: all().filter(drawn).length,
           points: document.querySelectorAll('.plotly-graph-div .scatterlayer .point').length,
           tables: document.querySelectorAll('table').length,
           filled: [...document.querySelectorAll('table')].filter(t => t.querySelector('tbody tr td')).length};

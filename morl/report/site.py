@@ -32,8 +32,8 @@ from morl.report.figures import agent_colors, curves_figure, front_figure
 MARKER = ".morl-report"
 e = html.escape
 
-CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;padding:0 20px 40px;
-color:#222;line-height:1.4}
+CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;
+padding:0 20px 40px;color:#222;line-height:1.4}
 nav{padding:10px 0;border-bottom:1px solid #ddd;margin-bottom:10px}nav a{margin-right:16px}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}th,td{border:1px solid #ddd;padding:4px 8px;
 vertical-align:top}th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -79,24 +79,37 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 def _page(title: str, body: str, depth: int, plots: bool) -> str:
     up = "../" * depth
     scripts = f'<script src="{up}plotly.min.js"></script>\n' if plots else ""
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n<title>{e(title)}</title>\n'
-            f'<link rel="stylesheet" href="{up}report.css">\n{scripts}</head><body>\n'
-            f'<nav><a href="{up}index.html">leaderboards</a><a href="{up}index.html#envs">envs</a>'
-            f'<a href="{up}index.html#runs">runs</a></nav>\n<h1>{e(title)}</h1>\n{body}\n'
-            f'<script src="{up}report.js"></script>\n</body></html>\n')
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n<title>{e(title)}</title>\n'
+        f'<link rel="stylesheet" href="{up}report.css">\n{scripts}</head><body>\n'
+        f'<nav><a href="{up}index.html">leaderboards</a><a href="{up}index.html#envs">envs</a>'
+        f'<a href="{up}index.html#runs">runs</a></nav>\n<h1>{e(title)}</h1>\n{body}\n'
+        f'<script src="{up}report.js"></script>\n</body></html>\n'
+    )
 
 
 def _plot(fig, div_id: str) -> str:
     height = int(fig.layout.height or 480)
-    return ('<div class="plot">' + fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                                                default_height=f"{height}px",
-                                                config={"displaylogo": False, "responsive": True}) + "</div>")
+    return (
+        '<div class="plot">'
+        + fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=div_id,
+            default_height=f"{height}px",
+            config={"displaylogo": False, "responsive": True},
+        )
+        + "</div>"
+    )
 
 
 def _table(head: Iterable[str], rows: Iterable[Iterable[Any]], sortable: bool = True) -> str:
     """A table; a cell is text, or ``(html, {attr: value})`` for links, sort keys and classes."""
-    out = [f'<table{" class=sortable" if sortable else ""}><thead><tr>'
-           + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    out = [
+        f"<table{' class=sortable' if sortable else ''}><thead><tr>"
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>"
+    ]
     for row in rows:
         cells = []
         for c in row:
@@ -109,7 +122,10 @@ def _table(head: Iterable[str], rows: Iterable[Iterable[Any]], sortable: bool = 
 def _num(x: float | None, link: str | None = None) -> tuple[str, dict[str, Any]]:
     ok = x is not None and np.isfinite(x)
     text = e(fmt_num(x)) if ok else "-"
-    return (f'<a href="{link}">{text}</a>' if link else text), {"class": "num", "data-sort": repr(float(x)) if ok else ""}
+    return (f'<a href="{link}">{text}</a>' if link else text), {
+        "class": "num",
+        "data-sort": repr(float(x)) if ok else "",
+    }
 
 
 def env_file(label: str) -> str:
@@ -123,8 +139,14 @@ def run_file(rid: str) -> str:
 # ------------------------------------------------------------------------------------------ index
 def _board_html(lb: Leaderboard) -> str:
     arrow = "higher is better" if lb.higher_is_better else "lower is better"
-    head = ["agent"] + [f'<a href="{env_file(c.env_label)}">{e(c.env_label)}</a><br><small>{e(c.detail)}</small>'
-                        for c in lb.columns] + ["mean rank"]
+    head = (
+        ["agent"]
+        + [
+            f'<a href="{env_file(c.env_label)}">{e(c.env_label)}</a><br><small>{e(c.detail)}</small>'
+            for c in lb.columns
+        ]
+        + ["mean rank"]
+    )
     rows = []
     for a in lb.agents:
         row: list[Any] = [a]
@@ -133,29 +155,41 @@ def _board_html(lb: Leaderboard) -> str:
             if cell is None:
                 row.append(("", {"data-sort": ""}))
                 continue
-            attrs = {"class": "num best" if a in lb.best.get(c, ()) else "num", "data-sort": repr(cell.mean),
-                     "title": "seeds " + ", ".join(map(str, cell.seeds))}
+            attrs = {
+                "class": "num best" if a in lb.best.get(c, ()) else "num",
+                "data-sort": repr(cell.mean),
+                "title": "seeds " + ", ".join(map(str, cell.seeds)),
+            }
             row.append((e(_cell_text(cell, c)), attrs))
         row.append(_num(lb.ranks.get(a)))
         rows.append(row)
-    return (f'<h3 id="board-{e(lb.metric)}">{e(lb.label)} ({arrow})</h3>\n' + _table(head, rows)
-            + "".join(f'<p class="note">Note: {e(t)}</p>' for t in lb.notes))
+    return (
+        f'<h3 id="board-{e(lb.metric)}">{e(lb.label)} ({arrow})</h3>\n'
+        + _table(head, rows)
+        + "".join(f'<p class="note">Note: {e(t)}</p>' for t in lb.notes)
+    )
 
 
 def index_page(data: ReportData) -> str:
-    parts = [f"<p>{e(data.description)}</p>" if data.description else "",
-             f"<p class=note>From the results store of <code>{e(str(data.runs_dir))}</code>"
-             + (f", suite <b>{e(data.suite)}</b>" if data.suite else "") + f"; written {e(time.strftime('%Y-%m-%d %H:%M %Z'))} "
-             f"by morl {e(_version())}. The same tables as <code>morl leaderboard"
-             + (f" --suite {e(data.suite)}" if data.suite else "") + " --metric METRIC</code>.</p>",
-             "<h2>Leaderboards</h2>",
-             "<p>" + " · ".join(f'<a href="#board-{e(b.metric)}">{e(b.label)}</a>' for b in data.boards) + "</p>"]
+    parts = [
+        f"<p>{e(data.description)}</p>" if data.description else "",
+        f"<p class=note>From the results store of <code>{e(str(data.runs_dir))}</code>"
+        + (f", suite <b>{e(data.suite)}</b>" if data.suite else "")
+        + f"; written {e(time.strftime('%Y-%m-%d %H:%M %Z'))} "
+        f"by morl {e(_version())}. The same tables as <code>morl leaderboard"
+        + (f" --suite {e(data.suite)}" if data.suite else "")
+        + " --metric METRIC</code>.</p>",
+        "<h2>Leaderboards</h2>",
+        "<p>" + " · ".join(f'<a href="#board-{e(b.metric)}">{e(b.label)}</a>' for b in data.boards) + "</p>",
+    ]
     parts += [_board_html(b) for b in data.boards]
     label = data.boards[0].label
-    parts.append(f"<p class=note>Cells: mean of the metric over seeds [95% bootstrap CI of the mean] (n = seeds); "
-                 f"bold = best in its column; hover a cell for its seeds. Each column is one (env, budget, evaluation "
-                 f"protocol): runs evaluated under different protocols are never mixed in a cell. {e(_STEPS_NOTE)} "
-                 f"Click a column header to sort by it (first table: {e(label)}).</p>")
+    parts.append(
+        f"<p class=note>Cells: mean of the metric over seeds [95% bootstrap CI of the mean] (n = seeds); "
+        f"bold = best in its column; hover a cell for its seeds. Each column is one (env, budget, evaluation "
+        f"protocol): runs evaluated under different protocols are never mixed in a cell. {e(_STEPS_NOTE)} "
+        f"Click a column header to sort by it (first table: {e(label)}).</p>"
+    )
     protocols: dict[str, str] = {}
     for b in data.boards:
         protocols.update(dict(_protocol_rows(b)))
@@ -177,9 +211,19 @@ def _runs_table(runs: Iterable[RunData], depth: int) -> str:
     for r in sorted(runs, key=lambda r: (r.info.agent, r.info.env, r.info.seed or 0, r.id)):
         res = r.info.result or {}
         m = res.get("metrics") or {}
-        rows.append([(f'<a href="{up}{run_file(r.id)}">{e(r.id)}</a>', {}), r.info.agent, r.info.env,
-                     _num(r.info.seed), _num(res.get("env_steps")), _num(res.get("wall_time")),
-                     _num(m.get("hypervolume")), _num(m.get("expected_utility")), res.get("protocol_hash", "")])
+        rows.append(
+            [
+                (f'<a href="{up}{run_file(r.id)}">{e(r.id)}</a>', {}),
+                r.info.agent,
+                r.info.env,
+                _num(r.info.seed),
+                _num(res.get("env_steps")),
+                _num(res.get("wall_time")),
+                _num(m.get("hypervolume")),
+                _num(m.get("expected_utility")),
+                res.get("protocol_hash", ""),
+            ]
+        )
     return _table(["run", "agent", "env", "seed", "env steps", "wall s", "hv", "eu", "protocol"], rows)
 
 
@@ -197,13 +241,23 @@ def env_page(label: str, groups: list[EnvGroup], colors: dict[str, str]) -> str:
             parts.append(f"<p class=note>No fronts: {e(g.note)}.</p>")
             continue
         truth = "with the true front (gray)" if g.true_front is not None else f"({e(g.note)})"
-        parts.append(f"<p>Final fronts of every run, one color per agent, {truth}. Click a legend entry to hide an "
-                     "agent; hover a point for its seed and run.</p>")
-        fig = front_figure(_fronts(g), g.names, true_front=g.true_front, colors=colors,
-                           title=f"{label}: fronts ({fmt_budget(c.budget)}, protocol {c.protocol_hash})")
+        parts.append(
+            f"<p>Final fronts of every run, one color per agent, {truth}. Click a legend entry to hide an "
+            "agent; hover a point for its seed and run.</p>"
+        )
+        fig = front_figure(
+            _fronts(g),
+            g.names,
+            true_front=g.true_front,
+            colors=colors,
+            title=f"{label}: fronts ({fmt_budget(c.budget)}, protocol {c.protocol_hash})",
+        )
         parts.append(_plot(fig, f"front-{i}"))
-        curves = curves_figure({a: [r.rows for r in rs] for a, rs in g.runs.items()}, colors=colors,
-                               title=f"{label}: learning curves (mean over seeds, band: min to max)")
+        curves = curves_figure(
+            {a: [r.rows for r in rs] for a, rs in g.runs.items()},
+            colors=colors,
+            title=f"{label}: learning curves (mean over seeds, band: min to max)",
+        )
         if curves is not None:
             parts.append(_plot(curves, f"curves-{i}"))
         else:
@@ -214,39 +268,82 @@ def env_page(label: str, groups: list[EnvGroup], colors: dict[str, str]) -> str:
 
 # ------------------------------------------------------------------------------------------ run pages
 def _kv(items: Iterable[tuple[str, Any]]) -> str:
-    return _table(["", ""], [[k, v if isinstance(v, tuple) else ("-" if v is None else str(v))] for k, v in items],
-                  sortable=False)
+    return _table(
+        ["", ""], [[k, v if isinstance(v, tuple) else ("-" if v is None else str(v))] for k, v in items], sortable=False
+    )
 
 
 def run_page(run: RunData, group: EnvGroup | None, colors: dict[str, str]) -> str:
     info, meta, res = run.info, run.info.meta or {}, run.info.result or {}
-    env_link = (f'<a href="../{env_file(group.column.env_label)}">{e(group.column.env_label)}</a>', {}) if group else info.env
-    parts = ["<h2>Run</h2>", _kv([
-        ("agent", info.agent), ("env", env_link), ("env kwargs", json.dumps(meta.get("env_kwargs") or {})),
-        ("seed", info.seed), ("budget", f"{meta.get('budget')} ({meta.get('budget_field', 'budget')})"),
-        ("env steps", res.get("env_steps")), ("updates", res.get("updates")),
-        ("wall time (s)", fmt_num(res.get("wall_time"))), ("suite", meta.get("suite")),
-        ("created", meta.get("created")), ("finished", res.get("finished")), ("folder", str(info.path))])]
-    parts += ["<h2>Versions and machine</h2>", _kv([
-        ("morl (training)", res.get("version") or meta.get("version")), ("morl (run created)", meta.get("version")),
-        ("machine (training)", res.get("machine") or meta.get("machine")), ("imports", ", ".join(meta.get("imports") or []))])]
+    env_link = (
+        (f'<a href="../{env_file(group.column.env_label)}">{e(group.column.env_label)}</a>', {}) if group else info.env
+    )
+    parts = [
+        "<h2>Run</h2>",
+        _kv(
+            [
+                ("agent", info.agent),
+                ("env", env_link),
+                ("env kwargs", json.dumps(meta.get("env_kwargs") or {})),
+                ("seed", info.seed),
+                ("budget", f"{meta.get('budget')} ({meta.get('budget_field', 'budget')})"),
+                ("env steps", res.get("env_steps")),
+                ("updates", res.get("updates")),
+                ("wall time (s)", fmt_num(res.get("wall_time"))),
+                ("suite", meta.get("suite")),
+                ("created", meta.get("created")),
+                ("finished", res.get("finished")),
+                ("folder", str(info.path)),
+            ]
+        ),
+    ]
+    parts += [
+        "<h2>Versions and machine</h2>",
+        _kv(
+            [
+                ("morl (training)", res.get("version") or meta.get("version")),
+                ("morl (run created)", meta.get("version")),
+                ("machine (training)", res.get("machine") or meta.get("machine")),
+                ("imports", ", ".join(meta.get("imports") or [])),
+            ]
+        ),
+    ]
     metrics = res.get("metrics") or {}
-    parts += [f"<h2>Final metrics (protocol {e(str(res.get('protocol_hash', '?')))})</h2>",
-              _table(["metric", "value"], [[k, _num(v)] for k, v in metrics.items()])]
+    parts += [
+        f"<h2>Final metrics (protocol {e(str(res.get('protocol_hash', '?')))})</h2>",
+        _table(["metric", "value"], [[k, _num(v)] for k, v in metrics.items()]),
+    ]
     proto = res.get("protocol") or meta.get("protocol") or {}
     parts += ["<h2>Evaluation protocol</h2>", _kv(sorted(proto.items()))]
     if run.evals:
         keys = sorted({k for ev in run.evals for k in ev.get("metrics", {})})
-        parts += ["<h2>Later evaluations (<code>morl eval</code>)</h2>",
-                  _table(["protocol", "settings"] + keys,
-                         [[ev.get("protocol_hash", ""), ", ".join(f"{k}={v}" for k, v in sorted(ev.get("protocol", {}).items()))]
-                          + [_num(ev.get("metrics", {}).get(k)) for k in keys] for ev in run.evals])]
+        parts += [
+            "<h2>Later evaluations (<code>morl eval</code>)</h2>",
+            _table(
+                ["protocol", "settings"] + keys,
+                [
+                    [
+                        ev.get("protocol_hash", ""),
+                        ", ".join(f"{k}={v}" for k, v in sorted(ev.get("protocol", {}).items())),
+                    ]
+                    + [_num(ev.get("metrics", {}).get(k)) for k in keys]
+                    for ev in run.evals
+                ],
+            ),
+        ]
     if run.front is not None and run.names:
-        fig = front_figure({info.agent: [(f"seed {info.seed}", run.front)]}, run.names,
-                           true_front=group.true_front if group else None, colors=colors,
-                           title=f"{info.agent} on {info.env}, seed {info.seed}: final front")
-        parts += ["<h2>Front</h2>", _plot(fig, "front"),
-                  _table(run.names, [[_num(float(x)) for x in p] for p in run.front])]
+        fig = front_figure(
+            {info.agent: [(f"seed {info.seed}", run.front)]},
+            run.names,
+            true_front=group.true_front if group else None,
+            colors=colors,
+            title=f"{info.agent} on {info.env}, seed {info.seed}: final front",
+        )
+        parts += [
+            "<h2>Front</h2>",
+            _plot(fig, "front"),
+            _table(run.names, [[_num(float(x)) for x in p] for p in run.front]),
+        ]
     curves = curves_figure({info.agent: [run.rows]}, colors=colors, title="learning curves")
     if curves is not None:
         parts += ["<h2>Learning curves</h2>", _plot(curves, "curves")]
@@ -266,8 +363,13 @@ def render_site(data: ReportData) -> dict[str, str]:
     from plotly.offline import get_plotlyjs
 
     colors = agent_colors(data.agents)
-    files = {"index.html": index_page(data), "report.css": CSS, "report.js": JS, "plotly.min.js": get_plotlyjs(),
-             MARKER: "a report written by `morl report`; `morl report` replaces this folder as a whole\n"}
+    files = {
+        "index.html": index_page(data),
+        "report.css": CSS,
+        "report.js": JS,
+        "plotly.min.js": get_plotlyjs(),
+        MARKER: "a report written by `morl report`; `morl report` replaces this folder as a whole\n",
+    }
     group_of: dict[str, EnvGroup] = {}
     for label, groups in data.envs.items():
         files[env_file(label)] = env_page(label, groups, colors)
@@ -284,8 +386,10 @@ def write_site(files: dict[str, str], out: str | Path) -> Path:
     """Write ``files`` as the folder ``out``, replacing an earlier report there as a whole (never another folder)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
-        raise ValueError(f"{out} exists and is not a morl report; choose another --out (a report replaces its "
-                         "folder as a whole, so it never writes into other folders)")
+        raise ValueError(
+            f"{out} exists and is not a morl report; choose another --out (a report replaces its "
+            "folder as a whole, so it never writes into other folders)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     old = out.parent / f".{out.name}.old-{os.getpid()}"
