@@ -1,5 +1,6 @@
-"""C-MORL (`morl.agents.c_morl`): its building blocks, the extension's constrained step on a problem whose
-answer is known, learning results on deep-sea-treasure and fruit-tree, determinism, the host (gym:) path.
+"""C-MORL (`morl.agents.c_morl`): its building blocks (buffer, selection, the IPO barrier), the extension's
+constrained step on a problem whose answer is known, learning results on deep-sea-treasure and fruit-tree,
+determinism and checkpoints, the host (gym:) path.
 
 Learning tests are result tests against the true fronts (MO-Gymnasium ``pareto_front``): they never lower a
 target. Compiled programs are shared through module-level fixtures.
@@ -14,13 +15,15 @@ import pytest
 
 import morl
 from morl.agent import agent_spec, make_config, make_trainer
-from morl.agents.c_morl import (PHASE_EXTEND, CMORLConfig, CMORLState, CMORLTrainer, PolicyBuffer, buffer_insert,
-                                constraint_threshold, plan_budget, select_policies)
+from morl.agents.c_morl import (PHASE_EXTEND, Barrier, CMORLConfig, CMORLState, CMORLTrainer, PolicyBuffer,
+                                buffer_insert, constraint_threshold, extended_log, plan_budget, select_policies)
+from morl.agents.ppo import PPO, PPOConfig
 from morl.agents.preferences import generate_weights_batch_dfs
 from morl.evaluate import EvalProtocol, evaluate
 from morl.metrics import hypervolume
+from morl.rollout import make_rollout
 
-from conftest import BANDIT, arc, bandit2
+from conftest import BANDIT, Chain, arc, bandit2
 
 DST_TRUE_HV = 360.40   # deep-sea-treasure, gamma 0.99, ref (0, -25)
 FTN5_TRUE_HV = 36815.95  # fruit-tree depth 5, gamma 0.99, ref -1^6
@@ -103,6 +106,35 @@ def test_selection_extremes_first_and_never_reselects():
 
 def test_constraint_threshold_paper_and_negative_returns():
     np.testing.assert_allclose(constraint_threshold(jnp.array([10.0, 0.0, -10.0]), 0.9), [9.0, 0.0, -11.0])
+
+
+def test_extended_log_continues_along_its_tangent():
+    s = jnp.array([2.0, 0.5, 0.1, 0.0, -1.0])
+    f = jnp.full(5, 0.1)
+    np.testing.assert_allclose(extended_log(s[:3], f[:3]), np.log([2.0, 0.5, 0.1]), rtol=1e-6)
+    # below the floor: the tangent at the floor (value and slope continuous, finite for s <= 0)
+    np.testing.assert_allclose(extended_log(s[3:], f[3:]), np.log(0.1) + (s[3:] - 0.1) / 0.1, rtol=1e-6)
+    g = jax.grad(lambda x: jnp.sum(extended_log(x, f)))(s)
+    assert np.all(np.isfinite(g)) and float(g[3]) == pytest.approx(10.0)
+
+
+def test_barrier_term_is_zero_without_constraints():
+    """C-MORL's ``Barrier.none`` adds nothing to the PPO loss: its value and its gradient are exactly 0, so an
+    update with it is an update without it (up to XLA's float reordering when the two are compiled apart)."""
+    ratio, adv, scale = jnp.array([0.5, 1.0, 2.0]), jnp.array([[1.0, 4.0], [-3.0, 0.5], [2.0, -1.0]]), jnp.float32(0.7)
+    value, grads = jax.value_and_grad(Barrier.none(2), argnums=(0, 1, 2))(ratio, adv, scale)
+    assert float(value) == 0.0 and all(np.all(np.asarray(g) == 0.0) for g in grads)
+    env = Chain()
+    cfg = PPOConfig(num_envs=4, num_steps=8, num_minibatches=2, epochs=1, gamma=0.99)
+    ppo = PPO.for_env(env, cfg)
+    rollout = make_rollout(env, ppo.policy, 4, 8, gamma=0.99)
+    state = jax.jit(ppo.init)(jax.random.PRNGKey(0))
+    _, traj = rollout.run(ppo.policy_params(state), rollout.init(jax.random.PRNGKey(1)), jax.random.PRNGKey(2))
+    w, lr, k = jnp.ones((1,)), jnp.float32(1e-3), jax.random.PRNGKey(3)
+    a = jax.jit(lambda s, t: ppo.update(s, t, w, lr, k)[0])(state, traj)
+    b = jax.jit(lambda s, t: ppo.update(s, t, w, lr, k, Barrier.none(1))[0])(state, traj)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-8)
 
 
 # ----------------------------------------------------------------------------------------------- extension
@@ -221,8 +253,6 @@ def test_dst_reaches_95_percent_of_true_hv(dst_run):
     # the trainer's own buffer agrees with the evaluator (deterministic env and policies)
     assert hypervolume(trainer.front(state), (0.0, -25.0)) == pytest.approx(hv, rel=1e-5)
     # assignment: the policy served for a preference is the buffer's best for it, and it earns that return
-    from morl.rollout import make_rollout
-
     for w in ([0.9, 0.1], [0.5, 0.5], [0.1, 0.9]):
         act = solution.act_for(w)
         rollout = make_rollout(env, lambda p, obs, k: (act(obs, k), ()), 1, 100, gamma=0.99, emit="summary")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from morl.agents.networks import ActorCritic
-from morl.agents.c_morl import Barrier, extended_log
 from morl.agents.ppo import PPO, PPOConfig, RunningMeanStd, gae, linear_lr, normalize_rewards
 from morl.rollout import make_rollout
 from morl.spaces import Box, Discrete
@@ -95,16 +94,9 @@ def test_reward_normaliser_matches_vecnormalize():
     assert float(jnp.max(jnp.abs(big))) <= 10.0
 
 
-def test_linear_lr_and_extended_log():
+def test_linear_lr():
     assert float(linear_lr(3e-4, 0, 10)) == pytest.approx(3e-4)
     assert float(linear_lr(3e-4, 5, 10)) == pytest.approx(1.5e-4)
-    s = jnp.array([2.0, 0.5, 0.1, 0.0, -1.0])
-    f = jnp.full(5, 0.1)
-    np.testing.assert_allclose(extended_log(s[:3], f[:3]), np.log([2.0, 0.5, 0.1]), rtol=1e-6)
-    # below the floor: the tangent at the floor (value and slope continuous, finite for s <= 0)
-    np.testing.assert_allclose(extended_log(s[3:], f[3:]), np.log(0.1) + (s[3:] - 0.1) / 0.1, rtol=1e-6)
-    g = jax.grad(lambda x: jnp.sum(extended_log(x, f)))(s)
-    assert np.all(np.isfinite(g)) and float(g[3]) == pytest.approx(10.0)
 
 
 # ----------------------------------------------------------------------------------------------- networks
@@ -192,22 +184,3 @@ def test_ppo_improves_return_gaussian():
     # updates -0.076 to -0.082 (threshold -0.6); the same with --xla_cpu_max_isa=AVX2 (seed 0) and SSE4_2 (seeds 0-1)
     assert returns[0] < -1.5, returns[:3]
     assert returns[-3:].mean() > -0.6, returns[-5:]
-
-
-def test_barrier_term_is_zero_without_constraints():
-    """C-MORL's ``Barrier.none`` adds nothing to the PPO loss: its value and its gradient are exactly 0, so an
-    update with it is an update without it (up to XLA's float reordering when the two are compiled apart)."""
-    ratio, adv, scale = jnp.array([0.5, 1.0, 2.0]), jnp.array([[1.0, 4.0], [-3.0, 0.5], [2.0, -1.0]]), jnp.float32(0.7)
-    value, grads = jax.value_and_grad(Barrier.none(2), argnums=(0, 1, 2))(ratio, adv, scale)
-    assert float(value) == 0.0 and all(np.all(np.asarray(g) == 0.0) for g in grads)
-    env = Chain()
-    cfg = PPOConfig(num_envs=4, num_steps=8, num_minibatches=2, epochs=1, gamma=0.99)
-    ppo = PPO.for_env(env, cfg)
-    rollout = make_rollout(env, ppo.policy, 4, 8, gamma=0.99)
-    state = jax.jit(ppo.init)(jax.random.PRNGKey(0))
-    _, traj = rollout.run(ppo.policy_params(state), rollout.init(jax.random.PRNGKey(1)), jax.random.PRNGKey(2))
-    w, lr, k = jnp.ones((1,)), jnp.float32(1e-3), jax.random.PRNGKey(3)
-    a = jax.jit(lambda s, t: ppo.update(s, t, w, lr, k)[0])(state, traj)
-    b = jax.jit(lambda s, t: ppo.update(s, t, w, lr, k, Barrier.none(1))[0])(state, traj)
-    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-8)
