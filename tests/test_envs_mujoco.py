@@ -344,9 +344,8 @@ def test_fast_physics_twin_of_c_mujoco_with_the_same_preset():
 #: false alarm from sampling alone rarer than 1e-4 per statistic (normal approximation of the means of 128
 #: episodes), on any machine and seed; FAST_SHIFT is the systematic shift we accept from the preset. Measured
 #: with 400 episodes per side in C float64 (docs/mujoco.md) the hopper's shift is within one standard error on
-#: every statistic (under 3% of the mean), so 10% leaves room without letting a broken preset through: the
-#: failure it guards against (RK4 -> Euler without the substeps ant needs, a wrong damping flag) moves a mean by
-#: 25-70%.
+#: every statistic (under 3% of the mean), so 10% leaves room; the broken presets met while choosing these
+#: (ant with one Euler step per timestep, halfcheetah without implicit damping) moved a mean by 34-41%.
 FAST_SHIFT = 0.10
 FAST_EPISODES = 128
 

@@ -111,3 +111,4 @@ def _make_host(spec: Robot, max_steps: int | None, reset_noise_scale: float | No
 
 
 make_mujoco.bench_backends = ("mjx", "mujoco")  # `morl bench rollout` measures the engine with each
+make_mujoco.bench_physics = PHYSICS  # and MJX with each physics preset (exact, fast)
