@@ -51,6 +51,9 @@ def _train_base(prog: str = "morl train") -> Parser:
                                                      "(default: $MORL_RUNS_DIR or ./runs)")
     g.add_argument("--resume", nargs="+", metavar="RUN", help="continue run(s) from their last checkpoint")
     g.add_argument("--no-vmap", action="store_true", help="train several seeds one after another")
+    g.add_argument("--log", action="append", choices=("tensorboard", "wandb"), default=[],
+                   help="also log to TensorBoard (event files in the run folder) or W&B (offline unless $WANDB_MODE "
+                        "says otherwise); repeatable; needs pip install 'morl[tensorboard]' / 'morl[wandb]'")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -116,8 +119,9 @@ def cmd_train(argv: list[str]) -> int:
                        f"`morl train {agent} --help` lists every option.")
     runs_dir = common.runs_dir(args)
     _check_store(runs_dir)
+    callback = _loggers(args.log)
     if args.resume:
-        return _resume(args, agent, runs_dir)
+        return _resume(args, agent, runs_dir, callback)
     if agent is None:
         raise CLIError("name an agent: `morl train AGENT --env ID` (or `morl train --resume RUN`); "
                        "`morl train --help` lists the agents")
@@ -130,12 +134,24 @@ def cmd_train(argv: list[str]) -> int:
                else "one after another" if len(infos) > 1 else "")  # (build is cached: training reuses the trainer)
         common.console.print(f"[bold]{agent}[/bold] on [bold]{args.env}[/bold], seed(s) {[r.seed for r in requests]}"
                              + (f" ({how})" if how else "") + f" -> {runs_dir}/")
-    results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=not args.no_vmap)
+    results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=not args.no_vmap, callback=callback)
     print_results(infos, results)
     return 0
 
 
-def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path) -> int:
+def _loggers(names: list[str]):
+    """The driver's callback for `--log` (`morl.loggers`); a missing package is a user error before training."""
+    if not names:
+        return None
+    from morl.loggers import make_loggers
+
+    try:
+        return make_loggers(names)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path, callback=None) -> int:
     """`morl train --resume RUN...`: the runs continue from their last checkpoint with their recorded settings."""
     from morl import runs as R
 
@@ -159,7 +175,7 @@ def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path) -> int:
         if not args.quiet:
             common.console.print(f"resuming {info.id} from " + (f"checkpoint {latest}" if latest is not None
                                                                 else "the start (no checkpoint was written)"))
-    results = _train_with_progress(infos, resume=True, quiet=args.quiet, vmap=False)
+    results = _train_with_progress(infos, resume=True, quiet=args.quiet, vmap=False, callback=callback)
     print_results(infos, results)
     return 0
 
@@ -281,7 +297,7 @@ class ProgressUI:
                              sps=f"{sps:,.0f}/s", hv=fmt_num(event.hv) if event.hv is not None else "-")
 
 
-def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool) -> list[dict[str, Any]]:
+def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool, callback=None) -> list[dict[str, Any]]:
     """`runs.train_runs` under a progress bar; Ctrl-C and failures become one line that says how to continue."""
     from morl import runs as R
 
@@ -289,7 +305,7 @@ def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool) -> list[d
     process.INTERRUPT_HINT["text"] = f"; `morl train --resume {ids}` continues from the last checkpoint"
     with ProgressUI(quiet) as ui:
         try:
-            return R.train_runs(infos, resume=resume, progress=ui, vmap_seeds=vmap)
+            return R.train_runs(infos, resume=resume, progress=ui, vmap_seeds=vmap, callback=callback)
         except KeyboardInterrupt:
             exc = CLIError(f"interrupted (Ctrl-C); the last finished chunk is checkpointed: "
                            f"`morl train --resume {ids}` continues")

@@ -60,6 +60,21 @@ class ProgressEvent:
     finished: bool = False
 
 
+class RunCallback:
+    """Hooks a logger (`morl.loggers`) gets for one run while it trains: every metrics row as it is appended to
+    ``metrics.jsonl``, then the finished run's ``result.json`` (its folder then holds the final front). The driver
+    calls ``close`` when training stops, whether it finished or not."""
+
+    def row(self, row: dict[str, Any]) -> None:
+        pass
+
+    def final(self, result: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 #: `build`'s cache: (agent, env, env kwargs, config) -> (env, env_params, trainer, env key)
 _BUILT: dict[str, tuple] = {}
 
@@ -146,6 +161,8 @@ class _Driver:
         self.last_ckpt = time.perf_counter()
         self.hv: float | None = None
         self.rows_file = info.path / METRICS_JSONL
+        self.make_callback: Callable[[RunInfo], RunCallback] | None = None
+        self.callback: RunCallback | None = None
 
     # -------------------------------------------------------------- start / resume
     def lock(self) -> None:
@@ -153,6 +170,15 @@ class _Driver:
 
     def unlock(self) -> None:
         release_lock(self.info)
+
+    def open_callback(self) -> None:
+        if self.make_callback is not None:
+            self.callback = self.make_callback(self.info)
+
+    def close_callback(self) -> None:
+        if self.callback is not None:
+            self.callback.close()
+            self.callback = None
 
     def start_clock(self) -> None:
         self.t0 = self.last_ckpt = time.perf_counter()
@@ -211,6 +237,8 @@ class _Driver:
             evaluated = True
         with open(self.rows_file, "a") as f:
             f.write(json.dumps(clean_json(row), allow_nan=False) + "\n")
+        if self.callback is not None:
+            self.callback.row(clean_json(row))
         if evaluated or time.perf_counter() - self.last_ckpt >= self.checkpoint_secs:
             self.checkpoint(state)
         return self.event(steps, logs)
@@ -242,6 +270,8 @@ class _Driver:
             "machine": machine_info(), "version": package_version(),
         }
         atomic_write_json(self.info.path / RESULT_FILE, result)
+        if self.callback is not None:
+            self.callback.final(clean_json(result))
         if self.store is not None:
             self.store.record_run(store_row(self.meta, result, self.info.path))
         self.ckpt.close()
@@ -249,17 +279,21 @@ class _Driver:
 
 
 # ====================================================================== the loops
-def _prepare(info: RunInfo, store: Store | None):
+def _prepare(info: RunInfo, store: Store | None, callback: Callable[[RunInfo], RunCallback] | None = None):
     spec, env, env_params, config, trainer, protocol = build(info.meta)
-    return _Driver(info, trainer, env, env_params, protocol, spec, store)
+    d = _Driver(info, trainer, env, env_params, protocol, spec, store)
+    d.make_callback = callback
+    return d
 
 
 def train_runs(runs: list[RunInfo], *, resume: bool = False, progress: Callable[[ProgressEvent], None] | None = None,
-               vmap_seeds: bool = True, store: Store | None | bool = True) -> list[dict[str, Any]]:
+               vmap_seeds: bool = True, store: Store | None | bool = True,
+               callback: Callable[[RunInfo], RunCallback] | None = None) -> list[dict[str, Any]]:
     """Train (or resume) runs to the end of their budget; returns each run's ``result.json`` content.
 
     Runs of the same agent, env and config with a ``vmappable`` trainer are trained as one vmapped
-    program (fresh starts only); everything else runs one after another.
+    program (fresh starts only); everything else runs one after another. ``callback(info)``, when given, makes
+    each run's `RunCallback` (its loggers) as the run starts training.
     """
     results: list[dict[str, Any]] = []
     for info in runs:
@@ -274,7 +308,7 @@ def train_runs(runs: list[RunInfo], *, resume: bool = False, progress: Callable[
         d = str(info.path.parent)
         return stores.setdefault(d, store_for(d))
 
-    drivers = [_prepare(info, store_of(info)) for info in runs]
+    drivers = [_prepare(info, store_of(info), callback) for info in runs]
     same = len({json.dumps([d.meta["agent"], d.meta["env"], d.meta.get("env_kwargs"), d.meta["config"]], sort_keys=True)
                 for d in drivers}) == 1
     if (vmap_seeds and not resume and len(drivers) > 1 and same
@@ -289,6 +323,8 @@ def _run_guarded(drivers: list[_Driver], body: Callable[[], Any]) -> Any:
     for d in drivers:
         d.lock()
     try:
+        for d in drivers:
+            d.open_callback()
         return body()
     except BaseException as exc:
         for d in drivers:
@@ -297,7 +333,10 @@ def _run_guarded(drivers: list[_Driver], body: Callable[[], Any]) -> Any:
         raise
     finally:
         for d in drivers:
-            d.unlock()
+            try:
+                d.close_callback()
+            finally:
+                d.unlock()
 
 
 #: the training loops' Ctrl-C bookkeeping: ``depth`` > 0 while a loop runs (there a Ctrl-C stops after the chunk in
