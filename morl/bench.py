@@ -102,13 +102,20 @@ def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds:
 
 def engine_variants(env_id: str) -> list[dict]:
     """The ``morl.make`` kwargs to benchmark an id with: one entry per backend where its entry point lists
-    several (``entry_point.bench_backends``, e.g. the MuJoCo ids: MJX and native MuJoCo), else ``[{}]``."""
+    several (``entry_point.bench_backends``, e.g. the MuJoCo ids: MJX and native MuJoCo), plus MJX with each
+    further physics preset (``entry_point.bench_physics``, e.g. ``fast``), else ``[{}]``."""
     if env_id.startswith("gym:"):
         return []
     from morl.registry import spec
 
-    backends = getattr(spec(env_id).load(), "bench_backends", None)
-    return [{"backend": b} for b in backends] if backends else [{}]
+    entry = spec(env_id).load()
+    backends = getattr(entry, "bench_backends", None)
+    if not backends:
+        return [{}]
+    variants = [{"backend": b} for b in backends]
+    presets = getattr(entry, "bench_physics", ())
+    variants += [{"backend": "mjx", "physics": p} for p in presets[1:] if "mjx" in backends]
+    return variants
 
 
 def _gym_id(env_id: str) -> str:
