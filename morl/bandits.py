@@ -115,7 +115,7 @@ class BanditResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-_COMPILED: dict[Any, Any] = {}
+_JITTED: dict[Any, Any] = {}
 
 
 def _advance_fn(algo):
@@ -124,10 +124,10 @@ def _advance_fn(algo):
 
     from morl.agents.bandits import advance
 
-    if algo not in _COMPILED:
+    if algo not in _JITTED:
         one = lambda params, horizon, key, state, t0, t1: advance(algo, params, horizon, key, state, t0, t1)  # noqa: E731
-        _COMPILED[algo] = jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0, None, None)))
-    return _COMPILED[algo]
+        _JITTED[algo] = jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0, None, None)))
+    return _JITTED[algo]
 
 
 def run_experiment(algo_name: str, instance_id: str, horizon: int, runs: int, *, seed: int = 0, points: int = 40,
@@ -150,7 +150,7 @@ def run_experiment(algo_name: str, instance_id: str, horizon: int, runs: int, *,
     fn = _advance_fn(algo)
     t_compile = time.perf_counter()
     h = jnp.int32(horizon)
-    fn.lower(params, h, keys, states, jnp.int32(0), jnp.int32(1)).compile()
+    fn = fn.lower(params, h, keys, states, jnp.int32(0), jnp.int32(1)).compile()
     compile_s = time.perf_counter() - t_compile
     counts, sums = [], []
     start, t0 = time.perf_counter(), 0
