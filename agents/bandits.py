@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-
 from morl.envs.bandits import BanditParams, pareto_mask_jax, sample_reward
+
 from morl.weights import uniform_grid
 
 PyTree = Any
@@ -86,7 +86,7 @@ class ScalarizedUCB1:
 
     @property
     def summary(self) -> str:
-        return f"UCB1 per {self.kind} scalarisation, one of {self.num_weights} weights drawn per pull (Drugan & Nowe 2013)"
+        return f"UCB1 per {self.kind} scalarisation, one of {self.num_weights} weights per pull (Drugan & Nowe 2013)"
 
     kind: str = "linear"
     num_weights: int = 11

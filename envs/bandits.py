@@ -56,7 +56,7 @@ def pareto_mask_jax(values: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------- instances
 @dataclass(frozen=True, eq=False)
 class BanditInstance:
-    """An MO bandit in numpy: ``means`` [K, m]; ``scale_tril`` [K, m, m] (Gaussian noise factor; zeros for Bernoulli)."""
+    """An MO bandit in numpy: ``means`` [K, m]; ``scale_tril`` [K, m, m] (Gaussian noise factor; zeros if Bernoulli)."""
 
     name: str
     kind: str
@@ -109,10 +109,13 @@ class BanditInstance:
 
     def params(self) -> BanditParams:
         low, high = self.bounds
-        f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        def f32(x):
+            return jnp.asarray(x, jnp.float32)
+
         return BanditParams(means=f32(self.means), scale_tril=f32(self.scale_tril), sigma=f32(self.sigma),
-                            gaps=f32(self.gaps), pareto=jnp.asarray(self.pareto), num_pareto=jnp.int32(self.pareto.sum()),
-                            low=f32(low), high=f32(high), gaussian=self.kind == "gaussian")
+                            gaps=f32(self.gaps), pareto=jnp.asarray(self.pareto),
+                            num_pareto=jnp.int32(self.pareto.sum()), low=f32(low), high=f32(high),
+                            gaussian=self.kind == "gaussian")
 
 
 @struct.dataclass

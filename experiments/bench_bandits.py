@@ -83,7 +83,6 @@ def main() -> None:
 
     import jax
     import jax.numpy as jnp
-
     from morl.agents import bandits as AB
     from morl.envs.bandits import get_instance
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,9 @@ def _advance_fn(algo):
     from morl.agents.bandits import advance
 
     if algo not in _JITTED:
-        one = lambda params, horizon, key, state, t0, t1: advance(algo, params, horizon, key, state, t0, t1)  # noqa: E731
+        def one(params, horizon, key, state, t0, t1):
+            return advance(algo, params, horizon, key, state, t0, t1)
+
         _JITTED[algo] = jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0, None, None)))
     return _JITTED[algo]
 
@@ -269,8 +272,8 @@ def leaderboard(root: str | Path, instances: list[str] | None = None) -> list[tu
 def write_leaderboard_md(tables, path: str | Path) -> None:
     from morl.runs.files import atomic_write_text
 
-    lines = ["# Bandit leaderboard", "", "Mean over runs at the horizon T, ± the 95% half-width (1.96 standard "
-             "errors). Metrics: docs/bandits.md.", ""]
+    intro = "Mean over runs at the horizon T, ± the 95% half-width (1.96 standard errors). Metrics: docs/bandits.md."
+    lines = ["# Bandit leaderboard", "", intro, ""]
     for title, cols, rows in tables:
         lines += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -340,7 +343,7 @@ def plot_runs(folders: list[Path], metric: str = "pareto_regret", out: Path | No
     ax.set_title(", ".join(sorted(envs)) + " (mean, 95% band)", fontsize=10)
     fig.tight_layout()
     if out is None:
-        out = folders[0].parent / f"{instance(sorted(envs)[0]).name}_{metric}.png"
+        out = folders[0].parent / f"{instance(min(envs)).name}_{metric}.png"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")

@@ -12,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from morl.agents import bandits as AB
+from morl.envs import bandits as EB
 
 import morl
 from morl import bandits as MB
 from morl.store import Store
-from morl.agents import bandits as AB
-from morl.envs import bandits as EB
 
 SIM = jax.jit(AB.simulate_runs, static_argnums=(0, 5))
 Z = 4.0  # two-sided normal tail 6e-5: a false alarm in about one CI run in 16,000 per comparison
@@ -66,7 +66,7 @@ def test_env_view_samples_the_instance():
     env, params = morl.make("bandit-gaussian-3obj-v0")
     inst = env.instance
     np.testing.assert_array_equal(env.pareto_front(), inst.means[inst.pareto])
-    obs, st = env.reset(jax.random.key(0), params)
+    _, st = env.reset(jax.random.key(0), params)
     step = jax.jit(jax.vmap(env.step, in_axes=(0, None, None, None)))
     n = 20_000
     _, _, r, term, _, _ = step(jax.random.split(jax.random.key(1), n), st, jnp.int32(4), params)
