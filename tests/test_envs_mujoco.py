@@ -333,10 +333,12 @@ def test_bad_physics_preset_fails_with_the_fix():
         morl.make("mo-hopper-v5", backend="mujoco", physics="Fast")
 
 
-def test_fast_physics_twin_of_c_mujoco_with_the_same_preset():
+@pytest.mark.parametrize("env_id", [pytest.param(i, marks=() if i == "mo-hopper-v5" else pytest.mark.slow)
+                                    for i in IDS])
+def test_fast_physics_twin_of_c_mujoco_with_the_same_preset(env_id):
     """MJX with physics="fast" against C MuJoCo (float64) with the same options: the preset means the same
     physics on both backends, to the exact preset's float32 tolerances."""
-    physics_twin("mo-hopper-v5", steps=10, physics="fast")
+    physics_twin(env_id, steps=PHYSICS_STEPS.get(env_id, PHYSICS_STEPS["default"]), physics="fast")
 
 
 #: MJX fast against MO-Gymnasium (exact, C): first-episode statistics of random-action episodes. Bound per
