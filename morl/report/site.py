@@ -183,12 +183,11 @@ def index_page(data: ReportData) -> str:
         "<p>" + " · ".join(f'<a href="#board-{e(b.metric)}">{e(b.label)}</a>' for b in data.boards) + "</p>",
     ]
     parts += [_board_html(b) for b in data.boards]
-    label = data.boards[0].label
     parts.append(
-        f"<p class=note>Cells: mean of the metric over seeds [95% bootstrap CI of the mean] (n = seeds); "
-        f"bold = best in its column; hover a cell for its seeds. Each column is one (env, budget, evaluation "
+        "<p class=note>Cells: mean of the metric over seeds [95% bootstrap CI of the mean] (n = seeds); "
+        "bold = best in its column; hover a cell for its seeds. Each column is one (env, budget, evaluation "
         f"protocol): runs evaluated under different protocols are never mixed in a cell. {e(_STEPS_NOTE)} "
-        f"Click a column header to sort by it (first table: {e(label)}).</p>"
+        "Click a column header to sort the table by it.</p>"
     )
     protocols: dict[str, str] = {}
     for b in data.boards:
