@@ -190,6 +190,17 @@ def test_uniform_regret_is_linear():
     assert (reg[:, 15] - reg[:, 12]).mean() > 6.0 * (reg[:, 12] - reg[:, 9]).mean()
 
 
+def test_exp3_regret_is_within_its_adversarial_bound():
+    """EXP3 with gamma tuned for T has expected regret at most 2 sqrt(e - 1) sqrt(T K ln K) < 2.63 sqrt(T K ln K)
+    on rewards in [0, 1] (Auer et al. 2002, Corollary 3.2); Pareto regret is at most the equal-weight scalarised
+    regret it is run on, and Bernoulli rewards need no rescaling, so the same bound holds for Pareto regret."""
+    reg = _regret_curve(AB.ScalarizedEXP3())
+    k = GROWTH.num_arms
+    bound = 2.63 * np.sqrt(T_GROWTH * k * np.log(k))
+    assert reg[:, 15].mean() <= bound
+    assert reg[:, 15].mean() < 0.2 * T_GROWTH * GROWTH.gaps.mean()  # far below uniform play
+
+
 # ---------------------------------------------------------------------------------------- determinism, vmap, chunking
 def test_same_seed_same_curves_and_chunking_does_not_matter():
     inst = EB.get_instance("two-arm")
@@ -247,5 +258,8 @@ def test_command_run_board_plot(tmp_path, capsys):
     assert "## bandit-two-arm-v0, T = 300" in md and md.index("| pareto-ucb1") < md.index("| uniform")
     assert main(["bandit", "plot", "--runs-dir", d, "--out", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").stat().st_size > 1000
+    for sub in ("run", "board", "plot", "list"):
+        assert main(["bandit", sub, "--help"]) == 0
+    assert main(["bandit", "list"]) == 0 and "bandit-drugan-nowe-20-v0" in capsys.readouterr().out
     assert main(["bandit", "run", "nope", "--instance", "two-arm", "--runs-dir", d]) == 2
     assert main(["bandit", "run", "uniform", "--instance", "nope", "--runs-dir", d]) == 2
