@@ -172,14 +172,17 @@ def test_front_figure_views_and_curve_bands():
     x, mean, lo, hi = figures.band(
         [np.array([0.0, 10, 20]), np.array([0.0, 5, 20, 30])], [np.array([0.0, 1, 2]), np.array([2.0, 2, 2, 9])]
     )
-    assert x.tolist() == [0, 5, 10, 20]  # the union of x values inside the range both seeds cover
-    assert mean.tolist() == [1.0, 1.25, 1.5, 2.0] and lo.tolist() == [0, 0.5, 1, 2] and hi.tolist() == [2, 2, 2, 2]
+    assert x.tolist() == [0, 5, 10, 20, 30]  # every seed's x; past 20 only the second seed has data
+    assert mean.tolist() == [1.0, 1.25, 1.5, 2.0, 9.0] and lo.tolist() == [0, 0.5, 1, 2, 9]
+    assert hi.tolist() == [2, 2, 2, 2, 9]
     rows = [
         [{"env_steps": 0, "wall_time": 1.0, "eval/hypervolume": 1.0}, {"env_steps": 5, "wall_time": 2.0}],
         [{"env_steps": 0, "wall_time": 1.5, "eval/hypervolume": 3.0, "eval/expected_utility": 0.5}],
     ]
     fig = figures.curves_figure({"a": rows})
     assert len(fig.layout.annotations) == 4  # HV and EU panels, over env steps and over wall time
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 2 and all(t.mode == "lines" for t in bands)  # HV over steps and wall time (EU: one seed)
     assert figures.curves_figure({"a": [[{"env_steps": 1, "wall_time": 1.0}]]}) is None
 
 
