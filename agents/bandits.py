@@ -236,7 +236,8 @@ def _pull(algo, params: BanditParams, horizon, run_key: jax.Array, t, state: Run
     arm, aux = algo.select(k_sel, state, params, t, horizon)
     reward = sample_reward(k_rew, params, arm)
     extra = algo.observe(state.extra, arm, aux, reward, params, horizon)
-    return RunState(state.counts.at[arm].add(1), state.sums.at[arm].add(reward), extra)
+    hit = jnp.arange(state.counts.shape[0]) == arm  # a one-hot add: under vmap it fuses, a scatter does not
+    return RunState(state.counts + hit, state.sums + jnp.where(hit[:, None], reward, 0.0), extra)
 
 
 def advance(algo, params: BanditParams, horizon, run_key: jax.Array, state: RunState, t0, t1) -> RunState:
