@@ -401,5 +401,5 @@ def make_population(ppo: PPO, env, size: int, *, stats_gamma: float, eval_episod
 
     init = jax.jit(jax.vmap(ppo.init), compiler_options={"xla_backend_optimization_level": 0} if cheap_init else None)
     return PPOPopulation(ppo=ppo, size=size, init=init, restart=jax.jit(jax.vmap(ppo.restart)),
-                         reset=lambda key: train.init(key, env_params), iterate=iterate,
+                         reset=train.starter(env_params), iterate=iterate,
                          evaluate=evalr.fresh_then(vpp, summarize, env_params))

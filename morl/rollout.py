@@ -131,6 +131,16 @@ class Rollout:
     is_host: bool
     default_params: PyTree = None
 
+    def starter(self, env_params: PyTree = None) -> Callable[[jax.Array], RolloutState]:
+        """``key -> RolloutState``: `init`'s values for a state that lives in the agent's own programs (`then`).
+
+        On pure-JAX envs it is jitted and left where jit puts it, not spread over the devices as `init` does, so
+        the agent's programs compile for one device as they always did."""
+        if self.is_host:
+            return self.init
+        params = self.default_params if env_params is None else env_params
+        return jax.jit(lambda key: self.init.pure(key, params))
+
     def then(self, policy_params: Callable, after: Callable, env_params: PyTree = None) -> Callable:
         """``step(x, state, key, *args) -> (state, after(x, out, *args))``.
 
