@@ -3,11 +3,13 @@
 Pure-JAX envs: a jitted ``lax.scan`` over time with ``vmap`` over envs, auto-reset on episode end, and
 per-episode vector statistics. Host (gymnasium) envs: the same call steps MO-Gymnasium's
 ``MOSyncVectorEnv`` on the host and runs the jitted policy between steps. Both return the same
-``Transition`` type, so agents and the evaluator never ask which kind of env they got.
+``Transition`` type, so agents and the evaluator never ask which kind of env they got: an agent that learns from
+the rollout builds its step with `Rollout.then` (rollout + its own function, one jitted program on pure-JAX envs),
+evaluates with `Rollout.fresh_then`, starts the envs with `Rollout.starter` and caps episodes with `episode_limit`.
 
 A policy is ``policy(policy_params, obs[N, ...], key) -> (action[N, ...], extras)``; ``extras`` is any
 pytree with a leading N axis (log-probs, values, ...) and is stored in the trajectory. With
-``population=True`` every leaf of ``policy_params`` and of the rollout state has a leading P axis and
+``population=P`` every leaf of ``policy_params`` and of the rollout state has a leading P axis and
 members run in lockstep (one vmapped program), as C-MORL and MORL/D need.
 """
 
