@@ -129,8 +129,8 @@ def test_population_axis_runs_members_with_their_own_params():
 
 
 def test_then_and_fresh_then_match_init_and_run():
-    """`Rollout.then` / `fresh_then` (what agents call instead of asking for the env kind) give the values of
-    `init` + `run` + the agent's function; `finished_episode_returns` averages the finished episodes per member;
+    """`Rollout.starter` / `then` / `fresh_then` (what agents call instead of asking for the env kind) give the
+    values of `init` + `run` + the agent's function; `finished_episode_returns` averages the finished episodes per member;
     `episode_limit` puts the cap into a pure-JAX env's params."""
     env, params = morl.make("test-counter-v0")
     limited, cap = episode_limit(env, params, 5)
@@ -147,6 +147,8 @@ def test_then_and_fresh_then_match_init_and_run():
 
     fallback = jnp.full((2, 2), -9.0)
     state = rollout.init(jax.random.PRNGKey(0), limited)
+    for a, b in zip(jax.tree.leaves(rollout.starter(limited)(jax.random.PRNGKey(0))), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
     new_state, (ret, count) = rollout.then(lambda x: x, after, limited)(members, state, jax.random.PRNGKey(1), fallback)
     expected_state, traj = rollout.run(members, state, jax.random.PRNGKey(1), limited)
     for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(expected_state)):
