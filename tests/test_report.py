@@ -321,13 +321,14 @@ class Chromium:
         os.close(self._w)
 
 
-#: plots that finished drawing (plotly marks the div ``js-plotly-plot`` and draws one SVG group per trace), and
-#: tables with rows
+#: plots that finished drawing (plotly marks the div ``js-plotly-plot`` and draws one SVG group per trace, or WebGL
+#: canvases for 3-D scatters and parallel coordinates), and tables with rows
 RENDERED = """(async () => {
   const all = () => [...document.querySelectorAll('.plotly-graph-div')];
   for (let i = 0; i < 100 && !all().every(d => d.classList.contains('js-plotly-plot') && d.querySelector('.main-svg'));
        i++) await new Promise(r => setTimeout(r, 100));
-  const drawn = d => d.classList.contains('js-plotly-plot') && d.querySelector('.main-svg .trace');
+  const drawn = d => d.classList.contains('js-plotly-plot')
+    && (d.querySelector('.main-svg .trace') || d.querySelector('.gl-container canvas'));
   return {plots: all().length,
           drawn: all().filter(drawn).length,
           points: document.querySelectorAll('.plotly-graph-div .scatterlayer .point').length,
@@ -376,3 +377,31 @@ def test_pages_render_in_chromium_without_errors(site, browser, shots):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     assert all(p.stat().st_size > 10_000 for p in taken.values())
     print(f"screenshots in {SHOTS}: {', '.join(sorted(p.name for p in SHOTS.glob('*.png')))}")
+
+
+def test_3d_fronts_and_parallel_coordinates_render_in_chromium(browser, tmp_path, shots):
+    """The WebGL views (3 objectives: a 3-D scatter; more: parallel coordinates) draw without errors."""
+    from plotly.offline import get_plotlyjs
+
+    from morl.report import site as pages
+
+    rng = np.random.default_rng(0)
+    f3 = figures.front_figure({"a": [("s0", rng.random((6, 3)))]}, ["x", "y", "z"], true_front=rng.random((8, 3)))
+    f5 = figures.front_figure(
+        {"a": [("s0", rng.random((6, 5)))], "b": [("s0", rng.random((3, 5)))]},
+        list("vwxyz"),
+        true_front=rng.random((8, 5)),
+    )
+    body = pages._plot(f3, "front-3d") + pages._plot(f5, "front-5d")
+    files = {
+        "index.html": pages._page("fronts", body, 0, plots=True),
+        "report.css": pages.CSS,
+        "report.js": pages.JS,
+        "plotly.min.js": get_plotlyjs(),
+    }
+    out = write_site(files, tmp_path / "gl")
+    browser.open((out / "index.html").as_uri())
+    state = browser.eval(RENDERED)
+    assert browser.errors() == [] and state["plots"] == state["drawn"] == 2, state
+    assert browser.eval("document.querySelectorAll('#front-5d .gl-container canvas').length") >= 1
+    browser.screenshot(shots / "fronts-3d-5d.png")
