@@ -10,16 +10,23 @@ from morl.cli.common import CLIError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="a static HTML site: leaderboards, fronts, learning curves, run pages",
-                       description="Write a folder of HTML pages that opens from disk (no server, no network): "
-                                   "the leaderboards (sortable, mean and 95%% bootstrap CI over seeds), every agent's "
-                                   "front per env with the true front, learning curves of HV and EU over env steps "
-                                   "and wall time, and one page per run.")
+    p = sub.add_parser(
+        "report",
+        help="a static HTML site: leaderboards, fronts, learning curves, run pages",
+        description="Write a folder of HTML pages that opens from disk (no server, no network): "
+        "the leaderboards (sortable, mean and 95% bootstrap CI over seeds), every agent's "
+        "front per env with the true front, learning curves of HV and EU over env steps "
+        "and wall time, and one page per run.",
+    )
     p.add_argument("--suite", default=None, help="only the runs of this suite (and its metrics, when its file exists)")
-    p.add_argument("--runs-dir", default=None, help="where run folders and results.sqlite live "
-                                                     "(default: $MORL_RUNS_DIR or ./runs)")
-    p.add_argument("--out", default=None, help="the report folder, replaced as a whole "
-                                                "(default: ./morl-report, or ./morl-report-SUITE)")
+    p.add_argument(
+        "--runs-dir", default=None, help="where run folders and results.sqlite live (default: $MORL_RUNS_DIR or ./runs)"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="the report folder, replaced as a whole (default: ./morl-report, or ./morl-report-SUITE)",
+    )
     p.set_defaults(func=cmd_report)
 
 
