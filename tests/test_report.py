@@ -146,6 +146,11 @@ def test_report_of_a_suite_filters_its_runs_and_rewrites_atomically(trained, tmp
     assert (
         not (out / "stale.html").exists() and "<table" in (out / "index.html").read_text() and (out / "runs").is_dir()
     )
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(TypeError):  # a write that fails half-way leaves the earlier report whole, and no temporary
+        write_site({"index.html": "new", "runs/broken.html": None, ".morl-report": ""}, out)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before and "<table" in (out / "index.html").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep")
