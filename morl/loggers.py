@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from morl.runs.driver import RunCallback
-from morl.runs.files import FRONT_CSV, RunError, read_front_csv
+from morl.runs.files import FRONT_CSV, METRICS_JSONL, RunError, read_front_csv, read_jsonl
 from morl.runs.folders import RunInfo
 
 #: logger name -> (module that must import, extra that installs it)
@@ -97,21 +97,32 @@ def _front_png(info: RunInfo, names: list[str], points: list[list[float]], gamma
 
 class TensorBoardLogger(RunCallback):
     """Event files in ``<run>/tensorboard/``: scalars per row, the config as text, the final front as a table and
-    an image. ``tensorboard --logdir <runs dir>`` shows every run side by side."""
+    an image. ``tensorboard --logdir <runs dir>`` shows every run side by side.
+
+    A resumed run (`morl train --resume`) writes a new event file that opens with a session start at the restored
+    checkpoint's env steps: TensorBoard then drops what the interrupted process logged past the checkpoint, as the
+    run folder's ``metrics.jsonl`` does."""
 
     def __init__(self, info: RunInfo):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self.info = info
         self.writer = EventFileWriter(str(info.path / TB_DIR), flush_secs=10)
-        config = json.dumps(
-            {
-                k: (info.meta or {}).get(k)
-                for k in ("agent", "env", "env_kwargs", "seed", "budget", "config", "protocol")
-            },
-            indent=2,
-        )
-        self._add(0, [self._text("config", "```\n" + config + "\n```")])
+        self.started = False
+
+    def _start(self, own_rows: int) -> None:
+        """The session start just past the env steps of the last row an earlier process wrote (0 for a fresh run;
+        the last ``own_rows`` rows of ``metrics.jsonl`` are this process's), then the config."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        self.started = True
+        earlier = read_jsonl(self.info.path / METRICS_JSONL)[: -own_rows or None]
+        restored = int(earlier[-1].get("env_steps", 0)) if earlier else 0
+        start = SessionLog(status=SessionLog.START)  # the reader keeps only the steps before the start's
+        self.writer.add_event(Event(wall_time=time.time(), step=restored + 1 if earlier else 0, session_log=start))
+        keys = ("agent", "env", "env_kwargs", "seed", "budget", "config", "protocol")
+        config = json.dumps({k: (self.info.meta or {}).get(k) for k in keys}, indent=2)
+        self._add(restored, [self._text("config", "```\n" + config + "\n```")])
 
     def _add(self, step: int, values: list) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
@@ -150,9 +161,13 @@ class TensorBoardLogger(RunCallback):
         )
 
     def row(self, row: dict[str, Any]) -> None:
+        if not self.started:
+            self._start(own_rows=1)
         self._add(row.get("env_steps", 0), [self._scalar(k, v) for k, v in _metrics(row).items()])
 
     def final(self, result: dict[str, Any]) -> None:
+        if not self.started:
+            self._start(own_rows=0)
         step = int(result.get("env_steps", 0))
         values = [
             self._scalar(f"final/{k}", float(v))

@@ -134,3 +134,35 @@ def test_a_logger_sees_every_row_and_the_result_and_is_closed(tmp_path):
         + [("row", r["env_steps"]) for r in rows]
         + [("final", result["env_steps"]), ("close", None)]
     )
+
+
+def test_a_resumed_run_drops_what_the_interrupted_process_logged_past_its_checkpoint(tmp_path):
+    """Chunks after the last checkpoint are logged, then the process fails; the resumed process logs them again
+    and TensorBoard's reader keeps each step once, as ``metrics.jsonl`` does."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'morl[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # 5 chunks of 200 steps; evaluated (hence checkpointed) at 400 and 800 steps only
+    req = R.RunRequest(
+        "toy-hillclimb",
+        DST,
+        0,
+        test_runs.ToyConfig(total_timesteps=1000, num_policies=1),
+        eval_every=400,
+        checkpoint_secs=1e9,
+    )
+    info = R.create_run(tmp_path, req)
+
+    def fail_at_600(event):
+        if event.env_steps == 600:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        R.train_runs([info], progress=fail_at_600, callback=loggers.make_loggers(["tensorboard"]))
+    R.train_runs([R.read_run(info.path)], resume=True, callback=loggers.make_loggers(["tensorboard"]))
+    assert len(list((info.path / loggers.TB_DIR).iterdir())) == 2  # one event file per process
+    rows = R.read_jsonl(info.path / R.METRICS_JSONL)
+    assert [r["env_steps"] for r in rows] == [200, 400, 600, 800, 1000]
+    acc = EventAccumulator(str(info.path / loggers.TB_DIR), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/score")] == [200, 400, 600, 800, 1000]
