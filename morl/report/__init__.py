@@ -15,7 +15,8 @@ from morl.report.site import render_site, write_site
 __all__ = ["ReportData", "build_report", "collect", "render_site", "write_site"]
 
 
-def build_report(runs_dir: str | Path, out: str | Path, suite: str | None = None,
-                 metrics: list[str] | None = None) -> Path:
+def build_report(
+    runs_dir: str | Path, out: str | Path, suite: str | None = None, metrics: list[str] | None = None
+) -> Path:
     """Write the report of ``runs_dir`` (only ``suite``'s runs when given) to the folder ``out``; returns it."""
     return write_site(render_site(collect(runs_dir, suite, metrics)), out)

@@ -57,7 +57,7 @@ class EnvGroup:
     """One leaderboard column (env, env kwargs, budget, protocol) and the runs whose fronts belong to it."""
 
     column: Column
-    runs: dict[str, list[RunData]]       # agent -> runs, by seed
+    runs: dict[str, list[RunData]]  # agent -> runs, by seed
     names: list[str]
     true_front: np.ndarray | None
     note: str = ""
@@ -70,7 +70,7 @@ class ReportData:
     suite: str | None
     description: str
     boards: list[Leaderboard]
-    envs: dict[str, list[EnvGroup]]      # env label -> its columns
+    envs: dict[str, list[EnvGroup]]  # env label -> its columns
     runs: dict[str, RunData]
     agents: list[str]
 
@@ -89,9 +89,14 @@ def _read(info: RunInfo) -> RunData:
             names, front = [], None
     rows = read_jsonl(info.path / METRICS_JSONL)
     if info.result:
-        rows.append({"update": info.result.get("updates"), "env_steps": info.result.get("env_steps"),
-                     "wall_time": info.result.get("wall_time"),
-                     **{f"eval/{k}": v for k, v in (info.result.get("metrics") or {}).items()}})
+        rows.append(
+            {
+                "update": info.result.get("updates"),
+                "env_steps": info.result.get("env_steps"),
+                "wall_time": info.result.get("wall_time"),
+                **{f"eval/{k}": v for k, v in (info.result.get("metrics") or {}).items()},
+            }
+        )
     evals = []
     for p in sorted((info.path / EVALS_DIR).glob("*.json")) if (info.path / EVALS_DIR).is_dir() else []:
         try:
@@ -130,8 +135,10 @@ def collect(runs_dir: str | Path, suite: str | None = None, metrics: list[str] |
     boards = [b for b in (leaderboard_from_store(store, m, suite=suite) for m in metrics) if b.columns]
     if not boards:
         where = runs_dir / "results.sqlite"
-        raise ValueError(f"no finished runs{f' of suite {suite!r}' if suite else ''} in {where}; train some "
-                         "(`morl train`, `morl suite run`) or point --runs-dir at another runs folder")
+        raise ValueError(
+            f"no finished runs{f' of suite {suite!r}' if suite else ''} in {where}; train some "
+            "(`morl train`, `morl suite run`) or point --runs-dir at another runs folder"
+        )
     runs: dict[str, RunData] = {}
     for board in boards:
         for cell in board.cells.values():
@@ -156,15 +163,20 @@ def collect(runs_dir: str | Path, suite: str | None = None, metrics: list[str] |
                 if cell is not None:
                     ids += [i for i in cell.run_ids if i not in ids]
                     protocol = b.protocols.get(col.protocol_hash, protocol)
-            chosen = [runs[i] for i in ids if i in runs and runs[i].protocol_hash == col.protocol_hash
-                      and runs[i].front is not None]
+            chosen = [
+                runs[i]
+                for i in ids
+                if i in runs and runs[i].protocol_hash == col.protocol_hash and runs[i].front is not None
+            ]
             if chosen:
                 by_agent[agent] = sorted(chosen, key=lambda r: int(r.info.seed or 0))
         names = next((r.names for rs in by_agent.values() for r in rs if r.names), [])
         true_front, note = _true_front(col, protocol)
         if not by_agent:
-            note = ("its runs were trained under another protocol: this column comes from re-evaluations "
-                    "(`morl eval`), which keep metrics, not fronts")
+            note = (
+                "its runs were trained under another protocol: this column comes from re-evaluations "
+                "(`morl eval`), which keep metrics, not fronts"
+            )
         envs.setdefault(col.env_label, []).append(EnvGroup(col, by_agent, names, true_front, note))
     title = f"morl report: suite {suite}" if suite else f"morl report: {runs_dir}"
     return ReportData(title, runs_dir, suite, description, boards, envs, runs, agents)
