@@ -272,6 +272,8 @@ def test_command_run_board_plot(tmp_path, capsys):
     assert "## bandit-two-arm-v0, T = 300" in md and md.index("| pareto-ucb1") < md.index("| uniform")
     assert main(["bandit", "plot", "--runs-dir", d, "--out", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").stat().st_size > 1000
+    assert main(["plot", str(folders[0]), "--out", str(tmp_path / "one.png")]) == 0  # `morl plot` of a bandit run
+    assert (tmp_path / "one.png").stat().st_size > 1000
     for sub in ("run", "board", "plot", "list"):
         assert main(["bandit", sub, "--help"]) == 0
     assert main(["bandit", "list"]) == 0 and "bandit-drugan-nowe-20-v0" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 from pathlib import Path
 
@@ -185,6 +186,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from morl import runs as R
     from morl.plots import plot_curves, plot_front
 
+    folder = Path(args.run)
+    if (folder / "curves.csv").is_file() and json.loads((folder / "config.json").read_text()).get("kind") == "bandit":
+        from morl.bandits import plot_runs  # a bandit run folder: its regret curve (log-x)
+
+        out = plot_runs([folder], "pareto_regret", Path(args.out) if args.out else None)
+        common.console.print(f"wrote {out}")
+        return 0
     info = common.find_run(args)
     if info.status == "corrupt":
         raise CLIError(f"run folder {info.path} is corrupt ({info.problem}); nothing to plot")
