@@ -14,9 +14,10 @@ import pytest
 
 import morl
 import morl.envs  # noqa: F401
+from morl import runs as R
 from morl.agent import agent_spec, make_config, make_trainer
-from morl.agents.pgmorl import (Graph, buffer_ids, candidate_weights, fit_hyperbolic, hyperbolic, predict_improvement,
-                                select_population, select_tasks)
+from morl.agents.pgmorl import (Graph, PGMORLState, buffer_ids, candidate_weights, fit_hyperbolic, hyperbolic,
+                                predict_improvement, select_population, select_tasks)
 from morl.evaluate import EvalProtocol, evaluate
 from morl.metrics import hypervolume
 from morl.pareto import non_dominated
@@ -178,17 +179,27 @@ def test_mountain_car_run_bookkeeping():
     np.testing.assert_allclose(np.asarray(state.task_weights).sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_three_objectives_run_through_warm_up_and_selection():
+def test_three_objectives_run_through_warm_up_and_selection(tmp_path):
     """Any number of objectives: a tiny 3-objective run (discrete actions) goes through the warm-up, the
-    direction-based performance buffers, the prediction model and the selection."""
+    direction-based performance buffers, the prediction model and the selection. An orbax checkpoint of the typed
+    state taken after the first iteration restores and resumes to the same end state."""
     env, params = morl.make("mo-mountaincar-3d-v0")
     cfg = make_config("pgmorl", total_timesteps=3 * 6 * 2 * 64, warmup_iterations=2, evolutionary_iterations=1, delta_weight=0.5,
                       num_envs=2, steps_per_iteration=64, num_minibatches=2, epochs=2, hidden=(8,))
     trainer = make_trainer("pgmorl", env, params, config=cfg)
     assert trainer.n == 6 and trainer.total_iterations == 3
     state = trainer.init(jax.random.PRNGKey(0))
+    state, _ = trainer.update(state)
+    ck = R.Checkpointer(tmp_path / "ck")
+    ck.save(1, state, {})
+    restored, _ = ck.restore(R.state_template(trainer, jax.random.PRNGKey(0)))
+    ck.close()
+    assert isinstance(restored, PGMORLState) and isinstance(restored.graph, Graph)
     while not trainer.done(state):
         state, logs = trainer.update(state)
+        restored, _ = trainer.update(restored)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(state.generation) == 1 and int(state.graph.count) == 6 * 4
     assert state.population.valid.sum() >= 1 and int(state.last_selected) >= 1
     np.testing.assert_allclose(np.asarray(state.task_weights).sum(axis=1), 1.0, rtol=1e-5)
