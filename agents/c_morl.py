@@ -94,8 +94,9 @@ class CMORLConfig:
         return self.num_envs * self.num_steps
 
 
-# Official per-env settings (docs/sources.md), budgets in the official code's real transitions (stage 1: M * (nominal_init
-# // M // 512) * 4096, extension: N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096) (`plan_budget`).
+# Official per-env settings (docs/sources.md), budgets in the official code's real transitions (`plan_budget`):
+# stage 1: M * (nominal_init // M // 512) * 4096,
+# extension: N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # minecart: 3 objectives, 6 preferences, N 6, nominal 0.5M / 0.2M -> 65 x 6 init + 32 x 18 extension updates
     "minecart-v0": dict(total_steps=3_956_736, init_steps=1_597_440, init_weight_delta=0.5, num_select=6,

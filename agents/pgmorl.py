@@ -335,8 +335,8 @@ class PGMORLTrainer(Trainer):
             raise ValueError(f"PGMORL: total_timesteps {cfg.total_timesteps:,} does not cover the warm-up and one "
                              f"generation ((warmup_iterations {cfg.warmup_iterations} + evolutionary_iterations "
                              f"{cfg.evolutionary_iterations}) x {n} tasks x num_envs {cfg.num_envs} x "
-                             f"steps_per_iteration {cfg.steps_per_iteration} = {least:,} transitions); raise --steps to "
-                             f">= {least:,} or lower --warmup-iterations, --evolutionary-iterations, "
+                             f"steps_per_iteration {cfg.steps_per_iteration} = {least:,} transitions); raise "
+                             f"--steps to >= {least:,} or lower --warmup-iterations, --evolutionary-iterations, "
                              "--steps-per-iteration or --num-envs")
         self.pop_capacity = cfg.num_performance_buffer * cfg.performance_buffer_size
         self.graph_capacity = n * (2 + self.total_iterations // cfg.evolutionary_iterations)

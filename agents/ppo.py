@@ -87,7 +87,8 @@ class PPOConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"PPO: {name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(f"PPO: gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, {self.gae_lambda}")
+            raise ValueError(f"PPO: gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, "
+                             f"{self.gae_lambda}")
 
 
 # ---------------------------------------------------------------------------------------------- normalisers

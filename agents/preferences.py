@@ -99,7 +99,8 @@ def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: floa
     accumulated as the official code does; round-off below 1e-9 is cleaned so each row is a valid preference.
     """
     if m < 1 or delta_weight <= 0:
-        raise ValueError(f"generate_weights_batch_dfs: need m >= 1 and delta_weight > 0, got m={m}, delta={delta_weight}")
+        raise ValueError(f"generate_weights_batch_dfs: need m >= 1 and delta_weight > 0, got m={m}, "
+                         f"delta={delta_weight}")
     out: list[list[float]] = []
 
     def dfs(prefix: list[float]) -> None:

@@ -130,8 +130,8 @@ def test_population_axis_runs_members_with_their_own_params():
 
 def test_then_and_fresh_then_match_init_and_run():
     """`Rollout.starter` / `then` / `fresh_then` (what agents call instead of asking for the env kind) give the
-    values of `init` + `run` + the agent's function; `finished_episode_returns` averages the finished episodes per member;
-    `episode_limit` puts the cap into a pure-JAX env's params."""
+    values of `init` + `run` + the agent's function; `finished_episode_returns` averages the finished episodes per
+    member; `episode_limit` puts the cap into a pure-JAX env's params."""
     env, params = morl.make("test-counter-v0")
     limited, cap = episode_limit(env, params, 5)
     assert cap == 5 and int(limited.max_steps) == 5 and episode_limit(env)[1] == int(env.default_params.max_steps)
