@@ -7,7 +7,8 @@ reward component: mean and std of the per-step reward and the mean episode retur
 then the episode length. ``--mjx`` adds the MJX fast env itself (slow on a CPU: compile + ~1k steps/s).
 
     .venv/bin/python experiments/mjx_fast_deviation.py --episodes 200
-    .venv/bin/python experiments/mjx_fast_deviation.py --env mo-hopper-v5 --episodes 256 --mjx
+    .venv/bin/python experiments/mjx_fast_deviation.py --env mo-hopper-v5 --episodes 256 \
+        --mjx exact fast --mjx-steps 200
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ def episodes_c(robot_id: str, physics: str, episodes: int, seed: int) -> dict:
     return {"returns": np.asarray(returns), "lengths": np.asarray(lengths, float), "steps": np.asarray(steps)}
 
 
-def episodes_mjx(robot_id: str, physics: str, episodes: int, seed: int) -> dict:
-    """The first episode of each of ``episodes`` MJX envs (vmapped; random actions; one program)."""
+def episodes_mjx(robot_id: str, physics: str, episodes: int, seed: int, steps: int | None = None) -> dict:
+    """The first episode of each of ``episodes`` MJX envs (vmapped; random actions; one program of ``steps``
+    env steps, the time limit by default: fewer suffice for robots that fall)."""
     import jax
 
     from morl.rollout import make_rollout, random_policy
 
     env, params = morl.make(robot_id, backend="mjx", physics=physics)
-    steps = params.max_steps
+    steps = params.max_steps if steps is None else steps
     rollout = make_rollout(env, random_policy(env), episodes, steps, emit="summary", seed=seed)
     _, out = rollout.run((), rollout.init(jax.random.PRNGKey(seed), params), jax.random.PRNGKey(seed + 1), params)
     out = jax.device_get(out)
@@ -71,15 +73,17 @@ def main() -> None:
     ap.add_argument("--env", nargs="*", default=list(ROBOTS))
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mjx", action="store_true")
+    ap.add_argument("--mjx", nargs="*", default=None, choices=("exact", "fast"),
+                    help="also run MJX with these presets (default: fast)")
+    ap.add_argument("--mjx-steps", type=int, default=None, help="env steps of the MJX program (default: time limit)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
     for robot_id in args.env:
         runs = {"exact": episodes_c(robot_id, "exact", args.episodes, args.seed),
                 "fast": episodes_c(robot_id, "fast", args.episodes, args.seed)}
-        if args.mjx:
-            runs["mjx fast"] = episodes_mjx(robot_id, "fast", args.episodes, args.seed)
+        for preset in (args.mjx or ["fast"]) if args.mjx is not None else []:
+            runs[f"mjx {preset}"] = episodes_mjx(robot_id, preset, args.episodes, args.seed, args.mjx_steps)
         names = ROBOTS[robot_id].reward_names
         print(f"\n{robot_id} ({args.episodes} random-action episodes each)")
         for what, s in runs.items():

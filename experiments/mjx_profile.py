@@ -135,7 +135,7 @@ def profile(env_id: str, physics: str, sizes: list[int], ls: int | None, calls: 
         print(f"  jaxpr primitives, single env: {cond_count(sg)}; vmapped: {cond_count(vm)}")
 
 
-def count_iterations(env_id: str, physics: str, n: int, steps: int) -> None:
+def count_iterations(env_id: str, physics: str, n: int, steps: int, uncapped: bool = False) -> None:
     """MJX's Newton iterations per solve and line-search iterations per Newton iteration (float32), per env,
     over ``steps`` random-action env steps of ``n`` envs (vmapped: the counts are per env, as the selects
     keep each env's own counters)."""
@@ -188,6 +188,9 @@ def count_iterations(env_id: str, physics: str, n: int, steps: int) -> None:
                                "_impl.efc_force": ctx.efc_force})
 
     env, params = morl.make(env_id, backend="mjx", physics=physics)
+    if uncapped:  # the preset's integrator and flags with the XML's caps: how far MJX's own solves go
+        env.mj_model.opt.iterations, env.mj_model.opt.ls_iterations = 100, 50
+        env.mx = mjx.put_model(env.mj_model, impl="jax")
     env._mjx = types.SimpleNamespace(**{k: getattr(mjx, k) for k in dir(mjx) if not k.startswith("__")})
     env._mjx.solve = solve
     S._while_loop_scan = scan_and_stash
@@ -209,13 +212,16 @@ def count_iterations(env_id: str, physics: str, n: int, steps: int) -> None:
     r = np.concatenate(records)
     niter, ls_max, ls_sum = r[:, 0], r[:, 1], r[:, 2]
     per_iter = ls_sum[niter > 0] / niter[niter > 0]
-    print(f"\n{env_id} physics={physics}, MJX float32, {len(r)} solves ({n} envs x {steps} env steps): "
+    label = f"{physics}, uncapped" if uncapped else physics
+    print(f"\n{env_id} physics={label}, MJX float32, {len(r)} solves ({n} envs x {steps} env steps): "
           f"Newton iterations mean {niter.mean():.2f}, p99 {np.percentile(niter, 99):.0f}, max {niter.max()} "
           f"(cap {env.mj_model.opt.iterations}); line-search iterations per Newton iteration mean "
           f"{per_iter.mean():.2f}, max {ls_max.max()} (cap {env.mj_model.opt.ls_iterations}); solves at the "
           f"Newton cap {np.mean(niter >= env.mj_model.opt.iterations):.3%}, with a line search at its cap "
           f"{np.mean(ls_max >= env.mj_model.opt.ls_iterations):.3%}; largest Newton iterations in a batch of {n} "
-          f"(what a vmapped while_loop runs) mean {niter.reshape(-1, n).max(1).mean():.2f}")
+          f"(what a vmapped while_loop runs) mean {niter.reshape(-1, n).max(1).mean():.2f}; longest line search of "
+          f"a solve: p90 {np.percentile(ls_max, 90):.0f}, p99 {np.percentile(ls_max, 99):.0f}, "
+          f"p99.9 {np.percentile(ls_max, 99.9):.0f}")
 
 
 def main() -> None:
@@ -228,6 +234,7 @@ def main() -> None:
     ap.add_argument("--ls", type=int, default=None, help="also time raw mjx.step with this ls_iterations")
     ap.add_argument("--count", action="store_true", help="record MJX's solver iterations")
     ap.add_argument("--count-envs", type=int, default=64)
+    ap.add_argument("--uncapped", action="store_true", help="--count with iterations 100, ls_iterations 50")
     ap.add_argument("--count-steps", type=int, default=200)
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--single", action="store_true", help="also time one env without vmap (2 more compiles)")
@@ -237,7 +244,7 @@ def main() -> None:
         if not args.no_timing:
             profile(args.env, physics, args.num_envs, args.ls, args.calls, args.single, args.rounds)
         if args.count:
-            count_iterations(args.env, physics, args.count_envs, args.count_steps)
+            count_iterations(args.env, physics, args.count_envs, args.count_steps, args.uncapped)
 
 
 if __name__ == "__main__":
