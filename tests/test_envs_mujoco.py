@@ -33,16 +33,18 @@ import mo_gymnasium as mo_gym  # noqa: E402
 
 import morl  # noqa: E402
 from morl.env import Environment  # noqa: E402
-from morl.evaluate import evaluate_returns  # noqa: E402
-from morl.gym_bridge import GymnasiumEnv  # noqa: E402
-from morl.rollout import make_rollout, random_policy  # noqa: E402
-from morl.solution import Solution  # noqa: E402
-
 from morl.envs.mujoco import ROBOTS, MJXEnv, asset_path, mujoco_warnings_as_python  # noqa: E402
 from morl.envs.mujoco.backend import _MOGymFactory  # noqa: E402
-from morl.envs.mujoco.robots import import_mujoco  # noqa: E402
 from morl.envs.mujoco.native import NATIVE_ROBOTS, NativeMujocoVectorEnv  # noqa: E402
-from morl.rollout import _reset_finished  # noqa: E402
+from morl.envs.mujoco.robots import import_mujoco  # noqa: E402
+from morl.evaluate import evaluate_returns  # noqa: E402
+from morl.gym_bridge import GymnasiumEnv  # noqa: E402
+from morl.rollout import (  # noqa: E402
+    _reset_finished,  # noqa: E402
+    make_rollout,
+    random_policy,
+)
+from morl.solution import Solution  # noqa: E402
 
 mjx = import_mujoco()[1]
 

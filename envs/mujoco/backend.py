@@ -8,8 +8,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from morl.envs.mujoco.robots import (INSTALL_HINT, PHYSICS, ROBOTS, Robot, apply_physics, check_max_steps,
-                                    mujoco_warnings_as_python)
+from morl.envs.mujoco.robots import (
+    INSTALL_HINT,
+    PHYSICS,
+    ROBOTS,
+    Robot,
+    apply_physics,
+    check_max_steps,
+    mujoco_warnings_as_python,
+)
 from morl.envs.mujoco.robots_mjx import MJX_CLASSES
 
 __all__ = ["BACKENDS", "make_mujoco"]

@@ -10,8 +10,14 @@ import numpy as np
 from flax import struct
 
 from morl.env import Environment, EnvParams, time_limit
-from morl.envs.mujoco.robots import (Robot, apply_physics, asset_path, check_max_steps, import_mujoco,
-                                    mujoco_warnings_as_python)
+from morl.envs.mujoco.robots import (
+    Robot,
+    apply_physics,
+    asset_path,
+    check_max_steps,
+    import_mujoco,
+    mujoco_warnings_as_python,
+)
 from morl.spaces import Box, Discrete
 
 __all__ = ["MujocoParams", "MujocoState", "MJXEnv", "impl_field"]

@@ -19,8 +19,9 @@ MO-Gymnasium's own envs (the reference this backend is tested and benchmarked ag
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
