@@ -75,43 +75,8 @@ def profile(env_id: str, physics: str, sizes: list[int], ls: int | None, calls: 
         m = env.mj_model.__copy__()
         m.opt.ls_iterations = ls
         models[f" (ls_iterations={ls})"] = mjx.put_model(m, impl="jax")
-    steps = 10  # env steps per call of the scanned rows
     for n in sizes:
-        state = batch_states(env, n)
-        d, ctrl = state.data, jnp.zeros((n, env.nu))
-        keys = jax.random.split(jax.random.PRNGKey(1), n)
-        rows = []  # (what, fn, args, env steps per call)
-        for tag, model in models.items():
-            rows.append((f"raw mjx.step{tag} (1 physics step)", jax.jit(jax.vmap(
-                lambda d, model=model: mjx.step(model, d))), (d,), n / fs))
-            if single:
-                rows.append((f"  single env, no vmap{tag}", jax.jit(lambda d, model=model: mjx.step(model, d)),
-                             (jax.tree.map(lambda x: x[0], d),), 1 / fs))
-        rows.append((f"raw mjx.step x {fs} (fori_loop)", jax.jit(jax.vmap(lambda d, u: jax.lax.fori_loop(
-            0, fs, lambda _, x: mjx.step(mx, x), d.replace(ctrl=u)))), (d, ctrl), n))
-        vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-        vreset = jax.vmap(env.reset, in_axes=(0, None))
-        rows.append(("env.step (vmap)", jax.jit(vstep), (keys, state, ctrl, params), n))
-
-        def scanned(state, key, reset: bool):
-            def body(state, k):
-                k1, k2 = jax.random.split(k)
-                _, nxt, _, term, trunc, _ = vstep(jax.random.split(k1, n), state, ctrl, params)
-                if reset:
-                    _, fresh = vreset(jax.random.split(k2, n), params)
-                    nxt = jax.vmap(select_tree)(term | trunc, fresh, nxt)
-                return nxt, None
-            return jax.lax.scan(body, state, jax.random.split(key, steps))[0]
-
-        key = jax.random.PRNGKey(2)
-        rows.append((f"scan {steps} x env.step, no reset", jax.jit(lambda s, k: scanned(s, k, False)), (state, key),
-                     n * steps))
-        rows.append((f"scan {steps} x (env.step + reset + select)", jax.jit(lambda s, k: scanned(s, k, True)),
-                     (state, key), n * steps))
-        rollout = make_rollout(env, random_policy(env), n, steps, emit="summary", seed=0)
-        rs = rollout.init(jax.random.PRNGKey(0), params)
-        rows.append(("engine rollout (random policy, stats)", lambda rs, k: rollout.run((), rs, k, params),
-                     (rs, key), n * steps))
+        rows = build_rows(env, params, models, n, single)
         compile_s = []
         for _, fn, args, _ in rows:
             start = time.perf_counter()
@@ -120,19 +85,63 @@ def profile(env_id: str, physics: str, sizes: list[int], ls: int | None, calls: 
         best = [np.inf] * len(rows)
         for _ in range(rounds):
             for i, (_, fn, args, per_call) in enumerate(rows):
-                k = max(1, min(calls * fs, round(calls * n / per_call)))  # ~calls env steps per env
+                reps = max(1, min(calls * fs, round(calls * n / per_call)))  # ~calls env steps per env
                 start = time.perf_counter()
-                for _ in range(k):
+                for _ in range(reps):
                     out = fn(*args)
                 jax.block_until_ready(out)
-                best[i] = min(best[i], (time.perf_counter() - start) / k / per_call)
+                best[i] = min(best[i], (time.perf_counter() - start) / reps / per_call)
         print(f"  {n} envs: {'what':42s} {'first call s':>12s} {'env steps/s':>12s} {'physics steps/s':>16s}")
         for (what, *_), c, t in zip(rows, compile_s, best):
             print(f"  {'':{len(str(n)) + 6}s}{what:42s} {c:12.1f} {1 / t:12,.0f} {fs / t:16,.0f}", flush=True)
     if ls is not None:
-        vm = jax.make_jaxpr(jax.vmap(lambda d: mjx.step(mx, d)))(jax.tree.map(lambda x: x[:2], d))
+        d = batch_states(env, 2).data
+        vm = jax.make_jaxpr(jax.vmap(lambda d: mjx.step(mx, d)))(d)
         sg = jax.make_jaxpr(lambda d: mjx.step(mx, d))(jax.tree.map(lambda x: x[0], d))
         print(f"  jaxpr primitives, single env: {cond_count(sg)}; vmapped: {cond_count(vm)}")
+
+
+def build_rows(env, params, models: dict, n: int, single: bool, steps: int = 10) -> list[tuple]:
+    """(what, jitted fn, args, env steps per call) for ``n`` envs; ``steps``: env steps per scanned call."""
+    from mujoco import mjx
+
+    mx, fs = env.mx, env.frame_skip
+    state = batch_states(env, n)
+    d, ctrl = state.data, jnp.zeros((n, env.nu))
+    keys = jax.random.split(jax.random.PRNGKey(1), n)
+    rows = []
+    for tag, model in models.items():
+        rows.append((f"raw mjx.step{tag} (1 physics step)", jax.jit(jax.vmap(
+            lambda d, model=model: mjx.step(model, d))), (d,), n / fs))
+        if single:
+            rows.append((f"  single env, no vmap{tag}", jax.jit(lambda d, model=model: mjx.step(model, d)),
+                         (jax.tree.map(lambda x: x[0], d),), 1 / fs))
+    rows.append((f"raw mjx.step x {fs} (fori_loop)", jax.jit(jax.vmap(lambda d, u: jax.lax.fori_loop(
+        0, fs, lambda _, x: mjx.step(mx, x), d.replace(ctrl=u)))), (d, ctrl), n))
+    vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    vreset = jax.vmap(env.reset, in_axes=(0, None))
+    rows.append(("env.step (vmap)", jax.jit(vstep), (keys, state, ctrl, params), n))
+
+    def scanned(state, key, reset: bool):
+        def body(state, k):
+            k1, k2 = jax.random.split(k)
+            _, nxt, _, term, trunc, _ = vstep(jax.random.split(k1, n), state, ctrl, params)
+            if reset:
+                _, fresh = vreset(jax.random.split(k2, n), params)
+                nxt = jax.vmap(select_tree)(term | trunc, fresh, nxt)
+            return nxt, None
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[0]
+
+    key = jax.random.PRNGKey(2)
+    rows.append((f"scan {steps} x env.step, no reset", jax.jit(lambda s, k: scanned(s, k, False)), (state, key),
+                 n * steps))
+    rows.append((f"scan {steps} x (env.step + reset + select)", jax.jit(lambda s, k: scanned(s, k, True)),
+                 (state, key), n * steps))
+    rollout = make_rollout(env, random_policy(env), n, steps, emit="summary", seed=0)
+    rs = rollout.init(jax.random.PRNGKey(0), params)
+    rows.append(("engine rollout (random policy, stats)", lambda rs, k: rollout.run((), rs, k, params),
+                 (rs, key), n * steps))
+    return rows
 
 
 def count_iterations(env_id: str, physics: str, n: int, steps: int, uncapped: bool = False) -> None:
@@ -200,12 +209,12 @@ def count_iterations(env_id: str, physics: str, n: int, steps: int, uncapped: bo
         key = jax.random.PRNGKey(0)
         _, state = reset(jax.random.split(key, n), params)
         low, high = env.action_space.low, env.action_space.high
-        for t in range(steps):
+        for _ in range(steps):
             key, ka, kr = jax.random.split(key, 3)
             act = jax.random.uniform(ka, (n, env.nu), minval=low, maxval=high)
             _, state, _, term, _, _ = step(jax.random.split(kr, n), state, act, params)
             _, fresh = reset(jax.random.split(kr, n), params)
-            state = jax.tree.map(lambda a, b: jnp.where(term.reshape((n,) + (1,) * (a.ndim - 1)), a, b), fresh, state)
+            state = jax.vmap(select_tree)(term, fresh, state)
         jax.block_until_ready(state)
     finally:
         S._while_loop_scan = original
