@@ -52,6 +52,7 @@ class MORLDConfig:
     weight_seed: int = 42                # seed of the uniform weights (MORL-Baselines passes its run seed; 42 ships)
     weight_adaptation: str = "none"      # "none" | "psa"
     psa_delta: float = 0.1               # PSA step: weights multiplied / divided by (1 + delta)
+    psa_nondominated: bool = False       # PSA leaves members the archive dominates (failed policies) where they are
     neighborhood_size: int = 1           # neighbours per member (for transfer)
     shared_buffer: bool = False          # one replay buffer for the whole population
     transfer: str = "none"               # "none" | "first_round" (MORL-Baselines) | "improvement" (ours)
@@ -387,7 +388,7 @@ class MORLDTrainer(Trainer):
         state = self._transfer(state, evals)
         if c.weight_adaptation == "psa":
             state = state.replace(weights=psa_weights(state.weights, evals, archive.returns, archive.valid,
-                                                      c.psa_delta))
+                                                      c.psa_delta, skip_dominated=c.psa_nondominated))
         state = state.replace(rounds=state.rounds + 1)
         episodes = jnp.sum(finished)
         out = {"env_steps": state.env_steps, "rounds": state.rounds, "archive_size": jnp.sum(archive.valid),

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["weighted_sum", "tchebycheff", "update_utopia", "Scalarization", "neighbourhoods", "psa_weights",
-           "initial_utopia"]
+           "initial_utopia", "dominated_by"]
 
 
 def weighted_sum(w: jax.Array, v: jax.Array) -> jax.Array:
@@ -82,11 +82,14 @@ def neighbourhoods(weights: jax.Array, n: int) -> jax.Array:
 
 
 def psa_weights(weights: jax.Array, evals: jax.Array, archive: jax.Array, valid: jax.Array, delta: float = 0.1,
-                min_sq_dist: float = 0.01) -> jax.Array:
+                min_sq_dist: float = 0.01, skip_dominated: bool = False) -> jax.Array:
     """PSA weight adaptation of a population (see the module docstring).
 
     ``weights``, ``evals``: ``[P, m]`` each member's weight and its latest evaluation; ``archive``: ``[K, m]``
     archive evaluations, ``valid``: ``[K]`` which rows are real. Returns the new weights ``[P, m]``.
+    ``skip_dominated``: a member whose evaluation some archive row dominates keeps its weight. PSA reads a
+    member's evaluation as its trade-off; a failed policy (a minecart that never drives home: fuel -20) is no
+    trade-off, and moving on it divides the weight of every objective the failure is bad in.
     """
     d2 = jnp.sum(jnp.square(evals[:, None, :] - archive[None, :, :]), axis=-1)   # [P, K]
     ok = valid[None, :] & (d2 > min_sq_dist)
@@ -95,4 +98,13 @@ def psa_weights(weights: jax.Array, evals: jax.Array, archive: jax.Array, valid:
     point = archive[closest]
     factor = jnp.where(evals >= point, 1.0 + delta, 1.0 / (1.0 + delta))
     moved = jnp.where(found[:, None], weights * factor, weights)
+    if skip_dominated:
+        moved = jnp.where(dominated_by(evals, archive, valid)[:, None], weights, moved)
     return moved / jnp.sum(jnp.abs(moved), axis=1, keepdims=True)
+
+
+def dominated_by(points: jax.Array, archive: jax.Array, valid: jax.Array) -> jax.Array:
+    """``[P]``: whether some valid archive row (``[K, m]``) Pareto-dominates each of ``points [P, m]``."""
+    a, p = archive[None, :, :], points[:, None, :]
+    dom = jnp.all(a >= p, axis=-1) & jnp.any(a > p, axis=-1) & valid[None, :]
+    return jnp.any(dom, axis=1)

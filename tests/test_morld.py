@@ -18,8 +18,8 @@ import morl
 import morl.envs  # noqa: F401
 from morl.agent import agent_spec, make_config, make_trainer
 from morl.agents import replay as rb
-from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, tchebycheff,
-                                       update_utopia, weighted_sum)
+from morl.agents.scalarization import (Scalarization, dominated_by, initial_utopia, neighbourhoods, psa_weights,
+                                       tchebycheff, update_utopia, weighted_sum)
 from morl.evaluate import EvalProtocol, evaluate
 from morl.pareto import Archive, archive_insert, crowding_distance, crowding_distance_jax
 
@@ -78,6 +78,29 @@ def test_psa_weight_adaptation_hand_computed():
     # no archive point farther than the threshold: the weight only gets renormalised
     kept = psa_weights(jnp.array([[0.25, 0.25]]), jnp.array([[1.0, 1.0]]), archive, jnp.zeros(5, bool))
     np.testing.assert_allclose(kept, [[0.5, 0.5]])
+
+
+def test_psa_leaves_members_the_archive_dominates_where_they_are():
+    """A minecart member whose greedy policy never drives home (fuel about -219 over the 1,000-step cap) is no
+    trade-off: plain PSA compares it with its closest archive point and shifts its weight to the objective where it
+    merely ties (ore 2 = 0), round after round; with ``skip_dominated`` it keeps its weight, and non-dominated
+    members move as before."""
+    weights = jnp.array([[0.5, 0.25, 0.25], [0.0, 0.0, 1.0], [0.25, 0.75, 0.0]])
+    evals = jnp.array([[0.0, 0.0, -219.4], [0.0, 0.0, -0.26], [0.6, 0.9, -1.3]])
+    archive = jnp.array([[1.5, 0.0, -1.34], [0.0, 0.0, -0.26], [0.6, 0.9, -1.3], [0.0, 1.5, -1.0]])
+    valid = jnp.array([True, True, True, False])
+    plain = np.asarray(psa_weights(weights, evals, archive, valid, delta=0.1))
+    kept = np.asarray(psa_weights(weights, evals, archive, valid, delta=0.1, skip_dominated=True))
+    # member 0: closest point (1.5, 0, -1.34): worse in ore 1 and fuel (divide), tied in ore 2 (multiply)
+    a, b, c = 0.5 / 1.1, 0.25 * 1.1, 0.25 / 1.1
+    np.testing.assert_allclose(plain[0], np.array([a, b, c]) / (a + b + c), rtol=1e-6)
+    np.testing.assert_allclose(kept[0], [0.5, 0.25, 0.25])
+    # members 1 and 2 are archive points (not dominated): both variants move them alike
+    np.testing.assert_allclose(kept[1:], plain[1:], rtol=1e-6)
+    assert not np.allclose(plain[2], weights[2])
+    np.testing.assert_array_equal(np.asarray(dominated_by(evals, archive, valid)), [True, False, False])
+    # the padded row would dominate (0, 1, -2) but is not a real archive point
+    assert not bool(dominated_by(jnp.array([[0.0, 1.0, -2.0]]), archive, valid)[0])
 
 
 def test_neighbourhoods_by_squared_distance():
