@@ -35,6 +35,7 @@ from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -164,9 +165,12 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, terminate
     return adv, adv + values
 
 
-def linear_lr(lr: float, iteration: jax.Array, total: int) -> jax.Array:
-    """a2c_ppo_acktr's ``update_linear_schedule``: ``lr * (1 - iteration / total)`` (iteration counts from 0)."""
-    return lr * (1.0 - jnp.asarray(iteration, jnp.float32) / float(total))
+def linear_lr(lr: float, iteration: int, total: int) -> np.float32:
+    """a2c_ppo_acktr's ``update_linear_schedule``: ``lr * (1 - iteration / total)`` (iteration counts from 0).
+
+    Computed on the host in float32 (the same correctly rounded operations XLA would run), so a training loop
+    compiles no eager program for its schedule."""
+    return np.float32(lr) * (np.float32(1.0) - np.float32(iteration) / np.float32(total))
 
 
 # ---------------------------------------------------------------------------------------------- PPO
@@ -328,6 +332,23 @@ class PPO:
         return state, jax.tree.map(jnp.mean, stats)
 
 
+def wide_batch(num_envs_field: str = "num_envs", num_steps_field: str = "num_steps", envs: int = 512
+               ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Accelerator settings (`morl.agent.AgentSpec.accelerator_defaults`) of a PPO population: ``envs`` envs per
+    policy and ``num_steps`` shortened so each update keeps its number of transitions. Budgets, update counts and
+    minibatch sizes stay as on a CPU; a GPU then steps ``policies x envs`` envs per rollout step, with
+    ``envs / num_envs`` times fewer sequential steps. Unchanged when the batch has fewer than ``envs``
+    transitions or does not split into whole rollouts of ``envs`` envs."""
+
+    def defaults(values: dict[str, Any]) -> dict[str, Any]:
+        batch = values[num_envs_field] * values[num_steps_field]
+        if values[num_envs_field] >= envs or batch % envs:
+            return {}
+        return {num_envs_field: envs, num_steps_field: batch // envs}
+
+    return defaults
+
+
 # ---------------------------------------------------------------------------------------------- population
 Prepare = Callable[..., tuple[jax.Array, Any, dict]]
 
@@ -400,7 +421,12 @@ def make_population(ppo: PPO, env, size: int, *, stats_gamma: float, eval_episod
         rstate, (pop, stats, info) = step(pop, rstate, k_roll, lr, k_upd, *args)
         return pop, rstate, stats, info
 
+    def restart(pop: PPOState) -> PPOState:
+        """`PPO.restart` of every member, on the host: Adam's fresh state (and the return accumulators) are all
+        zeros, so no program is compiled for it."""
+        return pop.replace(opt_state=jax.tree.map(np.zeros_like, pop.opt_state), ret=np.zeros_like(pop.ret))
+
     init = jax.jit(jax.vmap(ppo.init), compiler_options={"xla_backend_optimization_level": 0} if cheap_init else None)
-    return PPOPopulation(ppo=ppo, size=size, init=init, restart=jax.jit(jax.vmap(ppo.restart)),
+    return PPOPopulation(ppo=ppo, size=size, init=init, restart=restart,
                          reset=train.starter(env_params), iterate=iterate,
                          evaluate=evalr.fresh_then(vpp, summarize, env_params))

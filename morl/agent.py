@@ -68,6 +68,10 @@ class AgentSpec:
     env_defaults: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     #: the config field that is the training budget in real env transitions (`morl train --steps` sets it)
     budget_field: str = "total_timesteps"
+    #: settings for accelerators: ``f(values) -> overrides``, given the config's values after the per-env defaults;
+    #: `make_config` applies them when JAX's default backend is a GPU or TPU (wide env batches fill the device),
+    #: before the caller's overrides, so the run's config.json records them like any other value
+    accelerator_defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def check_config(agent: str, config: Any, *, at_least_one: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
@@ -121,11 +125,19 @@ def agent_spec(name: str) -> AgentSpec:
     return _AGENTS[name]
 
 
+ACCELERATORS = ("gpu", "tpu")
+
+
 def make_config(name: str, env_id: str | None = None, **overrides: Any):
-    """The agent's config: paper defaults, then the per-env defaults, then ``overrides``."""
+    """The agent's config: paper defaults, then the per-env defaults, then (on a GPU or TPU) the agent's
+    `AgentSpec.accelerator_defaults`, then ``overrides``."""
     spec = agent_spec(name)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     merged = dict(spec.env_defaults.get(env_id, {})) if env_id else {}
+    if spec.accelerator_defaults is not None and jax.default_backend() in ACCELERATORS:
+        base = {f.name: f.default for f in dataclasses.fields(spec.config_cls)
+                if f.default is not dataclasses.MISSING}
+        merged.update(spec.accelerator_defaults(base | merged))
     merged.update(overrides)
     unknown = sorted(set(merged) - fields)
     if unknown:

@@ -228,23 +228,47 @@ def test_continuous_actions_gaussian_policies():
 
 
 # ----------------------------------------------------------------------------------------------- deep-sea-treasure
+LOWERING = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # one event per program lowered (cache hit or not)
+
+
 @pytest.fixture(scope="module")
 def dst_run():
-    env, params = morl.make("deep-sea-treasure-v0")
-    trainer = make_trainer("c-morl", env, params)  # the per-env defaults
-    state = trainer.init(jax.random.PRNGKey(0))
-    snapshots, i = {}, 0
-    while not trainer.done(state):
-        state, logs = trainer.update(state)
-        i += 1
-        if i in (32, 35):  # the extension starts after update 30
-            snapshots[i] = jax.tree.map(np.array, state)
-    return env, params, trainer, state, snapshots
+    lowered = {"at": "build", "count": {}}
+
+    def count(event, duration, **kwargs):
+        if event == LOWERING:
+            lowered["count"][lowered["at"]] = lowered["count"].get(lowered["at"], 0) + 1
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        env, params = morl.make("deep-sea-treasure-v0")
+        trainer = make_trainer("c-morl", env, params)  # the per-env defaults
+        lowered["at"] = "init"
+        state = trainer.init(jax.random.PRNGKey(0))
+        snapshots, i = {}, 0
+        while not trainer.done(state):
+            lowered["at"] = i
+            state, logs = trainer.update(state)
+            i += 1
+            if i in (32, 35):  # the extension starts after update 30
+                snapshots[i] = jax.tree.map(np.array, state)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    return env, params, trainer, state, snapshots, lowered["count"]
+
+
+def test_dst_training_compiles_once(dst_run):
+    """Every program of a training is compiled in its first update (the populations share one program, nothing is
+    retraced as the buffer fills, between the phases or at a round's start): later updates lower nothing."""
+    *_, lowered = dst_run
+    assert set(lowered) <= {"build", "init", 0}, lowered
+    # the stage-1 step, the evaluation and a few key splits; the init program and the env reset at init
+    assert lowered.get(0, 0) <= 5 and lowered.get("init", 0) <= 8, lowered
 
 
 def test_dst_reaches_95_percent_of_true_hv(dst_run):
     # measured seeds 0 / 1 / 2: 100.0% of the true HV each (10 of 10 points)
-    env, params, trainer, state, _ = dst_run
+    env, params, trainer, state, *_ = dst_run
     assert trainer.env_steps(state) == 1_085_440
     solution = trainer.solution(state)
     result = evaluate(solution, env, params, EvalProtocol(gamma=0.99, episodes=1, ref_point=(0.0, -25.0)))
@@ -262,7 +286,7 @@ def test_dst_reaches_95_percent_of_true_hv(dst_run):
 
 
 def test_same_seed_same_front_and_resume(dst_run):
-    env, params, trainer, state, snapshots = dst_run
+    env, params, trainer, state, snapshots, _ = dst_run
     # resuming from a copy of the state (a checkpoint) gives the same updates
     resumed = jax.tree.map(np.array, snapshots[32])
     for _ in range(3):
@@ -283,7 +307,7 @@ def test_checkpoint_restores_the_typed_state(dst_run, tmp_path):
     the same updates."""
     from morl import runs as R
 
-    env, params, trainer, state, snapshots = dst_run
+    env, params, trainer, state, snapshots, _ = dst_run
     ck = R.Checkpointer(tmp_path / "ck")
     ck.save(32, snapshots[32], {})
     restored, _ = ck.restore(R.state_template(trainer, jax.random.PRNGKey(0)))
@@ -333,3 +357,19 @@ def test_host_path_gym_deep_sea_treasure():
     assert len(front) >= 1 and np.all(front >= np.array([0.0, -25.0]))
     result = evaluate(trainer.solution(state), env, protocol=EvalProtocol(gamma=0.99, episodes=1))
     np.testing.assert_allclose(np.sort(result.front, axis=0), np.sort(front, axis=0), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- accelerators
+def test_accelerator_defaults_widen_the_env_batch(monkeypatch):
+    """On a GPU/TPU, make_config gives 512 envs per policy with the same transitions per update (so the same
+    budget plan); on a CPU today's settings; the caller's overrides win. The backend is faked: no GPU is needed."""
+    cpu = make_config("c-morl", "deep-sea-treasure-v0")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    gpu = make_config("c-morl", "deep-sea-treasure-v0")
+    assert (cpu.num_envs, cpu.num_steps) == (32, 64) and (gpu.num_envs, gpu.num_steps) == (512, 4)
+    assert plan_budget(gpu, 2) == plan_budget(cpu, 2)
+    hopper = make_config("c-morl", "mo-hopper-2obj-v5")
+    assert (hopper.num_envs, hopper.num_steps, hopper.total_steps) == (512, 8, 11_960_320)
+    assert make_config("c-morl", "deep-sea-treasure-v0", num_envs=8).num_envs == 8
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert make_config("c-morl", "deep-sea-treasure-v0") == cpu

@@ -204,3 +204,12 @@ def test_three_objectives_run_through_warm_up_and_selection(tmp_path):
     assert state.population.valid.sum() >= 1 and int(state.last_selected) >= 1
     np.testing.assert_allclose(np.asarray(state.task_weights).sum(axis=1), 1.0, rtol=1e-5)
     assert trainer.front(state).shape[1] == 3
+
+
+def test_accelerator_defaults_widen_the_env_batch(monkeypatch):
+    """GPU/TPU (faked backend): 512 envs per task, the same transitions per iteration; CPU: the paper's 4 x 2048."""
+    cpu = make_config("pgmorl")
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    gpu = make_config("pgmorl")
+    assert (cpu.num_envs, cpu.steps_per_iteration) == (4, 2048)
+    assert (gpu.num_envs, gpu.steps_per_iteration) == (512, 16) and gpu.batch_size == cpu.batch_size

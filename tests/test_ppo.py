@@ -97,6 +97,27 @@ def test_reward_normaliser_matches_vecnormalize():
 def test_linear_lr():
     assert float(linear_lr(3e-4, 0, 10)) == pytest.approx(3e-4)
     assert float(linear_lr(3e-4, 5, 10)) == pytest.approx(1.5e-4)
+    # the host schedule is bit for bit the scalar float32 one computed with jax ops
+    for total in (30, 325):
+        on_device = [3e-4 * (1.0 - jnp.asarray(i, jnp.float32) / float(total)) for i in range(total)]
+        np.testing.assert_array_equal([linear_lr(3e-4, i, total) for i in range(total)], np.asarray(on_device))
+
+
+def test_population_restart_on_the_host_equals_ppo_restart():
+    """`PPOPopulation.restart` builds the fresh Adam state with numpy (no compile): the same values, dtypes and
+    structure as `PPO.restart` of every member."""
+    from morl.agents.ppo import make_population
+
+    env = Chain()
+    ppo = PPO.for_env(env, PPOConfig(num_envs=2, num_steps=4, num_minibatches=2, epochs=1, hidden=(8,)))
+    pop = make_population(ppo, env, 3, stats_gamma=0.99, eval_episodes=1, eval_steps=10, eval_gamma=0.99)
+    state = jax.vmap(ppo.init)(jax.random.split(jax.random.PRNGKey(0), 3))
+    state = state.replace(opt_state=jax.tree.map(lambda x: x + 1, state.opt_state), ret=state.ret + 1.0)
+    host, ref = pop.restart(state), jax.vmap(ppo.restart)(state)
+    assert jax.tree.structure(host) == jax.tree.structure(ref)
+    for a, b in zip(jax.tree.leaves(host), jax.tree.leaves(ref)):
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 # ----------------------------------------------------------------------------------------------- networks
