@@ -52,6 +52,8 @@ import os
 import platform
 import time
 
+import numpy as np
+
 EXPERIMENTS = {
     # agent, env id, env kwargs, config overrides, protocol (EvalProtocol fields), true front HV (or None)
     "morld-minecart": ("morld", "minecart-deterministic-v0", {}, dict(total_timesteps=1_000_000, exchange_every=5_000),
@@ -69,8 +71,9 @@ def machine() -> str:
 
 
 def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float | None = None,
-        eval_every: int = 1, out: str | None = None) -> dict:
-    """Train one experiment; return (and print) its summary."""
+        eval_every: int = 1, out: str | None = None, trace: bool = False) -> dict:
+    """Train one experiment; return (and print) its summary. ``trace`` (MORL/D): after every update print a
+    ``TRACE`` line with each member's weight and latest evaluation and the archive's points."""
     t0 = time.perf_counter()
     import jax
 
@@ -101,6 +104,13 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
         state, logs = trainer.update(state)
         jax.block_until_ready(state)
         updates += 1
+        if trace:
+            valid = np.asarray(state.archive.valid)
+            print("TRACE " + json.dumps({"env_steps": trainer.env_steps(state),
+                                         "weights": np.round(np.asarray(state.weights, np.float64), 3).tolist(),
+                                         "evals": np.round(np.asarray(state.last_eval, np.float64), 3).tolist(),
+                                         "archive": np.round(np.asarray(state.archive.returns, np.float64)[valid], 3).tolist()}),
+                  flush=True)
         now = time.perf_counter()
         train_wall = now - t0 - eval_wall
         if first is None:
@@ -197,9 +207,11 @@ def main(argv=None) -> None:
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N trainer updates (and at the end)")
     p.add_argument("--out", default=None, help="append the summary JSON line to this file")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides (Python literals)")
+    p.add_argument("--trace", action="store_true", help="MORL/D: print every member's weight and evaluation and the "
+                   "archive after every update (TRACE lines)")
     args = p.parse_args(argv)
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
-    run(args.experiment, args.seed, overrides, args.max_wall, args.eval_every, args.out)
+    run(args.experiment, args.seed, overrides, args.max_wall, args.eval_every, args.out, args.trace)
 
 
 if __name__ == "__main__":
