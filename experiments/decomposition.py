@@ -105,11 +105,11 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
         jax.block_until_ready(state)
         updates += 1
         if trace:
-            valid = np.asarray(state.archive.valid)
-            print("TRACE " + json.dumps({"env_steps": trainer.env_steps(state),
-                                         "weights": np.round(np.asarray(state.weights, np.float64), 3).tolist(),
-                                         "evals": np.round(np.asarray(state.last_eval, np.float64), 3).tolist(),
-                                         "archive": np.round(np.asarray(state.archive.returns, np.float64)[valid], 3).tolist()}),
+            rounded = lambda x: np.round(np.asarray(x, np.float64), 3).tolist()  # noqa: E731
+            arch = state.archive
+            print("TRACE " + json.dumps({"env_steps": trainer.env_steps(state), "weights": rounded(state.weights),
+                                         "evals": rounded(state.last_eval),
+                                         "archive": rounded(np.asarray(arch.returns)[np.asarray(arch.valid)])}),
                   flush=True)
         now = time.perf_counter()
         train_wall = now - t0 - eval_wall
