@@ -337,6 +337,23 @@ class CMORLState:
 
 
 # =============================================================================================== trainer
+_PROGRAMS: dict[tuple, PPOPopulation] = {}  # compiled populations by `_program_key`, oldest first
+_PROGRAMS_KEPT = 4
+
+
+def _program_key(env, env_params, config: CMORLConfig, P: int) -> tuple | None:
+    """What a population's programs depend on: the env (class and pickled content), its parameters, the config and
+    the size; None (no sharing) for host envs, whose vector env is not a value."""
+    if getattr(env, "is_host", False):
+        return None
+    import pickle
+
+    try:
+        return type(env), pickle.dumps(env), pickle.dumps(env_params), config, P
+    except Exception:  # an env that does not pickle gets its own programs
+        return None
+
+
 class CMORLTrainer(Trainer):
     """Each `update` is one PPO (stage 1) or barrier-weighted PPO (extension) update of every policy of the
     current stage (`PPOPopulation`), then, when due, an evaluation and a buffer insert; selection runs between
@@ -377,7 +394,19 @@ class CMORLTrainer(Trainer):
         self.P_init = hi if shared else self.M
         self.P_ext = hi if shared else self.N * self.L
         self.capacity = cfg.policy_buffer + max(self.P_init, self.P_ext)
-        self._pops = {P: self._compile(P) for P in sorted({self.P_init, self.P_ext})}
+        self._pops = {P: self._population(P) for P in sorted({self.P_init, self.P_ext})}
+
+    def _population(self, P: int) -> PPOPopulation:
+        """The compiled population of size P, shared by every trainer with the same env, env parameters and config
+        (several seeds in one process compile once)."""
+        key = _program_key(self.env, self.env_params, self.config, P)
+        if key is None:
+            return self._compile(P)
+        if key not in _PROGRAMS:
+            while len(_PROGRAMS) >= _PROGRAMS_KEPT:
+                _PROGRAMS.pop(next(iter(_PROGRAMS)))
+            _PROGRAMS[key] = self._compile(P)
+        return _PROGRAMS[key]
 
     # ------------------------------------------------------------------ compiled pieces (one set per population size)
     def _compile(self, P: int) -> PPOPopulation:

@@ -373,3 +373,17 @@ def test_accelerator_defaults_widen_the_env_batch(monkeypatch):
     assert make_config("c-morl", "deep-sea-treasure-v0", num_envs=8).num_envs == 8
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     assert make_config("c-morl", "deep-sea-treasure-v0") == cpu
+
+
+def test_trainers_with_the_same_settings_share_their_programs():
+    """Seeds trained one after another in one process (`morl train --seeds`) compile once: a second trainer for the
+    same env and config gets the first one's compiled population; another config or env gets its own."""
+    env, params = morl.make("deep-sea-treasure-v0")
+    first = make_trainer("c-morl", env, params)
+    again = make_trainer("c-morl", *morl.make("deep-sea-treasure-v0"))
+    assert again._pops[again.P_init] is first._pops[first.P_init]
+    other = make_trainer("c-morl", env, params, num_select=4)
+    assert other._pops[other.P_ext] is not first._pops[first.P_ext]
+    deeper = make_trainer("c-morl", *morl.make("fruit-tree-v0", depth=5), init_weight_delta=1.0, num_select=2)
+    shallower = make_trainer("c-morl", *morl.make("fruit-tree-v0", depth=6), init_weight_delta=1.0, num_select=2)
+    assert deeper._pops[deeper.P_init] is not shallower._pops[shallower.P_init]
