@@ -34,9 +34,11 @@ def bench_c_morl(env_id: str = "deep-sea-treasure-v0", seed: int = 0, stop_at_fu
 
     import morl
     from morl.agent import make_trainer
+    from morl.agents import c_morl
     from morl.evaluate import EvalProtocol, evaluate
     from morl.metrics import hypervolume
 
+    c_morl._PROGRAMS.clear()  # trainers share compiled programs: every seed's clock includes its compile
     env, params = morl.make(env_id, **(env_kwargs or {}))
     trainer = make_trainer("c-morl", env, params, **overrides)
     cfg = trainer.config
