@@ -23,7 +23,7 @@ from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
 from morl.agents.preferences import gaussian_preferences
-from morl.rollout import RolloutState, make_rollout
+from morl.rollout import make_rollout, require_pure_jax, RolloutState
 from morl.solution import Solution
 from morl.spaces import Discrete
 
@@ -101,9 +101,7 @@ class EnvelopeTrainer(Trainer):
     def __init__(self, config: EnvelopeConfig, env, env_params=None):
         if not isinstance(env.action_space, Discrete):
             raise ValueError(f"Envelope needs discrete actions; {env.name} has {type(env.action_space).__name__}")
-        if getattr(env, "is_host", False):
-            raise ValueError("Envelope trains inside one jitted loop and needs a pure-JAX env; "
-                             f"{env.name} is a host (gym:) env")
+        require_pure_jax(env, "Envelope")
         self.config = config
         self.env = env
         self.env_params = env.default_params if env_params is None else env_params

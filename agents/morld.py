@@ -25,7 +25,7 @@ from morl.agents.ppo import RunningMeanStd, NORM_EPS
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import (Scalarization, initial_utopia, neighbourhoods, psa_weights, update_utopia)
 from morl.pareto import Archive, archive_insert
-from morl.rollout import RolloutState, episode_limit, make_rollout
+from morl.rollout import episode_limit, make_rollout, require_pure_jax, RolloutState
 from morl.solution import Solution
 from morl.spaces import Box, Discrete
 
@@ -151,9 +151,7 @@ class MORLDTrainer(Trainer):
     vmappable = True
 
     def __init__(self, config: MORLDConfig, env, env_params=None):
-        if getattr(env, "is_host", False):
-            raise ValueError(f"MORL/D trains inside one jitted program and needs a pure-JAX env; {env.name} is a "
-                             "host (gym:) env")
+        require_pure_jax(env, "MORL/D")
         c = self.config = config
         self.env = env
         # training and evaluation episodes end at max_episode_steps (None: the env's own limit)

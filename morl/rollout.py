@@ -195,6 +195,15 @@ class Rollout:
         return fn
 
 
+def require_pure_jax(env, who: str) -> None:
+    """For agents that step the env inside their own jitted loop (``Rollout.run.pure`` in a scan): they cannot
+    take a host env, whose steps run in Python between jitted pieces. A clear error instead of a trace failure."""
+    if getattr(env, "is_host", False):
+        raise ValueError(f"{who} trains inside one jitted program and needs a pure-JAX env; {env.name} is a host env "
+                         "(gym: ids and native MuJoCo): use a pure-JAX id (for MuJoCo: backend='mjx'), or an agent "
+                         "that takes host envs (c-morl, pgmorl)")
+
+
 def episode_limit(env, params: PyTree = None, max_steps: int | None = None, who: str = "") -> tuple[PyTree, int]:
     """The env parameters with an episode cap of ``max_steps`` (None: the env's own), and the cap in force.
 

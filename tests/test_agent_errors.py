@@ -77,3 +77,12 @@ def test_cli_prints_one_line_naming_the_sibling(agent, env_id, sibling, capsys, 
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("morl: error: ") and f"use {sibling!r} instead" in lines[0], lines[0]
     assert not any(tmp_path.iterdir())  # rejected before any run folder is made
+
+
+@pytest.mark.parametrize("agent", ["envelope", "morld", "pd-morl-discrete"])
+def test_agents_with_their_own_jitted_loop_refuse_host_envs(agent):
+    """Envelope, MORL/D and PD-MORL step the env inside their own jitted program: a host env gets a clear error that
+    names the way out, not a trace failure."""
+    env, params = morl.make("gym:deep-sea-treasure-v0")
+    with pytest.raises(ValueError, match="needs a pure-JAX env"):
+        make_trainer(agent, env, params)
