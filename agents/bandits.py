@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from morl.envs.bandits import BanditParams, pareto_mask_jax, sample_reward
 
+from morl.envs.bandits import BanditParams, pareto_mask_jax, sample_reward
 from morl.weights import uniform_grid
 
 PyTree = Any
@@ -265,16 +265,18 @@ def run_keys(key: jax.Array, runs: int) -> jax.Array:
 
 def simulate_runs(algo, key: jax.Array, params: BanditParams, horizon, checkpoints: jax.Array, runs: int):
     """``runs`` independent runs as one vmapped program: counts [R, J, K], sums [R, J, K, m]."""
-    return jax.vmap(simulate, in_axes=(None, 0, None, None, None))(algo, run_keys(key, runs), params, horizon,
-                                                                    checkpoints)
+    return jax.vmap(simulate, in_axes=(None, 0, None, None, None))(
+        algo, run_keys(key, runs), params, horizon, checkpoints
+    )
 
 
 def simulate_instances(algo, key: jax.Array, params: BanditParams, horizon, checkpoints: jax.Array, runs: int):
     """Runs x instances: ``params`` stacked (envs.bandits.stack_params); counts [I, R, J, K], sums [I, R, J, K, m].
     Instance i uses ``fold_in(key, i)``."""
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(params.means.shape[0]))
-    return jax.vmap(simulate_runs, in_axes=(None, 0, 0, None, None, None))(algo, keys, params, horizon, checkpoints,
-                                                                           runs)
+    return jax.vmap(simulate_runs, in_axes=(None, 0, 0, None, None, None))(
+        algo, keys, params, horizon, checkpoints, runs
+    )
 
 
 def log_checkpoints(horizon: int, points: int) -> np.ndarray:

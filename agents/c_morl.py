@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agents.preferences import generate_weights_batch_dfs
-from morl.agents.ppo import PPO, PPOConfig, PPOPopulation, PPOState, linear_lr, make_population, wide_batch
 from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agents.ppo import PPO, PPOConfig, PPOPopulation, PPOState, linear_lr, make_population, wide_batch
+from morl.agents.preferences import generate_weights_batch_dfs
 from morl.rollout import RolloutState, episode_limit, finished_episode_returns
 from morl.solution import Solution
 
@@ -42,22 +42,22 @@ class CMORLConfig:
     # ---- budget, in real training transitions (what the official 2-objective MuJoCo runs, "1.5M / 1.0M steps",
     #      consume: 325 PPO updates x 6 policies, then 97 constrained updates x 10 tasks, 4096 transitions each)
     total_steps: int = 11_960_320
-    init_steps: int = 7_987_200          # Pareto initialisation's share
+    init_steps: int = 7_987_200  # Pareto initialisation's share
     # ---- 1. Pareto initialisation: preference grid of generate_weights_batch_dfs(min, max, delta)
     init_weight_min: float = 0.0
     init_weight_max: float = 1.0
-    init_weight_delta: float = 0.2       # 2 objectives -> 6 preferences [0,1], [.2,.8], ..., [1,0]
+    init_weight_delta: float = 0.2  # 2 objectives -> 6 preferences [0,1], [.2,.8], ..., [1,0]
     # ---- 2./3. policy buffer and selection
-    policy_buffer: int = 200             # buffer cap (crowding-distance pruning above it)
-    num_select: int = 5                  # N policies extended per round
+    policy_buffer: int = 200  # buffer cap (crowding-distance pruning above it)
+    num_select: int = 5  # N policies extended per round
     # ---- 4. Pareto extension (IPO)
-    beta: float = 0.9                    # constraint G_j >= beta * G_j(pi_r)
-    barrier_t: float = 20.0              # log-barrier parameter t
-    update_iter: int = 20                # K: constrained updates per (policy, objective) and round
-    extension_lr: float = 3e-4           # constant (docs/algorithms/c-morl.md)
-    slack_floor: float = 0.01            # below this fraction of the initial slack the barrier continues linearly
+    beta: float = 0.9  # constraint G_j >= beta * G_j(pi_r)
+    barrier_t: float = 20.0  # log-barrier parameter t
+    update_iter: int = 20  # K: constrained updates per (policy, objective) and round
+    extension_lr: float = 3e-4  # constant (docs/algorithms/c-morl.md)
+    slack_floor: float = 0.01  # below this fraction of the initial slack the barrier continues linearly
     # ---- evaluation of the policies offered to the buffer
-    eval_interval: int = 10              # stage-1 updates between evaluations (official: 10; 1 for discrete envs)
+    eval_interval: int = 10  # stage-1 updates between evaluations (official: 10; 1 for discrete envs)
     eval_episodes: int = 10
     eval_gamma: float = 0.99
     max_episode_steps: int | None = None  # episode cap for training and evaluation (None: the env's own)
@@ -80,11 +80,16 @@ class CMORLConfig:
     hidden: tuple[int, ...] = (64, 64)
 
     def __post_init__(self):
-        check_config("C-MORL", self, at_least_one=("policy_buffer", "num_select", "update_iter", "eval_interval"),
-                     unit_interval=("beta",))
+        check_config(
+            "C-MORL",
+            self,
+            at_least_one=("policy_buffer", "num_select", "update_iter", "eval_interval"),
+            unit_interval=("beta",),
+        )
         if self.barrier_t <= 0 or self.slack_floor <= 0:
-            raise ValueError(f"C-MORL config: barrier_t and slack_floor must be > 0, got {self.barrier_t!r}, "
-                             f"{self.slack_floor!r}")
+            raise ValueError(
+                f"C-MORL config: barrier_t and slack_floor must be > 0, got {self.barrier_t!r}, {self.slack_floor!r}"
+            )
 
     def ppo_config(self) -> PPOConfig:
         return PPOConfig.of(self)
@@ -99,40 +104,112 @@ class CMORLConfig:
 # extension: N * L * ((nominal_total - nominal_init) // N // 512 // L) * 4096.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # minecart: 3 objectives, 6 preferences, N 6, nominal 0.5M / 0.2M -> 65 x 6 init + 32 x 18 extension updates
-    "minecart-v0": dict(total_steps=3_956_736, init_steps=1_597_440, init_weight_delta=0.5, num_select=6,
-                        eval_interval=1, eval_gamma=0.98, max_episode_steps=500, ref_point=(-1.0, -1.0, -200.0)),
+    "minecart-v0": dict(
+        total_steps=3_956_736,
+        init_steps=1_597_440,
+        init_weight_delta=0.5,
+        num_select=6,
+        eval_interval=1,
+        eval_gamma=0.98,
+        max_episode_steps=500,
+        ref_point=(-1.0, -1.0, -200.0),
+    ),
     # fruit-tree (depth 6 there): corners -> 6 preferences, N 6, nominal 0.5M / 0.1M -> 32 x 6 + 21 x 36 updates
-    "fruit-tree-v0": dict(total_steps=3_883_008, init_steps=786_432, init_weight_delta=1.0, num_select=6,
-                          eval_interval=1, eval_gamma=0.99, ref_point=(-1.0,) * 6),
+    "fruit-tree-v0": dict(
+        total_steps=3_883_008,
+        init_steps=786_432,
+        init_weight_delta=1.0,
+        num_select=6,
+        eval_interval=1,
+        eval_gamma=0.99,
+        ref_point=(-1.0,) * 6,
+    ),
     # lunar-lander script: corners -> 4 preferences, N 6, nominal 0.5M / 0.2M -> 97 x 4 + 24 x 24 updates
-    "mo-lunar-lander-v2": dict(total_steps=3_948_544, init_steps=1_589_248, init_weight_delta=1.0, num_select=6,
-                               eval_interval=1, eval_gamma=0.99, max_episode_steps=500,
-                               ref_point=(-101.0, -1001.0, -101.0, -101.0)),
+    "mo-lunar-lander-v2": dict(
+        total_steps=3_948_544,
+        init_steps=1_589_248,
+        init_weight_delta=1.0,
+        num_select=6,
+        eval_interval=1,
+        eval_gamma=0.99,
+        max_episode_steps=500,
+        ref_point=(-101.0, -1001.0, -101.0, -101.0),
+    ),
     # MuJoCo, 2 objectives: 6 preferences (ant 3), N 5, nominal 1.5M / 1.0M -> 325 x 6 (ant 651 x 3) + 97 x 10 updates
-    "mo-hopper-2d-v4": dict(total_steps=11_960_320, init_steps=7_987_200, init_weight_delta=0.2, num_select=5,
-                            eval_episodes=5, max_episode_steps=500, ref_point=(-100.0, -100.0)),
-    "mo-ant-2d-v4": dict(total_steps=11_972_608, init_steps=7_999_488, init_weight_delta=0.5, num_select=5,
-                         max_episode_steps=500, ref_point=(-100.0, -100.0)),
-    "mo-humanoid-v4": dict(total_steps=11_960_320, init_steps=7_987_200, init_weight_delta=0.2, num_select=5,
-                           max_episode_steps=500, ref_point=(-100.0, -100.0)),
+    "mo-hopper-2d-v4": dict(
+        total_steps=11_960_320,
+        init_steps=7_987_200,
+        init_weight_delta=0.2,
+        num_select=5,
+        eval_episodes=5,
+        max_episode_steps=500,
+        ref_point=(-100.0, -100.0),
+    ),
+    "mo-ant-2d-v4": dict(
+        total_steps=11_972_608,
+        init_steps=7_999_488,
+        init_weight_delta=0.5,
+        num_select=5,
+        max_episode_steps=500,
+        ref_point=(-100.0, -100.0),
+    ),
+    "mo-humanoid-v4": dict(
+        total_steps=11_960_320,
+        init_steps=7_987_200,
+        init_weight_delta=0.2,
+        num_select=5,
+        max_episode_steps=500,
+        ref_point=(-100.0, -100.0),
+    ),
     # 3 objectives: [.2, .8] delta .3 -> 6 preferences, N 6, nominal 2.0M / 1.5M -> 488 x 6 + 54 x 18 updates
-    "mo-hopper-v4": dict(total_steps=15_974_400, init_steps=11_993_088, init_weight_min=0.2, init_weight_max=0.8,
-                         init_weight_delta=0.3, num_select=6, max_episode_steps=500, ref_point=(-100.0,) * 3),
-    "mo-ant-v4": dict(total_steps=15_974_400, init_steps=11_993_088, init_weight_min=0.2, init_weight_max=0.8,
-                      init_weight_delta=0.3, num_select=6, max_episode_steps=500, ref_point=(-100.0,) * 3),
+    "mo-hopper-v4": dict(
+        total_steps=15_974_400,
+        init_steps=11_993_088,
+        init_weight_min=0.2,
+        init_weight_max=0.8,
+        init_weight_delta=0.3,
+        num_select=6,
+        max_episode_steps=500,
+        ref_point=(-100.0,) * 3,
+    ),
+    "mo-ant-v4": dict(
+        total_steps=15_974_400,
+        init_steps=11_993_088,
+        init_weight_min=0.2,
+        init_weight_max=0.8,
+        init_weight_delta=0.3,
+        num_select=6,
+        max_episode_steps=500,
+        ref_point=(-100.0,) * 3,
+    ),
     # deep-sea-treasure: no official setting; ours, with reasons, in docs/algorithms/c-morl.md (measured: 100% of
     # the true HV for seeds 0-4)
-    "deep-sea-treasure-v0": dict(total_steps=1_085_440, init_steps=675_840, init_weight_delta=0.1, num_select=5,
-                                 eval_interval=1, eval_episodes=1, gamma=0.99, eval_gamma=0.99, num_envs=32,
-                                 num_steps=64, num_minibatches=4, ref_point=(0.0, -25.0)),
+    "deep-sea-treasure-v0": dict(
+        total_steps=1_085_440,
+        init_steps=675_840,
+        init_weight_delta=0.1,
+        num_select=5,
+        eval_interval=1,
+        eval_episodes=1,
+        gamma=0.99,
+        eval_gamma=0.99,
+        num_envs=32,
+        num_steps=64,
+        num_minibatches=4,
+        ref_point=(0.0, -25.0),
+    ),
 }
 
 # MO-Gymnasium 1.3.2's v5 ids (the MuJoCo port's) keep the v4 robots, objectives and rewards: same settings
-ENV_DEFAULTS.update({
-    "mo-hopper-2obj-v5": ENV_DEFAULTS["mo-hopper-2d-v4"], "mo-ant-2obj-v5": ENV_DEFAULTS["mo-ant-2d-v4"],
-    "mo-humanoid-v5": ENV_DEFAULTS["mo-humanoid-v4"], "mo-hopper-v5": ENV_DEFAULTS["mo-hopper-v4"],
-    "mo-ant-v5": ENV_DEFAULTS["mo-ant-v4"],
-})
+ENV_DEFAULTS.update(
+    {
+        "mo-hopper-2obj-v5": ENV_DEFAULTS["mo-hopper-2d-v4"],
+        "mo-ant-2obj-v5": ENV_DEFAULTS["mo-ant-2d-v4"],
+        "mo-humanoid-v5": ENV_DEFAULTS["mo-humanoid-v4"],
+        "mo-hopper-v5": ENV_DEFAULTS["mo-hopper-v4"],
+        "mo-ant-v5": ENV_DEFAULTS["mo-ant-v4"],
+    }
+)
 
 
 # =============================================================================================== 1. budget
@@ -149,26 +226,40 @@ def plan_budget(config: CMORLConfig, m: int) -> dict[str, int]:
     tasks = config.num_select * m
     ext_updates = max(0, (config.total_steps - init_updates * M * batch) // (tasks * batch))
     rounds = math.ceil(ext_updates / config.update_iter) if ext_updates else 0
-    return {"M": M, "init_updates": init_updates, "ext_updates": ext_updates, "rounds": rounds, "tasks": tasks,
-            "used": (init_updates * M + ext_updates * tasks) * batch}
+    return {
+        "M": M,
+        "init_updates": init_updates,
+        "ext_updates": ext_updates,
+        "rounds": rounds,
+        "tasks": tasks,
+        "used": (init_updates * M + ext_updates * tasks) * batch,
+    }
 
 
 def check_budget(config: CMORLConfig, plan: dict[str, int]) -> None:
     """The budget rule (docs/budgets.md): the Pareto initialisation's share must fit in the budget, and the budget
     hold at least one PPO update of the M initial policies; otherwise a one-line error naming the fields and the fix."""
     one = plan["M"] * config.batch_size
-    update = (f"one PPO update of the {plan['M']} initial policies ({plan['M']} x num_envs {config.num_envs} x "
-              f"num_steps {config.num_steps} = {one:,} transitions)")
+    update = (
+        f"one PPO update of the {plan['M']} initial policies ({plan['M']} x num_envs {config.num_envs} x "
+        f"num_steps {config.num_steps} = {one:,} transitions)"
+    )
     if config.init_steps > config.total_steps:
-        fix = (f"lower --init-steps to <= {config.total_steps:,} (e.g. --init-steps "
-               f"{max(one, config.total_steps * 2 // 3)}, the default 2/3 share) or raise --steps"
-               if config.total_steps >= one else
-               f"raise --steps to >= {one:,} (the budget must hold {update}) and give --init-steps <= --steps")
-        raise ValueError(f"C-MORL: init_steps {config.init_steps:,} (the Pareto initialisation's share) is more than "
-                         f"the whole budget total_steps {config.total_steps:,}; {fix}")
+        fix = (
+            f"lower --init-steps to <= {config.total_steps:,} (e.g. --init-steps "
+            f"{max(one, config.total_steps * 2 // 3)}, the default 2/3 share) or raise --steps"
+            if config.total_steps >= one
+            else f"raise --steps to >= {one:,} (the budget must hold {update}) and give --init-steps <= --steps"
+        )
+        raise ValueError(
+            f"C-MORL: init_steps {config.init_steps:,} (the Pareto initialisation's share) is more than "
+            f"the whole budget total_steps {config.total_steps:,}; {fix}"
+        )
     if config.total_steps < one:
-        raise ValueError(f"C-MORL: total_steps {config.total_steps:,} is less than {update}; raise --steps to "
-                         f">= {one:,} or lower --num-envs/--num-steps")
+        raise ValueError(
+            f"C-MORL: total_steps {config.total_steps:,} is less than {update}; raise --steps to "
+            f">= {one:,} or lower --num-envs/--num-steps"
+        )
 
 
 # =============================================================================================== 2. policy buffer
@@ -180,14 +271,15 @@ def _take(tree: PyTree, idx: np.ndarray) -> PyTree:
 class PolicyBuffer:
     """Evaluated policies (host numpy arrays, a leading capacity axis); rows with ``valid`` False are padding."""
 
-    policy: PyTree       # what the buffer keeps of a policy (`CMORLTrainer._stored`)
+    policy: PyTree  # what the buffer keeps of a policy (`CMORLTrainer._stored`)
     returns: np.ndarray  # [C, m] deterministic evaluation returns
     weights: np.ndarray  # [C, m] the preference the policy was trained with
-    valid: np.ndarray    # [C] bool
+    valid: np.ndarray  # [C] bool
 
 
-def buffer_insert(buffer: PolicyBuffer, candidates: PolicyBuffer, ref_point: np.ndarray | None, cap: int
-                  ) -> PolicyBuffer:
+def buffer_insert(
+    buffer: PolicyBuffer, candidates: PolicyBuffer, ref_point: np.ndarray | None, cap: int
+) -> PolicyBuffer:
     """Offer candidate policies to the buffer; returns the new buffer (same capacity, host numpy arrays).
 
     Keeps the non-dominated points of the union (existing entries
@@ -248,17 +340,22 @@ class Barrier:
     keeps the paper's units relative to the objective term. All fields are [m] except the scalars ``t``, ``kappa``.
     """
 
-    mask: jax.Array     # 1.0 for constrained objectives
-    slack: jax.Array    # G_j(pi_old) - thr_j, measured on the rollout
-    floor: jax.Array    # > 0
+    mask: jax.Array  # 1.0 for constrained objectives
+    slack: jax.Array  # G_j(pi_old) - thr_j, measured on the rollout
+    floor: jax.Array  # > 0
     t: jax.Array
     kappa: jax.Array
 
     @staticmethod
-    def none(m: int) -> "Barrier":
+    def none(m: int) -> Barrier:
         """No constraint (every mask 0): the barrier term is 0."""
-        return Barrier(jnp.zeros((m,), jnp.float32), jnp.zeros((m,), jnp.float32), jnp.ones((m,), jnp.float32),
-                       jnp.float32(1.0), jnp.float32(1.0))
+        return Barrier(
+            jnp.zeros((m,), jnp.float32),
+            jnp.zeros((m,), jnp.float32),
+            jnp.ones((m,), jnp.float32),
+            jnp.float32(1.0),
+            jnp.float32(1.0),
+        )
 
     def __call__(self, ratio: jax.Array, adv_raw: jax.Array, adv_scale: jax.Array) -> jax.Array:
         slack = self.slack + self.kappa * jnp.mean((ratio - 1.0)[:, None] * adv_raw, axis=0)
@@ -293,13 +390,13 @@ def discounted_horizon(traj, gamma: float):
 class Control:
     """What each member's update needs besides its policy, leaves [P, ...] (host numpy between updates)."""
 
-    weights: np.ndarray    # [P, m] preference (stage 1)
-    ipo: np.ndarray        # scalar bool: extension members (objective ``onehot``, barrier on the others)
-    first: np.ndarray      # scalar bool: the task's first update (measures pi_r's return, sets the thresholds)
-    onehot: np.ndarray     # [P, m] bool: the objective each extension task maximises
+    weights: np.ndarray  # [P, m] preference (stage 1)
+    ipo: np.ndarray  # scalar bool: extension members (objective ``onehot``, barrier on the others)
+    first: np.ndarray  # scalar bool: the task's first update (measures pi_r's return, sets the thresholds)
+    onehot: np.ndarray  # [P, m] bool: the objective each extension task maximises
     threshold: np.ndarray  # [P, m] constraint thresholds
-    floor: np.ndarray      # [P, m] where the barrier's log turns linear
-    g_prev: np.ndarray     # [P, m] last measured returns (used when a rollout finished no episode)
+    floor: np.ndarray  # [P, m] where the barrier's log turns linear
+    g_prev: np.ndarray  # [P, m] last measured returns (used when a rollout finished no episode)
     scale_eps: np.ndarray  # [m] lower bound of the slack floor (1e-3 of each objective's scale in the buffer)
 
 
@@ -310,28 +407,28 @@ class ExtensionTasks:
     pop: PPOState
     rollout: RolloutState
     ctrl: Control
-    active: np.ndarray     # [P] bool: real tasks (the rest pads the population)
-    root: np.ndarray       # [P] buffer index of the policy each task extends
-    g_ref: np.ndarray      # [P, m] the root's buffer return
-    returns: np.ndarray    # [P, m] the latest evaluation
-    updates: np.ndarray    # constrained updates done this round
+    active: np.ndarray  # [P] bool: real tasks (the rest pads the population)
+    root: np.ndarray  # [P] buffer index of the policy each task extends
+    g_ref: np.ndarray  # [P, m] the root's buffer return
+    returns: np.ndarray  # [P, m] the latest evaluation
+    updates: np.ndarray  # constrained updates done this round
 
 
 @struct.dataclass
 class CMORLState:
     key: jax.Array
     eval_key: jax.Array
-    phase: np.ndarray          # PHASE_INIT, PHASE_EXTEND or PHASE_DONE
-    iteration: np.ndarray      # stage-1 updates done
-    round: np.ndarray          # extension rounds done
-    env_steps: np.ndarray      # real training transitions
+    phase: np.ndarray  # PHASE_INIT, PHASE_EXTEND or PHASE_DONE
+    iteration: np.ndarray  # stage-1 updates done
+    round: np.ndarray  # extension rounds done
+    env_steps: np.ndarray  # real training transitions
     eval_episodes: np.ndarray
-    pop: PPOState              # stage-1 population
+    pop: PPOState  # stage-1 population
     rollout: RolloutState
     ctrl: Control
-    active: np.ndarray         # [P_init] bool: real stage-1 members
+    active: np.ndarray  # [P_init] bool: real stage-1 members
     buffer: PolicyBuffer
-    history: np.ndarray        # [H, m] returns of every policy selected so far (never re-selected)
+    history: np.ndarray  # [H, m] returns of every policy selected so far (never re-selected)
     history_count: np.ndarray
     task: ExtensionTasks
 
@@ -375,19 +472,23 @@ class CMORLTrainer(Trainer):
         ref = cfg.ref_point if cfg.ref_point is not None else env.ref_point
         self.ref_point = None if ref is None else np.asarray(ref, np.float64)
         if self.ref_point is not None and self.ref_point.shape != (m,):
-            raise ValueError(f"C-MORL: ref_point {tuple(self.ref_point)} has {self.ref_point.size} entries for "
-                             f"{m} objectives")
+            raise ValueError(
+                f"C-MORL: ref_point {tuple(self.ref_point)} has {self.ref_point.size} entries for {m} objectives"
+            )
         # 1. preference grid and budget (real transitions)
-        self.init_weights = generate_weights_batch_dfs(m, cfg.init_weight_min, cfg.init_weight_max,
-                                                       cfg.init_weight_delta)
+        self.init_weights = generate_weights_batch_dfs(
+            m, cfg.init_weight_min, cfg.init_weight_max, cfg.init_weight_delta
+        )
         plan = plan_budget(cfg, m)
         check_budget(cfg, plan)
         self.M, self.N, self.L = plan["M"], int(cfg.num_select), m
         self.init_updates, self.ext_updates, self.rounds = plan["init_updates"], plan["ext_updates"], plan["rounds"]
         if self.init_updates < 1:
-            raise ValueError(f"C-MORL: init_steps={cfg.init_steps} is less than one update of the {self.M} initial "
-                             f"policies ({self.M} x {cfg.batch_size} transitions); raise init_steps or lower "
-                             "num_envs/num_steps")
+            raise ValueError(
+                f"C-MORL: init_steps={cfg.init_steps} is less than one update of the {self.M} initial "
+                f"policies ({self.M} x {cfg.batch_size} transitions); raise init_steps or lower "
+                "num_envs/num_steps"
+            )
         # population sizes (padded to share one compiled program when close)
         lo, hi = sorted((self.M, self.N * self.L))
         shared = self.rounds > 0 and hi <= 1.25 * lo
@@ -420,21 +521,42 @@ class CMORLTrainer(Trainer):
             first, ipo, onehot = ctrl.first, ctrl.ipo, ctrl.onehot
             # the round's thresholds: beta * G_j(pi_r), pi_r's return measured on the task's first rollout
             threshold = jnp.where(first, constraint_threshold(g_hat, beta), ctrl.threshold)
-            floor = jnp.where(first, cfg.slack_floor * jnp.maximum((1.0 - beta) * jnp.abs(g_hat), ctrl.scale_eps),
-                              ctrl.floor)
+            floor = jnp.where(
+                first, cfg.slack_floor * jnp.maximum((1.0 - beta) * jnp.abs(g_hat), ctrl.scale_eps), ctrl.floor
+            )
             weights = jnp.where(ipo, onehot.astype(jnp.float32), ctrl.weights)
             mask = jnp.where(ipo, 1.0 - onehot.astype(jnp.float32), 0.0)
-            barrier = Barrier(mask=mask, slack=g_hat - threshold, floor=floor, t=jnp.full((P,), t, jnp.float32),
-                              kappa=discounted_horizon(traj, cfg.eval_gamma))
-            info = {"g_hat": g_hat, "episodes": episodes, "threshold": threshold, "floor": floor, "weights": weights,
-                    "kappa": barrier.kappa}
+            barrier = Barrier(
+                mask=mask,
+                slack=g_hat - threshold,
+                floor=floor,
+                t=jnp.full((P,), t, jnp.float32),
+                kappa=discounted_horizon(traj, cfg.eval_gamma),
+            )
+            info = {
+                "g_hat": g_hat,
+                "episodes": episodes,
+                "threshold": threshold,
+                "floor": floor,
+                "weights": weights,
+                "kappa": barrier.kappa,
+            }
             return weights, barrier, info
 
         # the training rollout's episode statistics are discounted with eval_gamma: the extension's constraint
         # values are measured on the same scale as the buffer's returns (PPO learns with its own gamma)
-        return make_population(self.ppo, self.env, P, stats_gamma=cfg.eval_gamma, eval_episodes=cfg.eval_episodes,
-                               eval_steps=self.eval_steps, eval_gamma=cfg.eval_gamma, env_params=self.env_params,
-                               prepare=prepare, cheap_init=True)
+        return make_population(
+            self.ppo,
+            self.env,
+            P,
+            stats_gamma=cfg.eval_gamma,
+            eval_episodes=cfg.eval_episodes,
+            eval_steps=self.eval_steps,
+            eval_gamma=cfg.eval_gamma,
+            env_params=self.env_params,
+            prepare=prepare,
+            cheap_init=True,
+        )
 
     # ------------------------------------------------------------------ state
     @staticmethod
@@ -445,17 +567,37 @@ class CMORLTrainer(Trainer):
     def _empty_buffer(self) -> PolicyBuffer:
         proto = jax.eval_shape(self.ppo.init, jax.random.PRNGKey(0))
         policy = jax.tree.map(lambda s: np.zeros((self.capacity,) + s.shape, s.dtype), self._stored(proto))
-        return PolicyBuffer(policy=policy, returns=np.zeros((self.capacity, self.m)),
-                            weights=np.zeros((self.capacity, self.m)), valid=np.zeros(self.capacity, bool))
+        return PolicyBuffer(
+            policy=policy,
+            returns=np.zeros((self.capacity, self.m)),
+            weights=np.zeros((self.capacity, self.m)),
+            valid=np.zeros(self.capacity, bool),
+        )
 
-    def _ctrl(self, P: int, weights=None, ipo: bool = False, first: bool = False, onehot=None, threshold=None,
-              floor=None, g_prev=None, scale_eps=None) -> Control:
+    def _ctrl(
+        self,
+        P: int,
+        weights=None,
+        ipo: bool = False,
+        first: bool = False,
+        onehot=None,
+        threshold=None,
+        floor=None,
+        g_prev=None,
+        scale_eps=None,
+    ) -> Control:
         m, z = self.m, np.zeros((P, self.m), np.float32)
         f32 = lambda x, default: default if x is None else np.asarray(x, np.float32)  # noqa: E731
-        return Control(weights=f32(weights, z), ipo=np.bool_(ipo), first=np.bool_(first),
-                       onehot=np.zeros((P, m), bool) if onehot is None else onehot, threshold=f32(threshold, z),
-                       floor=f32(floor, np.ones((P, m), np.float32)), g_prev=f32(g_prev, z),
-                       scale_eps=f32(scale_eps, np.zeros(m, np.float32)))
+        return Control(
+            weights=f32(weights, z),
+            ipo=np.bool_(ipo),
+            first=np.bool_(first),
+            onehot=np.zeros((P, m), bool) if onehot is None else onehot,
+            threshold=f32(threshold, z),
+            floor=f32(floor, np.ones((P, m), np.float32)),
+            g_prev=f32(g_prev, z),
+            scale_eps=f32(scale_eps, np.zeros(m, np.float32)),
+        )
 
     def init(self, key: jax.Array) -> CMORLState:
         k_pop, k_env, k_eval, k_run = jax.random.split(key, 4)
@@ -463,21 +605,36 @@ class CMORLTrainer(Trainer):
         pop = self._pops[P].init(jax.random.split(k_pop, P))
         weights = np.concatenate([self.init_weights, np.repeat(self.init_weights[-1:], P - self.M, axis=0)])
         return CMORLState(
-            key=k_run, eval_key=k_eval, phase=np.int32(PHASE_INIT), iteration=np.int32(0), round=np.int32(0),
-            env_steps=np.int64(0), eval_episodes=np.int64(0),
-            pop=pop, rollout=self._pops[P].reset(k_env), ctrl=self._ctrl(P, weights=weights),
-            active=np.arange(P) < self.M, buffer=self._empty_buffer(),
-            history=np.full((self.N * (self.rounds + 1), self.m), np.nan), history_count=np.int32(0),
+            key=k_run,
+            eval_key=k_eval,
+            phase=np.int32(PHASE_INIT),
+            iteration=np.int32(0),
+            round=np.int32(0),
+            env_steps=np.int64(0),
+            eval_episodes=np.int64(0),
+            pop=pop,
+            rollout=self._pops[P].reset(k_env),
+            ctrl=self._ctrl(P, weights=weights),
+            active=np.arange(P) < self.M,
+            buffer=self._empty_buffer(),
+            history=np.full((self.N * (self.rounds + 1), self.m), np.nan),
+            history_count=np.int32(0),
             task=self._empty_tasks(pop),  # extension tasks, filled at the start of each round
         )
 
     def _empty_tasks(self, pop: PPOState) -> ExtensionTasks:
         """Placeholder extension tasks (copies of the first initial policy), so the state's structure is fixed."""
         P = self.P_ext
-        return ExtensionTasks(pop=jax.tree.map(lambda x: np.repeat(np.asarray(x)[:1], P, axis=0), pop),
-                              rollout=self._pops[P].reset(jax.random.PRNGKey(0)), ctrl=self._ctrl(P),
-                              active=np.zeros(P, bool), root=np.zeros(P, np.int64), g_ref=np.zeros((P, self.m)),
-                              returns=np.zeros((P, self.m)), updates=np.int32(0))
+        return ExtensionTasks(
+            pop=jax.tree.map(lambda x: np.repeat(np.asarray(x)[:1], P, axis=0), pop),
+            rollout=self._pops[P].reset(jax.random.PRNGKey(0)),
+            ctrl=self._ctrl(P),
+            active=np.zeros(P, bool),
+            root=np.zeros(P, np.int64),
+            g_ref=np.zeros((P, self.m)),
+            returns=np.zeros((P, self.m)),
+            updates=np.int32(0),
+        )
 
     # ------------------------------------------------------------------ protocol
     def done(self, state: CMORLState) -> bool:
@@ -501,13 +658,20 @@ class CMORLTrainer(Trainer):
         key, k_it = jax.random.split(state.key)
         lr = linear_lr(cfg.lr, j, self.init_updates)
         pop, rollout, stats, info = population.iterate(state.pop, state.rollout, lr, k_it, state.ctrl)
-        state = state.replace(key=key, pop=pop, rollout=rollout, iteration=np.int32(j + 1),
-                              env_steps=np.int64(state.env_steps + self.M * cfg.batch_size))
+        state = state.replace(
+            key=key,
+            pop=pop,
+            rollout=rollout,
+            iteration=np.int32(j + 1),
+            env_steps=np.int64(state.env_steps + self.M * cfg.batch_size),
+        )
         last = j + 1 == self.init_updates
         if (j + 1) % cfg.eval_interval == 0 or last:
             returns = self._evaluate(population, pop, state)
-            state = state.replace(eval_episodes=np.int64(state.eval_episodes + self.M * cfg.eval_episodes),
-                                  buffer=self._offer(state.buffer, pop, returns, state.ctrl.weights, state.active))
+            state = state.replace(
+                eval_episodes=np.int64(state.eval_episodes + self.M * cfg.eval_episodes),
+                buffer=self._offer(state.buffer, pop, returns, state.ctrl.weights, state.active),
+            )
         if last:
             state = self._start_round(state)
         return state, self._logs(state, stats, info, state.active)
@@ -516,13 +680,19 @@ class CMORLTrainer(Trainer):
     def _evaluate(self, population: PPOPopulation, pop: PPOState, state: CMORLState) -> np.ndarray:
         returns, finished = population.evaluate(pop, state.eval_key)
         if not bool(finished):
-            raise RuntimeError(f"C-MORL: evaluation episodes on {self.env.name} did not end within {self.eval_steps} "
-                               "steps; set max_episode_steps (a time limit)")
+            raise RuntimeError(
+                f"C-MORL: evaluation episodes on {self.env.name} did not end within {self.eval_steps} "
+                "steps; set max_episode_steps (a time limit)"
+            )
         return np.asarray(returns, np.float64)
 
     def _offer(self, buffer: PolicyBuffer, pop: PPOState, returns, weights, active) -> PolicyBuffer:
-        cand = PolicyBuffer(policy=_take(self._stored(pop), np.arange(len(active))), returns=returns,
-                            weights=np.asarray(weights, np.float64), valid=np.asarray(active, bool))
+        cand = PolicyBuffer(
+            policy=_take(self._stored(pop), np.arange(len(active))),
+            returns=returns,
+            weights=np.asarray(weights, np.float64),
+            valid=np.asarray(active, bool),
+        )
         return buffer_insert(buffer, cand, self.ref_point, self.config.policy_buffer)
 
     # ---- 3. selection, and the start of an extension round
@@ -535,7 +705,7 @@ class CMORLTrainer(Trainer):
         if chosen.size == 0:  # nothing left to extend: the rest of the budget cannot be used
             return state.replace(phase=np.int32(PHASE_DONE))
         history = state.history.copy()
-        history[count:count + chosen.size] = buf.returns[chosen]
+        history[count : count + chosen.size] = buf.returns[chosen]
         m, P = self.m, self.P_ext
         n_tasks = chosen.size * m
         roots = np.concatenate([np.repeat(chosen, m), np.full(P - n_tasks, chosen[0])])
@@ -549,33 +719,61 @@ class CMORLTrainer(Trainer):
         pop = state.task.pop.replace(params=stored["params"], obs_rms=stored["obs_rms"], ret_rms=stored["ret_rms"])
         pop = self._pops[P].restart(pop)
         # until the first rollout measures pi_r's return, use its evaluated return
-        ctrl = self._ctrl(P, ipo=True, first=True, onehot=np.eye(m, dtype=bool)[objective],
-                          threshold=constraint_threshold(g_ref.astype(np.float32), self.config.beta), g_prev=g_ref,
-                          scale_eps=1e-3 * scale)
-        task = ExtensionTasks(pop=pop, rollout=self._pops[P].reset(k_env), ctrl=ctrl, active=active,
-                              root=roots.astype(np.int64), g_ref=g_ref, returns=g_ref, updates=np.int32(0))
-        return state.replace(key=key, phase=np.int32(PHASE_EXTEND), task=task, history=history,
-                             history_count=np.int32(count + chosen.size))
+        ctrl = self._ctrl(
+            P,
+            ipo=True,
+            first=True,
+            onehot=np.eye(m, dtype=bool)[objective],
+            threshold=constraint_threshold(g_ref.astype(np.float32), self.config.beta),
+            g_prev=g_ref,
+            scale_eps=1e-3 * scale,
+        )
+        task = ExtensionTasks(
+            pop=pop,
+            rollout=self._pops[P].reset(k_env),
+            ctrl=ctrl,
+            active=active,
+            root=roots.astype(np.int64),
+            g_ref=g_ref,
+            returns=g_ref,
+            updates=np.int32(0),
+        )
+        return state.replace(
+            key=key,
+            phase=np.int32(PHASE_EXTEND),
+            task=task,
+            history=history,
+            history_count=np.int32(count + chosen.size),
+        )
 
     # ---- 4. Pareto extension: one barrier-weighted update of all N*L tasks, evaluated, offered to the buffer
     def _extension_update(self, state: CMORLState) -> tuple[CMORLState, dict]:
         cfg, task = self.config, state.task
         population = self._pops[self.P_ext]
         key, k_it = jax.random.split(state.key)
-        pop, rollout, stats, info = population.iterate(task.pop, task.rollout, np.float32(cfg.extension_lr), k_it,
-                                                       task.ctrl)
+        pop, rollout, stats, info = population.iterate(
+            task.pop, task.rollout, np.float32(cfg.extension_lr), k_it, task.ctrl
+        )
         returns = self._evaluate(population, pop, state)
         active = task.active
         n_active = int(active.sum())
         weights = np.asarray(info["weights"], np.float64)
         buffer = self._offer(state.buffer, pop, returns, weights / weights.sum(axis=1, keepdims=True), active)
-        ctrl = task.ctrl.replace(first=np.bool_(False), g_prev=np.asarray(info["g_hat"]),
-                                 threshold=np.asarray(info["threshold"]), floor=np.asarray(info["floor"]))
+        ctrl = task.ctrl.replace(
+            first=np.bool_(False),
+            g_prev=np.asarray(info["g_hat"]),
+            threshold=np.asarray(info["threshold"]),
+            floor=np.asarray(info["floor"]),
+        )
         k = int(task.updates) + 1
         task = task.replace(pop=pop, rollout=rollout, ctrl=ctrl, returns=returns, updates=np.int32(k))
-        state = state.replace(key=key, task=task, buffer=buffer,
-                              env_steps=np.int64(state.env_steps + n_active * cfg.batch_size),
-                              eval_episodes=np.int64(state.eval_episodes + n_active * cfg.eval_episodes))
+        state = state.replace(
+            key=key,
+            task=task,
+            buffer=buffer,
+            env_steps=np.int64(state.env_steps + n_active * cfg.batch_size),
+            eval_episodes=np.int64(state.eval_episodes + n_active * cfg.eval_episodes),
+        )
         r = int(state.round)
         if k == min(cfg.update_iter, self.ext_updates - r * cfg.update_iter):
             state = self._start_round(state.replace(round=np.int32(r + 1)))
@@ -586,22 +784,30 @@ class CMORLTrainer(Trainer):
         buf = state.buffer
         idx = np.flatnonzero(buf.valid)
         if idx.size == 0:
-            raise RuntimeError("C-MORL: the policy buffer is empty (no policy evaluated yet, or every return is "
-                               "below the reference point)")
+            raise RuntimeError(
+                "C-MORL: the policy buffer is empty (no policy evaluated yet, or every return is "
+                "below the reference point)"
+            )
         stored = _take(buf.policy, idx)
         params = jax.tree.map(jnp.asarray, {"actor": stored["params"]["actor"], "obs_rms": stored["obs_rms"]})
-        return Solution(act=self._act, params=params, candidate_weights=buf.weights[idx],
-                        candidate_returns=buf.returns[idx])
+        return Solution(
+            act=self._act, params=params, candidate_weights=buf.weights[idx], candidate_returns=buf.returns[idx]
+        )
 
     def front(self, state: CMORLState) -> np.ndarray:
         """The buffer's vector returns (the current front estimate), [F, m]."""
         return state.buffer.returns[state.buffer.valid]
 
-    def _logs(self, state: CMORLState, stats: dict | None = None, info: dict | None = None, active=None
-              ) -> dict[str, float]:
-        logs: dict[str, float] = {"env_steps": float(state.env_steps), "phase": float(state.phase),
-                                  "round": float(state.round), "eval_episodes": float(state.eval_episodes),
-                                  "buffer_size": float(state.buffer.valid.sum())}
+    def _logs(
+        self, state: CMORLState, stats: dict | None = None, info: dict | None = None, active=None
+    ) -> dict[str, float]:
+        logs: dict[str, float] = {
+            "env_steps": float(state.env_steps),
+            "phase": float(state.phase),
+            "round": float(state.round),
+            "eval_episodes": float(state.eval_episodes),
+            "buffer_size": float(state.buffer.valid.sum()),
+        }
         front = self.front(state)
         if self.ref_point is not None and len(front):
             from morl.metrics import hypervolume
@@ -609,8 +815,9 @@ class CMORLTrainer(Trainer):
             logs["buffer_hv"] = float(hypervolume(front, self.ref_point, strict=False))
         if stats is not None:
             sel = np.asarray(active, bool)
-            logs.update({("barrier" if k == "penalty" else k): float(np.mean(np.asarray(v)[sel]))
-                         for k, v in stats.items()})
+            logs.update(
+                {("barrier" if k == "penalty" else k): float(np.mean(np.asarray(v)[sel])) for k, v in stats.items()}
+            )
         return logs
 
 
@@ -618,14 +825,16 @@ def make_trainer(config: CMORLConfig, env, env_params=None) -> CMORLTrainer:
     return CMORLTrainer(config, env, env_params)
 
 
-SPEC = register_agent(AgentSpec(
-    name="c-morl",
-    config_cls=CMORLConfig,
-    make_trainer=make_trainer,
-    summary="C-MORL (Liu et al., ICLR 2025): vmapped PPO Pareto initialisation + IPO-constrained Pareto extension",
-    action_kinds=("discrete", "continuous"),
-    env_defaults=ENV_DEFAULTS,
-    budget_field="total_steps",
-    # GPU/TPU: 512 envs per policy, the same transitions per update (deep-sea-treasure 512 x 4, MuJoCo 512 x 8)
-    accelerator_defaults=wide_batch("num_envs", "num_steps", 512),
-))
+SPEC = register_agent(
+    AgentSpec(
+        name="c-morl",
+        config_cls=CMORLConfig,
+        make_trainer=make_trainer,
+        summary="C-MORL (Liu et al., ICLR 2025): vmapped PPO Pareto initialisation + IPO-constrained Pareto extension",
+        action_kinds=("discrete", "continuous"),
+        env_defaults=ENV_DEFAULTS,
+        budget_field="total_steps",
+        # GPU/TPU: 512 envs per policy, the same transitions per update (deep-sea-treasure 512 x 4, MuJoCo 512 x 8)
+        accelerator_defaults=wide_batch("num_envs", "num_steps", 512),
+    )
+)

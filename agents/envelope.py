@@ -23,7 +23,7 @@ from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
 from morl.agents.preferences import gaussian_preferences
-from morl.rollout import make_rollout, require_pure_jax, RolloutState
+from morl.rollout import RolloutState, make_rollout, require_pure_jax
 from morl.solution import Solution
 from morl.spaces import Discrete
 
@@ -40,43 +40,58 @@ class EnvelopeConfig:
     a run uses at most ``total_timesteps + num_envs - 1`` transitions (exactly the budget when it is a multiple
     of ``num_envs``); the rest of the last chunk is computed and discarded (no replay write, no learning)."""
 
-    total_timesteps: int = 100_000       # training budget in env steps (MORL-Baselines' train(total_timesteps))
-    learning_rate: float = 3e-4          # Adam learning rate
-    initial_epsilon: float = 0.01        # epsilon-greedy: start value (after learning_starts)
-    final_epsilon: float = 0.01          # epsilon-greedy: final value
+    total_timesteps: int = 100_000  # training budget in env steps (MORL-Baselines' train(total_timesteps))
+    learning_rate: float = 3e-4  # Adam learning rate
+    initial_epsilon: float = 0.01  # epsilon-greedy: start value (after learning_starts)
+    final_epsilon: float = 0.01  # epsilon-greedy: final value
     epsilon_decay_steps: int | None = None  # env steps of the linear decay; None = fixed epsilon
-    tau: float = 1.0                     # target update: 1 = hard copy every target_net_update_freq steps,
-                                         # < 1 = Polyak every step
-    target_net_update_freq: int = 200    # env steps between hard target copies (ignored when tau < 1)
-    buffer_size: int = 1_000_000         # replay capacity (transitions)
+    tau: float = 1.0  # target update: 1 = hard copy every target_net_update_freq steps,
+    # < 1 = Polyak every step
+    target_net_update_freq: int = 200  # env steps between hard target copies (ignored when tau < 1)
+    buffer_size: int = 1_000_000  # replay capacity (transitions)
     net_arch: tuple[int, ...] = (256, 256, 256, 256)  # hidden layer widths of the Q-network (ReLU)
-    batch_size: int = 256                # transitions per gradient step (each paired with num_sample_w preferences)
-    learning_starts: int = 100           # random actions and no updates before this many env steps
-    gradient_updates: int = 1            # gradient steps per (vector) env step
-    gamma: float = 0.99                  # discount
-    max_grad_norm: float | None = 1.0    # global gradient-norm clip; None = no clip
-    envelope: bool = True                # envelope target (max over sampled preferences); False = double-DQN target
-    num_sample_w: int = 4                # preferences sampled per gradient step (>= 2 for the envelope)
-    per: bool = True                     # prioritised replay (proportional, no importance weights)
-    per_alpha: float = 0.6               # priority exponent
+    batch_size: int = 256  # transitions per gradient step (each paired with num_sample_w preferences)
+    learning_starts: int = 100  # random actions and no updates before this many env steps
+    gradient_updates: int = 1  # gradient steps per (vector) env step
+    gamma: float = 0.99  # discount
+    max_grad_norm: float | None = 1.0  # global gradient-norm clip; None = no clip
+    envelope: bool = True  # envelope target (max over sampled preferences); False = double-DQN target
+    num_sample_w: int = 4  # preferences sampled per gradient step (>= 2 for the envelope)
+    per: bool = True  # prioritised replay (proportional, no importance weights)
+    per_alpha: float = 0.6  # priority exponent
     initial_homotopy_lambda: float = 0.0  # weight of the scalarised (w.Q) loss at the start
-    final_homotopy_lambda: float = 1.0   # ... and at the end of its schedule
+    final_homotopy_lambda: float = 1.0  # ... and at the end of its schedule
     homotopy_decay_steps: int | None = None  # env steps of the linear homotopy schedule; None = fixed at the
-                                             # initial value
-    num_envs: int = 1                    # envs stepped in lockstep (ours; MORL-Baselines: 1)
-    steps_per_chunk: int = 1000          # vector env steps per jitted training chunk (one `update` call)
+    # initial value
+    num_envs: int = 1  # envs stepped in lockstep (ours; MORL-Baselines: 1)
+    steps_per_chunk: int = 1000  # vector env steps per jitted training chunk (one `update` call)
 
     def __post_init__(self):
-        check_config("envelope", self,
-                     at_least_one=("num_sample_w", "total_timesteps", "buffer_size", "batch_size", "num_envs",
-                                   "steps_per_chunk", "target_net_update_freq", "gradient_updates"),
-                     unit_interval=("tau",))
+        check_config(
+            "envelope",
+            self,
+            at_least_one=(
+                "num_sample_w",
+                "total_timesteps",
+                "buffer_size",
+                "batch_size",
+                "num_envs",
+                "steps_per_chunk",
+                "target_net_update_freq",
+                "gradient_updates",
+            ),
+            unit_interval=("tau",),
+        )
         if self.envelope and self.num_sample_w < 2:
-            raise ValueError(f"envelope config: num_sample_w must be >= 2 for the envelope target, got "
-                             f"{self.num_sample_w!r}; or set envelope=False")
+            raise ValueError(
+                f"envelope config: num_sample_w must be >= 2 for the envelope target, got "
+                f"{self.num_sample_w!r}; or set envelope=False"
+            )
         if self.num_envs > self.buffer_size:
-            raise ValueError(f"envelope config: buffer_size ({self.buffer_size}) must hold one vector step "
-                             f"(num_envs={self.num_envs})")
+            raise ValueError(
+                f"envelope config: buffer_size ({self.buffer_size}) must hold one vector step "
+                f"(num_envs={self.num_envs})"
+            )
 
 
 # =============================================================================================== state
@@ -87,10 +102,10 @@ class EnvelopeState:
     opt_state: PyTree
     replay: rb.Replay
     rollout: RolloutState
-    w: jax.Array             # [N, m] the preference of each env's current episode
+    w: jax.Array  # [N, m] the preference of each env's current episode
     key: jax.Array
-    env_steps: jax.Array     # int32
-    updates: jax.Array       # int32 gradient steps so far
+    env_steps: jax.Array  # int32
+    updates: jax.Array  # int32 gradient steps so far
 
 
 class EnvelopeTrainer(Trainer):
@@ -159,8 +174,13 @@ class EnvelopeTrainer(Trainer):
         params = self.net.init(k_net, x, jnp.zeros((1, self.m), jnp.float32))
         rstate = self.rollout.init.pure(k_env, self.env_params)
         obs0 = rstate.obs[0]
-        example = {"obs": obs0, "action": jnp.int32(0), "reward": jnp.zeros((self.m,), jnp.float32),
-                   "next_obs": obs0, "terminated": jnp.float32(0.0)}
+        example = {
+            "obs": obs0,
+            "action": jnp.int32(0),
+            "reward": jnp.zeros((self.m,), jnp.float32),
+            "next_obs": obs0,
+            "terminated": jnp.float32(0.0),
+        }
         replay = rb.init(example, self.capacity, prioritized=c.per)
         w = gaussian_preferences(k_w, c.num_envs, self.m)
         return EnvelopeState(params, params, self.tx.init(params), replay, rstate, w, key, jnp.int32(0), jnp.int32(0))
@@ -171,7 +191,7 @@ class EnvelopeTrainer(Trainer):
         c = self.config
         k_batch, k_w = jax.random.split(key)
         batch, idx = rb.sample(state.replay, k_batch, c.batch_size)
-        sampled_w = gaussian_preferences(k_w, c.num_sample_w, self.m)             # [K, m]
+        sampled_w = gaussian_preferences(k_w, c.num_sample_w, self.m)  # [K, m]
         bsz, k = c.batch_size, c.num_sample_w
         # next-state values for every (transition b, sampled preference k): [B, K, A, m]
         next_x = jnp.repeat(preprocess_obs(self.env.observation_space, batch["next_obs"]), k, axis=0)
@@ -179,11 +199,15 @@ class EnvelopeTrainer(Trainer):
         q_next_online = self.net.apply(state.q_params, next_x, w_bk).reshape(bsz, k, self.num_actions, self.m)
         q_next_target = self.net.apply(state.target_params, next_x, w_bk).reshape(bsz, k, self.num_actions, self.m)
         if c.envelope:
-            nxt = jax.vmap(lambda w: td.envelope_next_value(q_next_online, q_next_target,
-                                                            jnp.broadcast_to(w, (bsz, self.m))))(sampled_w)
+            nxt = jax.vmap(
+                lambda w: td.envelope_next_value(q_next_online, q_next_target, jnp.broadcast_to(w, (bsz, self.m)))
+            )(sampled_w)
         else:
-            nxt = jax.vmap(lambda j: td.ddqn_next_value(q_next_online[:, j], q_next_target[:, j],
-                                                        jnp.broadcast_to(sampled_w[j], (bsz, self.m))))(jnp.arange(k))
+            nxt = jax.vmap(
+                lambda j: td.ddqn_next_value(
+                    q_next_online[:, j], q_next_target[:, j], jnp.broadcast_to(sampled_w[j], (bsz, self.m))
+                )
+            )(jnp.arange(k))
         # rows ordered (preference j, transition b), as MORL-Baselines' repeat_interleave / repeat
         nxt = nxt.reshape(k * bsz, self.m)
         tile = lambda x: jnp.tile(x, (k,) + (1,) * (x.ndim - 1))  # noqa: E731
@@ -191,8 +215,13 @@ class EnvelopeTrainer(Trainer):
         target = jax.lax.stop_gradient(td.bootstrap(tile(batch["reward"]), tile(batch["terminated"]), c.gamma, nxt))
         x_rows = tile(preprocess_obs(self.env.observation_space, batch["obs"]))
         a_rows = tile(batch["action"])
-        lam = td.linear_schedule(c.initial_homotopy_lambda, c.final_homotopy_lambda, c.homotopy_decay_steps,
-                                 state.env_steps, c.learning_starts)
+        lam = td.linear_schedule(
+            c.initial_homotopy_lambda,
+            c.final_homotopy_lambda,
+            c.homotopy_decay_steps,
+            state.env_steps,
+            c.learning_starts,
+        )
 
         def loss_fn(params):
             q = td.take_action(self.net.apply(params, x_rows, w_rows), a_rows)
@@ -210,23 +239,36 @@ class EnvelopeTrainer(Trainer):
             keep = rb.priorities(replay)[idx]
             new_replay = rb.update_priorities(replay, idx, jnp.where(enabled, prio, keep))
             replay = new_replay.replace(max_priority=jnp.where(enabled, new_replay.max_priority, replay.max_priority))
-        state = state.replace(q_params=td.select_params(enabled, params, state.q_params),
-                              opt_state=td.select_params(enabled, opt_state, state.opt_state), replay=replay,
-                              updates=state.updates + enabled.astype(jnp.int32))
+        state = state.replace(
+            q_params=td.select_params(enabled, params, state.q_params),
+            opt_state=td.select_params(enabled, opt_state, state.opt_state),
+            replay=replay,
+            updates=state.updates + enabled.astype(jnp.int32),
+        )
         return state, {"loss": jnp.where(enabled, loss, 0.0), "homotopy_lambda": lam}
 
     def _iteration(self, state: EnvelopeState, _):
         c = self.config
         key, k_roll, k_w, k_upd = jax.random.split(state.key, 4)
         active = state.env_steps < c.total_timesteps
-        epsilon = td.linear_schedule(c.initial_epsilon, c.final_epsilon, c.epsilon_decay_steps, state.env_steps,
-                                     c.learning_starts)
-        policy_params = {"q": state.q_params, "w": state.w, "epsilon": epsilon,
-                         "random": state.env_steps < c.learning_starts}
+        epsilon = td.linear_schedule(
+            c.initial_epsilon, c.final_epsilon, c.epsilon_decay_steps, state.env_steps, c.learning_starts
+        )
+        policy_params = {
+            "q": state.q_params,
+            "w": state.w,
+            "epsilon": epsilon,
+            "random": state.env_steps < c.learning_starts,
+        }
         rstate, traj = self.rollout.run.pure(policy_params, state.rollout, k_roll, self.env_params)
         tr = jax.tree.map(lambda x: x[0], traj)  # the one step: leaves [N, ...]
-        items = {"obs": tr.obs, "action": tr.action.astype(jnp.int32), "reward": tr.reward,
-                 "next_obs": tr.next_obs, "terminated": tr.terminated.astype(jnp.float32)}
+        items = {
+            "obs": tr.obs,
+            "action": tr.action.astype(jnp.int32),
+            "reward": tr.reward,
+            "next_obs": tr.next_obs,
+            "terminated": tr.terminated.astype(jnp.float32),
+        }
         done = tr.terminated | tr.truncated
         new_w = jnp.where((done & active)[:, None], gaussian_preferences(k_w, c.num_envs, self.m), state.w)
         # past the budget (the last chunk's tail) nothing counts: no env steps, no replay growth, no learning.
@@ -246,26 +288,35 @@ class EnvelopeTrainer(Trainer):
             new_state, logs = jax.lax.scan(one, stepped, jax.random.split(k_upd, c.gradient_updates))
             logs = jax.tree.map(jnp.mean, logs)
         replay = rb.add(new_state.replay, items)
-        replay = replay.replace(pos=jnp.where(active, replay.pos, new_state.replay.pos),
-                                size=jnp.where(active, replay.size, new_state.replay.size))
+        replay = replay.replace(
+            pos=jnp.where(active, replay.pos, new_state.replay.pos),
+            size=jnp.where(active, replay.size, new_state.replay.size),
+        )
         new_state = new_state.replace(replay=replay)
         if c.tau < 1.0:
             sync = td.polyak(new_state.q_params, new_state.target_params, c.tau)
             new_state = new_state.replace(target_params=td.select_params(learning, sync, new_state.target_params))
         else:
             crossed = (env_steps // c.target_net_update_freq) > (state.env_steps // c.target_net_update_freq)
-            new_state = new_state.replace(target_params=td.select_params(
-                learning & crossed, new_state.q_params, new_state.target_params))
+            new_state = new_state.replace(
+                target_params=td.select_params(learning & crossed, new_state.q_params, new_state.target_params)
+            )
         finished = jnp.sum(jnp.where(done & active, 1, 0))
         ep_return = jnp.sum(jnp.where((done & active)[:, None], tr.episode_return, 0.0), axis=0)
         return new_state, (logs, epsilon, finished, ep_return)
 
     def _chunk(self, state: EnvelopeState) -> tuple[EnvelopeState, dict]:
-        state, (logs, epsilon, finished, ep_return) = jax.lax.scan(self._iteration, state, None,
-                                                                   length=self.config.steps_per_chunk)
+        state, (logs, epsilon, finished, ep_return) = jax.lax.scan(
+            self._iteration, state, None, length=self.config.steps_per_chunk
+        )
         episodes = jnp.sum(finished)
-        out = {"loss": jnp.mean(logs["loss"]), "homotopy_lambda": logs["homotopy_lambda"][-1],
-               "epsilon": epsilon[-1], "episodes": episodes, "updates": state.updates}
+        out = {
+            "loss": jnp.mean(logs["loss"]),
+            "homotopy_lambda": logs["homotopy_lambda"][-1],
+            "epsilon": epsilon[-1],
+            "episodes": episodes,
+            "updates": state.updates,
+        }
         mean_ret = jnp.sum(ep_return, axis=0) / jnp.maximum(episodes, 1)
         for i in range(self.m):
             out[f"episode_return_{i}"] = mean_ret[i]
@@ -276,10 +327,12 @@ def make_trainer(config: EnvelopeConfig, env, env_params=None) -> EnvelopeTraine
     return EnvelopeTrainer(config, env, env_params)
 
 
-SPEC = register_agent(AgentSpec(
-    name="envelope",
-    config_cls=EnvelopeConfig,
-    make_trainer=make_trainer,
-    summary="Envelope Q-learning (Yang et al. 2019), MORL-Baselines' variant: one preference-conditioned Q-network",
-    action_kinds=("discrete",),
-))
+SPEC = register_agent(
+    AgentSpec(
+        name="envelope",
+        config_cls=EnvelopeConfig,
+        make_trainer=make_trainer,
+        summary="Envelope Q-learning (Yang et al. 2019), MORL-Baselines' variant: one preference-conditioned Q-network",
+        action_kinds=("discrete",),
+    )
+)

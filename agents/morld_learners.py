@@ -50,8 +50,12 @@ class ObsEncoder:
     @property
     def _onehot(self) -> bool:
         sp = self.space
-        return (self.encoding == "onehot" and isinstance(sp, Box) and jnp.issubdtype(sp.dtype, jnp.integer)
-                and bool(np.all(np.isfinite(sp.low)) and np.all(np.isfinite(sp.high))))
+        return (
+            self.encoding == "onehot"
+            and isinstance(sp, Box)
+            and jnp.issubdtype(sp.dtype, jnp.integer)
+            and bool(np.all(np.isfinite(sp.low)) and np.all(np.isfinite(sp.high)))
+        )
 
     @property
     def dim(self) -> int:
@@ -65,8 +69,10 @@ class ObsEncoder:
         low = np.asarray(self.space.low, np.int64).reshape(-1)
         sizes = (np.asarray(self.space.high, np.int64) - np.asarray(self.space.low, np.int64) + 1).reshape(-1)
         flat = obs.reshape(obs.shape[0], -1).astype(jnp.int32)
-        return jnp.concatenate([jax.nn.one_hot(flat[:, i] - int(low[i]), int(sizes[i]), dtype=jnp.float32)
-                                for i in range(len(sizes))], axis=-1)
+        return jnp.concatenate(
+            [jax.nn.one_hot(flat[:, i] - int(low[i]), int(sizes[i]), dtype=jnp.float32) for i in range(len(sizes))],
+            axis=-1,
+        )
 
 
 @dataclass(frozen=True)
@@ -124,10 +130,11 @@ class DQNLearner:
     def transfer(self, dst: DQNState, src: DQNState) -> DQNState:
         return DQNState(q=src.q, target=src.target, opt=self.tx.init(src.q), steps=dst.steps)
 
-    def update(self, state: DQNState, w: jax.Array, z: jax.Array, batch: dict, key: jax.Array
-               ) -> tuple[DQNState, jax.Array, dict]:
+    def update(
+        self, state: DQNState, w: jax.Array, z: jax.Array, batch: dict, key: jax.Array
+    ) -> tuple[DQNState, jax.Array, dict]:
         """One gradient step; returns the new state, the utopia candidate ``max Q(s', .) + tau`` and logs."""
-        q_next_online = self.q_values(state.q, batch["next_obs"])       # [B, A, m]
+        q_next_online = self.q_values(state.q, batch["next_obs"])  # [B, A, m]
         q_next_target = self.q_values(state.target, batch["next_obs"])
         a_star = jnp.argmax(self.scal(w, q_next_online, z), axis=-1)
         nxt = jnp.take_along_axis(q_next_target, a_star[:, None, None], axis=1)[:, 0]
@@ -144,8 +151,9 @@ class DQNLearner:
         params = optax.apply_updates(state.q, updates)
         steps = state.steps + 1
         due = steps % self.target_net_freq == 0
-        target_params = jax.tree.map(lambda o, t: jnp.where(due, self.tau * o + (1.0 - self.tau) * t, t),
-                                     params, state.target)
+        target_params = jax.tree.map(
+            lambda o, t: jnp.where(due, self.tau * o + (1.0 - self.tau) * t, t), params, state.target
+        )
         z_seen = update_utopia(initial_utopia(self.reward_dim), jax.lax.stop_gradient(q_next_online), self.scal.tau)
         logs = {"loss": loss, "q_mean": jnp.mean(self.scal(w, q, z))}
         return DQNState(q=params, target=target_params, opt=opt, steps=steps), z_seen, logs
@@ -179,8 +187,9 @@ class SACLearner:
     def transfer(self, dst: SACState, src: SACState) -> SACState:
         return self.sac.reset_optimizers(src.replace(steps=dst.steps, log_alpha=dst.log_alpha))
 
-    def update(self, state: SACState, w: jax.Array, z: jax.Array, batch: dict, key: jax.Array
-               ) -> tuple[SACState, jax.Array, dict]:
+    def update(
+        self, state: SACState, w: jax.Array, z: jax.Array, batch: dict, key: jax.Array
+    ) -> tuple[SACState, jax.Array, dict]:
         seen = []
 
         def scal(v):
@@ -190,4 +199,3 @@ class SACLearner:
         state, logs = self.sac.update(state, batch, scal, key)
         z_seen = update_utopia(initial_utopia(self.reward_dim), jax.lax.stop_gradient(seen[0]), self.scal.tau)
         return state, z_seen, {"loss": logs["q_loss"], "q_mean": logs["q_mean"], "alpha": logs["alpha"]}
-

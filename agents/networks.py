@@ -75,10 +75,8 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden:
-            x = jnp.tanh(nn.Dense(width, kernel_init=orthogonal(self.hidden_gain),
-                                  bias_init=nn.initializers.zeros)(x))
-        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain),
-                        bias_init=nn.initializers.zeros)(x)
+            x = jnp.tanh(nn.Dense(width, kernel_init=orthogonal(self.hidden_gain), bias_init=nn.initializers.zeros)(x))
+        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain), bias_init=nn.initializers.zeros)(x)
 
 
 class CategoricalActor(nn.Module):
@@ -122,8 +120,10 @@ def observation_dim(space) -> int:
         return int(space.n)
     if isinstance(space, Box):
         return int(np.prod(space.shape)) if len(space.shape) else 1
-    raise TypeError(f"the MLP networks take Box or Discrete observations, got {type(space).__name__}; "
-                    "flatten the observation with a wrapper first")
+    raise TypeError(
+        f"the MLP networks take Box or Discrete observations, got {type(space).__name__}; "
+        "flatten the observation with a wrapper first"
+    )
 
 
 def preprocess_obs(space, obs: jax.Array) -> jax.Array:
@@ -148,8 +148,9 @@ class ActorCritic:
 
     def __post_init__(self):
         if not isinstance(self.action_space, (Discrete, Box)):
-            raise TypeError(f"ActorCritic supports Discrete and Box action spaces, "
-                            f"got {type(self.action_space).__name__}")
+            raise TypeError(
+                f"ActorCritic supports Discrete and Box action spaces, got {type(self.action_space).__name__}"
+            )
         if isinstance(self.action_space, Box) and len(self.action_space.shape) != 1:
             raise ValueError(f"continuous actions must be a 1-D Box, got shape {self.action_space.shape}")
         observation_dim(self.observation_space)  # fails early on an unsupported observation space
@@ -227,11 +228,11 @@ def _gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax
 
 # ----------------------------------------------------------------------------------- ReLU / preference-conditioned
 def _relu_kernel_init(name: str):
-    if name == "orthogonal":     # MORL-Baselines' layer_init: orthogonal, gain 1
+    if name == "orthogonal":  # MORL-Baselines' layer_init: orthogonal, gain 1
         return orthogonal(1.0)
     if name == "xavier_normal":  # PD-MORL's init_weights
         return nn.initializers.xavier_normal()
-    if name == "lecun_normal":   # flax's Dense default (MORL/D's learners)
+    if name == "lecun_normal":  # flax's Dense default (MORL/D's learners)
         return nn.initializers.lecun_normal()
     raise ValueError(f"unknown kernel init {name!r}; use 'orthogonal', 'xavier_normal' or 'lecun_normal'")
 

@@ -11,7 +11,6 @@ docs/algorithms/pgmorl.md.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,8 @@ import numpy as np
 from flax import struct
 
 from morl.agent import AgentSpec, Trainer, check_config, register_agent
-from morl.agents.preferences import generate_weights_batch_dfs
 from morl.agents.ppo import PPO, PPOConfig, PPOState, linear_lr, make_population, wide_batch
+from morl.agents.preferences import generate_weights_batch_dfs
 from morl.pareto import Archive, archive_insert
 from morl.rollout import RolloutState, episode_limit
 from morl.solution import Solution
@@ -40,23 +39,23 @@ class PGMORLConfig:
     iterations) must fit (else a one-line error). The defaults (80 + 20 iterations x 6 tasks x 8,192) need
     4,915,200 of the default 5M."""
 
-    total_timesteps: int = 5_000_000     # real transitions of all tasks together
-    pop_size: int | None = None          # number of tasks n; None = the warm-up grid's size (must equal it)
-    warmup_iterations: int = 80          # PPO iterations of the warm-up stage
-    evolutionary_iterations: int = 20    # PPO iterations per generation (the official update_iter)
-    num_weight_candidates: int = 7       # candidate weights per population policy
-    num_performance_buffer: int = 100    # performance buffers (directions)
-    performance_buffer_size: int = 2     # points kept per buffer
-    min_weight: float = 0.0              # warm-up weight grid: generate_weights_batch_dfs(m, min, max, delta)
+    total_timesteps: int = 5_000_000  # real transitions of all tasks together
+    pop_size: int | None = None  # number of tasks n; None = the warm-up grid's size (must equal it)
+    warmup_iterations: int = 80  # PPO iterations of the warm-up stage
+    evolutionary_iterations: int = 20  # PPO iterations per generation (the official update_iter)
+    num_weight_candidates: int = 7  # candidate weights per population policy
+    num_performance_buffer: int = 100  # performance buffers (directions)
+    performance_buffer_size: int = 2  # points kept per buffer
+    min_weight: float = 0.0  # warm-up weight grid: generate_weights_batch_dfs(m, min, max, delta)
     max_weight: float = 1.0
     delta_weight: float = 0.2
-    sparsity_coef: float = 1.0           # alpha in HV - alpha * SP (MORL-Baselines writes it as -1.0 with a +)
-    ep_capacity: int = 1_000             # external Pareto archive capacity (crowding-distance pruning above it)
-    eval_episodes: int = 1               # evaluation episodes per task and iteration (official eval_num)
-    eval_gamma: float = 1.0              # the official evaluation is undiscounted (--raw)
+    sparsity_coef: float = 1.0  # alpha in HV - alpha * SP (MORL-Baselines writes it as -1.0 with a +)
+    ep_capacity: int = 1_000  # external Pareto archive capacity (crowding-distance pruning above it)
+    eval_episodes: int = 1  # evaluation episodes per task and iteration (official eval_num)
+    eval_gamma: float = 1.0  # the official evaluation is undiscounted (--raw)
     max_episode_steps: int | None = None  # episode cap for training and evaluation; None = the env's own
     ref_point: tuple[float, ...] | None = None  # performance-buffer origin and selection HV; None = the env's
-    anneal_lr: bool = True               # linear LR decay over the run (official scripts)
+    anneal_lr: bool = True  # linear LR decay over the run (official scripts)
     # ---- PPO (agents.ppo.PPOConfig); num_envs x steps_per_iteration transitions per task and iteration
     num_envs: int = 4
     steps_per_iteration: int = 2048
@@ -75,10 +74,21 @@ class PGMORLConfig:
     hidden: tuple[int, ...] = (64, 64)
 
     def __post_init__(self):
-        check_config("PGMORL", self, unit_interval=("eval_gamma",),
-                     at_least_one=("total_timesteps", "warmup_iterations", "evolutionary_iterations",
-                                   "num_weight_candidates", "num_performance_buffer", "performance_buffer_size",
-                                   "ep_capacity", "eval_episodes"))
+        check_config(
+            "PGMORL",
+            self,
+            unit_interval=("eval_gamma",),
+            at_least_one=(
+                "total_timesteps",
+                "warmup_iterations",
+                "evolutionary_iterations",
+                "num_weight_candidates",
+                "num_performance_buffer",
+                "performance_buffer_size",
+                "ep_capacity",
+                "eval_episodes",
+            ),
+        )
         if self.num_weight_candidates < 2:
             raise ValueError("PGMORL: num_weight_candidates must be >= 2 (they span +-45 degrees)")
 
@@ -133,37 +143,37 @@ class Graph:
     """The optimisation history graph (host numpy, fixed capacity): node i is an evaluated policy."""
 
     weights: np.ndarray  # [C, m] the weight it was trained with (L2-normalised)
-    objs: np.ndarray     # [C, m] its evaluated returns
-    prev: np.ndarray     # [C] its predecessor's node, -1 for a root
-    count: np.ndarray    # nodes in use
+    objs: np.ndarray  # [C, m] its evaluated returns
+    prev: np.ndarray  # [C] its predecessor's node, -1 for a root
+    count: np.ndarray  # nodes in use
 
 
 @struct.dataclass
 class Population:
     """The policies the performance buffers keep (host numpy, fixed capacity; ``valid`` False is padding)."""
 
-    policy: PPOState     # leaves [C, ...]
-    objs: np.ndarray     # [C, m]
-    node: np.ndarray     # [C] graph node
-    valid: np.ndarray    # [C] bool
+    policy: PPOState  # leaves [C, ...]
+    objs: np.ndarray  # [C, m]
+    node: np.ndarray  # [C] graph node
+    valid: np.ndarray  # [C] bool
 
 
 @struct.dataclass
 class PGMORLState:
     key: jax.Array
-    iteration: np.ndarray      # PPO iterations done (of every task)
-    generation: np.ndarray     # 0 = the warm-up
-    gen_iter: np.ndarray       # iterations done in this generation
+    iteration: np.ndarray  # PPO iterations done (of every task)
+    generation: np.ndarray  # 0 = the warm-up
+    gen_iter: np.ndarray  # iterations done in this generation
     env_steps: np.ndarray
     eval_episodes: np.ndarray
-    tasks: PPOState            # the n tasks' PPO states, leading axis n
+    tasks: PPOState  # the n tasks' PPO states, leading axis n
     rollout: RolloutState
-    task_weights: np.ndarray   # [n, m]
-    task_node: np.ndarray      # [n] graph node each task started from
+    task_weights: np.ndarray  # [n, m]
+    task_node: np.ndarray  # [n] graph node each task started from
     graph: Graph
-    ep: Archive                # the external Pareto archive (the solution)
+    ep: Archive  # the external Pareto archive (the solution)
     population: Population
-    seed: np.ndarray           # seeds the selection's random candidates (three or more objectives)
+    seed: np.ndarray  # seeds the selection's random candidates (three or more objectives)
     last_selected: np.ndarray  # tasks the last selection chose
 
 
@@ -189,8 +199,14 @@ def fit_hyperbolic(x: np.ndarray, y: np.ndarray, w: np.ndarray, f_scale: float =
         return np.stack([t * w, A * (x - b) * dt * w, -A * a * dt * w, w], axis=1)
 
     upper_A = float(np.clip(np.max(y) - np.min(y), 1.0, 500.0)) if y.size else 1.0
-    res = least_squares(residual, np.ones(4), jac=jac, loss="soft_l1", f_scale=f_scale,
-                        bounds=([0.0, 0.1, -5.0, -500.0], [upper_A, 20.0, 5.0, 500.0]))
+    res = least_squares(
+        residual,
+        np.ones(4),
+        jac=jac,
+        loss="soft_l1",
+        f_scale=f_scale,
+        bounds=([0.0, 0.1, -5.0, -500.0], [upper_A, 20.0, 5.0, 500.0]),
+    )
     return res.x
 
 
@@ -232,8 +248,9 @@ def predict_improvement(graph: Graph, node: int, test_weights: np.ndarray) -> np
 
 
 # =============================================================================================== task selection
-def candidate_weights(center: np.ndarray, tried: np.ndarray, num: int, delta: float, rng: np.random.Generator
-                      ) -> np.ndarray:
+def candidate_weights(
+    center: np.ndarray, tried: np.ndarray, num: int, delta: float, rng: np.random.Generator
+) -> np.ndarray:
     """Candidate optimisation directions around a policy's last weight ``center``, minus the directions in ``tried``
     (L2-normalised, within 1e-3); returned as sum-1 weights. Two objectives: ``num`` directions evenly within +-45
     degrees; more: ``center`` plus random ``delta / 2`` grid weights within 45 degrees of it."""
@@ -268,8 +285,13 @@ def candidate_weights(center: np.ndarray, tried: np.ndarray, num: int, delta: fl
     return out / np.sum(out, axis=1, keepdims=True)
 
 
-def select_tasks(ep_objs: np.ndarray, candidates: list[tuple[int, np.ndarray, np.ndarray]], n: int,
-                 ref_point: np.ndarray, sparsity_coef: float) -> list[tuple[int, np.ndarray, np.ndarray]]:
+def select_tasks(
+    ep_objs: np.ndarray,
+    candidates: list[tuple[int, np.ndarray, np.ndarray]],
+    n: int,
+    ref_point: np.ndarray,
+    sparsity_coef: float,
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Greedy prediction-guided selection: ``candidates`` are (population index, weight, predicted returns);
     returns up to ``n`` of them maximising ``HV - sparsity_coef * SP`` of the virtual EP."""
     from morl.metrics import hypervolume, sparsity
@@ -314,29 +336,35 @@ class PGMORLTrainer(Trainer):
         self.env_params, self.eval_steps = episode_limit(env, env_params, cfg.max_episode_steps, "PGMORL: ")
         ref = cfg.ref_point if cfg.ref_point is not None else env.ref_point
         if ref is None:
-            raise ValueError(f"PGMORL needs a reference point for {env.name} (its performance buffers and task "
-                             "selection measure from it); pass ref_point=(...)")
+            raise ValueError(
+                f"PGMORL needs a reference point for {env.name} (its performance buffers and task "
+                "selection measure from it); pass ref_point=(...)"
+            )
         self.ref_point = np.asarray(ref, np.float64)
         if self.ref_point.shape != (m,):
             raise ValueError(f"PGMORL: ref_point has {self.ref_point.size} entries for {m} objectives")
         self.warmup_weights = generate_weights_batch_dfs(m, cfg.min_weight, cfg.max_weight, cfg.delta_weight)
         self.n = n = len(self.warmup_weights)
         if cfg.pop_size is not None and cfg.pop_size != n:
-            raise ValueError(f"PGMORL: pop_size={cfg.pop_size} but the warm-up grid (m={m}, delta_weight="
-                             f"{cfg.delta_weight}, weights in [{cfg.min_weight}, {cfg.max_weight}]) has {n} weights; "
-                             "the tasks are the grid's weights: change delta_weight or leave pop_size unset")
+            raise ValueError(
+                f"PGMORL: pop_size={cfg.pop_size} but the warm-up grid (m={m}, delta_weight="
+                f"{cfg.delta_weight}, weights in [{cfg.min_weight}, {cfg.max_weight}]) has {n} weights; "
+                "the tasks are the grid's weights: change delta_weight or leave pop_size unset"
+            )
         # the budget rule (docs/budgets.md): whole iterations of all n tasks, never more than total_timesteps; the
         # warm-up and one generation must fit
         per_iteration = cfg.batch_size * n
         self.total_iterations = cfg.total_timesteps // per_iteration
         least = (cfg.warmup_iterations + cfg.evolutionary_iterations) * per_iteration
         if self.total_iterations < cfg.warmup_iterations + cfg.evolutionary_iterations:
-            raise ValueError(f"PGMORL: total_timesteps {cfg.total_timesteps:,} does not cover the warm-up and one "
-                             f"generation ((warmup_iterations {cfg.warmup_iterations} + evolutionary_iterations "
-                             f"{cfg.evolutionary_iterations}) x {n} tasks x num_envs {cfg.num_envs} x "
-                             f"steps_per_iteration {cfg.steps_per_iteration} = {least:,} transitions); raise "
-                             f"--steps to >= {least:,} or lower --warmup-iterations, --evolutionary-iterations, "
-                             "--steps-per-iteration or --num-envs")
+            raise ValueError(
+                f"PGMORL: total_timesteps {cfg.total_timesteps:,} does not cover the warm-up and one "
+                f"generation ((warmup_iterations {cfg.warmup_iterations} + evolutionary_iterations "
+                f"{cfg.evolutionary_iterations}) x {n} tasks x num_envs {cfg.num_envs} x "
+                f"steps_per_iteration {cfg.steps_per_iteration} = {least:,} transitions); raise "
+                f"--steps to >= {least:,} or lower --warmup-iterations, --evolutionary-iterations, "
+                "--steps-per-iteration or --num-envs"
+            )
         self.pop_capacity = cfg.num_performance_buffer * cfg.performance_buffer_size
         self.graph_capacity = n * (2 + self.total_iterations // cfg.evolutionary_iterations)
         self._build()
@@ -344,9 +372,16 @@ class PGMORLTrainer(Trainer):
     # ------------------------------------------------------------------ compiled pieces
     def _build(self) -> None:
         cfg, ppo = self.config, self.ppo
-        self._pop = population = make_population(ppo, self.env, self.n, stats_gamma=cfg.gamma,
-                                                 eval_episodes=cfg.eval_episodes, eval_steps=self.eval_steps,
-                                                 eval_gamma=cfg.eval_gamma, env_params=self.env_params)
+        self._pop = population = make_population(
+            ppo,
+            self.env,
+            self.n,
+            stats_gamma=cfg.gamma,
+            eval_episodes=cfg.eval_episodes,
+            eval_steps=self.eval_steps,
+            eval_gamma=cfg.eval_gamma,
+            env_params=self.env_params,
+        )
         self._insert = jax.jit(archive_insert)
         self._init_pop, self._reset, self._evaluate = population.init, population.reset, population.evaluate
 
@@ -374,21 +409,36 @@ class PGMORLTrainer(Trainer):
         tasks = self._init_pop(jax.random.split(k_pop, n))
         returns, finished = self._evaluate(tasks, k_eval)
         self._check_finished(finished)
-        graph = Graph(weights=np.zeros((self.graph_capacity, m)), objs=np.zeros((self.graph_capacity, m)),
-                      prev=np.full(self.graph_capacity, -1, np.int64), count=np.int64(0))
+        graph = Graph(
+            weights=np.zeros((self.graph_capacity, m)),
+            objs=np.zeros((self.graph_capacity, m)),
+            prev=np.full(self.graph_capacity, -1, np.int64),
+            count=np.int64(0),
+        )
         nodes = np.zeros(n, np.int64)
         for i in range(n):  # the warm-up tasks' roots: random policies with their weights
             graph, nodes[i] = self._graph_insert(graph, self.warmup_weights[i], np.asarray(returns[i]), -1)
         proto = jax.tree.map(lambda x: np.zeros((self.pop_capacity,) + x.shape[1:], x.dtype), tasks)
         ep = Archive.empty(cfg.ep_capacity, m, jax.tree.map(lambda x: x[0], self._stored(tasks)))
         return PGMORLState(
-            key=key, iteration=np.int64(0), generation=np.int64(0), gen_iter=np.int64(0),
-            env_steps=np.int64(0), eval_episodes=np.int64(n * cfg.eval_episodes),
-            tasks=tasks, rollout=self._reset(k_env),
-            task_weights=np.asarray(self.warmup_weights, np.float32), task_node=nodes,
-            graph=graph, ep=ep,
-            population=Population(policy=proto, objs=np.zeros((self.pop_capacity, m)),
-                                  node=np.zeros(self.pop_capacity, np.int64), valid=np.zeros(self.pop_capacity, bool)),
+            key=key,
+            iteration=np.int64(0),
+            generation=np.int64(0),
+            gen_iter=np.int64(0),
+            env_steps=np.int64(0),
+            eval_episodes=np.int64(n * cfg.eval_episodes),
+            tasks=tasks,
+            rollout=self._reset(k_env),
+            task_weights=np.asarray(self.warmup_weights, np.float32),
+            task_node=nodes,
+            graph=graph,
+            ep=ep,
+            population=Population(
+                policy=proto,
+                objs=np.zeros((self.pop_capacity, m)),
+                node=np.zeros(self.pop_capacity, np.int64),
+                valid=np.zeros(self.pop_capacity, bool),
+            ),
             seed=np.asarray(jax.random.randint(k_eval, (), 0, 2**31 - 1), np.int64),
             last_selected=np.int64(0),
         )
@@ -407,8 +457,10 @@ class PGMORLTrainer(Trainer):
 
     def _check_finished(self, finished) -> None:
         if not bool(finished):
-            raise RuntimeError(f"PGMORL: evaluation episodes on {self.env.name} did not end within {self.eval_steps} "
-                               "steps; set max_episode_steps (a time limit)")
+            raise RuntimeError(
+                f"PGMORL: evaluation episodes on {self.env.name} did not end within {self.eval_steps} "
+                "steps; set max_episode_steps (a time limit)"
+            )
 
     # ------------------------------------------------------------------ protocol
     def done(self, state: PGMORLState) -> bool:
@@ -431,10 +483,17 @@ class PGMORLTrainer(Trainer):
         returns_np = np.asarray(returns, np.float64)
         ep = self._insert(state.ep, returns, weights, self._stored(tasks), np.all(np.isfinite(returns_np), axis=1))
         gen_iter = int(state.gen_iter) + 1
-        state = state.replace(key=key, tasks=tasks, rollout=rollout, ep=ep, iteration=np.int64(it + 1),
-                              gen_iter=np.int64(gen_iter), env_steps=np.int64(state.env_steps + n * cfg.batch_size),
-                              eval_episodes=np.int64(state.eval_episodes + n * cfg.eval_episodes))
-        if gen_iter % cfg.evolutionary_iterations == 0:   # offspring: graph + population
+        state = state.replace(
+            key=key,
+            tasks=tasks,
+            rollout=rollout,
+            ep=ep,
+            iteration=np.int64(it + 1),
+            gen_iter=np.int64(gen_iter),
+            env_steps=np.int64(state.env_steps + n * cfg.batch_size),
+            eval_episodes=np.int64(state.eval_episodes + n * cfg.eval_episodes),
+        )
+        if gen_iter % cfg.evolutionary_iterations == 0:  # offspring: graph + population
             state = self._offspring(state, returns_np)
         length = cfg.warmup_iterations if int(state.generation) == 0 else cfg.evolutionary_iterations
         if gen_iter >= length and not self.done(state):
@@ -447,16 +506,20 @@ class PGMORLTrainer(Trainer):
         for i in range(n):
             graph, nodes[i] = self._graph_insert(graph, state.task_weights[i], returns[i], int(nodes[i]))
         pop = state.population
-        pool_policy = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), pop.policy,
-                                   state.tasks)
+        pool_policy = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), pop.policy, state.tasks)
         pool_objs = np.concatenate([pop.objs, returns])
         pool_node = np.concatenate([pop.node, nodes])
         pool_valid = np.concatenate([pop.valid, np.all(np.isfinite(returns), axis=1)])
-        keep = select_population(pool_objs, pool_valid, self.ref_point, cfg.num_performance_buffer,
-                                 cfg.performance_buffer_size)
+        keep = select_population(
+            pool_objs, pool_valid, self.ref_point, cfg.num_performance_buffer, cfg.performance_buffer_size
+        )
         pad = np.concatenate([keep, np.zeros(self.pop_capacity - keep.size, np.int64)])
-        new_pop = Population(policy=_take(pool_policy, pad), objs=pool_objs[pad], node=pool_node[pad],
-                             valid=np.arange(self.pop_capacity) < keep.size)
+        new_pop = Population(
+            policy=_take(pool_policy, pad),
+            objs=pool_objs[pad],
+            node=pool_node[pad],
+            valid=np.arange(self.pop_capacity) < keep.size,
+        )
         return state.replace(graph=graph, task_node=nodes, population=new_pop)
 
     def _next_generation(self, state: PGMORLState) -> PGMORLState:
@@ -469,8 +532,7 @@ class PGMORLTrainer(Trainer):
         for j in np.flatnonzero(pop.valid):
             node = int(pop.node[j])
             tried = graph.weights[:count][graph.prev[:count] == node]
-            weights = candidate_weights(graph.weights[node], tried, cfg.num_weight_candidates, cfg.delta_weight,
-                                        rng)
+            weights = candidate_weights(graph.weights[node], tried, cfg.num_weight_candidates, cfg.delta_weight, rng)
             if len(weights) == 0:
                 continue
             preds = predict_improvement(graph, node, weights)
@@ -480,27 +542,40 @@ class PGMORLTrainer(Trainer):
         tasks = jax.tree.map(np.asarray, state.tasks)
         weights = np.array(state.task_weights, copy=True)
         nodes = np.array(state.task_node, copy=True)
-        for i, (j, w, _) in enumerate(chosen):   # fewer picks than tasks: the rest keep training as they are
-            tasks = jax.tree.map(lambda t, p: _set_row(t, i, p[j]), tasks, pop.policy)
+        for i, (j, w, _) in enumerate(chosen):  # fewer picks than tasks: the rest keep training as they are
+            tasks = jax.tree.map(lambda t, p, i=i, j=j: _set_row(t, i, p[j]), tasks, pop.policy)
             weights[i] = w
             nodes[i] = pop.node[j]
-        tasks = tasks.replace(ret=np.zeros_like(tasks.ret))        # new envs: the normaliser's running returns restart
+        tasks = tasks.replace(ret=np.zeros_like(tasks.ret))  # new envs: the normaliser's running returns restart
         key, k_env = jax.random.split(state.key)
-        return state.replace(key=key, tasks=tasks, rollout=self._reset(k_env), task_weights=weights.astype(np.float32),
-                             task_node=nodes, gen_iter=np.int64(0), generation=np.int64(int(state.generation) + 1),
-                             last_selected=np.int64(len(chosen)))
+        return state.replace(
+            key=key,
+            tasks=tasks,
+            rollout=self._reset(k_env),
+            task_weights=weights.astype(np.float32),
+            task_node=nodes,
+            gen_iter=np.int64(0),
+            generation=np.int64(int(state.generation) + 1),
+            last_selected=np.int64(len(chosen)),
+        )
 
     # ------------------------------------------------------------------ solution
     def solution(self, state: PGMORLState) -> Solution:
         ep = state.ep
         valid = np.asarray(ep.valid)
         if not valid.any():  # nothing evaluated yet: the current tasks
-            return Solution(act=self._act, params=self._stored(state.tasks),
-                            candidate_weights=np.asarray(state.task_weights, np.float64))
+            return Solution(
+                act=self._act,
+                params=self._stored(state.tasks),
+                candidate_weights=np.asarray(state.task_weights, np.float64),
+            )
         idx = np.flatnonzero(valid)
-        return Solution(act=self._act, params=jax.tree.map(lambda x: x[idx], ep.policy),
-                        candidate_weights=np.asarray(ep.weights, np.float64)[idx],
-                        candidate_returns=np.asarray(ep.returns, np.float64)[idx])
+        return Solution(
+            act=self._act,
+            params=jax.tree.map(lambda x: x[idx], ep.policy),
+            candidate_weights=np.asarray(ep.weights, np.float64)[idx],
+            candidate_returns=np.asarray(ep.returns, np.float64)[idx],
+        )
 
     def front(self, state: PGMORLState) -> np.ndarray:
         """The EP's returns, ``[F, m]``."""
@@ -510,11 +585,15 @@ class PGMORLTrainer(Trainer):
         from morl.metrics import hypervolume
 
         front = self.front(state)
-        logs = {"env_steps": float(state.env_steps), "iteration": float(state.iteration),
-                "generation": float(state.generation), "ep_size": float(len(front)),
-                "population_size": float(np.sum(state.population.valid)),
-                "eval_episodes": float(state.eval_episodes),
-                "ep_hv": float(hypervolume(front, self.ref_point, strict=False)) if len(front) else 0.0}
+        logs = {
+            "env_steps": float(state.env_steps),
+            "iteration": float(state.iteration),
+            "generation": float(state.generation),
+            "ep_size": float(len(front)),
+            "population_size": float(np.sum(state.population.valid)),
+            "eval_episodes": float(state.eval_episodes),
+            "ep_hv": float(hypervolume(front, self.ref_point, strict=False)) if len(front) else 0.0,
+        }
         if stats is not None:
             logs.update({k: float(np.mean(v)) for k, v in stats.items()})
         return logs
@@ -530,12 +609,14 @@ def make_trainer(config: PGMORLConfig, env, env_params=None) -> PGMORLTrainer:
     return PGMORLTrainer(config, env, env_params)
 
 
-SPEC = register_agent(AgentSpec(
-    name="pgmorl",
-    config_cls=PGMORLConfig,
-    make_trainer=make_trainer,
-    summary="PGMORL (Xu et al. 2020): prediction-guided task selection over a vmapped population of PPO tasks",
-    action_kinds=("discrete", "continuous"),
-    # GPU/TPU: 512 envs per task, the same transitions per iteration (default 512 x 16 instead of 4 x 2048)
-    accelerator_defaults=wide_batch("num_envs", "steps_per_iteration", 512),
-))
+SPEC = register_agent(
+    AgentSpec(
+        name="pgmorl",
+        config_cls=PGMORLConfig,
+        make_trainer=make_trainer,
+        summary="PGMORL (Xu et al. 2020): prediction-guided task selection over a vmapped population of PPO tasks",
+        action_kinds=("discrete", "continuous"),
+        # GPU/TPU: 512 envs per task, the same transitions per iteration (default 512 x 16 instead of 4 x 2048)
+        accelerator_defaults=wide_batch("num_envs", "steps_per_iteration", 512),
+    )
+)

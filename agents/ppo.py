@@ -30,8 +30,9 @@ update; VecNormalize updates them step by step. The reward recursion is step by 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -51,10 +52,10 @@ NORM_EPS = 1e-8  # VecNormalize's epsilon
 class PPOConfig:
     """PPO hyperparameters; defaults are the official C-MORL ones (docs/sources.md)."""
 
-    lr: float = 3e-4                 # Adam learning rate (stage 1 decays it linearly to 0: `linear_lr`)
-    gamma: float = 0.995             # training discount (C-MORL never overrides it)
+    lr: float = 3e-4  # Adam learning rate (stage 1 decays it linearly to 0: `linear_lr`)
+    gamma: float = 0.995  # training discount (C-MORL never overrides it)
     gae_lambda: float = 0.95
-    clip_eps: float = 0.2            # ratio clip, also the value-clip range
+    clip_eps: float = 0.2  # ratio clip, also the value-clip range
     epochs: int = 10
     num_minibatches: int = 32
     value_coef: float = 0.5
@@ -66,8 +67,8 @@ class PPOConfig:
     normalize_reward: bool = True
     clip_obs: float = 10.0
     clip_reward: float = 10.0
-    num_envs: int = 8                # parallel envs per policy
-    num_steps: int = 512             # steps per env per rollout: a batch is num_envs * num_steps transitions
+    num_envs: int = 8  # parallel envs per policy
+    num_steps: int = 512  # steps per env per rollout: a batch is num_envs * num_steps transitions
     hidden: tuple[int, ...] = (64, 64)
 
     @property
@@ -75,21 +76,24 @@ class PPOConfig:
         return self.num_envs * self.num_steps
 
     @staticmethod
-    def of(config: Any, **overrides: Any) -> "PPOConfig":
+    def of(config: Any, **overrides: Any) -> PPOConfig:
         """The PPO settings of an agent config that carries PPOConfig's fields under the same names."""
         names = {f.name for f in dataclasses.fields(PPOConfig)}
         return PPOConfig(**{k: getattr(config, k) for k in names if hasattr(config, k)} | overrides)
 
     def check(self) -> None:
         if self.batch_size % self.num_minibatches:
-            raise ValueError(f"PPO: num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches="
-                             f"{self.num_minibatches}; pick sizes so every minibatch has the same length")
+            raise ValueError(
+                f"PPO: num_envs * num_steps = {self.batch_size} is not divisible by num_minibatches="
+                f"{self.num_minibatches}; pick sizes so every minibatch has the same length"
+            )
         for name in ("lr", "gamma", "clip_eps", "epochs", "num_minibatches", "num_envs", "num_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PPO: {name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(f"PPO: gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, "
-                             f"{self.gae_lambda}")
+            raise ValueError(
+                f"PPO: gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, {self.gae_lambda}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- normalisers
@@ -102,11 +106,11 @@ class RunningMeanStd:
     count: jax.Array
 
     @staticmethod
-    def create(shape: tuple[int, ...]) -> "RunningMeanStd":
+    def create(shape: tuple[int, ...]) -> RunningMeanStd:
         # baselines starts at mean 0, var 1 and a tiny count (1e-4), so the first batch dominates
         return RunningMeanStd(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.float32(1e-4))
 
-    def update(self, x: jax.Array) -> "RunningMeanStd":
+    def update(self, x: jax.Array) -> RunningMeanStd:
         """Merge a batch ``x`` of shape ``[B, *shape]``."""
         batch_mean = jnp.mean(x, axis=0)
         batch_var = jnp.var(x, axis=0)
@@ -122,13 +126,15 @@ def normalize_obs(rms: RunningMeanStd, x: jax.Array, clip: float) -> jax.Array:
     return jnp.clip((x - rms.mean) / jnp.sqrt(rms.var + NORM_EPS), -clip, clip)
 
 
-def normalize_rewards(rms: RunningMeanStd, ret: jax.Array, rewards: jax.Array, done: jax.Array, gamma: float,
-                      clip: float) -> tuple[RunningMeanStd, jax.Array, jax.Array]:
+def normalize_rewards(
+    rms: RunningMeanStd, ret: jax.Array, rewards: jax.Array, done: jax.Array, gamma: float, clip: float
+) -> tuple[RunningMeanStd, jax.Array, jax.Array]:
     """VecNormalize's per-objective reward scaling over a trajectory, step by step.
 
     ``rewards`` [T, N, m], ``done`` [T, N], ``ret`` [N, m] the running discounted returns carried between
     rollouts. Returns the updated statistics, the carried returns and the scaled rewards [T, N, m].
     """
+
     def step(carry, inp):
         rms, ret = carry
         r, d = inp
@@ -143,8 +149,15 @@ def normalize_rewards(rms: RunningMeanStd, ret: jax.Array, rewards: jax.Array, d
 
 
 # ---------------------------------------------------------------------------------------------- GAE
-def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, terminated: jax.Array, done: jax.Array,
-        gamma: float, lam: float) -> tuple[jax.Array, jax.Array]:
+def gae(
+    rewards: jax.Array,
+    values: jax.Array,
+    next_values: jax.Array,
+    terminated: jax.Array,
+    done: jax.Array,
+    gamma: float,
+    lam: float,
+) -> tuple[jax.Array, jax.Array]:
     """Per-objective generalised advantage estimates and value targets.
 
     ``rewards``, ``values``, ``next_values``: [T, N, m] (``next_values`` = V(next_obs), the true next
@@ -186,11 +199,11 @@ class Penalty(Protocol):
 class PPOState:
     """Everything one PPO policy carries between updates (add a leading axis for a population)."""
 
-    params: PyTree             # {"actor": ..., "critic": ...}
+    params: PyTree  # {"actor": ..., "critic": ...}
     opt_state: PyTree
-    obs_rms: RunningMeanStd    # over the flat observation features
-    ret_rms: RunningMeanStd    # per objective, over the discounted returns
-    ret: jax.Array             # [num_envs, m] running discounted returns of the reward normaliser
+    obs_rms: RunningMeanStd  # over the flat observation features
+    ret_rms: RunningMeanStd  # per objective, over the discounted returns
+    ret: jax.Array  # [num_envs, m] running discounted returns of the reward normaliser
 
 
 @dataclass(frozen=True)
@@ -204,26 +217,30 @@ class PPO:
         self.config.check()
 
     @staticmethod
-    def for_env(env, config: PPOConfig) -> "PPO":
+    def for_env(env, config: PPOConfig) -> PPO:
         return PPO(ActorCritic(env.observation_space, env.action_space, env.reward_dim, tuple(config.hidden)), config)
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
         # the learning rate is applied by hand in `update`, so the caller can schedule it per update
-        return optax.chain(optax.clip_by_global_norm(self.config.max_grad_norm),
-                           optax.scale_by_adam(eps=self.config.adam_eps))
+        return optax.chain(
+            optax.clip_by_global_norm(self.config.max_grad_norm), optax.scale_by_adam(eps=self.config.adam_eps)
+        )
 
     def init(self, key: jax.Array) -> PPOState:
         params = self.net.init(key)
         m = self.net.reward_dim
-        return PPOState(params=params, opt_state=self.optimizer.init(params),
-                        obs_rms=RunningMeanStd.create((self.net.obs_dim,)), ret_rms=RunningMeanStd.create((m,)),
-                        ret=jnp.zeros((self.config.num_envs, m), jnp.float32))
+        return PPOState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            obs_rms=RunningMeanStd.create((self.net.obs_dim,)),
+            ret_rms=RunningMeanStd.create((m,)),
+            ret=jnp.zeros((self.config.num_envs, m), jnp.float32),
+        )
 
     def restart(self, state: PPOState) -> PPOState:
         """A fresh Adam state and zeroed return accumulators (new envs), keeping the policy and its statistics."""
-        return state.replace(opt_state=self.optimizer.init(state.params),
-                             ret=jnp.zeros_like(state.ret))
+        return state.replace(opt_state=self.optimizer.init(state.params), ret=jnp.zeros_like(state.ret))
 
     # ------------------------------------------------------------------ acting
     def features(self, obs_rms: RunningMeanStd, obs: jax.Array) -> jax.Array:
@@ -249,13 +266,17 @@ class PPO:
         """Normalise the trajectory's rewards, compute per-objective GAE; returns the batch (flat [T*N, ...])."""
         cfg = self.config
         T, N, m = traj.reward.shape
-        flat = lambda x: x.reshape((T * N,) + x.shape[2:])
+
+        def flat(x):
+            return x.reshape((T * N,) + x.shape[2:])
+
         x = self.features(state.obs_rms, flat(traj.obs))
         x_next = self.features(state.obs_rms, flat(traj.next_obs))
         done = traj.terminated | traj.truncated
         if cfg.normalize_reward:
-            ret_rms, ret, rewards = normalize_rewards(state.ret_rms, state.ret, traj.reward, done, cfg.gamma,
-                                                      cfg.clip_reward)
+            ret_rms, ret, rewards = normalize_rewards(
+                state.ret_rms, state.ret, traj.reward, done, cfg.gamma, cfg.clip_reward
+            )
             scale = jnp.sqrt(ret_rms.var + NORM_EPS)
         else:
             ret_rms, ret, rewards, scale = state.ret_rms, state.ret, traj.reward, jnp.ones((m,), jnp.float32)
@@ -264,12 +285,19 @@ class PPO:
         next_values = self.net.value(critic, x_next).reshape(T, N, m)
         adv, targets = gae(rewards, values, next_values, traj.terminated, done, cfg.gamma, cfg.gae_lambda)
         state = state.replace(ret_rms=ret_rms, ret=ret)
-        batch = {"x": x, "raw": flat(traj.extras["raw"]), "logp": flat(traj.extras["logp"]),
-                 "values": flat(values), "targets": flat(targets), "adv_raw": flat(adv) * scale}
+        batch = {
+            "x": x,
+            "raw": flat(traj.extras["raw"]),
+            "logp": flat(traj.extras["logp"]),
+            "values": flat(values),
+            "targets": flat(targets),
+            "adv_raw": flat(adv) * scale,
+        }
         return state, batch
 
-    def loss(self, params: PyTree, mb: dict[str, jax.Array], penalty: Penalty | None, adv_scale: jax.Array
-             ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(
+        self, params: PyTree, mb: dict[str, jax.Array], penalty: Penalty | None, adv_scale: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         cfg = self.config
         logp, entropy = self.net.log_prob_entropy(params["actor"], mb["x"], mb["raw"])
         log_ratio = logp - mb["logp"]
@@ -289,12 +317,14 @@ class PPO:
             bonus = penalty(ratio, mb["adv_raw"], adv_scale)
             total = total - bonus
             stats["penalty"] = bonus
-        stats.update(approx_kl=jnp.mean((ratio - 1.0) - log_ratio),
-                     clip_frac=jnp.mean(jnp.abs(ratio - 1.0) > cfg.clip_eps))
+        stats.update(
+            approx_kl=jnp.mean((ratio - 1.0) - log_ratio), clip_frac=jnp.mean(jnp.abs(ratio - 1.0) > cfg.clip_eps)
+        )
         return total, stats
 
-    def update(self, state: PPOState, traj, weights: jax.Array, lr: jax.Array, key: jax.Array,
-               penalty: Penalty | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
+    def update(
+        self, state: PPOState, traj, weights: jax.Array, lr: jax.Array, key: jax.Array, penalty: Penalty | None = None
+    ) -> tuple[PPOState, dict[str, jax.Array]]:
         """One PPO update from a trajectory ([T, N, ...] leaves) with preference ``weights`` [m].
 
         The scalarised advantage is ``weights . A_raw``, standardised over the batch (torch's unbiased std,
@@ -322,18 +352,21 @@ class PPO:
             idx = jax.random.permutation(k, n).reshape(cfg.num_minibatches, mb_size)
             return jax.lax.scan(minibatch_step, carry, idx)
 
-        (params, opt_state), stats = jax.lax.scan(epoch, (state.params, state.opt_state),
-                                                  jax.random.split(key, cfg.epochs))
+        (params, opt_state), stats = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(key, cfg.epochs)
+        )
         obs_rms = state.obs_rms
         if cfg.normalize_obs:
-            obs_rms = obs_rms.update(preprocess_obs(self.net.observation_space,
-                                                    traj.obs.reshape((n,) + traj.obs.shape[2:])))
+            obs_rms = obs_rms.update(
+                preprocess_obs(self.net.observation_space, traj.obs.reshape((n,) + traj.obs.shape[2:]))
+            )
         state = state.replace(params=params, opt_state=opt_state, obs_rms=obs_rms)
         return state, jax.tree.map(jnp.mean, stats)
 
 
-def wide_batch(num_envs_field: str = "num_envs", num_steps_field: str = "num_steps", envs: int = 512
-               ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def wide_batch(
+    num_envs_field: str = "num_envs", num_steps_field: str = "num_steps", envs: int = 512
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Accelerator settings (`morl.agent.AgentSpec.accelerator_defaults`) of a PPO population: ``envs`` envs per
     policy and ``num_steps`` shortened so each update keeps its number of transitions. Budgets, update counts and
     minibatch sizes stay as on a CPU; a GPU then steps ``policies x envs`` envs per rollout step, with
@@ -369,16 +402,26 @@ class PPOPopulation:
 
     ppo: PPO
     size: int
-    init: Callable[[jax.Array], PPOState]              # keys [P] -> a fresh population
-    restart: Callable[[PPOState], PPOState]            # `PPO.restart` of every member
-    reset: Callable[[jax.Array], RolloutState]         # key -> fresh training envs
+    init: Callable[[jax.Array], PPOState]  # keys [P] -> a fresh population
+    restart: Callable[[PPOState], PPOState]  # `PPO.restart` of every member
+    reset: Callable[[jax.Array], RolloutState]  # key -> fresh training envs
     iterate: Callable[..., tuple[PPOState, RolloutState, dict, dict]]
     evaluate: Callable[[PPOState, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def make_population(ppo: PPO, env, size: int, *, stats_gamma: float, eval_episodes: int, eval_steps: int,
-                    eval_gamma: float, env_params: PyTree = None, prepare: Prepare = _weights_only,
-                    cheap_init: bool = False) -> PPOPopulation:
+def make_population(
+    ppo: PPO,
+    env,
+    size: int,
+    *,
+    stats_gamma: float,
+    eval_episodes: int,
+    eval_steps: int,
+    eval_gamma: float,
+    env_params: PyTree = None,
+    prepare: Prepare = _weights_only,
+    cheap_init: bool = False,
+) -> PPOPopulation:
     """Compile the population's programs.
 
     ``iterate(pop, rollout_state, lr, key, *args) -> (pop, rollout_state, stats, info)``: the key is split into a
@@ -400,8 +443,7 @@ def make_population(ppo: PPO, env, size: int, *, stats_gamma: float, eval_episod
         return ppo.act(pp, obs), ()
 
     train = make_rollout(env, ppo.policy, cfg.num_envs, cfg.num_steps, gamma=stats_gamma, population=size)
-    evalr = make_rollout(env, eval_policy, eval_episodes, eval_steps, gamma=eval_gamma, population=size,
-                         emit="summary")
+    evalr = make_rollout(env, eval_policy, eval_episodes, eval_steps, gamma=eval_gamma, population=size, emit="summary")
     vupdate = jax.vmap(ppo.update, in_axes=(0, 0, 0, None, 0, 0))
     vpp = jax.vmap(ppo.policy_params)
 
@@ -427,6 +469,12 @@ def make_population(ppo: PPO, env, size: int, *, stats_gamma: float, eval_episod
         return pop.replace(opt_state=jax.tree.map(np.zeros_like, pop.opt_state), ret=np.zeros_like(pop.ret))
 
     init = jax.jit(jax.vmap(ppo.init), compiler_options={"xla_backend_optimization_level": 0} if cheap_init else None)
-    return PPOPopulation(ppo=ppo, size=size, init=init, restart=restart,
-                         reset=train.starter(env_params), iterate=iterate,
-                         evaluate=evalr.fresh_then(vpp, summarize, env_params))
+    return PPOPopulation(
+        ppo=ppo,
+        size=size,
+        init=init,
+        restart=restart,
+        reset=train.starter(env_params),
+        iterate=iterate,
+        evaluate=evalr.fresh_then(vpp, summarize, env_params),
+    )

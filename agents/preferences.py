@@ -51,17 +51,19 @@ class SubspaceGrid:
     counts: np.ndarray  # [n] int32
 
     @staticmethod
-    def make(m: int, step: float, n: int) -> "SubspaceGrid":
+    def make(m: int, step: float, n: int) -> SubspaceGrid:
         full = grid(m, step)
         if n < 1 or n > len(full):
-            raise ValueError(f"cannot split a grid of {len(full)} preferences into {n} sub-spaces; "
-                             f"use 1 <= n <= {len(full)} (or a finer step)")
+            raise ValueError(
+                f"cannot split a grid of {len(full)} preferences into {n} sub-spaces; "
+                f"use 1 <= n <= {len(full)} (or a finer step)"
+            )
         parts = np.array_split(full, n)
         longest = max(len(p) for p in parts)
         points = np.zeros((n, longest, m), np.float32)
         for i, part in enumerate(parts):
-            points[i, :len(part)] = part
-            points[i, len(part):] = part[0]
+            points[i, : len(part)] = part
+            points[i, len(part) :] = part[0]
         return SubspaceGrid(points, np.array([len(p) for p in parts], np.int32))
 
     @property
@@ -89,8 +91,9 @@ def jitter_preference(key: jax.Array, w: jax.Array, scale: float = 0.05) -> jax.
     return w / jnp.sum(w, axis=-1, keepdims=True)
 
 
-def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: float = 1.0,
-                               delta_weight: float = 0.5) -> np.ndarray:
+def generate_weights_batch_dfs(
+    m: int, min_weight: float = 0.0, max_weight: float = 1.0, delta_weight: float = 0.5
+) -> np.ndarray:
     """The official deterministic preference grid (PGMORL / C-MORL ``utils.generate_weights_batch_dfs``).
 
     Depth-first over objectives 0..m-2: each coordinate runs ``min, min + delta, ...`` while it is below
@@ -99,8 +102,9 @@ def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: floa
     accumulated as the official code does; round-off below 1e-9 is cleaned so each row is a valid preference.
     """
     if m < 1 or delta_weight <= 0:
-        raise ValueError(f"generate_weights_batch_dfs: need m >= 1 and delta_weight > 0, got m={m}, "
-                         f"delta={delta_weight}")
+        raise ValueError(
+            f"generate_weights_batch_dfs: need m >= 1 and delta_weight > 0, got m={m}, delta={delta_weight}"
+        )
     out: list[list[float]] = []
 
     def dfs(prefix: list[float]) -> None:
@@ -116,6 +120,8 @@ def generate_weights_batch_dfs(m: int, min_weight: float = 0.0, max_weight: floa
     grid = np.asarray(out, np.float64)
     grid[np.abs(grid) < 1e-9] = 0.0
     if (grid < 0).any():
-        raise ValueError(f"generate_weights_batch_dfs(m={m}, min={min_weight}, max={max_weight}, delta={delta_weight}) "
-                         "produced a negative last weight; use max_weight <= 1")
+        raise ValueError(
+            f"generate_weights_batch_dfs(m={m}, min={min_weight}, max={max_weight}, delta={delta_weight}) "
+            "produced a negative last weight; use max_weight <= 1"
+        )
     return grid

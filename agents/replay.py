@@ -31,9 +31,9 @@ class Replay:
     """A ring buffer of ``capacity`` items (leaves ``[capacity, ...]``) and its write head."""
 
     data: PyTree
-    pos: jax.Array          # int32: next slot to write
-    size: jax.Array         # int32: number of valid items (<= capacity)
-    tree: tuple             # sum tree of priorities, levels root..leaves (float32 [2**l]); () when not prioritised
+    pos: jax.Array  # int32: next slot to write
+    size: jax.Array  # int32: number of valid items (<= capacity)
+    tree: tuple  # sum tree of priorities, levels root..leaves (float32 [2**l]); () when not prioritised
     max_priority: jax.Array  # float32: priority given to new items (largest seen so far)
 
     @property
@@ -125,7 +125,7 @@ def update_priorities(buffer: Replay, idx: jax.Array, priorities: jax.Array) -> 
 
 def priorities(buffer: Replay) -> jax.Array:
     """The priority of every slot, ``[capacity]`` (0 for empty slots)."""
-    return buffer.tree[-1][:buffer.capacity]
+    return buffer.tree[-1][: buffer.capacity]
 
 
 def _set_priorities(buffer: Replay, idx: jax.Array, values: jax.Array) -> Replay:

@@ -77,13 +77,13 @@ class VectorQCritic(nn.Module):
 @struct.dataclass
 class SACState:
     actor: PyTree
-    critic: PyTree          # twin critics, leaves stacked on a leading axis of 2
+    critic: PyTree  # twin critics, leaves stacked on a leading axis of 2
     critic_target: PyTree
     actor_opt: PyTree
     critic_opt: PyTree
-    log_alpha: jax.Array    # float32 scalar
+    log_alpha: jax.Array  # float32 scalar
     alpha_opt: PyTree
-    steps: jax.Array        # int32 updates so far
+    steps: jax.Array  # int32 updates so far
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,9 @@ class SAC:
         shape = getattr(self.action_space, "shape", None)
         if type(self.action_space).__name__ != "Box" or shape is None or len(shape) != 1:
             raise ValueError(f"SAC needs a 1-D Box action space, got {self.action_space!r}")
-        if not np.all(np.isfinite(np.asarray(self.action_space.low))) or \
-                not np.all(np.isfinite(np.asarray(self.action_space.high))):
+        if not np.all(np.isfinite(np.asarray(self.action_space.low))) or not np.all(
+            np.isfinite(np.asarray(self.action_space.high))
+        ):
             raise ValueError("SAC squashes actions with tanh and needs finite action bounds")
         if self.policy_freq < 1 or self.target_net_freq < 1:
             raise ValueError("SAC: policy_freq and target_net_freq must be >= 1")
@@ -150,14 +151,24 @@ class SAC:
         actor = self.actor_net.init(k_actor, x)
         critic = jax.vmap(lambda k: self.critic_net.init(k, x, a))(jax.random.split(k_critic, 2))
         log_alpha = jnp.float32(np.log(self.alpha))
-        return SACState(actor, critic, critic, self._tx(self.policy_lr).init(actor), self._tx(self.q_lr).init(critic),
-                        log_alpha, self._tx(self.q_lr).init(log_alpha), jnp.int32(0))
+        return SACState(
+            actor,
+            critic,
+            critic,
+            self._tx(self.policy_lr).init(actor),
+            self._tx(self.q_lr).init(critic),
+            log_alpha,
+            self._tx(self.q_lr).init(log_alpha),
+            jnp.int32(0),
+        )
 
     def reset_optimizers(self, state: SACState) -> SACState:
         """Fresh Adam states (after the networks were overwritten, e.g. by a parameter transfer)."""
-        return state.replace(actor_opt=self._tx(self.policy_lr).init(state.actor),
-                             critic_opt=self._tx(self.q_lr).init(state.critic),
-                             alpha_opt=self._tx(self.q_lr).init(state.log_alpha))
+        return state.replace(
+            actor_opt=self._tx(self.policy_lr).init(state.actor),
+            critic_opt=self._tx(self.q_lr).init(state.critic),
+            alpha_opt=self._tx(self.q_lr).init(state.log_alpha),
+        )
 
     # ------------------------------------------------------------------ acting
     def sample(self, actor: PyTree, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -167,7 +178,7 @@ class SAC:
         y = jnp.tanh(u)
         scale, bias = self._scale_bias()
         logp = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2.0 * np.pi)
-        logp = jnp.sum(logp - jnp.log(scale * (1.0 - y ** 2) + 1e-6), axis=-1)
+        logp = jnp.sum(logp - jnp.log(scale * (1.0 - y**2) + 1e-6), axis=-1)
         return y * scale + bias, logp
 
     def mode(self, actor: PyTree, obs: jax.Array) -> jax.Array:
@@ -185,15 +196,22 @@ class SAC:
         return jax.vmap(lambda p: self.critic_net.apply(p, x, a))(critic)
 
     # ------------------------------------------------------------------ losses
-    def td_target(self, state: SACState, x_next: jax.Array, reward: jax.Array, terminated: jax.Array,
-                  scal: Callable[[jax.Array], jax.Array], key: jax.Array) -> jax.Array:
+    def td_target(
+        self,
+        state: SACState,
+        x_next: jax.Array,
+        reward: jax.Array,
+        terminated: jax.Array,
+        scal: Callable[[jax.Array], jax.Array],
+        key: jax.Array,
+    ) -> jax.Array:
         """Vector soft TD target ``r + gamma (1 - terminated) (Q'_{k*}(s', a') - alpha log pi(a'|s'))``, ``[B, m]``,
         no gradient: ``a' ~ pi(s')``, ``k*`` the target twin with the smaller ``scal``."""
         alpha = jnp.exp(state.log_alpha)
         a_next, logp_next = self.sample(state.actor, x_next, key)
-        q_next = self.q_values(state.critic_target, x_next, a_next)                 # [2, B, m]
-        pick = jnp.argmin(scal(q_next), axis=0)                                      # [B]
-        q_next_min = jnp.take_along_axis(q_next, pick[None, :, None], axis=0)[0]    # [B, m]
+        q_next = self.q_values(state.critic_target, x_next, a_next)  # [2, B, m]
+        pick = jnp.argmin(scal(q_next), axis=0)  # [B]
+        q_next_min = jnp.take_along_axis(q_next, pick[None, :, None], axis=0)[0]  # [B, m]
         not_term = 1.0 - terminated.astype(jnp.float32)
         target = reward + self.gamma * not_term[:, None] * (q_next_min - alpha * logp_next[:, None])
         return jax.lax.stop_gradient(target)
@@ -203,11 +221,18 @@ class SAC:
         q = self.q_values(critic, x, a)
         return jnp.sum(jnp.mean(jnp.square(q - target[None]), axis=(1, 2))), q
 
-    def actor_loss(self, actor: PyTree, critic: PyTree, log_alpha: jax.Array, x: jax.Array,
-                   scal: Callable[[jax.Array], jax.Array], key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def actor_loss(
+        self,
+        actor: PyTree,
+        critic: PyTree,
+        log_alpha: jax.Array,
+        x: jax.Array,
+        scal: Callable[[jax.Array], jax.Array],
+        key: jax.Array,
+    ) -> tuple[jax.Array, jax.Array]:
         """``mean(alpha log pi(a|s) - min_k scal(Q_k(s, a)))`` with ``a ~ pi(s)`` reparameterised, and ``log pi``."""
         a_pi, logp = self.sample(actor, x, key)
-        v = scal(self.q_values(critic, x, a_pi))                                     # [2, B]
+        v = scal(self.q_values(critic, x, a_pi))  # [2, B]
         return jnp.mean(jnp.exp(log_alpha) * logp - jnp.min(v, axis=0)), logp
 
     def alpha_loss(self, log_alpha: jax.Array, logp: jax.Array) -> jax.Array:
@@ -216,8 +241,9 @@ class SAC:
         return -jnp.mean(jnp.exp(log_alpha) * ent)
 
     # ------------------------------------------------------------------ learning
-    def update(self, state: SACState, batch: dict, scal: Callable[[jax.Array], jax.Array], key: jax.Array
-               ) -> tuple[SACState, dict]:
+    def update(
+        self, state: SACState, batch: dict, scal: Callable[[jax.Array], jax.Array], key: jax.Array
+    ) -> tuple[SACState, dict]:
         """One SAC update from ``batch`` (``obs, action, reward [B, m], next_obs, terminated``), scalarised by
         ``scal``."""
         k_next, k_actor = jax.random.split(key)
@@ -233,7 +259,8 @@ class SAC:
         def actor_steps(state):
             def one(state, k):
                 (loss, logp), g = jax.value_and_grad(self.actor_loss, has_aux=True)(
-                    state.actor, state.critic, state.log_alpha, x, scal, k)
+                    state.actor, state.critic, state.log_alpha, x, scal, k
+                )
                 upd, actor_opt = self._tx(self.policy_lr).update(g, state.actor_opt, state.actor)
                 state = state.replace(actor=optax.apply_updates(state.actor, upd), actor_opt=actor_opt)
                 if self.autotune:
@@ -245,14 +272,15 @@ class SAC:
             state, losses = jax.lax.scan(one, state, jax.random.split(k_actor, self.policy_freq))
             return state, jnp.mean(losses)
 
-        state, pi_loss = jax.lax.cond(state.steps % self.policy_freq == 0, actor_steps,
-                                      lambda s: (s, jnp.float32(0.0)), state)
+        state, pi_loss = jax.lax.cond(
+            state.steps % self.policy_freq == 0, actor_steps, lambda s: (s, jnp.float32(0.0)), state
+        )
         steps = state.steps + 1
         target_params = jax.lax.cond(
             steps % self.target_net_freq == 0,
             lambda: jax.tree.map(lambda o, t: self.tau * o + (1.0 - self.tau) * t, state.critic, state.critic_target),
-            lambda: state.critic_target)
+            lambda: state.critic_target,
+        )
         state = state.replace(critic_target=target_params, steps=steps)
-        logs = {"q_loss": q_loss, "pi_loss": pi_loss, "alpha": jnp.exp(state.log_alpha),
-                "q_mean": jnp.mean(scal(q))}
+        logs = {"q_loss": q_loss, "pi_loss": pi_loss, "alpha": jnp.exp(state.log_alpha), "q_mean": jnp.mean(scal(q))}
         return state, logs

@@ -25,8 +25,16 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-__all__ = ["weighted_sum", "tchebycheff", "update_utopia", "Scalarization", "neighbourhoods", "psa_weights",
-           "initial_utopia", "dominated_by"]
+__all__ = [
+    "weighted_sum",
+    "tchebycheff",
+    "update_utopia",
+    "Scalarization",
+    "neighbourhoods",
+    "psa_weights",
+    "initial_utopia",
+    "dominated_by",
+]
 
 
 def weighted_sum(w: jax.Array, v: jax.Array) -> jax.Array:
@@ -81,8 +89,15 @@ def neighbourhoods(weights: jax.Array, n: int) -> jax.Array:
     return jnp.argsort(d2, axis=1, stable=True)[:, :n].astype(jnp.int32)
 
 
-def psa_weights(weights: jax.Array, evals: jax.Array, archive: jax.Array, valid: jax.Array, delta: float = 0.1,
-                min_sq_dist: float = 0.01, skip_dominated: bool = False) -> jax.Array:
+def psa_weights(
+    weights: jax.Array,
+    evals: jax.Array,
+    archive: jax.Array,
+    valid: jax.Array,
+    delta: float = 0.1,
+    min_sq_dist: float = 0.01,
+    skip_dominated: bool = False,
+) -> jax.Array:
     """PSA weight adaptation of a population (see the module docstring).
 
     ``weights``, ``evals``: ``[P, m]`` each member's weight and its latest evaluation; ``archive``: ``[K, m]``
@@ -91,9 +106,9 @@ def psa_weights(weights: jax.Array, evals: jax.Array, archive: jax.Array, valid:
     member's evaluation as its trade-off; a failed policy (a minecart that never drives home: fuel -20) is no
     trade-off, and moving on it divides the weight of every objective the failure is bad in.
     """
-    d2 = jnp.sum(jnp.square(evals[:, None, :] - archive[None, :, :]), axis=-1)   # [P, K]
+    d2 = jnp.sum(jnp.square(evals[:, None, :] - archive[None, :, :]), axis=-1)  # [P, K]
     ok = valid[None, :] & (d2 > min_sq_dist)
-    closest = jnp.argmin(jnp.where(ok, d2, jnp.inf), axis=1)                      # first of the ties
+    closest = jnp.argmin(jnp.where(ok, d2, jnp.inf), axis=1)  # first of the ties
     found = jnp.any(ok, axis=1)
     point = archive[closest]
     factor = jnp.where(evals >= point, 1.0 + delta, 1.0 / (1.0 + delta))

@@ -58,8 +58,9 @@ def select_params(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def linear_schedule(initial: float, final: float, decay_steps: int | None, step: jax.Array,
-                    warmup: int = 0) -> jax.Array:
+def linear_schedule(
+    initial: float, final: float, decay_steps: int | None, step: jax.Array, warmup: int = 0
+) -> jax.Array:
     """MORL-Baselines' ``linearly_decaying_value``: ``initial`` until ``warmup``, then linear to ``final``
     over ``decay_steps`` steps, then ``final``. ``decay_steps=None`` keeps ``initial`` forever."""
     if decay_steps is None:
@@ -101,15 +102,16 @@ def envelope_next_value(q_next_online: jax.Array, q_next_target: jax.Array, w: j
     ``w'_k``; ``w``: ``[B, m]``, the row's own preference. Picks ``(k*, a*) = argmax_{k, a} w . Q_online(s',
     a, w'_k)`` (per k the best action, then the best k) and returns ``Q_target(s', a*, w'_{k*})``, ``[B, m]``.
     """
-    scal = scalarize(w[:, None, None, :], q_next_online)       # [B, K, A]
-    best_action = jnp.argmax(scal, axis=-1)                      # [B, K]
-    best_k = jnp.argmax(jnp.max(scal, axis=-1), axis=-1)         # [B]
+    scal = scalarize(w[:, None, None, :], q_next_online)  # [B, K, A]
+    best_action = jnp.argmax(scal, axis=-1)  # [B, K]
+    best_k = jnp.argmax(jnp.max(scal, axis=-1), axis=-1)  # [B]
     per_k = jnp.take_along_axis(q_next_target, best_action[:, :, None, None], axis=2)[:, :, 0]  # [B, K, m]
     return jnp.take_along_axis(per_k, best_k[:, None, None], axis=1)[:, 0]
 
 
-def preference_driven_action(q_next: jax.Array, w: jax.Array, w_p: jax.Array,
-                             shift: jax.Array | None = None) -> jax.Array:
+def preference_driven_action(
+    q_next: jax.Array, w: jax.Array, w_p: jax.Array, shift: jax.Array | None = None
+) -> jax.Array:
     """PD-MORL's Eq. 5 action: ``argmax_a clip(cos(w_p, Q(s', a) + shift), 0, 0.9999) * w . Q(s', a)``.
 
     ``q_next [B, A, m]``; ``w, w_p [B, m]`` (``w_p`` the interpolated preference); ``shift [m]`` is added to
@@ -121,8 +123,9 @@ def preference_driven_action(q_next: jax.Array, w: jax.Array, w_p: jax.Array,
 
 
 # --------------------------------------------------------------------------- continuous: TD3 with vector critics
-def td3_target_action(key: jax.Array, next_action: jax.Array, policy_noise: float, noise_clip: float,
-                      low: jax.Array, high: jax.Array) -> jax.Array:
+def td3_target_action(
+    key: jax.Array, next_action: jax.Array, policy_noise: float, noise_clip: float, low: jax.Array, high: jax.Array
+) -> jax.Array:
     """TD3 target policy smoothing: ``clip(pi'(s') + clip(N(0, sigma^2), +-c), low, high)``.
 
     ``policy_noise`` and ``noise_clip`` are absolute (the caller multiplies by the action scale if wanted).

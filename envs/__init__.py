@@ -6,14 +6,16 @@ families. ``morl.envs.list()`` lists every registered id.
 
 from morl.registry import list_envs as list  # noqa: A001, F401  (morl.envs.list(), as the design names it)
 
-from . import deep_sea_treasure  # noqa: F401
-from . import fruit_tree  # noqa: F401
-from . import resource_gathering  # noqa: F401
-from . import four_room  # noqa: F401
-from . import breakable_bottles  # noqa: F401
-from . import fishwood  # noqa: F401
-from . import mountain_car  # noqa: F401
-from . import water_reservoir  # noqa: F401
-from . import minecart  # noqa: F401
-from . import mujoco  # noqa: F401
-from . import bandits  # noqa: F401
+from . import (
+    bandits,  # noqa: F401
+    breakable_bottles,  # noqa: F401
+    deep_sea_treasure,  # noqa: F401
+    fishwood,  # noqa: F401
+    four_room,  # noqa: F401
+    fruit_tree,  # noqa: F401
+    minecart,  # noqa: F401
+    mountain_car,  # noqa: F401
+    mujoco,  # noqa: F401
+    resource_gathering,  # noqa: F401
+    water_reservoir,  # noqa: F401
+)

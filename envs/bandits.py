@@ -73,8 +73,11 @@ class BanditInstance:
         if self.kind == "bernoulli" and not ((means >= 0) & (means <= 1)).all():
             raise ValueError("Bernoulli means must lie in [0, 1]")
         object.__setattr__(self, "means", means)
-        object.__setattr__(self, "scale_tril", np.broadcast_to(np.asarray(self.scale_tril, np.float64),
-                                                               means.shape + means.shape[1:]).copy())
+        object.__setattr__(
+            self,
+            "scale_tril",
+            np.broadcast_to(np.asarray(self.scale_tril, np.float64), means.shape + means.shape[1:]).copy(),
+        )
 
     @property
     def num_arms(self) -> int:
@@ -109,27 +112,35 @@ class BanditInstance:
 
     def params(self) -> BanditParams:
         low, high = self.bounds
+
         def f32(x):
             return jnp.asarray(x, jnp.float32)
 
-        return BanditParams(means=f32(self.means), scale_tril=f32(self.scale_tril), sigma=f32(self.sigma),
-                            gaps=f32(self.gaps), pareto=jnp.asarray(self.pareto),
-                            num_pareto=jnp.int32(self.pareto.sum()), low=f32(low), high=f32(high),
-                            gaussian=self.kind == "gaussian")
+        return BanditParams(
+            means=f32(self.means),
+            scale_tril=f32(self.scale_tril),
+            sigma=f32(self.sigma),
+            gaps=f32(self.gaps),
+            pareto=jnp.asarray(self.pareto),
+            num_pareto=jnp.int32(self.pareto.sum()),
+            low=f32(low),
+            high=f32(high),
+            gaussian=self.kind == "gaussian",
+        )
 
 
 @struct.dataclass
 class BanditParams(EnvParams):
     """The instance as JAX data: vmap over a stack of these (same K, m and kind) runs many instances at once."""
 
-    means: jax.Array = None         # [K, m]
-    scale_tril: jax.Array = None    # [K, m, m]
-    sigma: jax.Array = None         # [K, m]
-    gaps: jax.Array = None          # [K] Pareto gaps
-    pareto: jax.Array = None        # [K] bool
-    num_pareto: jax.Array = None    # scalar int32
-    low: jax.Array = None           # [m]
-    high: jax.Array = None          # [m]
+    means: jax.Array = None  # [K, m]
+    scale_tril: jax.Array = None  # [K, m, m]
+    sigma: jax.Array = None  # [K, m]
+    gaps: jax.Array = None  # [K] Pareto gaps
+    pareto: jax.Array = None  # [K] bool
+    num_pareto: jax.Array = None  # scalar int32
+    low: jax.Array = None  # [m]
+    high: jax.Array = None  # [m]
     gaussian: bool = struct.field(pytree_node=False, default=False)
     max_steps: int = 1
 
@@ -164,10 +175,21 @@ def random_instance(seed: int, num_arms: int, num_objectives: int, kind: str = "
 _DN_PARETO = np.array([[0.55, 0.5], [0.53, 0.51], [0.52, 0.54], [0.5, 0.57]])
 # 16 dominated arms: each Pareto arm moved down by d * (1, 1), d in {0.01, 0.02, 0.04, 0.08} (gaps 0.01 .. 0.08+).
 _DN_DOMINATED_16 = np.concatenate([_DN_PARETO - d for d in (0.01, 0.02, 0.04, 0.08)])
-_GAUSS3_MEANS = np.array([
-    [0.25, 0.34, 0.68], [0.55, 0.26, 0.46], [0.49, 0.30, 0.64], [0.27, 0.43, 0.51], [0.46, 0.55, 0.64],
-    [0.77, 0.37, 0.59], [0.62, 0.38, 0.20], [0.78, 0.38, 0.39], [0.74, 0.55, 0.48], [0.66, 0.22, 0.62]])
-_GAUSS3_COV = 0.25 ** 2 * np.array([[1.0, 0.5, -0.3], [0.5, 1.0, 0.2], [-0.3, 0.2, 1.0]])
+_GAUSS3_MEANS = np.array(
+    [
+        [0.25, 0.34, 0.68],
+        [0.55, 0.26, 0.46],
+        [0.49, 0.30, 0.64],
+        [0.27, 0.43, 0.51],
+        [0.46, 0.55, 0.64],
+        [0.77, 0.37, 0.59],
+        [0.62, 0.38, 0.20],
+        [0.78, 0.38, 0.39],
+        [0.74, 0.55, 0.48],
+        [0.66, 0.22, 0.62],
+    ]
+)
+_GAUSS3_COV = 0.25**2 * np.array([[1.0, 0.5, -0.3], [0.5, 1.0, 0.2], [-0.3, 0.2, 1.0]])
 
 
 def _bernoulli(name: str, means, source: str) -> BanditInstance:
@@ -176,24 +198,38 @@ def _bernoulli(name: str, means, source: str) -> BanditInstance:
 
 
 INSTANCES: dict[str, BanditInstance] = {
-    i.name: i for i in (
-        _bernoulli("two-arm", [[0.7, 0.6], [0.5, 0.45]],
-                   "a 2-arm check instance: arm 1 is dominated by arm 0 with Pareto gap 0.15"),
-        _bernoulli("drugan-nowe-6", np.concatenate([_DN_PARETO, [[0.51, 0.51], [0.5, 0.5]]]),
-                   "Drugan & Nowe (2013): 4 Pareto arms, 2 dominated arms close to the front (gaps 0.01, 0.02)"),
-        _bernoulli("drugan-nowe-20", np.concatenate([_DN_PARETO, _DN_DOMINATED_16]),
-                   "the 4 Pareto arms of Drugan & Nowe (2013) and 16 dominated arms placed here: each Pareto arm "
-                   "shifted by -d (1, 1), d in {0.01, 0.02, 0.04, 0.08}"),
-        BanditInstance("gaussian-3obj", "gaussian", _GAUSS3_MEANS,
-                       np.broadcast_to(np.linalg.cholesky(_GAUSS3_COV), (10, 3, 3)),
-                       "10 arms, 3 correlated Gaussian objectives (sd 0.25); means drawn once and written down"),
+    i.name: i
+    for i in (
+        _bernoulli(
+            "two-arm",
+            [[0.7, 0.6], [0.5, 0.45]],
+            "a 2-arm check instance: arm 1 is dominated by arm 0 with Pareto gap 0.15",
+        ),
+        _bernoulli(
+            "drugan-nowe-6",
+            np.concatenate([_DN_PARETO, [[0.51, 0.51], [0.5, 0.5]]]),
+            "Drugan & Nowe (2013): 4 Pareto arms, 2 dominated arms close to the front (gaps 0.01, 0.02)",
+        ),
+        _bernoulli(
+            "drugan-nowe-20",
+            np.concatenate([_DN_PARETO, _DN_DOMINATED_16]),
+            "the 4 Pareto arms of Drugan & Nowe (2013) and 16 dominated arms placed here: each Pareto arm "
+            "shifted by -d (1, 1), d in {0.01, 0.02, 0.04, 0.08}",
+        ),
+        BanditInstance(
+            "gaussian-3obj",
+            "gaussian",
+            _GAUSS3_MEANS,
+            np.broadcast_to(np.linalg.cholesky(_GAUSS3_COV), (10, 3, 3)),
+            "10 arms, 3 correlated Gaussian objectives (sd 0.25); means drawn once and written down",
+        ),
     )
 }
 
 
 def get_instance(name: str) -> BanditInstance:
     """An instance by name (``drugan-nowe-20``) or env id (``bandit-drugan-nowe-20-v0``)."""
-    key = name[len("bandit-"):-len("-v0")] if name.startswith("bandit-") and name.endswith("-v0") else name
+    key = name[len("bandit-") : -len("-v0")] if name.startswith("bandit-") and name.endswith("-v0") else name
     if key not in INSTANCES:
         raise KeyError(f"unknown bandit instance {name!r}; known: {', '.join(env_id(n) for n in INSTANCES)}")
     return INSTANCES[key]
@@ -243,8 +279,14 @@ class MOBandit(Environment):
     def step(self, key, state, action, params):
         reward = sample_reward(key, params, action)
         time = state.time + 1
-        return (jnp.zeros((1,), jnp.float32), BanditEnvState(time=time), reward, jnp.bool_(True),
-                time >= params.max_steps, {})
+        return (
+            jnp.zeros((1,), jnp.float32),
+            BanditEnvState(time=time),
+            reward,
+            jnp.bool_(True),
+            time >= params.max_steps,
+            {},
+        )
 
     def pareto_front(self, gamma: float = 1.0) -> np.ndarray:
         """The Pareto-optimal mean vectors (one step: the discount does not enter)."""

@@ -58,10 +58,10 @@ DROPPED_HIGH = 100
 
 @struct.dataclass
 class BottlesState:
-    location: jax.Array   # int32
-    carrying: jax.Array   # int32, 0..2
+    location: jax.Array  # int32
+    carrying: jax.Array  # int32, 0..2
     delivered: jax.Array  # int32, 0..2
-    dropped: jax.Array    # int32 [size - 2], bottles lying on interior cells 1..size-2
+    dropped: jax.Array  # int32 [size - 2], bottles lying on interior cells 1..size-2
     time: jax.Array
 
 
@@ -85,8 +85,10 @@ class BreakableBottles(Environment):
 
     def __init__(self, size: int = 5, time_penalty: float = -1.0, bottle_reward: float = 25.0):
         if int(size) != size or size < 3:
-            raise ValueError(f"size={size!r}: need an integer >= 3 (source, at least one interior cell, "
-                             "destination); MO-Gymnasium's default is 5")
+            raise ValueError(
+                f"size={size!r}: need an integer >= 3 (source, at least one interior cell, "
+                "destination); MO-Gymnasium's default is 5"
+            )
         self.size = int(size)
         self.time_penalty = float(time_penalty)
         self.bottle_reward = float(bottle_reward)
@@ -111,23 +113,30 @@ class BreakableBottles(Environment):
         # potential can be +1 when the last dropped bottle is picked up again (unbreakable bottles);
         # MO-Gymnasium's declared high of 0 misses that
         tp = self.time_penalty
-        return Box(np.array([tp, 0.0, -1.0]), np.array([tp, MAX_DELIVERED * self.bottle_reward, 1.0]),
-                   (3,), jnp.float32)
+        return Box(
+            np.array([tp, 0.0, -1.0]), np.array([tp, MAX_DELIVERED * self.bottle_reward, 1.0]), (3,), jnp.float32
+        )
 
     # ------------------------------------------------------------------ MO-Gymnasium's view (the bridge's)
     def gymnasium_observation_space(self, params: BottlesParams | None = None) -> gymnasium.spaces.Dict:
         """MO-Gymnasium's Dict observation space (``morl.to_gymnasium`` shows it)."""
-        return gymnasium.spaces.Dict({
-            "location": gymnasium.spaces.Discrete(self.size),
-            "bottles_carrying": gymnasium.spaces.Discrete(MAX_CARRY + 1),
-            "bottles_delivered": gymnasium.spaces.Discrete(MAX_DELIVERED + 1),
-            "bottles_dropped": gymnasium.spaces.MultiBinary(self.size - 2),
-        })
+        return gymnasium.spaces.Dict(
+            {
+                "location": gymnasium.spaces.Discrete(self.size),
+                "bottles_carrying": gymnasium.spaces.Discrete(MAX_CARRY + 1),
+                "bottles_delivered": gymnasium.spaces.Discrete(MAX_DELIVERED + 1),
+                "bottles_dropped": gymnasium.spaces.MultiBinary(self.size - 2),
+            }
+        )
 
     def to_gymnasium_observation(self, obs: np.ndarray, params: BottlesParams | None = None) -> dict:
         """The flat observation as MO-Gymnasium's dict (keys in its order; see the module docstring)."""
-        return {"location": int(obs[0]), "bottles_carrying": int(obs[1]), "bottles_delivered": int(obs[2]),
-                "bottles_dropped": np.asarray(obs[3:], dtype=np.int8)}
+        return {
+            "location": int(obs[0]),
+            "bottles_carrying": int(obs[1]),
+            "bottles_delivered": int(obs[2]),
+            "bottles_dropped": np.asarray(obs[3:], dtype=np.int8),
+        }
 
     def gymnasium_reward_space(self, params: BottlesParams | None = None) -> gymnasium.spaces.Box:
         """MO-Gymnasium's reward space; the potential's high is 1 with ``unbreakable_bottles`` (see above)."""
@@ -142,9 +151,13 @@ class BreakableBottles(Environment):
         return jnp.concatenate([head, state.dropped]).astype(jnp.int32)
 
     def reset(self, key, params):
-        state = BottlesState(location=jnp.int32(self.size - 1), carrying=jnp.int32(0),
-                             delivered=jnp.int32(0), dropped=jnp.zeros(self.size - 2, jnp.int32),
-                             time=jnp.int32(0))
+        state = BottlesState(
+            location=jnp.int32(self.size - 1),
+            carrying=jnp.int32(0),
+            delivered=jnp.int32(0),
+            dropped=jnp.zeros(self.size - 2, jnp.int32),
+            time=jnp.int32(0),
+        )
         return self.get_obs(state), state
 
     def step(self, key, state, action, params):
@@ -179,9 +192,13 @@ class BreakableBottles(Environment):
 
         potential_before = jnp.where(state.dropped.sum() > 0, -1.0, 0.0)
         potential_after = jnp.where(dropped.sum() > 0, -1.0, 0.0)
-        reward = jnp.stack([jnp.float32(self.time_penalty),
-                            self.bottle_reward * n_delivered.astype(jnp.float32),
-                            potential_after - potential_before]).astype(jnp.float32)
+        reward = jnp.stack(
+            [
+                jnp.float32(self.time_penalty),
+                self.bottle_reward * n_delivered.astype(jnp.float32),
+                potential_after - potential_before,
+            ]
+        ).astype(jnp.float32)
         time = state.time + 1
         state = BottlesState(location=loc, carrying=carrying, delivered=delivered, dropped=dropped, time=time)
         return self.get_obs(state), state, reward, terminated, time_limit(time, params), {}

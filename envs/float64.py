@@ -28,8 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["f64_bits", "bits_f64", "as_f64", "as_bits", "rn", "fma_square", "dot2", "dot_rounding",
-           "numpy_dot_rounding", "fma_by_contraction", "np_sum", "sqrt_threshold"]
+__all__ = [
+    "f64_bits",
+    "bits_f64",
+    "as_f64",
+    "as_bits",
+    "rn",
+    "fma_square",
+    "dot2",
+    "dot_rounding",
+    "numpy_dot_rounding",
+    "fma_by_contraction",
+    "np_sum",
+    "sqrt_threshold",
+]
 
 
 def f64_bits(v) -> np.ndarray:
@@ -70,8 +82,9 @@ def _split(a):
     """a = hi + lo, hi = a rounded to 26 significant bits (integer rounding of its words), so |lo| has at
     most 26 bits too (Veltkamp's split, without the product an fma contraction could change)."""
     bits = lax.bitcast_convert_type(a, jnp.uint64)
-    hi = lax.bitcast_convert_type((bits + jnp.uint64(1 << 26)) & jnp.uint64(~((1 << 27) - 1) & (2**64 - 1)),
-                                  jnp.float64)
+    hi = lax.bitcast_convert_type(
+        (bits + jnp.uint64(1 << 26)) & jnp.uint64(~((1 << 27) - 1) & (2**64 - 1)), jnp.float64
+    )
     return hi, a - hi
 
 
@@ -119,7 +132,7 @@ def dot_rounding() -> str:
     return "fma-contract" if fma_by_contraction() else "fma"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numpy_dot_rounding() -> str:
     """How this machine's numpy rounds ``np.dot(v, v)`` for a float64 pair: ``"fma"`` (fma(v1, v1, v0 * v0),
     OpenBLAS's ddot kernels for AVX-512 and arm64) or ``"plain"`` (v0 * v0 + v1 * v1 with both products
@@ -136,8 +149,12 @@ def numpy_dot_rounding() -> str:
     fused = np.array([float(Fraction(float(a * a)) + Fraction(b) ** 2) for a, b in zip(x, y)])
     if np.array_equal(got, fused):
         return "fma"
-    warnings.warn("minecart: numpy's np.dot rounds neither as fma(v1, v1, v0 * v0) nor as v0 * v0 + v1 * v1 "
-                  "on this machine; trajectories may differ from MO-Gymnasium's in the last bits", RuntimeWarning)
+    warnings.warn(
+        "minecart: numpy's np.dot rounds neither as fma(v1, v1, v0 * v0) nor as v0 * v0 + v1 * v1 "
+        "on this machine; trajectories may differ from MO-Gymnasium's in the last bits",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     return "fma"
 
 
@@ -146,7 +163,7 @@ def fma_by_contraction() -> bool:
     return _fma_by_contraction(jax.default_backend())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fma_by_contraction(backend: str) -> bool:
     """Whether XLA on ``backend`` computes ``rn(x * x) + y * y`` as one
     fma: probed once per backend on 256 cases where one rounding and two differ, against exact
@@ -180,10 +197,9 @@ def sqrt_threshold(radius: float, strict: bool) -> float:
             s = np.nextafter(s, 0.0)
         while np.sqrt(s) < r:
             s = np.nextafter(s, 1.0)
-    else:       # largest s with sqrt(s) <= r
+    else:  # largest s with sqrt(s) <= r
         while np.sqrt(s) > r:
             s = np.nextafter(s, 0.0)
         while np.sqrt(np.nextafter(s, 1.0)) <= r:
             s = np.nextafter(s, 1.0)
     return float(s)
-

@@ -63,7 +63,7 @@ MOVES = np.array([[0, -1], [-1, 0], [0, 1], [1, 0]], dtype=np.int32)
 
 @struct.dataclass
 class FourRoomState:
-    pos: jax.Array        # int32 (row, col)
+    pos: jax.Array  # int32 (row, col)
     collected: jax.Array  # int32 [12] flags, column-major shape order
     time: jax.Array
 
@@ -105,8 +105,9 @@ class FourRoom(Environment):
         return jnp.concatenate([state.pos, state.collected]).astype(jnp.int32)
 
     def reset(self, key, params):
-        state = FourRoomState(pos=jnp.asarray(START, dtype=jnp.int32),
-                              collected=jnp.zeros(N_SHAPES, dtype=jnp.int32), time=jnp.int32(0))
+        state = FourRoomState(
+            pos=jnp.asarray(START, dtype=jnp.int32), collected=jnp.zeros(N_SHAPES, dtype=jnp.int32), time=jnp.int32(0)
+        )
         return self.get_obs(state), state
 
     def step(self, key, state, action, params):
@@ -124,8 +125,9 @@ class FourRoom(Environment):
         collected = state.collected.at[safe_sid].set(jnp.where(new_shape, 1, state.collected[safe_sid]))
 
         one_hot = jax.nn.one_hot(jnp.asarray(SHAPE_TYPE)[safe_sid], N_TYPES, dtype=jnp.float32)
-        reward = jnp.where(at_goal, jnp.ones(N_TYPES, jnp.float32),
-                           jnp.where(new_shape, one_hot, jnp.zeros(N_TYPES, jnp.float32)))
+        reward = jnp.where(
+            at_goal, jnp.ones(N_TYPES, jnp.float32), jnp.where(new_shape, one_hot, jnp.zeros(N_TYPES, jnp.float32))
+        )
         time = state.time + 1
         state = FourRoomState(pos=pos, collected=collected, time=time)
         return self.get_obs(state), state, reward, at_goal, time_limit(time, params), {}

@@ -54,14 +54,13 @@ from jax import lax
 from jax.custom_batching import custom_vmap
 
 from morl.env import Environment, EnvParams, time_limit
-from morl.envs.float64 import (as_bits, as_f64, bits_f64, dot2, dot_rounding, f64_bits, np_sum, rn,
-                              sqrt_threshold)
+from morl.envs.float64 import as_bits, as_f64, bits_f64, dot2, dot_rounding, f64_bits, np_sum, rn, sqrt_threshold
 from morl.registry import register
 from morl.spaces import Box, Discrete
 
 # --------------------------------------------------------------------------- constants (MO-Gymnasium's)
-EPS_SPEED = 0.001      # below this the cart does not move and can mine
-ROTATION = 10          # degrees per frame
+EPS_SPEED = 0.001  # below this the cart does not move and can mine
+ROTATION = 10  # degrees per frame
 ACCELERATION = 0.0075  # speed per frame
 MAX_SPEED = 1.0
 MINE_RADIUS = 0.14
@@ -72,22 +71,30 @@ START_ANGLE = 45
 MAX_ORES = 8  # np.sum adds up to 8 values left to right (pairwise beyond), which np_sum reproduces
 
 # mine_config.json / mine_config_det.json of MO-Gymnasium 1.3.2 (x, y, [(mu, sigma) per ore])
-_MINES = [((0.16, 0.84), (0.2, 0.0)), ((0.5, 0.84), (0.15, 0.1)), ((0.84, 0.84), (0.2, 0.2)),
-          ((0.84, 0.5), (0.1, 0.15)), ((0.84, 0.16), (0.0, 0.2))]
+_MINES = [
+    ((0.16, 0.84), (0.2, 0.0)),
+    ((0.5, 0.84), (0.15, 0.1)),
+    ((0.84, 0.84), (0.2, 0.2)),
+    ((0.84, 0.5), (0.1, 0.15)),
+    ((0.84, 0.16), (0.0, 0.2)),
+]
 
 
 def _config(sigma: float) -> dict:
-    return {"capacity": 1.5, "mine_cnt": len(_MINES), "ore_cnt": 2,
-            "mines": [{"x": x, "y": y, "distributions": [[mu, sigma] for mu in means]}
-                      for (x, y), means in _MINES]}
+    return {
+        "capacity": 1.5,
+        "mine_cnt": len(_MINES),
+        "ore_cnt": 2,
+        "mines": [{"x": x, "y": y, "distributions": [[mu, sigma] for mu in means]} for (x, y), means in _MINES],
+    }
 
 
 CONFIGS = {"default": _config(0.05), "deterministic": _config(0.0)}
 _MINE_XY = np.array([xy for xy, _ in _MINES], np.float64)
 _ORE_MEAN = np.array([means for _, means in _MINES], np.float64)
 
-BASE_SQ = sqrt_threshold(BASE_RADIUS, strict=True)    # in base: |pos|^2 (as mag rounds it) < BASE_SQ
-MINE_SQ = sqrt_threshold(MINE_RADIUS, strict=False)   # mineable: |pos - mine|^2 <= MINE_SQ
+BASE_SQ = sqrt_threshold(BASE_RADIUS, strict=True)  # in base: |pos|^2 (as mag rounds it) < BASE_SQ
+MINE_SQ = sqrt_threshold(MINE_RADIUS, strict=False)  # mineable: |pos - mine|^2 <= MINE_SQ
 
 # Angles stay integers (multiples of 5 degrees: 45 +- 10s); wall slides can take them a little outside
 # [0, 360) until the next turn wraps them; the tables span [-720, 1080) degrees, far beyond that.
@@ -115,6 +122,7 @@ def _where_needed(f, need, default, args, shares: tuple[int, ...] = (64, 16)):
     ``f`` runs on those only; if more lanes need it, on all of them. Each lane's result depends on its
     own inputs only, never on which other lanes needed ``f``.
     """
+
     @custom_vmap
     def run(need, default, args):
         return lax.cond(need, lambda: f(*args), lambda: default)
@@ -137,6 +145,7 @@ def _where_needed(f, need, default, args, shares: tuple[int, ...] = (64, 16)):
                 sub = jax.tree.map(lambda x, b: x[take] if b else x, args, args_b)
                 out = jax.vmap(f, in_axes=axes)(*sub)
                 return jax.tree.map(lambda d, o: d.at[idx].set(o, mode="drop"), default, out)
+
             return gathered
 
         def every():
@@ -156,15 +165,15 @@ def _where_needed(f, need, default, args, shares: tuple[int, ...] = (64, 16)):
 class MinecartState:
     """Float64 values are kept as their uint32 words (``bits_f64(state.pos)`` reads them on the host)."""
 
-    pos: jax.Array        # uint32 (2, 2): x, y as float64
-    speed: jax.Array      # uint32 (2,): float64
-    angle: jax.Array      # int32 degrees (exact)
-    content: jax.Array    # uint32 (ore_cnt, 2): ore in the cart, float64
-    departed: jax.Array   # bool: has left the base (returning then ends the episode)
-    end: jax.Array        # bool: returned to base (stays true; the engine resets)
+    pos: jax.Array  # uint32 (2, 2): x, y as float64
+    speed: jax.Array  # uint32 (2,): float64
+    angle: jax.Array  # int32 degrees (exact)
+    content: jax.Array  # uint32 (ore_cnt, 2): ore in the cart, float64
+    departed: jax.Array  # bool: has left the base (returning then ends the episode)
+    end: jax.Array  # bool: returned to base (stays true; the engine resets)
     ore_noise: jax.Array  # uint32 (frame_skip, ore_cnt, 2): float64 standard normals a test injects ...
     noise_given: jax.Array  # bool: ... for the next step's mining, instead of drawing from its key
-    time: jax.Array       # int32 steps taken
+    time: jax.Array  # int32 steps taken
 
 
 @struct.dataclass
@@ -189,35 +198,44 @@ def _load_config(config: str | Mapping) -> dict:
         with open(config) as f:
             data = json.load(f)
     else:
-        raise ValueError(f"unknown minecart config {config!r}; use one of {sorted(CONFIGS)}, a dict in "
-                         "MO-Gymnasium's mine_config.json format, or a path to such a .json file")
+        raise ValueError(
+            f"unknown minecart config {config!r}; use one of {sorted(CONFIGS)}, a dict in "
+            "MO-Gymnasium's mine_config.json format, or a path to such a .json file"
+        )
     mines = data.get("mines", [])
     if len(mines) == 0 or len(mines) != data.get("mine_cnt", len(mines)):
-        raise ValueError("minecart config: list every mine under 'mines' (x, y, distributions); random "
-                         "mine placement (MO-Gymnasium's fallback for missing mines) is not supported")
+        raise ValueError(
+            "minecart config: list every mine under 'mines' (x, y, distributions); random "
+            "mine placement (MO-Gymnasium's fallback for missing mines) is not supported"
+        )
     ore_cnt = int(data.get("ore_cnt", len(mines[0]["distributions"])))
     if not 1 <= ore_cnt <= MAX_ORES:
         raise ValueError(f"minecart config: ore_cnt must be 1..{MAX_ORES}, got {ore_cnt}")
     for i, m in enumerate(mines):
         if "distributions" not in m or len(m["distributions"]) != ore_cnt:
-            raise ValueError(f"minecart config: mine {i} needs 'distributions' with one [mu, sigma] per ore "
-                             f"({ore_cnt} ores)")
+            raise ValueError(
+                f"minecart config: mine {i} needs 'distributions' with one [mu, sigma] per ore ({ore_cnt} ores)"
+            )
         x, y = float(m["x"]), float(m["y"])
         if min(x, y, 1 - x, 1 - y) <= MINE_RADIUS or math.hypot(x, y) <= MINE_RADIUS + BASE_RADIUS:
-            raise ValueError(f"minecart config: mine {i} at ({x}, {y}) is within {MINE_RADIUS} of a wall or "
-                             f"within {MINE_RADIUS + BASE_RADIUS} of the base; move it inside "
-                             f"[{MINE_RADIUS}, {1 - MINE_RADIUS}]^2 and away from the base")
-    return {"capacity": float(data["capacity"]), "ore_cnt": ore_cnt,
-            "pos": np.array([[m["x"], m["y"]] for m in mines], np.float64),
-            "dist": np.array([m["distributions"] for m in mines], np.float64)}  # (mines, ores, 2)
+            raise ValueError(
+                f"minecart config: mine {i} at ({x}, {y}) is within {MINE_RADIUS} of a wall or "
+                f"within {MINE_RADIUS + BASE_RADIUS} of the base; move it inside "
+                f"[{MINE_RADIUS}, {1 - MINE_RADIUS}]^2 and away from the base"
+            )
+    return {
+        "capacity": float(data["capacity"]),
+        "ore_cnt": ore_cnt,
+        "pos": np.array([[m["x"], m["y"]] for m in mines], np.float64),
+        "dist": np.array([m["distributions"] for m in mines], np.float64),
+    }  # (mines, ores, 2)
 
 
 # --------------------------------------------------------------------------- the env
 class Minecart(Environment):
     """Minecart; ``config`` is "default", "deterministic", a mine_config.json-style dict or a path."""
 
-    def __init__(self, config: str | Mapping = "default", frame_skip: int = 4,
-                 incremental_frame_skip: bool = True):
+    def __init__(self, config: str | Mapping = "default", frame_skip: int = 4, incremental_frame_skip: bool = True):
         if int(frame_skip) < 1:
             raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
         self.frame_skip = int(frame_skip)
@@ -228,18 +246,17 @@ class Minecart(Environment):
         self.reward_names = tuple(f"ore{i + 1}" for i in range(self.ore_cnt)) + ("fuel",)
         # MORL-Baselines: (0, 0, -200) with the deterministic config (pcn_minecart.py, gamma 1),
         # (-1, -1, -200) otherwise (benchmark runs of issue #43)
-        self.ref_point = (0.0,) * self.ore_cnt + (-200.0,) if self.deterministic else \
-            (-1.0,) * self.ore_cnt + (-200.0,)
+        self.ref_point = (0.0,) * self.ore_cnt + (-200.0,) if self.deterministic else (-1.0,) * self.ore_cnt + (-200.0,)
         self._obs_jit = jax.jit(self._obs)
         self._dot = dot_rounding()  # np.dot as this machine's numpy rounds it (probed), fastest exact way
         fs = self.frame_skip
         idle = np.float32(FUEL_IDLE * fs)  # the reference adds to a float32 reward vector
-        self._fuel = np.array([idle + np.float32(FUEL_MINE * fs), idle, idle,
-                               idle + np.float32(FUEL_ACC * fs), idle, idle], np.float32)
+        self._fuel = np.array(
+            [idle + np.float32(FUEL_MINE * fs), idle, idle, idle + np.float32(FUEL_ACC * fs), idle, idle], np.float32
+        )
 
     # ------------------------------------------------------------------ declarations
-    def make_params(self, mine_pos=None, ore_mean=None, ore_std=None, capacity=None,
-                    **kwargs: Any) -> MinecartParams:
+    def make_params(self, mine_pos=None, ore_mean=None, ore_std=None, capacity=None, **kwargs: Any) -> MinecartParams:
         """Params from float64 values (host arrays; ``None`` keeps this env's config)."""
         c = self.config
 
@@ -249,22 +266,32 @@ class Minecart(Environment):
         mine_pos, ore_mean = pick(mine_pos, c["pos"]), pick(ore_mean, c["dist"][..., 0])
         ore_std, capacity = pick(ore_std, c["dist"][..., 1]), pick(capacity, c["capacity"])
         if mine_pos.shape != c["pos"].shape or not ore_mean.shape == ore_std.shape == c["dist"].shape[:2]:
-            raise ValueError(f"params for {c['pos'].shape[0]} mines and {self.ore_cnt} ores expected; got "
-                             f"mine_pos {mine_pos.shape}, ore_mean {ore_mean.shape}, ore_std {ore_std.shape}: "
-                             "make a new Minecart(config=...) for another layout")
+            raise ValueError(
+                f"params for {c['pos'].shape[0]} mines and {self.ore_cnt} ores expected; got "
+                f"mine_pos {mine_pos.shape}, ore_mean {ore_mean.shape}, ore_std {ore_std.shape}: "
+                "make a new Minecart(config=...) for another layout"
+            )
         if self.deterministic and np.any(ore_std != 0):
-            raise ValueError("this minecart draws no ore noise (built from a config with sigma 0); for ore_std > 0 "
-                             "build it from a config with sigma > 0, e.g. Minecart('default')")
-        return MinecartParams(mine_pos=jnp.asarray(f64_bits(mine_pos)), ore_mean=jnp.asarray(f64_bits(ore_mean)),
-                              ore_std=jnp.asarray(f64_bits(ore_std)), capacity=jnp.asarray(f64_bits(capacity)),
-                              **kwargs)
+            raise ValueError(
+                "this minecart draws no ore noise (built from a config with sigma 0); for ore_std > 0 "
+                "build it from a config with sigma > 0, e.g. Minecart('default')"
+            )
+        return MinecartParams(
+            mine_pos=jnp.asarray(f64_bits(mine_pos)),
+            ore_mean=jnp.asarray(f64_bits(ore_mean)),
+            ore_std=jnp.asarray(f64_bits(ore_std)),
+            capacity=jnp.asarray(f64_bits(capacity)),
+            **kwargs,
+        )
 
     def params_from_config(self, config: str | Mapping, **kwargs: Any) -> MinecartParams:
         """Params for another mine layout with the same numbers of mines and ores (vmap-able)."""
         c = _load_config(config)
         if c["pos"].shape != self.config["pos"].shape or c["ore_cnt"] != self.ore_cnt:
-            raise ValueError(f"config has {c['pos'].shape[0]} mines / {c['ore_cnt']} ores; this env was built "
-                             f"for {self.config['pos'].shape[0]} / {self.ore_cnt}: make a new Minecart(config=...)")
+            raise ValueError(
+                f"config has {c['pos'].shape[0]} mines / {c['ore_cnt']} ores; this env was built "
+                f"for {self.config['pos'].shape[0]} / {self.ore_cnt}: make a new Minecart(config=...)"
+            )
         return self.make_params(c["pos"], c["dist"][..., 0], c["dist"][..., 1], c["capacity"], **kwargs)
 
     @property
@@ -282,8 +309,12 @@ class Minecart(Environment):
     @property
     def reward_space(self) -> Box:
         cap = self.config["capacity"]
-        return Box(np.append(np.zeros(self.ore_cnt), -1.0), np.append(np.full(self.ore_cnt, cap), 0.0),
-                   (self.ore_cnt + 1,), jnp.float32)
+        return Box(
+            np.append(np.zeros(self.ore_cnt), -1.0),
+            np.append(np.full(self.ore_cnt, cap), 0.0),
+            (self.ore_cnt + 1,),
+            jnp.float32,
+        )
 
     # ------------------------------------------------------------------ dynamics
     def get_obs(self, state: MinecartState, params: MinecartParams) -> jax.Array:
@@ -292,26 +323,38 @@ class Minecart(Environment):
 
     def _obs(self, state: MinecartState, params: MinecartParams) -> jax.Array:
         with jax.enable_x64(True):
-            return self._obs64(as_f64(state.pos), as_f64(state.speed), state.angle, as_f64(state.content),
-                               as_f64(params.capacity))
+            return self._obs64(
+                as_f64(state.pos), as_f64(state.speed), state.angle, as_f64(state.content), as_f64(params.capacity)
+            )
 
     @staticmethod
     def _obs64(pos, speed, angle, content, capacity):
         trig = jnp.asarray(_OBS_TRIG)[_angle_index(angle)]
-        return jnp.concatenate([pos.astype(jnp.float32), speed.astype(jnp.float32)[None], trig,
-                                (content / capacity).astype(jnp.float32)])
+        return jnp.concatenate(
+            [pos.astype(jnp.float32), speed.astype(jnp.float32)[None], trig, (content / capacity).astype(jnp.float32)]
+        )
 
     def reset(self, key: jax.Array, params: MinecartParams) -> tuple[jax.Array, MinecartState]:
         with jax.enable_x64(True):
             zero = jnp.zeros((), jnp.uint32)
             state = MinecartState(
-                pos=jnp.broadcast_to(zero, (2, 2)), speed=jnp.broadcast_to(zero, (2,)),
-                angle=jnp.int32(START_ANGLE), content=jnp.broadcast_to(zero, (self.ore_cnt, 2)),
-                departed=jnp.bool_(False), end=jnp.bool_(False),
-                ore_noise=jnp.broadcast_to(zero, (self.frame_skip, self.ore_cnt, 2)), noise_given=jnp.bool_(False),
-                time=jnp.int32(0))
-            obs = self._obs64(jnp.zeros(2, jnp.float64), jnp.float64(0), state.angle,
-                              jnp.zeros(self.ore_cnt, jnp.float64), as_f64(params.capacity))
+                pos=jnp.broadcast_to(zero, (2, 2)),
+                speed=jnp.broadcast_to(zero, (2,)),
+                angle=jnp.int32(START_ANGLE),
+                content=jnp.broadcast_to(zero, (self.ore_cnt, 2)),
+                departed=jnp.bool_(False),
+                end=jnp.bool_(False),
+                ore_noise=jnp.broadcast_to(zero, (self.frame_skip, self.ore_cnt, 2)),
+                noise_given=jnp.bool_(False),
+                time=jnp.int32(0),
+            )
+            obs = self._obs64(
+                jnp.zeros(2, jnp.float64),
+                jnp.float64(0),
+                state.angle,
+                jnp.zeros(self.ore_cnt, jnp.float64),
+                as_f64(params.capacity),
+            )
         return obs, state
 
     def step(self, key: jax.Array, state: MinecartState, action: jax.Array, params: MinecartParams):
@@ -324,12 +367,15 @@ class Minecart(Environment):
             # a superset of the carts that mine: MINE, stopped, and within reach of a mine up to rounding
             # (plain float64 squares, within a few ulps of the exact ones; the margin is 2^-30 relative)
             d = as_f64(state.pos)[None, :] - as_f64(params.mine_pos)
-            near = jnp.any(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= MINE_SQ * (1 + 2.0 ** -30))
+            near = jnp.any(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= MINE_SQ * (1 + 2.0**-30))
             need = (action == ACT_MINE) & (as_f64(state.speed) < EPS_SPEED) & near
         mine_params = (params.mine_pos, params.ore_mean, params.ore_std, params.capacity)
-        content = _where_needed(self._mine, need, state.content,
-                                (key, state.pos, state.content, state.ore_noise, state.noise_given, state.end,
-                                 mine_params))
+        content = _where_needed(
+            self._mine,
+            need,
+            state.content,
+            (key, state.pos, state.content, state.ore_noise, state.noise_given, state.end, mine_params),
+        )
         with jax.enable_x64(True):
             return self._step64(state, content, action, params)
 
@@ -395,17 +441,34 @@ class Minecart(Environment):
             content = jnp.where(arrive, 0.0, content)
             return (x, y, speed, angle, content, departed | (check & ~in_base), end | arrive, alive, ore_reward)
 
-        carry = (x, y, speed, state.angle, content, state.departed, state.end, jnp.bool_(True),
-                 jnp.zeros(self.ore_cnt, jnp.float32))
+        carry = (
+            x,
+            y,
+            speed,
+            state.angle,
+            content,
+            state.departed,
+            state.end,
+            jnp.bool_(True),
+            jnp.zeros(self.ore_cnt, jnp.float32),
+        )
         x, y, speed, angle, content, departed, end, _, ore_reward = lax.fori_loop(0, fs, frame, carry)
 
         fuel = jnp.asarray(self._fuel)[jnp.clip(action, 0, 5)]
         fuel = jnp.where((action >= 0) & (action <= 5), fuel, jnp.float32(self._fuel[ACT_NONE]))
         reward = jnp.concatenate([ore_reward, fuel[None]])
         time = state.time + 1
-        new = MinecartState(pos=as_bits(jnp.stack([x, y])), speed=as_bits(speed), angle=angle, content=as_bits(content),
-                            departed=departed, end=end, ore_noise=state.ore_noise, noise_given=jnp.bool_(False),
-                            time=time)
+        new = MinecartState(
+            pos=as_bits(jnp.stack([x, y])),
+            speed=as_bits(speed),
+            angle=angle,
+            content=as_bits(content),
+            departed=departed,
+            end=end,
+            ore_noise=state.ore_noise,
+            noise_given=jnp.bool_(False),
+            time=time,
+        )
         obs = self._obs64(jnp.stack([x, y]), speed, angle, content, capacity)
         return obs, new, reward, end, time_limit(time, params), {}
 
@@ -419,17 +482,23 @@ class Minecart(Environment):
         sign_x = jnp.where(vx > 0, ROTATION, -ROTATION).astype(jnp.int32)
         sign_y = jnp.where(vy > 0, ROTATION, -ROTATION).astype(jnp.int32)
         free_x, free_y = (x != 0) & (x != 1), (y != 0) & (y != 1)
-        turn = (jnp.where(free_y & fast_y & (x == 1) & (vx > 0), sign_y, 0)
-                - jnp.where(free_y & fast_y & (x == 0) & (vx < 0), sign_y, 0)
-                - jnp.where(free_x & fast_x & (y == 1) & (vy > 0), sign_x, 0)
-                + jnp.where(free_x & fast_x & (y == 0) & (vy < 0), sign_x, 0)).astype(jnp.int32)
+        turn = (
+            jnp.where(free_y & fast_y & (x == 1) & (vx > 0), sign_y, 0)
+            - jnp.where(free_y & fast_y & (x == 0) & (vx < 0), sign_y, 0)
+            - jnp.where(free_x & fast_x & (y == 1) & (vy > 0), sign_x, 0)
+            + jnp.where(free_x & fast_x & (y == 0) & (vy < 0), sign_x, 0)
+        ).astype(jnp.int32)
         nx, ny = x + vx, y + vy
         nx = jnp.where(nx <= 0, 0.0, jnp.where(nx >= 1, 1.0, nx))  # clip(v, 0, 1)
         ny = jnp.where(ny <= 0, 0.0, jnp.where(ny >= 1, 1.0, ny))
         new_speed = jnp.sqrt(dot2(x - nx, y - ny, rounding))  # mag(pre - pos)
         moves = active & (speed >= EPS_SPEED)
-        return (jnp.where(moves, nx, x), jnp.where(moves, ny, y), jnp.where(moves, new_speed, speed),
-                jnp.where(moves, angle + turn, angle))
+        return (
+            jnp.where(moves, nx, x),
+            jnp.where(moves, ny, y),
+            jnp.where(moves, new_speed, speed),
+            jnp.where(moves, angle + turn, angle),
+        )
 
     # ------------------------------------------------------------------ fronts (host side, numpy)
     def _host_config(self, params: MinecartParams | None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -439,8 +508,9 @@ class Minecart(Environment):
         dist = np.stack([bits_f64(params.ore_mean), bits_f64(params.ore_std)], -1)
         return pos, dist, float(bits_f64(params.capacity))
 
-    def pareto_front(self, gamma: float = 1.0, symmetric: bool = True,
-                     params: MinecartParams | None = None) -> np.ndarray:
+    def pareto_front(
+        self, gamma: float = 1.0, symmetric: bool = True, params: MinecartParams | None = None
+    ) -> np.ndarray:
         """MO-Gymnasium's approximate front (``Minecart.pareto_front``), shape [n, ore_cnt + 1].
 
         Enumerates, per mine and a virtual empty mine by the base: turn towards it, every
@@ -451,11 +521,13 @@ class Minecart(Environment):
         from morl.envs.minecart_front import approximate_front  # it imports this module's constants
 
         pos, dist, capacity = self._host_config(params)
-        return approximate_front(pos, dist, capacity, self.frame_skip, self.incremental_frame_skip,
-                                  float(gamma), bool(symmetric))
+        return approximate_front(
+            pos, dist, capacity, self.frame_skip, self.incremental_frame_skip, float(gamma), bool(symmetric)
+        )
 
-    def convex_coverage_set(self, gamma: float = 1.0, symmetric: bool = True,
-                            params: MinecartParams | None = None) -> np.ndarray:
+    def convex_coverage_set(
+        self, gamma: float = 1.0, symmetric: bool = True, params: MinecartParams | None = None
+    ) -> np.ndarray:
         """MO-Gymnasium's approximate CCS: the front's points on the convex hull (with their minimum)."""
         from scipy.spatial import ConvexHull  # loaded only when a CCS is asked for
 

@@ -12,8 +12,20 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-from morl.envs.minecart import (ACCELERATION, ACT_ACCEL, ACT_BRAKE, ACT_LEFT, ACT_MINE, ACT_NONE, BASE_RADIUS,
-                                FUEL_ACC, FUEL_IDLE, FUEL_MINE, MINE_RADIUS, ROTATION)
+from morl.envs.minecart import (
+    ACCELERATION,
+    ACT_ACCEL,
+    ACT_BRAKE,
+    ACT_LEFT,
+    ACT_MINE,
+    ACT_NONE,
+    BASE_RADIUS,
+    FUEL_ACC,
+    FUEL_IDLE,
+    FUEL_MINE,
+    MINE_RADIUS,
+    ROTATION,
+)
 
 __all__ = ["approximate_front"]
 
@@ -49,8 +61,10 @@ def _approach_patterns(distance: float, frame_skip: int, incremental: bool) -> l
         new_speed = speed + ACCELERATION * fs
         n = new_speed / ACCELERATION
         moved = n * (n + 1) / 2 * ACCELERATION - (n - fs) * ((n - fs) + 1) / 2 * ACCELERATION
-        for step_left, step_speed, action in ((left - moved, new_speed, ACT_ACCEL),
-                                              (left - speed * fs, speed, ACT_NONE)):
+        for step_left, step_speed, action in (
+            (left - moved, new_speed, ACT_ACCEL),
+            (left - speed * fs, speed, ACT_NONE),
+        ):
             if step_left <= 0:
                 done.append(seq + [action])
             else:
@@ -58,13 +72,20 @@ def _approach_patterns(distance: float, frame_skip: int, incremental: bool) -> l
     return done
 
 
-def approximate_front(mine_pos: np.ndarray, mine_dist: np.ndarray, capacity: float, frame_skip: int,
-                       incremental: bool, gamma: float, symmetric: bool) -> np.ndarray:
+def approximate_front(
+    mine_pos: np.ndarray,
+    mine_dist: np.ndarray,
+    capacity: float,
+    frame_skip: int,
+    incremental: bool,
+    gamma: float,
+    symmetric: bool,
+) -> np.ndarray:
     """The non-dominated discounted returns of MO-Gymnasium's enumerated action sequences, ``[n, ore_cnt + 1]``."""
     fs = frame_skip
     ore_cnt = mine_dist.shape[1]
     fuel = np.array([FUEL_MINE + FUEL_IDLE, FUEL_IDLE, FUEL_IDLE, FUEL_IDLE + FUEL_ACC, FUEL_IDLE, FUEL_IDLE]) * fs
-    corner = (BASE_RADIUS ** 2 / 2) ** 0.5  # an empty mine just outside the base
+    corner = (BASE_RADIUS**2 / 2) ** 0.5  # an empty mine just outside the base
     mines = [(p, np.array([_truncated_mean(m, s) for m, s in d])) for p, d in zip(mine_pos, mine_dist)]
     mines.append((np.array([corner, corner]), np.zeros(ore_cnt)))
     turn_around = [ACT_LEFT] * (180 // (ROTATION * fs))
@@ -85,13 +106,13 @@ def approximate_front(mine_pos: np.ndarray, mine_dist: np.ndarray, capacity: flo
             if symmetric:
                 seqs = [turn + go + b + m + go for go, b, m in itertools.product(patterns, back, minings)]
             else:
-                seqs = [turn + go + b + m + ret
-                        for go, b, m, ret in itertools.product(patterns, back, minings, patterns)]
+                seqs = [
+                    turn + go + b + m + ret for go, b, m, ret in itertools.product(patterns, back, minings, patterns)
+                ]
         elif symmetric:
             seqs = [turn + go + turn_around + [ACT_NONE] + go[1:] for go in patterns]
         else:
-            seqs = [turn + go + turn_around + [ACT_NONE] + ret[1:]
-                    for go, ret in itertools.product(patterns, patterns)]
+            seqs = [turn + go + turn_around + [ACT_NONE] + ret[1:] for go, ret in itertools.product(patterns, patterns)]
         longest = max((len(p) for p in patterns), default=0)
         max_len = rotations + 2 * longest + 1 + len(turn_around) + max((len(m) for m in minings), default=0)
         discount = gamma ** np.arange(max_len)
@@ -100,6 +121,6 @@ def approximate_front(mine_pos: np.ndarray, mine_dist: np.ndarray, capacity: flo
             rewards[:, -1] = fuel[s]
             n_mine = s.count(ACT_MINE)
             rewards[-1, :-1] = means * n_mine / max(1, (total * n_mine) / capacity)
-            front.append(np.dot(discount[:len(s)], rewards))
+            front.append(np.dot(discount[: len(s)], rewards))
         front = _non_dominated(front)
     return np.array(front)

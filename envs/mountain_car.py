@@ -52,15 +52,22 @@ OBS_HIGH = np.array([0.6, 0.07], dtype=np.float32)
 SPEED_SCALE = 15.0
 SPEED_HIGH = 1.1
 
-__all__ = ["MOMountainCar", "MOContinuousMountainCar", "MountainCarState", "MountainCarParams",
-           "ContinuousMountainCarParams", "bits_f64", "f64_bits"]
+__all__ = [
+    "MOMountainCar",
+    "MOContinuousMountainCar",
+    "MountainCarState",
+    "MountainCarParams",
+    "ContinuousMountainCarParams",
+    "bits_f64",
+    "f64_bits",
+]
 
 
 @struct.dataclass
 class MountainCarState:
     position: jax.Array  # uint32 (2,): float64 (``bits_f64`` reads it)
     velocity: jax.Array  # uint32 (2,): float64
-    time: jax.Array      # int32 steps taken
+    time: jax.Array  # int32 steps taken
 
 
 def _f64_field(value: float):
@@ -126,8 +133,9 @@ class _MountainCarBase(Environment):
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown mountain car params {unknown}; known: {sorted(names)}")
-        return self._params_type(**{k: (v if k == "max_steps" else jnp.asarray(f64_bits(v)))
-                                    for k, v in values.items()})
+        return self._params_type(
+            **{k: (v if k == "max_steps" else jnp.asarray(f64_bits(v))) for k, v in values.items()}
+        )
 
     @property
     def default_params(self):
@@ -137,8 +145,9 @@ class _MountainCarBase(Environment):
         words = jax.random.bits(key, (2,), jnp.uint32)  # drawn in the caller's (float32) mode
         with jax.enable_x64(True):
             # np_random.uniform(low, high): low + (high - low) * u, u a 53-bit uniform in [0, 1)
-            u = ((words[0] >> 5).astype(jnp.float64) * 67108864.0 + (words[1] >> 6).astype(jnp.float64)) \
-                / 9007199254740992.0
+            u = (
+                (words[0] >> 5).astype(jnp.float64) * 67108864.0 + (words[1] >> 6).astype(jnp.float64)
+            ) / 9007199254740992.0
             low, high = as_f64(params.start_low), as_f64(params.start_high)
             position = low + rn((high - low) * u)
             zero = jnp.zeros((), jnp.float64)
@@ -160,8 +169,9 @@ class MOMountainCar(_MountainCarBase):
 
     _params_type = MountainCarParams
 
-    def __init__(self, add_speed_objective: bool = False, remove_move_penalty: bool = False,
-                 merge_move_penalty: bool = False):
+    def __init__(
+        self, add_speed_objective: bool = False, remove_move_penalty: bool = False, merge_move_penalty: bool = False
+    ):
         self.add_speed_objective = bool(add_speed_objective)
         self.remove_move_penalty = bool(remove_move_penalty)
         self.merge_move_penalty = bool(merge_move_penalty)
@@ -287,8 +297,9 @@ class MOContinuousMountainCar(_MountainCarBase):
         v = jnp.where(stop, 0.0, v)
         v_py = v_py | stop
         terminated = ~cmp_lt(p, goal_p, p_py) & ~cmp_lt(v, goal_v, v_py)
-        reward = jnp.stack([jnp.where(terminated, f32(0.0), f32(-1.0)),
-                            (-(a64 * a64)).astype(f32)])  # -math.pow(action[0], 2), exact in float64
+        reward = jnp.stack(
+            [jnp.where(terminated, f32(0.0), f32(-1.0)), (-(a64 * a64)).astype(f32)]
+        )  # -math.pow(action[0], 2), exact in float64
         time = state.time + 1
         p, v = p.astype(f32), v.astype(f32)  # np.array([position, velocity], dtype=np.float32)
         new = MountainCarState(position=as_bits(p.astype(f64)), velocity=as_bits(v.astype(f64)), time=time)
@@ -301,8 +312,10 @@ def _check_discrete_action(action, n: int) -> None:
         return
     a = np.asarray(action)
     if a.shape != () or not np.issubdtype(a.dtype, np.integer) or not 0 <= int(a) < n:
-        raise ValueError(f"mountain car takes one integer action in {{0, ..., {n - 1}}} "
-                         f"(0 push left, 1 no push, 2 push right); got {action!r}")
+        raise ValueError(
+            f"mountain car takes one integer action in {{0, ..., {n - 1}}} "
+            f"(0 push left, 1 no push, 2 push right); got {action!r}"
+        )
 
 
 register("mo-mountaincar-v0", MOMountainCar)

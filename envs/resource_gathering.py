@@ -24,13 +24,16 @@ from morl.spaces import Box, Discrete
 EMPTY, GOLD, GEM, ENEMY, HOME = 0, 1, 2, 3, 4
 
 # MO-Gymnasium's map: [" ", " ", "R1", "E2", " "], [" ", " ", "E1", " ", "R2"], 2 empty rows, [" ", " ", "H", " ", " "]
-MAP = np.array([
-    [EMPTY, EMPTY, GOLD, ENEMY, EMPTY],
-    [EMPTY, EMPTY, ENEMY, EMPTY, GEM],
-    [EMPTY, EMPTY, EMPTY, EMPTY, EMPTY],
-    [EMPTY, EMPTY, EMPTY, EMPTY, EMPTY],
-    [EMPTY, EMPTY, HOME, EMPTY, EMPTY],
-], dtype=np.int32)
+MAP = np.array(
+    [
+        [EMPTY, EMPTY, GOLD, ENEMY, EMPTY],
+        [EMPTY, EMPTY, ENEMY, EMPTY, GEM],
+        [EMPTY, EMPTY, EMPTY, EMPTY, EMPTY],
+        [EMPTY, EMPTY, EMPTY, EMPTY, EMPTY],
+        [EMPTY, EMPTY, HOME, EMPTY, EMPTY],
+    ],
+    dtype=np.int32,
+)
 HOME_POS = np.array([4, 2], dtype=np.int32)
 
 # 0 up, 1 down, 2 left, 3 right
@@ -39,9 +42,9 @@ MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int32)
 
 @struct.dataclass
 class ResourceGatheringState:
-    pos: jax.Array       # int32 (row, col)
+    pos: jax.Array  # int32 (row, col)
     has_gold: jax.Array  # int32 0/1
-    has_gem: jax.Array   # int32 0/1
+    has_gem: jax.Array  # int32 0/1
     time: jax.Array
 
 
@@ -81,12 +84,12 @@ class ResourceGathering(Environment):
         return jnp.concatenate([state.pos, jnp.stack([state.has_gold, state.has_gem])]).astype(jnp.int32)
 
     def reset(self, key: jax.Array, params: ResourceGatheringParams) -> tuple[jax.Array, ResourceGatheringState]:
-        state = ResourceGatheringState(pos=jnp.asarray(HOME_POS), has_gold=jnp.int32(0), has_gem=jnp.int32(0),
-                                       time=jnp.int32(0))
+        state = ResourceGatheringState(
+            pos=jnp.asarray(HOME_POS), has_gold=jnp.int32(0), has_gem=jnp.int32(0), time=jnp.int32(0)
+        )
         return self.get_obs(state, params), state
 
-    def step(self, key: jax.Array, state: ResourceGatheringState, action: jax.Array,
-             params: ResourceGatheringParams):
+    def step(self, key: jax.Array, state: ResourceGatheringState, action: jax.Array, params: ResourceGatheringParams):
         rows, cols = MAP.shape
         target = state.pos + jnp.asarray(MOVES)[action]
         inside = (target[0] >= 0) & (target[0] < rows) & (target[1] >= 0) & (target[1] < cols)
@@ -96,11 +99,13 @@ class ResourceGathering(Environment):
         has_gem = jnp.where(cell == GEM, 1, state.has_gem).astype(jnp.int32)
         killed = (cell == ENEMY) & (jax.random.uniform(key) < params.enemy_kill_prob)
         home = cell == HOME
-        reward = jnp.stack([
-            jnp.where(killed, -1.0, 0.0).astype(jnp.float32),  # +0.0, not -0.0, as MO-Gymnasium
-            jnp.where(home, has_gold, 0).astype(jnp.float32),
-            jnp.where(home, has_gem, 0).astype(jnp.float32),
-        ])
+        reward = jnp.stack(
+            [
+                jnp.where(killed, -1.0, 0.0).astype(jnp.float32),  # +0.0, not -0.0, as MO-Gymnasium
+                jnp.where(home, has_gold, 0).astype(jnp.float32),
+                jnp.where(home, has_gem, 0).astype(jnp.float32),
+            ]
+        )
         time = state.time + 1
         state = ResourceGatheringState(pos=pos, has_gold=has_gold, has_gem=has_gem, time=time)
         return self.get_obs(state, params), state, reward, killed | home, time_limit(time, params), {}
@@ -113,15 +118,19 @@ class ResourceGathering(Environment):
         Returned rows are unique and sorted lexicographically (MO-Gymnasium returns them in set order).
         """
         p, q = 0.1, 0.9  # MO-Gymnasium's front is computed for the default kill probability
-        died, gold, gem, both = (np.array([-1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]),
-                                 np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]))
+        died, gold, gem, both = (
+            np.array([-1.0, 0.0, 0.0]),
+            np.array([0.0, 1.0, 0.0]),
+            np.array([0.0, 0.0, 1.0]),
+            np.array([0.0, 1.0, 1.0]),
+        )
         policies = [
-            [(1.0, gem, 10)],                                 # straight to the gem and back
+            [(1.0, gem, 10)],  # straight to the gem and back
             [(q * q, both, 12), (p, died, 7), (q * p, died, 9)],  # both resources, through both enemies
-            [(q * q, gold, 8), (p, died, 3), (q * p, died, 5)],   # gold, through E1 there and back
-            [(q, both, 14), (p, died, 7)],                    # both resources, dodging E1, through E2
-            [(1.0, gold, 12)],                                # gold, dodging every enemy
-            [(q, gold, 10), (p, died, 7)],                    # gold, through E1 once
+            [(q * q, gold, 8), (p, died, 3), (q * p, died, 5)],  # gold, through E1 there and back
+            [(q, both, 14), (p, died, 7)],  # both resources, dodging E1, through E2
+            [(1.0, gold, 12)],  # gold, dodging every enemy
+            [(q, gold, 10), (p, died, 7)],  # gold, through E1 once
         ]
         candidates = []
         for terms in policies:

@@ -34,20 +34,22 @@ from morl.envs.float64 import as_f64, f64_bits, rn
 from morl.registry import register
 from morl.spaces import Box
 
-S = 1.0            # reservoir surface
-W_IRR = 50.0       # water demand
-H_FLO_U = 50.0     # flooding threshold upstream (dam height)
+S = 1.0  # reservoir surface
+W_IRR = 50.0  # water demand
+H_FLO_U = 50.0  # flooding threshold upstream (dam height)
 S_MIN_REL = 100.0  # release threshold (max capacity)
-Q_MEF = 0.0        # minimum environmental flow
-GAMMA_H2O = 1000.0 # water density
-W_HYD = 4.36       # hydro-power demand
-Q_FLO_D = 30.0     # flooding threshold downstream
-ETA = 1.0          # turbine efficiency
-G = 9.81           # gravity
+Q_MEF = 0.0  # minimum environmental flow
+GAMMA_H2O = 1000.0  # water density
+W_HYD = 4.36  # hydro-power demand
+Q_FLO_D = 30.0  # flooding threshold downstream
+ETA = 1.0  # turbine efficiency
+G = 9.81  # gravity
 
 #: the 10 start levels MO-Gymnasium draws from uniformly (when not penalize)
-S_INIT = np.array([96.855361, 58.046026, 116.15767, 20.164311, 79.191, 140.13098, 131.01816,
-                   44.351321, 13.185943, 73.508622], dtype=np.float32)
+S_INIT = np.array(
+    [96.855361, 58.046026, 116.15767, 20.164311, 79.191, 140.13098, 131.01816, 44.351321, 13.185943, 73.508622],
+    dtype=np.float32,
+)
 
 #: a cap on the inflow used only for the reference point: mean + 5 std (P(inflow > it) ~ 3e-7)
 _INFLOW_CAP = 40.0 + 5 * 10.0
@@ -56,7 +58,7 @@ _INFLOW_CAP = 40.0 + 5 * 10.0
 @struct.dataclass
 class WaterReservoirState:
     level: jax.Array  # float32 scalar, the reservoir level s
-    time: jax.Array   # int32 steps taken
+    time: jax.Array  # int32 steps taken
 
 
 @struct.dataclass
@@ -71,8 +73,14 @@ class WaterReservoir(Environment):
 
     ALL_REWARD_NAMES = ("flooding_upstream", "water_deficit", "hydro_deficit", "flooding_downstream")
 
-    def __init__(self, nO: int = 2, penalize: bool | float = False, normalized_action: bool = False,
-                 time_limit: int = 100, initial_state: float | None = None):
+    def __init__(
+        self,
+        nO: int = 2,
+        penalize: bool | float = False,
+        normalized_action: bool = False,
+        time_limit: int = 100,
+        initial_state: float | None = None,
+    ):
         if nO not in (2, 3, 4):
             raise ValueError(f"water reservoir: nO (number of objectives) must be 2, 3 or 4; got {nO!r}")
         if isinstance(penalize, (bool, np.bool_)):
@@ -86,8 +94,10 @@ class WaterReservoir(Environment):
         if initial_state is not None:
             init = np.asarray(initial_state, dtype=np.float64)
             if init.size != 1 or not np.isfinite(init).all() or float(init.reshape(())) < 0:
-                raise ValueError("water reservoir: initial_state must be one finite level >= 0 (or None for "
-                                 f"a random start); got {initial_state!r}")
+                raise ValueError(
+                    "water reservoir: initial_state must be one finite level >= 0 (or None for "
+                    f"a random start); got {initial_state!r}"
+                )
             initial_state = float(init.reshape(()))
         self.nO = int(nO)
         self.penalize = penalize
@@ -120,8 +130,9 @@ class WaterReservoir(Environment):
     def make_params(self, inflow_mean: float = 40.0, inflow_std: float = 10.0, **kwargs) -> WaterReservoirParams:
         """Params with another inflow N(mean, std) (float64 values; ``max_steps`` as a keyword)."""
         kwargs.setdefault("max_steps", self.time_limit)
-        return WaterReservoirParams(inflow_mean=jnp.asarray(f64_bits(inflow_mean)),
-                                    inflow_std=jnp.asarray(f64_bits(inflow_std)), **kwargs)
+        return WaterReservoirParams(
+            inflow_mean=jnp.asarray(f64_bits(inflow_mean)), inflow_std=jnp.asarray(f64_bits(inflow_std)), **kwargs
+        )
 
     @property
     def observation_space(self) -> Box:

@@ -83,6 +83,7 @@ def main() -> None:
 
     import jax
     import jax.numpy as jnp
+
     from morl.agents import bandits as AB
     from morl.envs.bandits import get_instance
 
@@ -112,20 +113,42 @@ def main() -> None:
 
     rows = [
         ("jax (jit + vmap)", args.runs, args.horizon, jax_s, args.runs * args.horizon / jax_s),
-        ("numpy, runs vectorised", args.numpy_runs, args.numpy_horizon, vec_s,
-         args.numpy_runs * args.numpy_horizon / vec_s),
-        ("numpy, one run at a time", args.single_runs, args.numpy_horizon, one_s,
-         args.single_runs * args.numpy_horizon / one_s),
+        (
+            "numpy, runs vectorised",
+            args.numpy_runs,
+            args.numpy_horizon,
+            vec_s,
+            args.numpy_runs * args.numpy_horizon / vec_s,
+        ),
+        (
+            "numpy, one run at a time",
+            args.single_runs,
+            args.numpy_horizon,
+            one_s,
+            args.single_runs * args.numpy_horizon / one_s,
+        ),
     ]
-    print(f"{args.algo} on {inst.name} ({inst.num_arms} arms, {inst.num_objectives} objectives); "
-          f"{jax.devices()[0].platform}, {platform.processor() or platform.machine()}, jax {jax.__version__}")
+    print(
+        f"{args.algo} on {inst.name} ({inst.num_arms} arms, {inst.num_objectives} objectives); "
+        f"{jax.devices()[0].platform}, {platform.processor() or platform.machine()}, jax {jax.__version__}"
+    )
     print(f"{'program':<26} {'runs':>6} {'horizon':>9} {'seconds':>9} {'runs x pulls / s':>17}")
     for name, r, h, s, rate in rows:
         print(f"{name:<26} {r:>6} {h:>9,} {s:>9.2f} {rate:>17,.0f}")
-    print(f"jax compile {compile_s:.2f} s; mean Pareto regret at T = {regret.mean():.2f} "
-          f"(+- {1.96 * regret.std(ddof=1) / np.sqrt(len(regret)):.2f})")
-    print(json.dumps({"algo": args.algo, "instance": inst.name, "compile_s": compile_s,
-                      "rows": [dict(zip(("program", "runs", "horizon", "seconds", "rate"), r)) for r in rows]}))
+    print(
+        f"jax compile {compile_s:.2f} s; mean Pareto regret at T = {regret.mean():.2f} "
+        f"(+- {1.96 * regret.std(ddof=1) / np.sqrt(len(regret)):.2f})"
+    )
+    print(
+        json.dumps(
+            {
+                "algo": args.algo,
+                "instance": inst.name,
+                "compile_s": compile_s,
+                "rows": [dict(zip(("program", "runs", "horizon", "seconds", "rate"), r)) for r in rows],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

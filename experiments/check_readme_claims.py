@@ -40,9 +40,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -53,13 +54,13 @@ PLACEHOLDERS = {"S": "0", "ID": "deep-sea-treasure-v0"}  # DIR: a temporary fold
 @dataclass(frozen=True)
 class Claim:
     key: str
-    match: str                   # regex on the README command (after whitespace normalisation)
-    figure: str                  # the README's figure, in short
-    needs: dict[str, Any]        # settings the figure was measured with (resolved facts / config fields)
-    proposed: str                # a command that runs exactly those settings
+    match: str  # regex on the README command (after whitespace normalisation)
+    figure: str  # the README's figure, in short
+    needs: dict[str, Any]  # settings the figure was measured with (resolved facts / config fields)
+    proposed: str  # a command that runs exactly those settings
     small: tuple[str, ...] = ()  # options appended for the small-scale run (empty: run as written)
     shape: Callable[[str, Path], list[str]] | None = None  # problems in the small run's output (stdout, tmp dir)
-    one_seed: bool = False       # the small run keeps only seed 0 of ``--seeds``
+    one_seed: bool = False  # the small run keeps only seed 0 of ``--seeds``
     timeout_s: int = 600
 
 
@@ -72,8 +73,11 @@ def _shape_bench_dst(out: str, tmp: Path) -> list[str]:
 
 def _shape_paper(out: str, tmp: Path) -> list[str]:
     problems = []
-    if not re.search(r"seed 0: HV [\d.]+, EU -?[\d.]+ \(C-MORL grid\) / -?[\d.]+ \(50 w\), SP [\d.]+, \d+ points, "
-                     r"[\d,]+ steps", out):
+    if not re.search(
+        r"seed 0: HV [\d.]+, EU -?[\d.]+ \(C-MORL grid\) / -?[\d.]+ \(50 w\), SP [\d.]+, \d+ points, "
+        r"[\d,]+ steps",
+        out,
+    ):
         problems.append("no per-seed 'HV, EU, SP, points, steps' line")
     for k in ("hv", "eu_cmorl_grid", "sp", "wall_s"):
         if not re.search(rf"^{k}: -?[\d.]+ \+- [\d.]+ \(over \d+ seeds\)$", out, re.M):
@@ -83,7 +87,7 @@ def _shape_paper(out: str, tmp: Path) -> list[str]:
 
 def _summary(out: str) -> dict | None:
     lines = [ln for ln in out.splitlines() if ln.startswith("SUMMARY ")]
-    return json.loads(lines[-1][len("SUMMARY "):]) if lines else None
+    return json.loads(lines[-1][len("SUMMARY ") :]) if lines else None
 
 
 def _shape_decomposition(true_hv: float | None) -> Callable[[str, Path], list[str]]:
@@ -91,14 +95,18 @@ def _shape_decomposition(true_hv: float | None) -> Callable[[str, Path], list[st
         s = _summary(out)
         if s is None:
             return ["no SUMMARY line"]
-        problems = [f"SUMMARY has no {k!r}" for k in ("env_steps", "train_wall_s", "steps_per_s", "final", "true_hv")
-                    if k not in s]
+        problems = [
+            f"SUMMARY has no {k!r}"
+            for k in ("env_steps", "train_wall_s", "steps_per_s", "final", "true_hv")
+            if k not in s
+        ]
         if not problems:
             if s["env_steps"] <= 0 or not {"hv", "points"} <= set(s["final"]):
                 problems.append(f"SUMMARY without training or a final evaluation: {s}")
             if s["true_hv"] != true_hv:
                 problems.append(f"SUMMARY true_hv {s['true_hv']} != {true_hv}")
         return problems
+
     return check
 
 
@@ -124,57 +132,138 @@ def _shape_suite(out: str, tmp: Path) -> list[str]:
 
 MORLD_15 = dict(pop_size=15, total_timesteps=6_000_000, net_arch=(64, 64), batch_size=64, num_envs=4)
 CLAIMS = [
-    Claim("c-morl-dst", r"^python experiments/bench_c_morl\.py (?!.*--paper-protocol).*--stop-at-full",
-          "C-MORL DST to 100% of the true HV, cold 13.3/20.6/14.0 s and warm-cache 8.7/17.6/9.5 s (seeds 0/1/2)",
-          needs=dict(agent="c-morl", env="deep-sea-treasure-v0", stop_at_full=True, total_steps=1_085_440,
-                     compilation_cache="DIR"),
-          proposed="python experiments/bench_c_morl.py --seeds 0 1 2 --stop-at-full --compilation-cache DIR",
-          shape=_shape_bench_dst, one_seed=True),  # cheap: the small run is the claim itself, for seed 0
-    Claim("c-morl-minecart", r"^python experiments/bench_c_morl\.py --paper-protocol --env minecart-v0",
-          "C-MORL minecart-v0 at the official budget, HV over seeds 0-2",
-          needs=dict(agent="c-morl", env="minecart-v0", paper_protocol=True, seeds=[0, 1, 2], total_steps=3_956_736,
-                     init_steps=1_597_440, max_episode_steps=500),
-          proposed="python experiments/bench_c_morl.py --paper-protocol --env minecart-v0 --seeds 0 1 2",
-          small=("--set", "total_steps=49152", "init_steps=24576", "eval_episodes=1", "max_episode_steps=50",
-                 "num_steps=64"),
-          shape=_shape_paper, one_seed=True),
-    Claim("morld-minecart", r"^python experiments/decomposition\.py morld-minecart",
-          "MORL/D minecart-deterministic-v0, 15 members, 6M steps: HV 147.31 = 99.6% in 525 s",
-          needs=dict(agent="morld", env="minecart-deterministic-v0", max_wall=600.0, **MORLD_15),
-          proposed="python experiments/decomposition.py morld-minecart --max-wall 600 --set total_timesteps=6_000_000 "
-                   "pop_size=15 'net_arch=(64,64)' batch_size=64 num_envs=4",
-          small=("--set", "total_timesteps=6000", "exchange_every=1000", "pop_size=3", "net_arch=(16,16)", "batch_size=16", "num_envs=2",
-                 "learning_starts=500", "--eval-every", "1000"),
-          shape=_shape_decomposition(147.84)),
-    Claim("c-morl-hopper", r"^morl train c-morl --env mo-hopper-2obj",
-          "C-MORL mo-hopper-2obj-v5 at the official budget (native MuJoCo, 500-step cap): 11.96M steps, HV 139,449",
-          needs=dict(agent="c-morl", env="mo-hopper-2obj-v5", env_kwargs={"backend": "mujoco", "max_steps": 500},
-                     total_steps=11_960_320, init_steps=7_987_200, max_episode_steps=500, seeds=[0]),
-          proposed="morl train c-morl --env mo-hopper-2obj-v5 --env-arg backend=mujoco --env-arg max_steps=500",
-          small=("--steps", "49152", "--init-steps", "24576", "--num-steps", "64", "--eval-episodes", "1",
-                 "--protocol-episodes", "1", "--quiet"),
-          shape=_shape_run_folder),
-    Claim("pgmorl-mcc", r"^python experiments/decomposition\.py pgmorl-mcc",
-          "PGMORL defaults on mo-mountaincarcontinuous-v0: 4.96M steps in 167 s, 16-point front",
-          needs=dict(agent="pgmorl", env="mo-mountaincarcontinuous-v0", total_timesteps=5_000_000,
-                     steps_per_iteration=2048, num_envs=4),
-          proposed="python experiments/decomposition.py pgmorl-mcc --eval-every 1000",
-          small=("--set", "total_timesteps=60000", "warmup_iterations=1", "evolutionary_iterations=1",
-                 "steps_per_iteration=256", "--eval-every", "1000"),
-          shape=_shape_decomposition(None)),
-    Claim("suite-classic", r"^morl suite run classic",
-          "all five agents on the known-front envs, 3 seeds, at x0.125 budgets (125k steps)",
-          needs=dict(suite="classic", steps_scale=0.125),
-          proposed="morl suite run classic --steps-scale 0.125",
-          small=("--dry-run",),  # the suite refuses scales below 0.123: its dry run shows what it would train
-          shape=_shape_suite),
-    Claim("envelope-dst", r"^morl train envelope --env deep-sea-treasure-v0",
-          "Envelope: 100% of DST in ~190 s (tests/test_envelope.py's setting: batch 32, seed 1, evaluated every 1,000 "
-          "steps, time to the first full-HV evaluation)",
-          needs=dict(agent="envelope", env="deep-sea-treasure-v0", batch_size=32, seeds=[1], eval_every=1000),
-          proposed="morl train envelope --env deep-sea-treasure-v0 --seed 1 --batch-size 32 --eval-every 1000",
-          small=("--steps", "2000", "--protocol-episodes", "1", "--quiet"),
-          shape=_shape_run_folder),
+    Claim(
+        "c-morl-dst",
+        r"^python experiments/bench_c_morl\.py (?!.*--paper-protocol).*--stop-at-full",
+        "C-MORL DST to 100% of the true HV, cold 13.3/20.6/14.0 s and warm-cache 8.7/17.6/9.5 s (seeds 0/1/2)",
+        needs=dict(
+            agent="c-morl",
+            env="deep-sea-treasure-v0",
+            stop_at_full=True,
+            total_steps=1_085_440,
+            compilation_cache="DIR",
+        ),
+        proposed="python experiments/bench_c_morl.py --seeds 0 1 2 --stop-at-full --compilation-cache DIR",
+        shape=_shape_bench_dst,
+        one_seed=True,
+    ),  # cheap: the small run is the claim itself, for seed 0
+    Claim(
+        "c-morl-minecart",
+        r"^python experiments/bench_c_morl\.py --paper-protocol --env minecart-v0",
+        "C-MORL minecart-v0 at the official budget, HV over seeds 0-2",
+        needs=dict(
+            agent="c-morl",
+            env="minecart-v0",
+            paper_protocol=True,
+            seeds=[0, 1, 2],
+            total_steps=3_956_736,
+            init_steps=1_597_440,
+            max_episode_steps=500,
+        ),
+        proposed="python experiments/bench_c_morl.py --paper-protocol --env minecart-v0 --seeds 0 1 2",
+        small=(
+            "--set",
+            "total_steps=49152",
+            "init_steps=24576",
+            "eval_episodes=1",
+            "max_episode_steps=50",
+            "num_steps=64",
+        ),
+        shape=_shape_paper,
+        one_seed=True,
+    ),
+    Claim(
+        "morld-minecart",
+        r"^python experiments/decomposition\.py morld-minecart",
+        "MORL/D minecart-deterministic-v0, 15 members, 6M steps: HV 147.31 = 99.6% in 525 s",
+        needs=dict(agent="morld", env="minecart-deterministic-v0", max_wall=600.0, **MORLD_15),
+        proposed="python experiments/decomposition.py morld-minecart --max-wall 600 --set total_timesteps=6_000_000 "
+        "pop_size=15 'net_arch=(64,64)' batch_size=64 num_envs=4",
+        small=(
+            "--set",
+            "total_timesteps=6000",
+            "exchange_every=1000",
+            "pop_size=3",
+            "net_arch=(16,16)",
+            "batch_size=16",
+            "num_envs=2",
+            "learning_starts=500",
+            "--eval-every",
+            "1000",
+        ),
+        shape=_shape_decomposition(147.84),
+    ),
+    Claim(
+        "c-morl-hopper",
+        r"^morl train c-morl --env mo-hopper-2obj",
+        "C-MORL mo-hopper-2obj-v5 at the official budget (native MuJoCo, 500-step cap): 11.96M steps, HV 139,449",
+        needs=dict(
+            agent="c-morl",
+            env="mo-hopper-2obj-v5",
+            env_kwargs={"backend": "mujoco", "max_steps": 500},
+            total_steps=11_960_320,
+            init_steps=7_987_200,
+            max_episode_steps=500,
+            seeds=[0],
+        ),
+        proposed="morl train c-morl --env mo-hopper-2obj-v5 --env-arg backend=mujoco --env-arg max_steps=500",
+        small=(
+            "--steps",
+            "49152",
+            "--init-steps",
+            "24576",
+            "--num-steps",
+            "64",
+            "--eval-episodes",
+            "1",
+            "--protocol-episodes",
+            "1",
+            "--quiet",
+        ),
+        shape=_shape_run_folder,
+    ),
+    Claim(
+        "pgmorl-mcc",
+        r"^python experiments/decomposition\.py pgmorl-mcc",
+        "PGMORL defaults on mo-mountaincarcontinuous-v0: 4.96M steps in 167 s, 16-point front",
+        needs=dict(
+            agent="pgmorl",
+            env="mo-mountaincarcontinuous-v0",
+            total_timesteps=5_000_000,
+            steps_per_iteration=2048,
+            num_envs=4,
+        ),
+        proposed="python experiments/decomposition.py pgmorl-mcc --eval-every 1000",
+        small=(
+            "--set",
+            "total_timesteps=60000",
+            "warmup_iterations=1",
+            "evolutionary_iterations=1",
+            "steps_per_iteration=256",
+            "--eval-every",
+            "1000",
+        ),
+        shape=_shape_decomposition(None),
+    ),
+    Claim(
+        "suite-classic",
+        r"^morl suite run classic",
+        "all five agents on the known-front envs, 3 seeds, at x0.125 budgets (125k steps)",
+        needs=dict(suite="classic", steps_scale=0.125),
+        proposed="morl suite run classic --steps-scale 0.125",
+        small=("--dry-run",),  # the suite refuses scales below 0.123: its dry run shows what it would train
+        shape=_shape_suite,
+    ),
+    Claim(
+        "envelope-dst",
+        r"^morl train envelope --env deep-sea-treasure-v0",
+        "Envelope: 100% of DST in ~190 s (tests/test_envelope.py's setting: batch 32, seed 1, evaluated every 1,000 "
+        "steps, time to the first full-HV evaluation)",
+        needs=dict(agent="envelope", env="deep-sea-treasure-v0", batch_size=32, seeds=[1], eval_every=1000),
+        proposed="morl train envelope --env deep-sea-treasure-v0 --seed 1 --batch-size 32 --eval-every 1000",
+        small=("--steps", "2000", "--protocol-episodes", "1", "--quiet"),
+        shape=_shape_run_folder,
+    ),
 ]
 
 
@@ -264,8 +353,9 @@ def _call_main(main: Callable, argv: list[str]) -> str:
             main(argv)
         except SystemExit as exc:  # argparse: unknown option, bad value
             if exc.code not in (0, None):
-                raise ValueError(f"the script rejected {' '.join(argv)!r}: {out.getvalue().strip().splitlines()[-1]}") \
-                    from None
+                raise ValueError(
+                    f"the script rejected {' '.join(argv)!r}: {out.getvalue().strip().splitlines()[-1]}"
+                ) from None
     return out.getvalue()
 
 
@@ -284,9 +374,15 @@ def _resolve_script(rel: str, argv: list[str]) -> dict:
             real_update(name, value)
 
     if Path(rel).name == "bench_c_morl.py":
+
         def bench(env_id="deep-sea-treasure-v0", seed=0, stop_at_full=False, env_kwargs=None, **overrides):
-            calls.append(("bench", (env_id, seed), dict(stop_at_full=stop_at_full, env_kwargs=env_kwargs or {},
-                                                        overrides=overrides)))
+            calls.append(
+                (
+                    "bench",
+                    (env_id, seed),
+                    dict(stop_at_full=stop_at_full, env_kwargs=env_kwargs or {}, overrides=overrides),
+                )
+            )
             return _Row(seed=seed, t95_s=None, t100_s=None, machine="-")
 
         def paper(env_id="minecart-v0", seed=0, env_kwargs=None, **overrides):
@@ -303,13 +399,19 @@ def _resolve_script(rel: str, argv: list[str]) -> dict:
             raise ValueError(f"{rel} {' '.join(argv)}: ran nothing")
         kind, (env_id, _), kw = calls[0]
         facts = _trainer_facts("c-morl", env_id, kw["env_kwargs"], kw["overrides"])
-        facts.update(seeds=[c[1][1] for c in calls], paper_protocol=kind == "paper",
-                     stop_at_full=kw.get("stop_at_full", False), compilation_cache="DIR" if cache else None)
+        facts.update(
+            seeds=[c[1][1] for c in calls],
+            paper_protocol=kind == "paper",
+            stop_at_full=kw.get("stop_at_full", False),
+            compilation_cache="DIR" if cache else None,
+        )
         return facts
     if Path(rel).name == "decomposition.py":
+
         def run(name, seed=0, overrides=None, max_wall=None, eval_every=1, out=None):
-            calls.append(("run", (name, seed), dict(overrides=overrides or {}, max_wall=max_wall,
-                                                    eval_every=eval_every)))
+            calls.append(
+                ("run", (name, seed), dict(overrides=overrides or {}, max_wall=max_wall, eval_every=eval_every))
+            )
             return {}
 
         module.run = run
@@ -352,17 +454,25 @@ def _resolve_train(argv: list[str]) -> dict:
     except CLIError as exc:
         raise ValueError(str(exc)) from None
     req = requests[0]
-    return {"agent": agent, "env": req.env, "env_kwargs": dict(req.env_kwargs), "seeds": [r.seed for r in requests],
-            "eval_every": args.eval_every, **dataclasses.asdict(req.config)}
+    return {
+        "agent": agent,
+        "env": req.env,
+        "env_kwargs": dict(req.env_kwargs),
+        "seeds": [r.seed for r in requests],
+        "eval_every": args.eval_every,
+        **dataclasses.asdict(req.config),
+    }
 
 
 def _resolve_suite(argv: list[str], tmp: Path) -> dict:
     from morl import cli
 
     args = cli.build_parser().parse_args(argv)  # SystemExit on an unknown option
+
     def dry_run(a: list[str]) -> None:
-        code = cli.main(a + ["--dry-run", "--runs-dir", str(tmp / "suite-runs"), "--out", str(tmp / "suite.md"),
-                             "--quiet"])
+        code = cli.main(
+            a + ["--dry-run", "--runs-dir", str(tmp / "suite-runs"), "--out", str(tmp / "suite.md"), "--quiet"]
+        )
         if code != 0:
             raise ValueError(f"`morl {' '.join(a)} --dry-run` exited {code}")
 
@@ -388,7 +498,7 @@ def _one_seed(tokens: list[str]) -> list[str]:
         return tokens
     i = tokens.index("--seeds")
     j = next((k for k in range(i + 1, len(tokens)) if tokens[k].startswith("--")), len(tokens))
-    return tokens[:i + 1] + ["0"] + tokens[j:]
+    return tokens[: i + 1] + ["0"] + tokens[j:]
 
 
 def run_small(claim: Claim, command: str, tmp: Path) -> tuple[list[str], float, str]:
@@ -441,8 +551,15 @@ def check(readme: Path = README, run: bool = False, only: list[str] | None = Non
     seen = {r["claim"] for r in rows}
     for c in CLAIMS:  # a figure the README states without its command (or whose command changed beyond `match`)
         if c.key not in seen and not (only and c.key not in only):
-            rows.append({"row": f"claim {c.key}: {c.figure}", "command": "(no README command matches)",
-                         "claim": c.key, "unmatched": True, "proposed": c.proposed})
+            rows.append(
+                {
+                    "row": f"claim {c.key}: {c.figure}",
+                    "command": "(no README command matches)",
+                    "claim": c.key,
+                    "unmatched": True,
+                    "proposed": c.proposed,
+                }
+            )
     return rows
 
 
@@ -451,12 +568,20 @@ def report(rows: list[dict]) -> int:
     for r in rows:
         if r.get("skipped"):
             continue
-        status = ("ERROR" if "error" in r else "no command" if r.get("unmatched")
-                  else "differs" if r.get("differences") else "ok")
+        status = (
+            "ERROR"
+            if "error" in r
+            else "no command"
+            if r.get("unmatched")
+            else "differs"
+            if r.get("differences")
+            else "ok"
+        )
         run = ""
         if "small_run_problems" in r:
-            run = f"; small run {r['small_run_s']:.0f} s: " + ("shape ok" if not r["small_run_problems"]
-                                                                else "; ".join(r["small_run_problems"]))
+            run = f"; small run {r['small_run_s']:.0f} s: " + (
+                "shape ok" if not r["small_run_problems"] else "; ".join(r["small_run_problems"])
+            )
             bad += bool(r["small_run_problems"])
         print(f"[{status}] {r['row']}\n    {r['command']}{run}")
         if r.get("small_run_output"):

@@ -56,8 +56,14 @@ import numpy as np
 
 EXPERIMENTS = {
     # agent, env id, env kwargs, config overrides, protocol (EvalProtocol fields), true front HV (or None)
-    "morld-minecart": ("morld", "minecart-deterministic-v0", {}, dict(total_timesteps=1_000_000, exchange_every=5_000),
-                       dict(gamma=1.0, episodes=1), 147.84),
+    "morld-minecart": (
+        "morld",
+        "minecart-deterministic-v0",
+        {},
+        dict(total_timesteps=1_000_000, exchange_every=5_000),
+        dict(gamma=1.0, episodes=1),
+        147.84,
+    ),
     "pgmorl-mcc": ("pgmorl", "mo-mountaincarcontinuous-v0", {}, {}, dict(gamma=0.99, episodes=5), None),
 }
 
@@ -66,12 +72,21 @@ def machine() -> str:
     import jax
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared; 1-min load {load:.1f} "
-            f"at the end), jax {jax.__version__} on {jax.devices()[0].platform}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared; 1-min load {load:.1f} "
+        f"at the end), jax {jax.__version__} on {jax.devices()[0].platform}"
+    )
 
 
-def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float | None = None,
-        eval_every: int = 1, out: str | None = None, trace: bool = False) -> dict:
+def run(
+    name: str,
+    seed: int = 0,
+    overrides: dict | None = None,
+    max_wall: float | None = None,
+    eval_every: int = 1,
+    out: str | None = None,
+    trace: bool = False,
+) -> dict:
     """Train one experiment; return (and print) its summary. ``trace`` (MORL/D): after every update print a
     ``TRACE`` line with each member's weight and latest evaluation and the archive's points."""
     t0 = time.perf_counter()
@@ -94,10 +109,16 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
     def evaluation(state, logs) -> dict:
         front = evaluate(trainer.solution(state), env, params, protocol, key=jax.random.PRNGKey(10_000 + seed))
         hv, eu = front.metrics["hypervolume"], front.metrics["expected_utility"]
-        return {"env_steps": trainer.env_steps(state), "updates": updates, "train_wall_s": None, "hv": round(hv, 3),
-                "hv_pct": round(100 * hv / true_hv, 2) if true_hv else None, "eu": round(eu, 4),
-                "points": len(front.front), **{k: round(float(logs[k]), 3) for k in ("archive_size", "ep_hv")
-                                               if k in logs}}
+        return {
+            "env_steps": trainer.env_steps(state),
+            "updates": updates,
+            "train_wall_s": None,
+            "hv": round(hv, 3),
+            "hv_pct": round(100 * hv / true_hv, 2) if true_hv else None,
+            "eu": round(eu, 4),
+            "points": len(front.front),
+            **{k: round(float(logs[k]), 3) for k in ("archive_size", "ep_hv") if k in logs},
+        }
 
     logs = {}
     while not trainer.done(state):
@@ -107,10 +128,18 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
         if trace:
             rounded = lambda x: np.round(np.asarray(x, np.float64), 3).tolist()  # noqa: E731
             arch = state.archive
-            print("TRACE " + json.dumps({"env_steps": trainer.env_steps(state), "weights": rounded(state.weights),
-                                         "evals": rounded(state.last_eval),
-                                         "archive": rounded(np.asarray(arch.returns)[np.asarray(arch.valid)])}),
-                  flush=True)
+            print(
+                "TRACE "
+                + json.dumps(
+                    {
+                        "env_steps": trainer.env_steps(state),
+                        "weights": rounded(state.weights),
+                        "evals": rounded(state.last_eval),
+                        "archive": rounded(np.asarray(arch.returns)[np.asarray(arch.valid)]),
+                    }
+                ),
+                flush=True,
+            )
         now = time.perf_counter()
         train_wall = now - t0 - eval_wall
         if first is None:
@@ -128,15 +157,26 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
     steps = trainer.env_steps(state)
     final = rows[-1] if rows else {}
     summary = {
-        "experiment": name, "agent": agent, "env": env_id, "seed": seed, "config": cfg,
+        "experiment": name,
+        "agent": agent,
+        "env": env_id,
+        "seed": seed,
+        "config": cfg,
         "config_total_timesteps": getattr(trainer.config, agent_spec(agent).budget_field),
-        "stopped_by_max_wall": stopped, "env_steps": steps, "updates": updates, "train_wall_s": round(train_wall, 1),
+        "stopped_by_max_wall": stopped,
+        "env_steps": steps,
+        "updates": updates,
+        "train_wall_s": round(train_wall, 1),
         "first_update_s": round(first[0], 1) if first else None,
         "steps_per_s": round(steps / max(train_wall, 1e-9)),
-        "steps_per_s_after_first": (round((steps - first[1]) / max(train_wall - first[0], 1e-9))
-                                    if first and updates > 1 else None),
-        "final": final, "best_hv": max((r["hv"] for r in rows), default=None), "true_hv": true_hv,
-        "protocol": protocol.as_dict(), "machine": machine(),
+        "steps_per_s_after_first": (
+            round((steps - first[1]) / max(train_wall - first[0], 1e-9)) if first and updates > 1 else None
+        ),
+        "final": final,
+        "best_hv": max((r["hv"] for r in rows), default=None),
+        "true_hv": true_hv,
+        "protocol": protocol.as_dict(),
+        "machine": machine(),
     }
     print("SUMMARY " + json.dumps(summary), flush=True)
     if out:
@@ -145,15 +185,21 @@ def run(name: str, seed: int = 0, overrides: dict | None = None, max_wall: float
     return summary
 
 
-def suite_timing(suite: str = "classic", scale: float = 0.1, envs: list[str] | None = None,
-                 agents: list[str] | None = None, seeds: int = 1, runs_dir: str | None = None,
-                 out: str | None = None) -> list[dict]:
+def suite_timing(
+    suite: str = "classic",
+    scale: float = 0.1,
+    envs: list[str] | None = None,
+    agents: list[str] | None = None,
+    seeds: int = 1,
+    runs_dir: str | None = None,
+    out: str | None = None,
+) -> list[dict]:
     """Wall time of one suite run per (agent, env) at ``scale`` (``seeds`` > 1: the group's first seeds together,
     as the suite trains them: one vmapped program where the trainer allows, else one after another)."""
     import tempfile
 
-    from morl.leaderboard import load_suite, suite_requests
     from morl.runs import METRICS_JSONL, create_run, read_jsonl, train_runs
+    from morl.suites import load_suite, suite_requests
 
     s = load_suite(suite)
     rows = []
@@ -169,14 +215,25 @@ def suite_timing(suite: str = "classic", scale: float = 0.1, envs: list[str] | N
             # the run's own per-update clock: the first update holds the compiles, the rest is the marginal cost
             log = read_jsonl(infos[0].path / METRICS_JSONL)
             first, last = log[0], log[-1]
-            per_step = ((last["wall_time"] - first["wall_time"]) / (last["env_steps"] - first["env_steps"])
-                        if len(log) > 1 and last["env_steps"] > first["env_steps"] else None)
-            row = {"suite": s.name, "scale": scale, "agent": req.agent, "env": req.env, "seeds": len(infos),
-                   "env_steps": results[0]["env_steps"], "wall_s": round(wall, 1),
-                   "run_wall_s": [round(r["wall_time"], 1) for r in results],
-                   "first_update": {"env_steps": first["env_steps"], "wall_s": round(first["wall_time"], 1)},
-                   "us_per_step_after_first": round(1e6 * per_step, 2) if per_step else None,
-                   "hv": [round(r["metrics"]["hypervolume"], 3) for r in results], "machine": machine()}
+            per_step = (
+                (last["wall_time"] - first["wall_time"]) / (last["env_steps"] - first["env_steps"])
+                if len(log) > 1 and last["env_steps"] > first["env_steps"]
+                else None
+            )
+            row = {
+                "suite": s.name,
+                "scale": scale,
+                "agent": req.agent,
+                "env": req.env,
+                "seeds": len(infos),
+                "env_steps": results[0]["env_steps"],
+                "wall_s": round(wall, 1),
+                "run_wall_s": [round(r["wall_time"], 1) for r in results],
+                "first_update": {"env_steps": first["env_steps"], "wall_s": round(first["wall_time"], 1)},
+                "us_per_step_after_first": round(1e6 * per_step, 2) if per_step else None,
+                "hv": [round(r["metrics"]["hypervolume"], 3) for r in results],
+                "machine": machine(),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
             if out:
@@ -207,8 +264,11 @@ def main(argv=None) -> None:
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N trainer updates (and at the end)")
     p.add_argument("--out", default=None, help="append the summary JSON line to this file")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides (Python literals)")
-    p.add_argument("--trace", action="store_true", help="MORL/D: print every member's weight and evaluation and the "
-                   "archive after every update (TRACE lines)")
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="MORL/D: print every member's weight and evaluation and the archive after every update (TRACE lines)",
+    )
     args = p.parse_args(argv)
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
     run(args.experiment, args.seed, overrides, args.max_wall, args.eval_every, args.out, args.trace)

@@ -29,10 +29,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PARTS = ("engine", "mjx", "cmorl-dst", "cmorl-hopper", "compile")
 #: (agent, env) pairs whose first compile is measured: every agent on a classic env it supports
-COMPILE_PAIRS = (("c-morl", "deep-sea-treasure-v0"), ("pgmorl", "deep-sea-treasure-v0"),
-                 ("envelope", "deep-sea-treasure-v0"), ("pd-morl-discrete", "deep-sea-treasure-v0"),
-                 ("morld", "deep-sea-treasure-v0"), ("pd-morl", "mo-mountaincarcontinuous-v0"),
-                 ("morld", "mo-mountaincarcontinuous-v0"))
+COMPILE_PAIRS = (
+    ("c-morl", "deep-sea-treasure-v0"),
+    ("pgmorl", "deep-sea-treasure-v0"),
+    ("envelope", "deep-sea-treasure-v0"),
+    ("pd-morl-discrete", "deep-sea-treasure-v0"),
+    ("morld", "deep-sea-treasure-v0"),
+    ("pd-morl", "mo-mountaincarcontinuous-v0"),
+    ("morld", "mo-mountaincarcontinuous-v0"),
+)
 
 
 def sizes(accelerator: bool) -> dict:
@@ -48,8 +53,16 @@ def part_engine(accelerator: bool) -> list[dict]:
     rows = []
     for env_id in ("deep-sea-treasure-v0", "minecart-v0"):
         r = bench_engine(env_id, sizes(accelerator)["engine_envs"], 1000, 2.0)
-        rows.append(dict(row="engine", what=env_id, num_envs=r.num_envs, steps_per_s=r.steps_per_s,
-                         compile_s=r.compile_seconds, note=r.what))
+        rows.append(
+            dict(
+                row="engine",
+                what=env_id,
+                num_envs=r.num_envs,
+                steps_per_s=r.steps_per_s,
+                compile_s=r.compile_seconds,
+                note=r.what,
+            )
+        )
     return rows
 
 
@@ -62,8 +75,16 @@ def part_mjx(accelerator: bool, physics: str, num_envs: int) -> list[dict]:
     except TypeError as exc:  # an MJX port without the preset
         return [dict(row="mjx", what=f"mo-hopper-v5 physics={physics}", num_envs=num_envs, note=f"n/a: {exc}")]
     r = bench_engine("mo-hopper-v5", num_envs, 1000, 2.0, env_kwargs=dict(backend="mjx", physics=physics))
-    return [dict(row="mjx", what=f"mo-hopper-v5 physics={physics}", num_envs=r.num_envs, steps_per_s=r.steps_per_s,
-                 compile_s=r.compile_seconds, note=r.what)]
+    return [
+        dict(
+            row="mjx",
+            what=f"mo-hopper-v5 physics={physics}",
+            num_envs=r.num_envs,
+            steps_per_s=r.steps_per_s,
+            compile_s=r.compile_seconds,
+            note=r.what,
+        )
+    ]
 
 
 def part_cmorl_dst(seed: int, cache: str) -> list[dict]:
@@ -71,9 +92,16 @@ def part_cmorl_dst(seed: int, cache: str) -> list[dict]:
     from bench_c_morl import bench_c_morl
 
     r = bench_c_morl("deep-sea-treasure-v0", seed, stop_at_full=True)
-    return [dict(row="cmorl-dst", what=f"seed {seed} ({cache})", seconds_to_100=r["t100_s"],
-                 first_update_s=r["first_update_s"], hv_pct=100 * r["final_buffer_hv"] / r["true_hv"],
-                 steps_per_s=r["steps_per_s_after_first_update"])]
+    return [
+        dict(
+            row="cmorl-dst",
+            what=f"seed {seed} ({cache})",
+            seconds_to_100=r["t100_s"],
+            first_update_s=r["first_update_s"],
+            hv_pct=100 * r["final_buffer_hv"] / r["true_hv"],
+            steps_per_s=r["steps_per_s_after_first_update"],
+        )
+    ]
 
 
 def part_cmorl_hopper(accelerator: bool) -> list[dict]:
@@ -101,8 +129,17 @@ def part_cmorl_hopper(accelerator: bool) -> list[dict]:
     wall = time.perf_counter() - t0
     steps = trainer.env_steps(state)
     rate = (steps - first[1]) / max(wall - first[0], 1e-9) if steps > first[1] else None
-    return [dict(row="cmorl-hopper", what=f"mo-hopper-2obj-v5 backend={backend}, {trainer.config.num_envs} envs/policy",
-                 seconds=wall, first_update_s=first[0], steps=steps, steps_per_s=rate, hv=hv)]
+    return [
+        dict(
+            row="cmorl-hopper",
+            what=f"mo-hopper-2obj-v5 backend={backend}, {trainer.config.num_envs} envs/policy",
+            seconds=wall,
+            first_update_s=first[0],
+            steps=steps,
+            steps_per_s=rate,
+            hv=hv,
+        )
+    ]
 
 
 def part_compile(agent: str, env_id: str) -> list[dict]:
@@ -123,8 +160,15 @@ def part_compile(agent: str, env_id: str) -> list[dict]:
         state, _ = trainer.update(state)
         jax.block_until_ready(state)
         second = time.perf_counter() - t1
-    return [dict(row="compile", what=f"{agent} on {env_id}", first_update_s=t1 - t0, second_update_s=second,
-                 compile_s=(t1 - t0) - (second or 0.0))]
+    return [
+        dict(
+            row="compile",
+            what=f"{agent} on {env_id}",
+            first_update_s=t1 - t0,
+            second_update_s=second,
+            compile_s=(t1 - t0) - (second or 0.0),
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -166,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
 
         accelerator = jax.default_backend() in ("gpu", "tpu")
         name, rest = args.part[0], args.part[1:]
-        rows = {"engine": lambda: part_engine(accelerator),
-                "mjx": lambda: part_mjx(accelerator, rest[0], int(rest[1]) if len(rest) > 1 else 0),
-                "cmorl-dst": lambda: part_cmorl_dst(int(rest[0]), rest[1]),
-                "cmorl-hopper": lambda: part_cmorl_hopper(accelerator),
-                "compile": lambda: part_compile(rest[0], rest[1])}[name]()
+        rows = {
+            "engine": lambda: part_engine(accelerator),
+            "mjx": lambda: part_mjx(accelerator, rest[0], int(rest[1]) if len(rest) > 1 else 0),
+            "cmorl-dst": lambda: part_cmorl_dst(int(rest[0]), rest[1]),
+            "cmorl-hopper": lambda: part_cmorl_hopper(accelerator),
+            "compile": lambda: part_compile(rest[0], rest[1]),
+        }[name]()
         print(json.dumps(rows))
         return 0
 
@@ -193,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         if "cmorl-dst" in args.only:
             warm = os.path.join(tmp, "warm")
             for seed in (0, 1, 2):  # cold: each seed with its own empty cache; the first one fills `warm`
-                rows += run_part(["cmorl-dst", str(seed), "cold"], warm if seed == 0 else os.path.join(tmp, f"c{seed}"), 300)
+                rows += run_part(
+                    ["cmorl-dst", str(seed), "cold"], warm if seed == 0 else os.path.join(tmp, f"c{seed}"), 300
+                )
             for seed in (0, 1, 2):
                 rows += run_part(["cmorl-dst", str(seed), "warm"], warm, 300)
         if "cmorl-hopper" in args.only:
@@ -208,8 +256,18 @@ def main(argv: list[str] | None = None) -> int:
     tmp_path.write_text(json.dumps(report, indent=1))
     os.replace(tmp_path, path)
 
-    cols = ("row", "what", "num_envs", "steps_per_s", "compile_s", "first_update_s", "seconds_to_100", "hv_pct", "hv",
-            "note")
+    cols = (
+        "row",
+        "what",
+        "num_envs",
+        "steps_per_s",
+        "compile_s",
+        "first_update_s",
+        "seconds_to_100",
+        "hv_pct",
+        "hv",
+        "note",
+    )
     used = [c for c in cols if any(c in r for r in rows)]
     print(f"# accelerator checks: {report['machine']}; {report['seconds']:.0f} s in all")
     print("| " + " | ".join(used) + " |")

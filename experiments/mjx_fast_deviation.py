@@ -53,15 +53,22 @@ def episodes_mjx(robot_id: str, physics: str, episodes: int, seed: int, steps: i
     _, out = rollout.run((), rollout.init(jax.random.PRNGKey(seed), params), jax.random.PRNGKey(seed + 1), params)
     out = jax.device_get(out)
     assert np.all(out.episodes >= 1), "every env must finish an episode within the time limit"
-    return {"returns": np.asarray(out.first_return, np.float64), "lengths": np.asarray(out.first_length, float),
-            "steps": None}
+    return {
+        "returns": np.asarray(out.first_return, np.float64),
+        "lengths": np.asarray(out.first_length, float),
+        "steps": None,
+    }
 
 
 def summary(s: dict) -> dict:
     n = len(s["lengths"])
-    out = {"episodes": n, "return_mean": s["returns"].mean(0).tolist(),
-           "return_se": (s["returns"].std(0, ddof=1) / np.sqrt(n)).tolist(),
-           "length_mean": float(s["lengths"].mean()), "length_se": float(s["lengths"].std(ddof=1) / np.sqrt(n))}
+    out = {
+        "episodes": n,
+        "return_mean": s["returns"].mean(0).tolist(),
+        "return_se": (s["returns"].std(0, ddof=1) / np.sqrt(n)).tolist(),
+        "length_mean": float(s["lengths"].mean()),
+        "length_se": float(s["lengths"].std(ddof=1) / np.sqrt(n)),
+    }
     if s["steps"] is not None:
         out["step_mean"] = s["steps"].mean(0).tolist()
         out["step_std"] = s["steps"].std(0).tolist()
@@ -73,15 +80,22 @@ def main() -> None:
     ap.add_argument("--env", nargs="*", default=list(ROBOTS))
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mjx", nargs="*", default=None, choices=("exact", "fast"),
-                    help="also run MJX with these presets (default: fast)")
+    ap.add_argument(
+        "--mjx",
+        nargs="*",
+        default=None,
+        choices=("exact", "fast"),
+        help="also run MJX with these presets (default: fast)",
+    )
     ap.add_argument("--mjx-steps", type=int, default=None, help="env steps of the MJX program (default: time limit)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
     for robot_id in args.env:
-        runs = {"exact": episodes_c(robot_id, "exact", args.episodes, args.seed),
-                "fast": episodes_c(robot_id, "fast", args.episodes, args.seed)}
+        runs = {
+            "exact": episodes_c(robot_id, "exact", args.episodes, args.seed),
+            "fast": episodes_c(robot_id, "fast", args.episodes, args.seed),
+        }
         for preset in (args.mjx or ["fast"]) if args.mjx is not None else []:
             runs[f"mjx {preset}"] = episodes_mjx(robot_id, preset, args.episodes, args.seed, args.mjx_steps)
         names = ROBOTS[robot_id].reward_names
@@ -93,8 +107,12 @@ def main() -> None:
             step = ""
             if "step_mean" in su:
                 step = "  per step " + ", ".join(f"{m:.3f}/{sd:.3f}" for m, sd in zip(su["step_mean"], su["step_std"]))
-            print(f"  {what:9s} length {su['length_mean']:7.1f} +- {su['length_se']:5.1f}  return "
-                  + ", ".join(parts) + step, flush=True)
+            print(
+                f"  {what:9s} length {su['length_mean']:7.1f} +- {su['length_se']:5.1f}  return "
+                + ", ".join(parts)
+                + step,
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -50,7 +50,7 @@ def cond_count(jaxpr) -> dict[str, int]:
         for eqn in j.eqns:
             counts[eqn.primitive.name] = counts.get(eqn.primitive.name, 0) + 1
             for v in eqn.params.values():
-                for sub in (v if isinstance(v, (tuple, list)) else (v,)):
+                for sub in v if isinstance(v, (tuple, list)) else (v,):
                     if hasattr(sub, "jaxpr"):
                         walk(sub.jaxpr if hasattr(sub.jaxpr, "eqns") else sub.jaxpr.jaxpr)
                     elif hasattr(sub, "eqns"):
@@ -60,16 +60,17 @@ def cond_count(jaxpr) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in ("cond", "select_n", "while", "scan")}
 
 
-def profile(env_id: str, physics: str, sizes: list[int], ls: int | None, calls: int, single: bool,
-            rounds: int) -> None:
+def profile(env_id: str, physics: str, sizes: list[int], ls: int | None, calls: int, single: bool, rounds: int) -> None:
     """Compile every row first, then time them in ``rounds`` interleaved rounds and keep each row's best: on a
     shared machine the load changes between rows, and the best of interleaved rounds compares like with like."""
     from mujoco import mjx
 
     env, params = morl.make(env_id, backend="mjx", physics=physics)
     mx, fs = env.mx, env.frame_skip
-    print(f"\n{env_id} physics={physics}: integrator {env._integrator}, frame_skip {fs}, "
-          f"iterations {env.mj_model.opt.iterations}, ls_iterations {env.mj_model.opt.ls_iterations}")
+    print(
+        f"\n{env_id} physics={physics}: integrator {env._integrator}, frame_skip {fs}, "
+        f"iterations {env.mj_model.opt.iterations}, ls_iterations {env.mj_model.opt.ls_iterations}"
+    )
     models = {"": mx}
     if ls is not None:
         m = env.mj_model.__copy__()
@@ -111,13 +112,31 @@ def build_rows(env, params, models: dict, n: int, single: bool, steps: int = 10)
     keys = jax.random.split(jax.random.PRNGKey(1), n)
     rows = []
     for tag, model in models.items():
-        rows.append((f"raw mjx.step{tag} (1 physics step)", jax.jit(jax.vmap(
-            lambda d, model=model: mjx.step(model, d))), (d,), n / fs))
+        rows.append(
+            (
+                f"raw mjx.step{tag} (1 physics step)",
+                jax.jit(jax.vmap(lambda d, model=model: mjx.step(model, d))),
+                (d,),
+                n / fs,
+            )
+        )
         if single:
-            rows.append((f"  single env, no vmap{tag}", jax.jit(lambda d, model=model: mjx.step(model, d)),
-                         (jax.tree.map(lambda x: x[0], d),), 1 / fs))
-    rows.append((f"raw mjx.step x {fs} (fori_loop)", jax.jit(jax.vmap(lambda d, u: jax.lax.fori_loop(
-        0, fs, lambda _, x: mjx.step(mx, x), d.replace(ctrl=u)))), (d, ctrl), n))
+            rows.append(
+                (
+                    f"  single env, no vmap{tag}",
+                    jax.jit(lambda d, model=model: mjx.step(model, d)),
+                    (jax.tree.map(lambda x: x[0], d),),
+                    1 / fs,
+                )
+            )
+    rows.append(
+        (
+            f"raw mjx.step x {fs} (fori_loop)",
+            jax.jit(jax.vmap(lambda d, u: jax.lax.fori_loop(0, fs, lambda _, x: mjx.step(mx, x), d.replace(ctrl=u)))),
+            (d, ctrl),
+            n,
+        )
+    )
     vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     vreset = jax.vmap(env.reset, in_axes=(0, None))
     rows.append(("env.step (vmap)", jax.jit(vstep), (keys, state, ctrl, params), n))
@@ -130,17 +149,26 @@ def build_rows(env, params, models: dict, n: int, single: bool, steps: int = 10)
                 _, fresh = vreset(jax.random.split(k2, n), params)
                 nxt = jax.vmap(select_tree)(term | trunc, fresh, nxt)
             return nxt, None
+
         return jax.lax.scan(body, state, jax.random.split(key, steps))[0]
 
     key = jax.random.PRNGKey(2)
-    rows.append((f"scan {steps} x env.step, no reset", jax.jit(lambda s, k: scanned(s, k, False)), (state, key),
-                 n * steps))
-    rows.append((f"scan {steps} x (env.step + reset + select)", jax.jit(lambda s, k: scanned(s, k, True)),
-                 (state, key), n * steps))
+    rows.append(
+        (f"scan {steps} x env.step, no reset", jax.jit(lambda s, k: scanned(s, k, False)), (state, key), n * steps)
+    )
+    rows.append(
+        (
+            f"scan {steps} x (env.step + reset + select)",
+            jax.jit(lambda s, k: scanned(s, k, True)),
+            (state, key),
+            n * steps,
+        )
+    )
     rollout = make_rollout(env, random_policy(env), n, steps, emit="summary", seed=0)
     rs = rollout.init(jax.random.PRNGKey(0), params)
-    rows.append(("engine rollout (random policy, stats)", lambda rs, k: rollout.run((), rs, k, params),
-                 (rs, key), n * steps))
+    rows.append(
+        ("engine rollout (random policy, stats)", lambda rs, k: rollout.run((), rs, k, params), (rs, key), n * steps)
+    )
     return rows
 
 
@@ -180,7 +208,8 @@ def count_iterations(env_id: str, physics: str, n: int, steps: int, uncapped: bo
                 search = -ctx.Mgrad
             else:
                 beta = jnp.dot(ctx.grad, ctx.Mgrad - prev_mgrad) / jnp.maximum(
-                    mujoco.mjMINVAL, jnp.dot(prev_grad, prev_mgrad))
+                    mujoco.mjMINVAL, jnp.dot(prev_grad, prev_mgrad)
+                )
                 search = -ctx.Mgrad + jnp.maximum(0, beta) * ctx.search
             return ctx.replace(search=search, solver_niter=ctx.solver_niter + 1), jnp.maximum(ls_max, ls), ls_sum + ls
 
@@ -191,10 +220,15 @@ def count_iterations(env_id: str, physics: str, n: int, steps: int, uncapped: bo
             qacc = jnp.where(warm.cost < smth.cost, d.qacc_warmstart, d.qacc_smooth)
         d = d.replace(qacc=qacc)
         ctx, ls_max, ls_sum = jax.lax.while_loop(cond, body, (S.Context.create(m, d), 0, 0))
-        jax.debug.callback(lambda *a: records.append(np.stack([np.asarray(x) for x in a], -1).reshape(-1, 3)),
-                           ctx.solver_niter, ls_max, ls_sum)
-        return d.tree_replace({"qfrc_constraint": ctx.qfrc_constraint, "qacc": ctx.qacc,
-                               "_impl.efc_force": ctx.efc_force})
+        jax.debug.callback(
+            lambda *a: records.append(np.stack([np.asarray(x) for x in a], -1).reshape(-1, 3)),
+            ctx.solver_niter,
+            ls_max,
+            ls_sum,
+        )
+        return d.tree_replace(
+            {"qfrc_constraint": ctx.qfrc_constraint, "qacc": ctx.qacc, "_impl.efc_force": ctx.efc_force}
+        )
 
     env, params = morl.make(env_id, backend="mjx", physics=physics)
     if uncapped:  # the preset's integrator and flags with the XML's caps: how far MJX's own solves go
@@ -222,15 +256,17 @@ def count_iterations(env_id: str, physics: str, n: int, steps: int, uncapped: bo
     niter, ls_max, ls_sum = r[:, 0], r[:, 1], r[:, 2]
     per_iter = ls_sum[niter > 0] / niter[niter > 0]
     label = f"{physics}, uncapped" if uncapped else physics
-    print(f"\n{env_id} physics={label}, MJX float32, {len(r)} solves ({n} envs x {steps} env steps): "
-          f"Newton iterations mean {niter.mean():.2f}, p99 {np.percentile(niter, 99):.0f}, max {niter.max()} "
-          f"(cap {env.mj_model.opt.iterations}); line-search iterations per Newton iteration mean "
-          f"{per_iter.mean():.2f}, max {ls_max.max()} (cap {env.mj_model.opt.ls_iterations}); solves at the "
-          f"Newton cap {np.mean(niter >= env.mj_model.opt.iterations):.3%}, with a line search at its cap "
-          f"{np.mean(ls_max >= env.mj_model.opt.ls_iterations):.3%}; largest Newton iterations in a batch of {n} "
-          f"(what a vmapped while_loop runs) mean {niter.reshape(-1, n).max(1).mean():.2f}; longest line search of "
-          f"a solve: p90 {np.percentile(ls_max, 90):.0f}, p99 {np.percentile(ls_max, 99):.0f}, "
-          f"p99.9 {np.percentile(ls_max, 99.9):.0f}")
+    print(
+        f"\n{env_id} physics={label}, MJX float32, {len(r)} solves ({n} envs x {steps} env steps): "
+        f"Newton iterations mean {niter.mean():.2f}, p99 {np.percentile(niter, 99):.0f}, max {niter.max()} "
+        f"(cap {env.mj_model.opt.iterations}); line-search iterations per Newton iteration mean "
+        f"{per_iter.mean():.2f}, max {ls_max.max()} (cap {env.mj_model.opt.ls_iterations}); solves at the "
+        f"Newton cap {np.mean(niter >= env.mj_model.opt.iterations):.3%}, with a line search at its cap "
+        f"{np.mean(ls_max >= env.mj_model.opt.ls_iterations):.3%}; largest Newton iterations in a batch of {n} "
+        f"(what a vmapped while_loop runs) mean {niter.reshape(-1, n).max(1).mean():.2f}; longest line search of "
+        f"a solve: p90 {np.percentile(ls_max, 90):.0f}, p99 {np.percentile(ls_max, 99):.0f}, "
+        f"p99.9 {np.percentile(ls_max, 99.9):.0f}"
+    )
 
 
 def main() -> None:

@@ -64,11 +64,21 @@ def record(robot_id: str, steps: int, seed: int, physics: str, uncapped: bool = 
             episodes += 1
     niter, neval = np.asarray(niter), np.asarray(neval)
     q = lambda a, p: int(np.percentile(a, p)) if a.size else 0  # noqa: E731
-    return {"robot": robot_id, "physics": physics, "env_steps": steps, "solves": int(niter.size),
-            "iterations_cap": int(m.opt.iterations), "ls_iterations_cap": int(m.opt.ls_iterations),
-            "niter_mean": float(niter.mean()), "niter_p99": q(niter, 99), "niter_max": int(niter.max()),
-            "neval_p99": q(neval, 99), "neval_max": int(neval.max()) if neval.size else 0,
-            "nactive_max": int(max(nactive, default=0)), "resets": episodes}
+    return {
+        "robot": robot_id,
+        "physics": physics,
+        "env_steps": steps,
+        "solves": int(niter.size),
+        "iterations_cap": int(m.opt.iterations),
+        "ls_iterations_cap": int(m.opt.ls_iterations),
+        "niter_mean": float(niter.mean()),
+        "niter_p99": q(niter, 99),
+        "niter_max": int(niter.max()),
+        "neval_p99": q(neval, 99),
+        "neval_max": int(neval.max()) if neval.size else 0,
+        "nactive_max": int(max(nactive, default=0)),
+        "resets": episodes,
+    }
 
 
 def main() -> None:
@@ -81,15 +91,20 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the rows here")
     args = ap.parse_args()
     rows = []
-    print(f"{'robot':20s} {'solves':>8s} {'caps it/ls':>10s} {'niter mean':>10s} {'p99':>4s} {'max':>4s} "
-          f"{'ls evals p99':>12s} {'max':>4s} {'active':>6s} {'s':>5s}")
+    print(
+        f"{'robot':20s} {'solves':>8s} {'caps it/ls':>10s} {'niter mean':>10s} {'p99':>4s} {'max':>4s} "
+        f"{'ls evals p99':>12s} {'max':>4s} {'active':>6s} {'s':>5s}"
+    )
     for robot_id in args.env:
         start = time.perf_counter()
         r = record(robot_id, args.steps, args.seed, args.physics, args.uncapped)
         rows.append(r)
-        print(f"{robot_id:20s} {r['solves']:8d} {r['iterations_cap']:>4d}/{r['ls_iterations_cap']:<5d} "
-              f"{r['niter_mean']:10.2f} {r['niter_p99']:4d} {r['niter_max']:4d} {r['neval_p99']:12d} "
-              f"{r['neval_max']:4d} {r['nactive_max']:6d} {time.perf_counter() - start:5.1f}", flush=True)
+        print(
+            f"{robot_id:20s} {r['solves']:8d} {r['iterations_cap']:>4d}/{r['ls_iterations_cap']:<5d} "
+            f"{r['niter_mean']:10.2f} {r['niter_p99']:4d} {r['niter_max']:4d} {r['neval_p99']:12d} "
+            f"{r['neval_max']:4d} {r['nactive_max']:6d} {time.perf_counter() - start:5.1f}",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

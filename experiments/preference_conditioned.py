@@ -29,18 +29,30 @@ TRUE_HV = {"deep-sea-treasure-v0": 360.40, "fruit-tree-v0": 46034.80}
 
 EXPERIMENTS = {
     # the CI test's settings: MORL-Baselines' defaults with minibatches of 32 transitions x 4 preferences
-    "envelope-dst": ("envelope", "deep-sea-treasure-v0", {}, dict(batch_size=32, total_timesteps=60_000,
-                                                                   steps_per_chunk=1000)),
+    "envelope-dst": (
+        "envelope",
+        "deep-sea-treasure-v0",
+        {},
+        dict(batch_size=32, total_timesteps=60_000, steps_per_chunk=1000),
+    ),
     # MORL-Baselines' defaults as they are (batch 256): ~8x the compute per gradient step
     "envelope-dst-b256": ("envelope", "deep-sea-treasure-v0", {}, dict(total_timesteps=60_000, steps_per_chunk=1000)),
     # PD-MORL discrete, official DST settings but epsilon from 0.3 (the CI test's; 0.8 suits only the official
     # budget), budget cut to 60k main-run steps (official: 1M), key runs 3 x 5k, inside the 75k budget
-    "pd-dst": ("pd-morl-discrete", "deep-sea-treasure-v0", {}, dict(total_timesteps=75_000, key_timesteps=5_000,
-                                                                     epsilon_start=0.3, steps_per_chunk=100)),
+    "pd-dst": (
+        "pd-morl-discrete",
+        "deep-sea-treasure-v0",
+        {},
+        dict(total_timesteps=75_000, key_timesteps=5_000, epsilon_start=0.3, steps_per_chunk=100),
+    ),
     # PD-MORL discrete on fruit tree depth 6 at the paper's budget: 100k steps x 10 processes, 1 update per step,
     # plus the 7 key runs x 20k (the budget covers them: docs/budgets.md)
-    "pd-ftn": ("pd-morl-discrete", "fruit-tree-v0", {"depth": 6}, dict(total_timesteps=1_140_000,
-                                                                        key_timesteps=20_000, steps_per_chunk=2000)),
+    "pd-ftn": (
+        "pd-morl-discrete",
+        "fruit-tree-v0",
+        {"depth": 6},
+        dict(total_timesteps=1_140_000, key_timesteps=20_000, steps_per_chunk=2000),
+    ),
 }
 
 
@@ -66,9 +78,15 @@ def run(name: str, seed: int, stop_at_full: bool, out: str | None, overrides: di
         eval_wall += time.perf_counter() - t
         hv, eu = front.metrics["hypervolume"], front.metrics["expected_utility"]
         best = max(best, hv)
-        row = {"env_steps": trainer.env_steps(state), "train_wall_s": round(train_wall, 1),
-               "cpu_s": round(time.process_time() - cpu0, 1), "hv": round(hv, 3), "eu": round(eu, 4),
-               "hv_pct": round(100 * hv / true_hv, 2) if true_hv else None, "points": len(front.front)}
+        row = {
+            "env_steps": trainer.env_steps(state),
+            "train_wall_s": round(train_wall, 1),
+            "cpu_s": round(time.process_time() - cpu0, 1),
+            "hv": round(hv, 3),
+            "eu": round(eu, 4),
+            "hv_pct": round(100 * hv / true_hv, 2) if true_hv else None,
+            "points": len(front.front),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
         if true_hv and reached is None and hv >= true_hv - 0.01:
@@ -76,10 +94,19 @@ def run(name: str, seed: int, stop_at_full: bool, out: str | None, overrides: di
             if stop_at_full:
                 break
     final = rows[-1] if rows else {}
-    summary = {"experiment": name, "agent": agent, "env": env_id, "seed": seed, "config": cfg,
-               "final": final, "best_hv": round(best, 3), "reached_full_hv": reached,
-               "train_env_steps_per_s": round(final.get("env_steps", 0) / max(final.get("train_wall_s", 1e-9), 1e-9)),
-               "machine": f"{platform.node()} {os.cpu_count()} cpus", "jax": jax.__version__}
+    summary = {
+        "experiment": name,
+        "agent": agent,
+        "env": env_id,
+        "seed": seed,
+        "config": cfg,
+        "final": final,
+        "best_hv": round(best, 3),
+        "reached_full_hv": reached,
+        "train_env_steps_per_s": round(final.get("env_steps", 0) / max(final.get("train_wall_s", 1e-9), 1e-9)),
+        "machine": f"{platform.node()} {os.cpu_count()} cpus",
+        "jax": jax.__version__,
+    }
     print("SUMMARY " + json.dumps(summary), flush=True)
     if out:
         with open(out, "a") as f:

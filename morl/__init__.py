@@ -11,10 +11,17 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Environment": "morl.env", "EnvParams": "morl.env", "time_limit": "morl.env",
-    "EnvSpec": "morl.registry", "UnknownEnvError": "morl.registry", "list_envs": "morl.registry",
-    "make": "morl.registry", "register": "morl.registry", "spec": "morl.registry",
-    "to_gymnasium": "morl.gym_bridge", "from_gymnasium": "morl.gym_bridge",
+    "Environment": "morl.env",
+    "EnvParams": "morl.env",
+    "time_limit": "morl.env",
+    "EnvSpec": "morl.registry",
+    "UnknownEnvError": "morl.registry",
+    "list_envs": "morl.registry",
+    "make": "morl.registry",
+    "register": "morl.registry",
+    "spec": "morl.registry",
+    "to_gymnasium": "morl.gym_bridge",
+    "from_gymnasium": "morl.gym_bridge",
 }
 
 
@@ -33,6 +40,17 @@ def __dir__():
 
 
 __all__ = [
-    "Environment", "EnvParams", "EnvSpec", "UnknownEnvError", "list_envs", "make", "register", "spec",
-    "spaces", "time_limit", "to_gymnasium", "from_gymnasium", "__version__",
+    "Environment",
+    "EnvParams",
+    "EnvSpec",
+    "UnknownEnvError",
+    "list_envs",
+    "make",
+    "register",
+    "spec",
+    "spaces",
+    "time_limit",
+    "to_gymnasium",
+    "from_gymnasium",
+    "__version__",
 ]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from dataclasses import dataclass
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import jax
 
@@ -74,8 +75,15 @@ class AgentSpec:
     accelerator_defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
-def check_config(agent: str, config: Any, *, at_least_one: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
-                 unit_interval: tuple[str, ...] = (), choices: dict[str, tuple] | None = None) -> None:
+def check_config(
+    agent: str,
+    config: Any,
+    *,
+    at_least_one: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    unit_interval: tuple[str, ...] = (),
+    choices: dict[str, tuple] | None = None,
+) -> None:
     """One validation style for every agent config (call it from ``__post_init__``): each failure is a
     ValueError that names the agent, the field, what it must be and what it got."""
     for name in at_least_one:
@@ -89,8 +97,9 @@ def check_config(agent: str, config: Any, *, at_least_one: tuple[str, ...] = (),
             raise ValueError(f"{agent} config: {name} must be in (0, 1], got {getattr(config, name)!r}")
     for name, allowed in (choices or {}).items():
         if getattr(config, name) not in allowed:
-            raise ValueError(f"{agent} config: {name} must be one of {', '.join(map(repr, allowed))}, "
-                             f"got {getattr(config, name)!r}")
+            raise ValueError(
+                f"{agent} config: {name} must be one of {', '.join(map(repr, allowed))}, got {getattr(config, name)!r}"
+            )
 
 
 _AGENTS: dict[str, AgentSpec] = {}
@@ -101,8 +110,10 @@ def register_agent(spec: AgentSpec) -> AgentSpec:
         raise TypeError(f"agent {spec.name!r}: config_cls must be a dataclass")
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     if spec.budget_field not in fields:
-        raise TypeError(f"agent {spec.name!r}: budget_field {spec.budget_field!r} is not a field of "
-                        f"{spec.config_cls.__name__}; name the config field that holds the env-step budget")
+        raise TypeError(
+            f"agent {spec.name!r}: budget_field {spec.budget_field!r} is not a field of "
+            f"{spec.config_cls.__name__}; name the config field that holds the env-step budget"
+        )
     _AGENTS[spec.name] = spec
     return spec
 
@@ -135,8 +146,7 @@ def make_config(name: str, env_id: str | None = None, **overrides: Any):
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     merged = dict(spec.env_defaults.get(env_id, {})) if env_id else {}
     if spec.accelerator_defaults is not None and jax.default_backend() in ACCELERATORS:
-        base = {f.name: f.default for f in dataclasses.fields(spec.config_cls)
-                if f.default is not dataclasses.MISSING}
+        base = {f.name: f.default for f in dataclasses.fields(spec.config_cls) if f.default is not dataclasses.MISSING}
         merged.update(spec.accelerator_defaults(base | merged))
     merged.update(overrides)
     unknown = sorted(set(merged) - fields)
@@ -151,12 +161,16 @@ def make_trainer(name: str, env, env_params=None, config=None, **overrides: Any)
         config = make_config(name, getattr(env, "spec_id", None), **overrides)
     kind = "discrete" if type(env.action_space).__name__ == "Discrete" else "continuous"
     if kind not in spec.action_kinds:
-        raise ValueError(f"agent {name!r} supports {'/'.join(spec.action_kinds)} actions only, but {env.name} has "
-                         f"{kind} actions; {_agents_for_kind(kind, name)}")
+        raise ValueError(
+            f"agent {name!r} supports {'/'.join(spec.action_kinds)} actions only, but {env.name} has "
+            f"{kind} actions; {_agents_for_kind(kind, name)}"
+        )
     trainer = spec.make_trainer(config, env, env.default_params if env_params is None else env_params)
     if not isinstance(trainer, Trainer):
-        raise TypeError(f"agent {name!r}: make_trainer returned a {type(trainer).__name__}; it must return an "
-                        f"instance of a morl.agent.Trainer subclass")
+        raise TypeError(
+            f"agent {name!r}: make_trainer returned a {type(trainer).__name__}; it must return an "
+            f"instance of a morl.agent.Trainer subclass"
+        )
     return trainer
 
 
@@ -167,9 +181,11 @@ def agents_supporting(kind: str, near: str | None = None) -> list[str]:
     _load()
     names = sorted(n for n, s in _AGENTS.items() if kind in s.action_kinds and n != near)
     if near is not None:
+
         def closeness(n: str) -> tuple[int, float]:
             prefix = len(os.path.commonprefix([near, n]))
             return -prefix, -difflib.SequenceMatcher(None, near, n).ratio()
+
         names.sort(key=closeness)  # stable: ties stay sorted
     return names
 
@@ -182,7 +198,9 @@ def _agents_for_kind(kind: str, name: str) -> str:
     return f"use {ranked[0]!r} instead{others}"
 
 
-def train(trainer: Trainer, key: jax.Array, callback: Callable[[PyTree, dict], None] | None = None) -> tuple[PyTree, Solution]:
+def train(
+    trainer: Trainer, key: jax.Array, callback: Callable[[PyTree, dict], None] | None = None
+) -> tuple[PyTree, Solution]:
     """Run a trainer to the end of its budget (the CLI adds progress, evaluation and checkpoints around this)."""
     state = trainer.init(key)
     while not trainer.done(state):

@@ -74,7 +74,7 @@ def metrics_from_counts(counts: np.ndarray, sums: np.ndarray, inst) -> dict[str,
     sums = np.asarray(sums, np.float64)
     gaps, pareto, mu = inst.gaps, inst.pareto, inst.means
     w = eval_weights(inst.num_objectives)
-    scal = mu @ w.T                                                        # [K, E]
+    scal = mu @ w.T  # [K, E]
     n_star = counts[..., pareto]
     mean_star = n_star.mean(-1)
     unfair = np.where(mean_star > 0, n_star.std(-1) / np.where(mean_star > 0, mean_star, 1.0), 0.0)
@@ -110,8 +110,8 @@ class BanditResult:
     runs: int
     seed: int
     checkpoints: np.ndarray
-    counts: np.ndarray          # [R, J, K]
-    sums: np.ndarray            # [R, J, K, m]
+    counts: np.ndarray  # [R, J, K]
+    sums: np.ndarray  # [R, J, K, m]
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -126,6 +126,7 @@ def _advance_fn(algo):
     from morl.agents.bandits import advance
 
     if algo not in _JITTED:
+
         def one(params, horizon, key, state, t0, t1):
             return advance(algo, params, horizon, key, state, t0, t1)
 
@@ -133,8 +134,16 @@ def _advance_fn(algo):
     return _JITTED[algo]
 
 
-def run_experiment(algo_name: str, instance_id: str, horizon: int, runs: int, *, seed: int = 0, points: int = 40,
-                   progress: Callable[[int], None] | None = None) -> BanditResult:
+def run_experiment(
+    algo_name: str,
+    instance_id: str,
+    horizon: int,
+    runs: int,
+    *,
+    seed: int = 0,
+    points: int = 40,
+    progress: Callable[[int], None] | None = None,
+) -> BanditResult:
     """``runs`` vmapped runs of ``algo_name``, advanced checkpoint by checkpoint (so a progress bar can follow);
     the same numbers as `agents.bandits.simulate_runs` with the same key (pull keys are ``fold_in(run key, t)``)."""
     import jax
@@ -205,8 +214,12 @@ def _curves_rows(res: BanditResult) -> tuple[list[str], list[list[float]]]:
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
-    return "\n".join([",".join(header)] + [",".join(f"{x:.10g}" if isinstance(x, float) else str(x) for x in r)
-                                           for r in rows]) + "\n"
+    return (
+        "\n".join(
+            [",".join(header)] + [",".join(f"{x:.10g}" if isinstance(x, float) else str(x) for x in r) for r in rows]
+        )
+        + "\n"
+    )
 
 
 def record(res: BanditResult, root: str | Path) -> Path:
@@ -216,31 +229,75 @@ def record(res: BanditResult, root: str | Path) -> Path:
     from morl.store import DB_NAME, Store, now_iso
 
     root = Path(root)
-    rid = f"{res.algo}_{res.instance}_T{res.horizon}_R{res.runs}_s{res.seed}_{time.strftime('%Y%m%d-%H%M%S')}_" \
-          f"{os.urandom(2).hex()}"
+    rid = (
+        f"{res.algo}_{res.instance}_T{res.horizon}_R{res.runs}_s{res.seed}_{time.strftime('%Y%m%d-%H%M%S')}_"
+        f"{os.urandom(2).hex()}"
+    )
     path = root / rid
     path.mkdir(parents=True, exist_ok=False)
     inst = instance(res.instance)
-    config = {"algo": res.algo, "instance": res.instance, "horizon": res.horizon, "runs": res.runs, "seed": res.seed,
-              "checkpoints": [int(c) for c in res.checkpoints]}
-    meta = {"kind": "bandit", "run_id": rid, "agent": res.algo, "env": res.instance, "seed": res.seed, "config": config,
-            "created": now_iso(), "machine": machine_info(), "version": package_version()}
+    config = {
+        "algo": res.algo,
+        "instance": res.instance,
+        "horizon": res.horizon,
+        "runs": res.runs,
+        "seed": res.seed,
+        "checkpoints": [int(c) for c in res.checkpoints],
+    }
+    meta = {
+        "kind": "bandit",
+        "run_id": rid,
+        "agent": res.algo,
+        "env": res.instance,
+        "seed": res.seed,
+        "config": config,
+        "created": now_iso(),
+        "machine": machine_info(),
+        "version": package_version(),
+    }
     atomic_write_json(path / "config.json", meta)
     header, rows = _curves_rows(res)
     atomic_write_text(path / "curves.csv", _csv(header, rows))
-    final = [[r] + [float(res.metrics[m][r, -1].mean()) if res.metrics[m].ndim == 3 else float(res.metrics[m][r, -1])
-                    for m in METRICS] + [int(x) for x in res.counts[r, -1]] for r in range(res.runs)]
-    atomic_write_text(path / "final.csv", _csv(["run", *METRICS, *[f"pulls_arm{i}" for i in range(inst.num_arms)]],
-                                               final))
+    final = [
+        [r]
+        + [
+            float(res.metrics[m][r, -1].mean()) if res.metrics[m].ndim == 3 else float(res.metrics[m][r, -1])
+            for m in METRICS
+        ]
+        + [int(x) for x in res.counts[r, -1]]
+        for r in range(res.runs)
+    ]
+    atomic_write_text(
+        path / "final.csv", _csv(["run", *METRICS, *[f"pulls_arm{i}" for i in range(inst.num_arms)]], final)
+    )
     protocol = {"kind": "bandit", "horizon": res.horizon, "runs": res.runs}
-    result = {"metrics": res.summary, "protocol": protocol, "env_steps": res.horizon * res.runs,
-              "wall_time": res.summary["wall_s"], "finished": now_iso()}
+    result = {
+        "metrics": res.summary,
+        "protocol": protocol,
+        "env_steps": res.horizon * res.runs,
+        "wall_time": res.summary["wall_s"],
+        "finished": now_iso(),
+    }
     atomic_write_json(path / "result.json", result)
-    Store(root / DB_NAME).record_run({
-        "run_id": rid, "agent": res.algo, "env": res.instance, "seed": res.seed, "config": config,
-        "budget": res.horizon, "env_steps": res.horizon * res.runs, "wall_time": res.summary["wall_s"],
-        "machine": meta["machine"], "version": meta["version"], "protocol": protocol, "metrics": res.summary,
-        "path": str(path.absolute()), "created": meta["created"], "finished": result["finished"]})
+    Store(root / DB_NAME).record_run(
+        {
+            "run_id": rid,
+            "agent": res.algo,
+            "env": res.instance,
+            "seed": res.seed,
+            "config": config,
+            "budget": res.horizon,
+            "env_steps": res.horizon * res.runs,
+            "wall_time": res.summary["wall_s"],
+            "machine": meta["machine"],
+            "version": meta["version"],
+            "protocol": protocol,
+            "metrics": res.summary,
+            "path": str(path.absolute()),
+            "created": meta["created"],
+            "finished": result["finished"],
+        }
+    )
     return path
 
 
@@ -255,16 +312,33 @@ def leaderboard(root: str | Path, instances: list[str] | None = None) -> list[tu
     groups: dict[tuple[str, int], dict[str, dict]] = {}
     for r in rows:  # ordered by creation: the latest run of an algorithm wins
         groups.setdefault((r["env"], int(r["budget"])), {})[r["agent"]] = r
-    cols = ["algo", "runs", "Pareto regret at T", "unfairness", "scalarised regret (mean w)", "worst w",
-            "front error", "pulls/s"]
+    cols = [
+        "algo",
+        "runs",
+        "Pareto regret at T",
+        "unfairness",
+        "scalarised regret (mean w)",
+        "worst w",
+        "front error",
+        "pulls/s",
+    ]
     tables = []
     for (env, horizon), by_algo in sorted(groups.items()):
         body = []
         for algo, r in sorted(by_algo.items(), key=lambda kv: kv[1]["metrics"]["pareto_regret"]):
             m = r["metrics"]
-            body.append([algo, str(r["config"]["runs"]), f"{m['pareto_regret']:.4g} ± {m['pareto_regret_ci']:.2g}",
-                         f"{m['unfairness']:.3g}", f"{m['scalarized_regret']:.4g} ± {m['scalarized_regret_ci']:.2g}",
-                         f"{m['scalarized_regret_max']:.4g}", f"{m['front_error']:.3g}", f"{m['pulls_per_s']:,.0f}"])
+            body.append(
+                [
+                    algo,
+                    str(r["config"]["runs"]),
+                    f"{m['pareto_regret']:.4g} ± {m['pareto_regret_ci']:.2g}",
+                    f"{m['unfairness']:.3g}",
+                    f"{m['scalarized_regret']:.4g} ± {m['scalarized_regret_ci']:.2g}",
+                    f"{m['scalarized_regret_max']:.4g}",
+                    f"{m['front_error']:.3g}",
+                    f"{m['pulls_per_s']:,.0f}",
+                ]
+            )
         tables.append((f"{env}, T = {horizon:,}", cols, body))
     return tables
 
@@ -302,8 +376,9 @@ def select_runs(root: str | Path, refs: list[str], instance_id: str | None = Non
                 continue
             hits = [p for p in done if p.name.startswith(ref)]
             if len(hits) != 1:
-                raise ValueError(f"{'no' if not hits else 'more than one'} finished bandit run matches {ref!r} "
-                                 f"in {root}")
+                raise ValueError(
+                    f"{'no' if not hits else 'more than one'} finished bandit run matches {ref!r} in {root}"
+                )
             out.append(hits[0])
         return out
     if not done:
@@ -331,9 +406,15 @@ def plot_runs(folders: list[Path], metric: str = "pareto_regret", out: Path | No
         data = np.genfromtxt(p / "curves.csv", delimiter=",", names=True)
         t = np.atleast_1d(data["t"])
         mean = np.atleast_1d(data[f"{metric}_mean"])
-        line, = ax.plot(t, mean, lw=1.5, label=f"{meta['agent']} (R={meta['config']['runs']})")
-        ax.fill_between(t, np.atleast_1d(data[f"{metric}_lo"]), np.atleast_1d(data[f"{metric}_hi"]),
-                        color=line.get_color(), alpha=0.2, lw=0)
+        (line,) = ax.plot(t, mean, lw=1.5, label=f"{meta['agent']} (R={meta['config']['runs']})")
+        ax.fill_between(
+            t,
+            np.atleast_1d(data[f"{metric}_lo"]),
+            np.atleast_1d(data[f"{metric}_hi"]),
+            color=line.get_color(),
+            alpha=0.2,
+            lw=0,
+        )
         envs.add(meta["env"])
     ax.set_xscale("log")
     ax.set_xlabel("pulls t")

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 
 import jax
-import numpy as np
 
 import morl
 from morl.rollout import make_rollout, random_policy
@@ -24,7 +23,7 @@ class BenchRow:
     steps: int
     seconds: float
     compile_seconds: float | None = None  # trace + compile of the engine (probe program), when measured
-    variant: str = ""                     # the make() kwargs that distinguish engine rows, e.g. "backend=mjx"
+    variant: str = ""  # the make() kwargs that distinguish engine rows, e.g. "backend=mjx"
 
     @property
     def steps_per_s(self) -> float:
@@ -35,8 +34,10 @@ def machine() -> str:
     import os
 
     devs = jax.devices()
-    return (f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
-            f"{len(devs)} x {devs[0].platform}:{devs[0].device_kind}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
+        f"{len(devs)} x {devs[0].platform}:{devs[0].device_kind}"
+    )
 
 
 #: steps per call of the probe program that measures compile time and the cost of one step
@@ -52,8 +53,14 @@ def steps_per_call(seconds_per_step: float, max_steps: int, target_call_s: float
     return int(max(min(max_steps, PROBE_STEPS), min(max_steps, target_call_s / seconds_per_step)))
 
 
-def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds: float = 2.0, seed: int = 0,
-                 env_kwargs: dict | None = None) -> BenchRow:
+def bench_engine(
+    env_id: str,
+    num_envs: int,
+    num_steps: int = 1000,
+    min_seconds: float = 2.0,
+    seed: int = 0,
+    env_kwargs: dict | None = None,
+) -> BenchRow:
     """The engine with a random policy (auto-reset and episode statistics included, compile excluded).
 
     A short probe program (``PROBE_STEPS`` steps per call) is compiled first: its first call minus a
@@ -96,8 +103,14 @@ def bench_engine(env_id: str, num_envs: int, num_steps: int = 1000, min_seconds:
     how = "host path" if is_host else f"jit+vmap, {jax.devices()[0].platform}"
     variant = ", ".join(f"{k}={v}" for k, v in (env_kwargs or {}).items())
     tag = f", {variant}" if variant else ""
-    return BenchRow(f"morl engine ({how}{tag}; {length} steps/call)", num_envs,
-                    calls * num_envs * length, elapsed, compile_s, variant)
+    return BenchRow(
+        f"morl engine ({how}{tag}; {length} steps/call)",
+        num_envs,
+        calls * num_envs * length,
+        elapsed,
+        compile_s,
+        variant,
+    )
 
 
 def engine_variants(env_id: str) -> list[dict]:
@@ -119,7 +132,7 @@ def engine_variants(env_id: str) -> list[dict]:
 
 
 def _gym_id(env_id: str) -> str:
-    return env_id[len("gym:"):] if env_id.startswith("gym:") else env_id
+    return env_id[len("gym:") :] if env_id.startswith("gym:") else env_id
 
 
 def _mo_gym_make(gym_id: str):
@@ -171,8 +184,9 @@ def bench_mo_gymnasium_vector(env_id: str, num_envs: int = 64, min_seconds: floa
             return BenchRow(f"MO-Gymnasium MOSyncVectorEnv({num_envs})", num_envs, steps, elapsed)
 
 
-def bench_rollout(env_id: str, num_envs: int = 4096, num_steps: int = 1000, min_seconds: float = 2.0,
-                  reference: bool = True) -> list[BenchRow]:
+def bench_rollout(
+    env_id: str, num_envs: int = 4096, num_steps: int = 1000, min_seconds: float = 2.0, reference: bool = True
+) -> list[BenchRow]:
     rows = [bench_engine(env_id, num_envs, num_steps, min_seconds, env_kwargs=kw) for kw in engine_variants(env_id)]
     if reference:
         rows.append(bench_mo_gymnasium_single(env_id, min_seconds))

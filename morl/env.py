@@ -55,28 +55,24 @@ class Environment(ABC):
         return EnvParams()
 
     @abstractmethod
-    def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, PyTree]:
-        ...
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, PyTree]: ...
 
     @abstractmethod
-    def step(self, key: jax.Array, state: PyTree, action: jax.Array, params: EnvParams
-             ) -> tuple[jax.Array, PyTree, jax.Array, jax.Array, jax.Array, dict]:
-        ...
-
-    @property
-    @abstractmethod
-    def observation_space(self) -> Space:
-        ...
+    def step(
+        self, key: jax.Array, state: PyTree, action: jax.Array, params: EnvParams
+    ) -> tuple[jax.Array, PyTree, jax.Array, jax.Array, jax.Array, dict]: ...
 
     @property
     @abstractmethod
-    def action_space(self) -> Space:
-        ...
+    def observation_space(self) -> Space: ...
 
     @property
     @abstractmethod
-    def reward_space(self) -> Space:
-        ...
+    def action_space(self) -> Space: ...
+
+    @property
+    @abstractmethod
+    def reward_space(self) -> Space: ...
 
     # ----------------------------------------------------------------- derived
     @property

@@ -29,11 +29,11 @@ from morl.weights import equally_spaced_weights
 class EvalProtocol:
     """Evaluation settings. Defaults follow MORL-Baselines (`common/evaluation.py`)."""
 
-    gamma: float = 0.99            # discount of the reported returns (MORL-Baselines: the agent's gamma)
-    episodes: int = 5              # episodes per candidate / preference (num_eval_episodes_for_front)
-    front_weights: int = 100       # preferences a conditioned policy is evaluated at (num_eval_weights_for_front)
-    eu_weights: int = 50           # preferences of expected utility (num_eval_weights_for_eval)
-    max_steps: int | None = None   # episode cap; None = the env's own time limit (C-MORL's protocol uses 500)
+    gamma: float = 0.99  # discount of the reported returns (MORL-Baselines: the agent's gamma)
+    episodes: int = 5  # episodes per candidate / preference (num_eval_episodes_for_front)
+    front_weights: int = 100  # preferences a conditioned policy is evaluated at (num_eval_weights_for_front)
+    eu_weights: int = 50  # preferences of expected utility (num_eval_weights_for_eval)
+    max_steps: int | None = None  # episode cap; None = the env's own time limit (C-MORL's protocol uses 500)
     ref_point: tuple[float, ...] | None = None  # None = the env's default reference point
 
     def __post_init__(self):
@@ -43,9 +43,9 @@ class EvalProtocol:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.max_steps is not None and (isinstance(self.max_steps, bool)
-                                           or not isinstance(self.max_steps, numbers.Integral)
-                                           or self.max_steps < 1):
+        if self.max_steps is not None and (
+            isinstance(self.max_steps, bool) or not isinstance(self.max_steps, numbers.Integral) or self.max_steps < 1
+        ):
             raise ValueError(f"max_steps must be a positive integer or none, got {self.max_steps!r}")
         if self.ref_point is not None:
             try:
@@ -60,11 +60,15 @@ class EvalProtocol:
         so a bad option fails before training, not after it."""
         m = env.reward_dim
         if self.ref_point is not None and len(self.ref_point) != m:
-            raise ValueError(f"ref_point has {len(self.ref_point)} value(s) but {getattr(env, 'name', 'the env')} has "
-                             f"{m} objectives; give {m} comma-separated values")
+            raise ValueError(
+                f"ref_point has {len(self.ref_point)} value(s) but {getattr(env, 'name', 'the env')} has "
+                f"{m} objectives; give {m} comma-separated values"
+            )
         if self.ref_point is None and env.ref_point is None:
-            raise ValueError(f"{getattr(env, 'name', 'the env')} has no default reference point; give ref_point "
-                             f"({m} comma-separated values)")
+            raise ValueError(
+                f"{getattr(env, 'name', 'the env')} has no default reference point; give ref_point "
+                f"({m} comma-separated values)"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,10 +78,10 @@ class EvalProtocol:
 class Front:
     """Evaluated candidates and the non-dominated front they form."""
 
-    returns: np.ndarray                 # [K, m] mean discounted vector return per candidate
-    undiscounted_returns: np.ndarray    # [K, m]
-    weights: np.ndarray | None          # [K, m] the preference of each candidate (if any)
-    front: np.ndarray                   # [F, m] non-dominated, de-duplicated points of `returns`
+    returns: np.ndarray  # [K, m] mean discounted vector return per candidate
+    undiscounted_returns: np.ndarray  # [K, m]
+    weights: np.ndarray | None  # [K, m] the preference of each candidate (if any)
+    front: np.ndarray  # [F, m] non-dominated, de-duplicated points of `returns`
     metrics: dict[str, float]
     protocol: dict[str, Any] = field(default_factory=dict)
 
@@ -88,16 +92,28 @@ _ROLLOUTS: dict[tuple, Any] = {}
 def _cached_rollout(env, act, population, episodes, steps, gamma):
     key = (id(env), id(act), population, episodes, steps, float(gamma))
     if key not in _ROLLOUTS:
+
         def policy(p, obs, k):
             return act(p["params"], p["w"], obs, k), ()
 
-        _ROLLOUTS[key] = (env, make_rollout(env, policy, episodes, steps, gamma=gamma, population=population,
-                                            emit="summary"))
+        _ROLLOUTS[key] = (
+            env,
+            make_rollout(env, policy, episodes, steps, gamma=gamma, population=population, emit="summary"),
+        )
     return _ROLLOUTS[key][1]
 
 
-def evaluate_returns(solution: Solution, env, params=None, weights=None, *, episodes: int = 5, gamma: float = 0.99,
-                     max_steps: int | None = None, key: jax.Array | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def evaluate_returns(
+    solution: Solution,
+    env,
+    params=None,
+    weights=None,
+    *,
+    episodes: int = 5,
+    gamma: float = 0.99,
+    max_steps: int | None = None,
+    key: jax.Array | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Mean (discounted, undiscounted) vector returns [K, m] of every candidate, and their preferences."""
     m = env.reward_dim
     if solution.conditioned:
@@ -108,8 +124,11 @@ def evaluate_returns(solution: Solution, env, params=None, weights=None, *, epis
         p = jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), solution.params)
     else:
         k = solution.num_candidates
-        w = (np.asarray(solution.candidate_weights, np.float32) if solution.candidate_weights is not None
-             else np.full((k, m), 1.0 / m, np.float32))
+        w = (
+            np.asarray(solution.candidate_weights, np.float32)
+            if solution.candidate_weights is not None
+            else np.full((k, m), 1.0 / m, np.float32)
+        )
         p = solution.params
     if w.ndim != 2 or w.shape[1] != m:
         raise ValueError(f"evaluation weights must have shape [K, {m}] for {env.name}, got {w.shape}")
@@ -136,29 +155,52 @@ def evaluate_returns(solution: Solution, env, params=None, weights=None, *, epis
     _, summary = rollout.run({"params": p, "w": jnp.asarray(w)}, state, k_run, params)
     finished = np.asarray(summary.episodes) > 0
     if not finished.all():
-        raise RuntimeError(f"{(~finished).sum()} evaluation episodes on {env.name} did not end within {steps} steps; "
-                           "pass max_steps= (a time limit) to evaluate")
+        raise RuntimeError(
+            f"{(~finished).sum()} evaluation episodes on {env.name} did not end within {steps} steps; "
+            "pass max_steps= (a time limit) to evaluate"
+        )
     disc = np.asarray(summary.first_discounted_return, np.float64).mean(axis=1)[:k_real]
     undisc = np.asarray(summary.first_return, np.float64).mean(axis=1)[:k_real]
     return disc, undisc, w[:k_real]
 
 
-def evaluate(solution: Solution, env, params=None, protocol: EvalProtocol = EvalProtocol(),
-             known_front: np.ndarray | None = None, key: jax.Array | None = None) -> Front:
+def evaluate(
+    solution: Solution,
+    env,
+    params=None,
+    protocol: EvalProtocol = EvalProtocol(),
+    known_front: np.ndarray | None = None,
+    key: jax.Array | None = None,
+) -> Front:
     """Evaluate a solution and compute every metric (HV, EU, sparsity, cardinality; IGD and MUL with a known front)."""
     m = env.reward_dim
     weights = equally_spaced_weights(m, protocol.front_weights) if solution.conditioned else None
-    disc, undisc, w = evaluate_returns(solution, env, params, weights, episodes=protocol.episodes,
-                                       gamma=protocol.gamma, max_steps=protocol.max_steps, key=key)
+    disc, undisc, w = evaluate_returns(
+        solution,
+        env,
+        params,
+        weights,
+        episodes=protocol.episodes,
+        gamma=protocol.gamma,
+        max_steps=protocol.max_steps,
+        key=key,
+    )
     if not np.all(np.isfinite(disc)):
-        raise FloatingPointError(f"evaluation on {env.name} produced non-finite returns; the policy or env emits NaN/inf")
+        raise FloatingPointError(
+            f"evaluation on {env.name} produced non-finite returns; the policy or env emits NaN/inf"
+        )
     ref = protocol.ref_point if protocol.ref_point is not None else env.ref_point
     if known_front is None and env.has_known_front:
         known_front = env.pareto_front(protocol.gamma)
     front = non_dominated(disc)
     # strict=False: a front below the reference point (an untrained agent) has hypervolume 0, as in
     # MORL-Baselines, instead of stopping a training run at its first periodic evaluation
-    values = metrics.all_metrics(front, ref_point=ref, known_front=known_front,
-                                 weights=equally_spaced_weights(m, protocol.eu_weights), strict=False)
+    values = metrics.all_metrics(
+        front,
+        ref_point=ref,
+        known_front=known_front,
+        weights=equally_spaced_weights(m, protocol.eu_weights),
+        strict=False,
+    )
     proto = protocol.as_dict() | {"ref_point": None if ref is None else [float(x) for x in ref]}
     return Front(disc, undisc, w, front, values, proto)

@@ -32,8 +32,9 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium
 import jax
@@ -47,8 +48,15 @@ from morl.env import Environment, EnvParams
 from morl.gym_host import KNOWN_REF_POINTS, GymnasiumEnv, from_gymnasium, known_ref_point
 from morl.registry import make
 
-__all__ = ["to_gymnasium", "from_gymnasium", "ToGymnasiumEnv", "GymnasiumEnv", "check_env", "known_ref_point",
-           "KNOWN_REF_POINTS"]
+__all__ = [
+    "to_gymnasium",
+    "from_gymnasium",
+    "ToGymnasiumEnv",
+    "GymnasiumEnv",
+    "check_env",
+    "known_ref_point",
+    "KNOWN_REF_POINTS",
+]
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class _Compiled:
 
 
 _COMPILED_FALLBACK: dict[int, tuple[Environment, _Compiled]] = {}  # envs without a __dict__ (slots)
-_ENV_CACHE: dict[tuple, tuple[Environment, EnvParams]] = {}        # (id, kwargs) -> one shared env object
+_ENV_CACHE: dict[tuple, tuple[Environment, EnvParams]] = {}  # (id, kwargs) -> one shared env object
 
 
 def _compiled(env: Environment) -> _Compiled:
@@ -81,8 +89,9 @@ def _compiled(env: Environment) -> _Compiled:
         key, sub = jax.random.split(key)
         obs, state, reward, terminated, truncated, info = env.step(sub, state, action, params)
         # reward and both flags in one float32 array: one device-to-host transfer instead of three
-        packed = jnp.concatenate([jnp.ravel(reward).astype(jnp.float32),
-                                  jnp.stack([terminated, truncated]).astype(jnp.float32)])
+        packed = jnp.concatenate(
+            [jnp.ravel(reward).astype(jnp.float32), jnp.stack([terminated, truncated]).astype(jnp.float32)]
+        )
         return key, obs, state, packed, info
 
     fns = _Compiled(jax.jit(reset), jax.jit(step))
@@ -129,8 +138,15 @@ class ToGymnasiumEnv(gymnasium.Env):
     metadata: dict[str, Any] = {"render_modes": [], "render_fps": None}
     render_mode = None
 
-    def __init__(self, env: Environment, params: EnvParams | None = None, *, source_id: str | None = None,
-                 make_kwargs: dict[str, Any] | None = None, base_params: EnvParams | None = None):
+    def __init__(
+        self,
+        env: Environment,
+        params: EnvParams | None = None,
+        *,
+        source_id: str | None = None,
+        make_kwargs: dict[str, Any] | None = None,
+        base_params: EnvParams | None = None,
+    ):
         if not isinstance(env, Environment):
             raise TypeError(f"ToGymnasiumEnv needs a morl Environment, got {type(env).__name__}")
         self.morl_env = env
@@ -162,8 +178,8 @@ class ToGymnasiumEnv(gymnasium.Env):
         self._key = None
         self._state = None
         self._needs_reset = True
-        self._t = 0          # steps in the current episode
-        self._episode = 0    # episodes started (the first is episode 1)
+        self._t = 0  # steps in the current episode
+        self._episode = 0  # episodes started (the first is episode 1)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -184,16 +200,19 @@ class ToGymnasiumEnv(gymnasium.Env):
             raise gymnasium.error.ResetNeeded(
                 f"{self.name}: step() called "
                 + ("before reset()" if self._state is None else "after the episode ended (terminated or truncated)")
-                + "; call env.reset() first")
+                + "; call env.reset() first"
+            )
         act = self._check_action(action)
         self._key, obs, self._state, packed, info = self._fns.step(self._key, self._state, act, self._params)
         packed = np.asarray(packed)
         if packed.shape != (self.reward_dim + 2,):
             self._needs_reset = True
-            raise ValueError(f"{self.name}: step returned a reward of {packed.shape[0] - 2} values, but the env "
-                             f"declares reward_space {self.reward_space} ({self.reward_dim} objectives); fix the "
-                             "env's step or its reward_space")
-        reward = packed[:self.reward_dim].copy()
+            raise ValueError(
+                f"{self.name}: step returned a reward of {packed.shape[0] - 2} values, but the env "
+                f"declares reward_space {self.reward_space} ({self.reward_dim} objectives); fix the "
+                "env's step or its reward_space"
+            )
+        reward = packed[: self.reward_dim].copy()
         terminated, truncated = bool(packed[-2]), bool(packed[-1])
         self._t += 1
         if not np.isfinite(reward).all():
@@ -203,7 +222,8 @@ class ToGymnasiumEnv(gymnasium.Env):
                 f"{self.name}: the reward vector at step {self._t} of episode {self._episode} (after action "
                 f"{action!r}) is {reward.tolist()}, non-finite in objective(s) {bad}. The pure env produced it; "
                 "check its step function and params (jax.config.update('jax_debug_nans', True) points at the "
-                "operation). Call reset() to start a new episode.")
+                "operation). Call reset() to start a new episode."
+            )
         if terminated or truncated:
             self._needs_reset = True
         return self._to_obs(np.asarray(obs)), reward, terminated, truncated, _to_numpy_info(info)
@@ -233,8 +253,14 @@ class ToGymnasiumEnv(gymnasium.Env):
         if self._params_given:
             kwargs["params"] = self.params
         name = self.name if self._source_id is None else self._source_id
-        return GymEnvSpec(id=f"morl/{name}", entry_point=to_gymnasium, kwargs=kwargs,
-                          max_episode_steps=self.max_steps, disable_env_checker=True, nondeterministic=False)
+        return GymEnvSpec(
+            id=f"morl/{name}",
+            entry_point=to_gymnasium,
+            kwargs=kwargs,
+            max_episode_steps=self.max_steps,
+            disable_env_checker=True,
+            nondeterministic=False,
+        )
 
     def _to_obs(self, obs: np.ndarray) -> Any:
         if self._obs_mapped:  # the env's own gymnasium view (e.g. MO-Gymnasium's Dict)
@@ -249,37 +275,55 @@ class ToGymnasiumEnv(gymnasium.Env):
         if isinstance(space, morl_spaces.Discrete):
             hi = space.start + space.n - 1
             if arr.shape != ():
-                fix = "pass a scalar, e.g. int(action.item())" if arr.size == 1 else \
-                    "step one env with one action (MOSyncVectorEnv for several)"
-                raise ValueError(f"{self.name}: action {action!r} has shape {arr.shape}, but the action space is "
-                                 f"{gspace} (one integer in [{space.start}, {hi}]); {fix}")
+                fix = (
+                    "pass a scalar, e.g. int(action.item())"
+                    if arr.size == 1
+                    else "step one env with one action (MOSyncVectorEnv for several)"
+                )
+                raise ValueError(
+                    f"{self.name}: action {action!r} has shape {arr.shape}, but the action space is "
+                    f"{gspace} (one integer in [{space.start}, {hi}]); {fix}"
+                )
             if not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"{self.name}: action {action!r} has dtype {arr.dtype}, but the action space is "
-                                 f"{gspace} (one integer in [{space.start}, {hi}]); pass an int (e.g. int(action) "
-                                 "or argmax of your logits)")
+                raise ValueError(
+                    f"{self.name}: action {action!r} has dtype {arr.dtype}, but the action space is "
+                    f"{gspace} (one integer in [{space.start}, {hi}]); pass an int (e.g. int(action) "
+                    "or argmax of your logits)"
+                )
             if not space.start <= int(arr) <= hi:
-                raise ValueError(f"{self.name}: action {action!r} is out of range for the action space {gspace}; "
-                                 f"pick an integer in [{space.start}, {hi}] (env.action_space.sample() draws one)")
+                raise ValueError(
+                    f"{self.name}: action {action!r} is out of range for the action space {gspace}; "
+                    f"pick an integer in [{space.start}, {hi}] (env.action_space.sample() draws one)"
+                )
             return np.asarray(arr, dtype=self._act_dtype)
         # Box
         if arr.shape != space.shape:
-            fix = f"reshape it to {space.shape}" if arr.size == math.prod(space.shape) else \
-                f"pass an array of shape {space.shape}"
-            raise ValueError(f"{self.name}: action {action!r} has shape {arr.shape}, but the action space is "
-                             f"{gspace}; {fix}")
+            fix = (
+                f"reshape it to {space.shape}"
+                if arr.size == math.prod(space.shape)
+                else f"pass an array of shape {space.shape}"
+            )
+            raise ValueError(
+                f"{self.name}: action {action!r} has shape {arr.shape}, but the action space is {gspace}; {fix}"
+            )
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise ValueError(f"{self.name}: action {action!r} has dtype {arr.dtype}, but the action space is "
-                             f"{gspace}; pass a numeric array")
+            raise ValueError(
+                f"{self.name}: action {action!r} has dtype {arr.dtype}, but the action space is "
+                f"{gspace}; pass a numeric array"
+            )
         arr = arr.astype(self._act_dtype)
         if np.isnan(arr).any():
-            raise ValueError(f"{self.name}: action {action!r} contains NaN; the action space is {gspace}. "
-                             "Check the policy's outputs")
+            raise ValueError(
+                f"{self.name}: action {action!r} contains NaN; the action space is {gspace}. Check the policy's outputs"
+            )
         low, high = gspace.low, gspace.high
         if not (np.all(arr >= low) and np.all(arr <= high)):
-            raise ValueError(f"{self.name}: action {action!r} is outside the action space {gspace} "
-                             f"(low {low.tolist()}, high {high.tolist()}); clip it with "
-                             "np.clip(action, env.action_space.low, env.action_space.high) or squash the policy "
-                             "output (e.g. tanh) into the bounds")
+            raise ValueError(
+                f"{self.name}: action {action!r} is outside the action space {gspace} "
+                f"(low {low.tolist()}, high {high.tolist()}); clip it with "
+                "np.clip(action, env.action_space.low, env.action_space.high) or squash the policy "
+                "output (e.g. tanh) into the bounds"
+            )
         return arr
 
     def __getstate__(self) -> dict[str, Any]:
@@ -306,14 +350,21 @@ def _gymnasium_observation(env: Environment, params: EnvParams) -> tuple[gymnasi
     if space_fn is None and obs_fn is None:
         return env.observation_space.to_gymnasium(), False
     if not (callable(space_fn) and callable(obs_fn)):
-        have, missing = (("gymnasium_observation_space", "to_gymnasium_observation") if obs_fn is None
-                         else ("to_gymnasium_observation", "gymnasium_observation_space"))
-        raise TypeError(f"{env.name}: the env declares {have} but no callable {missing}; declare both methods "
-                        "(the gymnasium observation space and the mapping of an observation into it) or neither")
+        have, missing = (
+            ("gymnasium_observation_space", "to_gymnasium_observation")
+            if obs_fn is None
+            else ("to_gymnasium_observation", "gymnasium_observation_space")
+        )
+        raise TypeError(
+            f"{env.name}: the env declares {have} but no callable {missing}; declare both methods "
+            "(the gymnasium observation space and the mapping of an observation into it) or neither"
+        )
     space = space_fn(params)
     if not isinstance(space, gymnasium.Space):
-        raise TypeError(f"{env.name}: gymnasium_observation_space(params) returned {type(space).__name__}; it must "
-                        "return a gymnasium.Space")
+        raise TypeError(
+            f"{env.name}: gymnasium_observation_space(params) returned {type(space).__name__}; it must "
+            "return a gymnasium.Space"
+        )
     return space, True
 
 
@@ -322,8 +373,10 @@ def _gymnasium_reward_space(env: Environment, params: EnvParams) -> gymnasium.sp
     space = env.reward_space.to_gymnasium() if fn is None else fn(params)
     dim = int(env.reward_dim)
     if not (isinstance(space, gymnasium.spaces.Box) and space.shape == (dim,)):
-        raise TypeError(f"{env.name}: gymnasium_reward_space(params) returned {space!r}; it must be a gymnasium Box "
-                        f"of shape ({dim},), one entry per objective")
+        raise TypeError(
+            f"{env.name}: gymnasium_reward_space(params) returned {space!r}; it must be a gymnasium Box "
+            f"of shape ({dim},), one entry per objective"
+        )
     return space
 
 
@@ -337,8 +390,7 @@ def _to_numpy_info(info: Any) -> dict[str, Any]:
     return jax.tree.map(lambda x: np.array(x) if isinstance(x, np.ndarray) else x, info)
 
 
-def to_gymnasium(id_or_env: str | Environment, params: EnvParams | None = None,
-                 **make_kwargs: Any) -> ToGymnasiumEnv:
+def to_gymnasium(id_or_env: str | Environment, params: EnvParams | None = None, **make_kwargs: Any) -> ToGymnasiumEnv:
     """Wrap a pure morl env (an id or an `Environment`) as a ``gymnasium.Env`` with a vector reward.
 
     ``make_kwargs`` go to ``morl.make`` (only with an id). Wrappers made from the same id and kwargs share one
@@ -346,16 +398,19 @@ def to_gymnasium(id_or_env: str | Environment, params: EnvParams | None = None,
     """
     if isinstance(id_or_env, str):
         env, default_params = _make_cached(id_or_env, make_kwargs)
-        return ToGymnasiumEnv(env, params, source_id=id_or_env, make_kwargs=make_kwargs,
-                              base_params=default_params)
+        return ToGymnasiumEnv(env, params, source_id=id_or_env, make_kwargs=make_kwargs, base_params=default_params)
     if isinstance(id_or_env, Environment):
         if make_kwargs:
-            raise TypeError(f"to_gymnasium: keyword arguments {sorted(make_kwargs)} only apply to an env id; with an "
-                            "Environment object pass params=... (or build it with morl.make(id, **kwargs))")
+            raise TypeError(
+                f"to_gymnasium: keyword arguments {sorted(make_kwargs)} only apply to an env id; with an "
+                "Environment object pass params=... (or build it with morl.make(id, **kwargs))"
+            )
         return ToGymnasiumEnv(id_or_env, params)
     if isinstance(id_or_env, (GymnasiumEnv, gymnasium.Env)):
-        raise TypeError(f"to_gymnasium: {id_or_env!r} is already a gymnasium env (or a GymnasiumEnv descriptor, "
-                        "whose make_single() builds one); to_gymnasium takes a pure morl env or its id")
+        raise TypeError(
+            f"to_gymnasium: {id_or_env!r} is already a gymnasium env (or a GymnasiumEnv descriptor, "
+            "whose make_single() builds one); to_gymnasium takes a pure morl env or its id"
+        )
     raise TypeError(f"to_gymnasium takes a morl env id (str) or a morl Environment, got {type(id_or_env).__name__}")
 
 
@@ -365,8 +420,9 @@ def to_gymnasium(id_or_env: str | Environment, params: EnvParams | None = None,
 SCALAR_REWARD_WARNING = "The reward returned by `step()` must be a float"
 
 
-def check_env(env: gymnasium.Env, skip_render_check: bool = True, skip_close_check: bool = False,
-              vector_steps: int = 50) -> None:
+def check_env(
+    env: gymnasium.Env, skip_render_check: bool = True, skip_close_check: bool = False, vector_steps: int = 50
+) -> None:
     """gymnasium's ``check_env`` for a vector-reward env.
 
     Skipped, exactly: the scalar-reward check of ``gymnasium.utils.passive_env_checker.env_step_passive_checker``
@@ -381,8 +437,7 @@ def check_env(env: gymnasium.Env, skip_render_check: bool = True, skip_close_che
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*" + re.escape(SCALAR_REWARD_WARNING))
-        gym_env_checker.check_env(env, skip_render_check=skip_render_check,
-                                              skip_close_check=skip_close_check)
+        gym_env_checker.check_env(env, skip_render_check=skip_render_check, skip_close_check=skip_close_check)
     _check_vector_reward(env, vector_steps)
 
 
@@ -390,7 +445,8 @@ def _check_vector_reward(env: gymnasium.Env, n_steps: int) -> None:
     base = env.unwrapped
     space = getattr(base, "reward_space", None)
     assert isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1, (
-        f"env.unwrapped.reward_space must be a 1-D gymnasium Box, got {space!r}")
+        f"env.unwrapped.reward_space must be a 1-D gymnasium Box, got {space!r}"
+    )
     dim = getattr(base, "reward_dim", None)
     assert dim == space.shape[0], f"env.unwrapped.reward_dim ({dim}) != reward_space.shape[0] ({space.shape[0]})"
     env.action_space.seed(0)
@@ -399,7 +455,8 @@ def _check_vector_reward(env: gymnasium.Env, n_steps: int) -> None:
         _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
         assert isinstance(reward, np.ndarray) and reward.dtype == np.float32 and reward.shape == (dim,), (
             f"step {t}: reward must be a float32 np.ndarray of shape ({dim},), got {type(reward).__name__} "
-            f"{getattr(reward, 'dtype', '')} {getattr(reward, 'shape', '')}")
+            f"{getattr(reward, 'dtype', '')} {getattr(reward, 'shape', '')}"
+        )
         assert np.all(np.isfinite(reward)), f"step {t}: reward {reward} is not finite"
         assert space.contains(reward), f"step {t}: reward {reward} is outside reward_space {space}"
         if terminated or truncated:

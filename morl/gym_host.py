@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -72,7 +73,8 @@ def _resolve_gym_id(env_id: str) -> GymEnvSpec:
         raise UnknownEnvError(
             f"unknown gymnasium id {env_id!r}.{hint} gymnasium.pprint_registry() lists every id "
             f"(MO-Gymnasium's ids are registered by `import mo_gymnasium`; a third-party id may need its "
-            f"package imported first, or the form 'module:Env-v0'). gymnasium said: {e}") from None
+            f"package imported first, or the form 'module:Env-v0'). gymnasium said: {e}"
+        ) from None
 
 
 def _make_gym(env_id: str, kwargs: dict[str, Any]) -> gymnasium.Env:
@@ -107,8 +109,13 @@ class GymnasiumEnv:
     is_host = True
     default_params = None
 
-    def __init__(self, env_fn: Callable[[], gymnasium.Env], spec_id: str | None = None,
-                 ref_point: tuple[float, ...] | None = None, reward_names: tuple[str, ...] | None = None):
+    def __init__(
+        self,
+        env_fn: Callable[[], gymnasium.Env],
+        spec_id: str | None = None,
+        ref_point: tuple[float, ...] | None = None,
+        reward_names: tuple[str, ...] | None = None,
+    ):
         self._env_fn = env_fn
         probe = env_fn()
         self._probe = probe
@@ -122,7 +129,8 @@ class GymnasiumEnv:
                 f"{self.name} has no vector reward (env.unwrapped.reward_space is {gym_reward_space!r}); "
                 "from_gymnasium takes MO-Gymnasium-style envs whose unwrapped env declares a 1-D Box reward_space. "
                 "Give a scalar-reward env a vector reward first (a wrapper that returns np.array([r], np.float32) "
-                "and sets reward_space = Box(-inf, inf, (1,)) on the unwrapped env)")
+                "and sets reward_space = Box(-inf, inf, (1,)) on the unwrapped env)"
+            )
         try:
             self.observation_space = morl_spaces.from_gymnasium(probe.observation_space)
             self.action_space = morl_spaces.from_gymnasium(probe.action_space)
@@ -137,16 +145,19 @@ class GymnasiumEnv:
         names = reward_names if reward_names is not None else getattr(base, "reward_names", None)
         self.reward_names = tuple(names) if names else tuple(f"r{i}" for i in range(dim))
         if len(self.reward_names) != dim:
-            raise ValueError(f"{self.name}: {len(self.reward_names)} reward names {self.reward_names} for a "
-                             f"{dim}-objective reward")
+            raise ValueError(
+                f"{self.name}: {len(self.reward_names)} reward names {self.reward_names} for a {dim}-objective reward"
+            )
         if ref_point is None:
             ref_point = getattr(base, "ref_point", None)
         if ref_point is None:
             ref_point = known_ref_point(self.spec_id)
         self.ref_point = None if ref_point is None else tuple(float(v) for v in ref_point)
         if self.ref_point is not None and len(self.ref_point) != dim:
-            raise ValueError(f"{self.name}: ref_point {self.ref_point} has {len(self.ref_point)} entries for a "
-                             f"{dim}-objective reward")
+            raise ValueError(
+                f"{self.name}: ref_point {self.ref_point} has {len(self.ref_point)} entries for a "
+                f"{dim}-objective reward"
+            )
         self.max_steps = probe.spec.max_episode_steps if probe.spec is not None else None
 
     @property
@@ -187,8 +198,13 @@ class GymnasiumEnv:
         return f"<GymnasiumEnv {self.name}>"
 
 
-def from_gymnasium(id_or_env_fn: str | Callable[..., gymnasium.Env], *, ref_point: tuple[float, ...] | None = None,
-                   reward_names: tuple[str, ...] | None = None, **kwargs: Any) -> GymnasiumEnv:
+def from_gymnasium(
+    id_or_env_fn: str | Callable[..., gymnasium.Env],
+    *,
+    ref_point: tuple[float, ...] | None = None,
+    reward_names: tuple[str, ...] | None = None,
+    **kwargs: Any,
+) -> GymnasiumEnv:
     """Put a vector-reward gymnasium env behind the engine's host path.
 
     ``id_or_env_fn``: a gymnasium id (MO-Gymnasium's are registered automatically) made with the env checker
@@ -198,11 +214,14 @@ def from_gymnasium(id_or_env_fn: str | Callable[..., gymnasium.Env], *, ref_poin
     """
     if isinstance(id_or_env_fn, str):
         spec = _resolve_gym_id(id_or_env_fn)
-        return GymnasiumEnv(_GymFactory(id_or_env_fn, None, kwargs), spec_id=spec.id,
-                            ref_point=ref_point, reward_names=reward_names)
+        return GymnasiumEnv(
+            _GymFactory(id_or_env_fn, None, kwargs), spec_id=spec.id, ref_point=ref_point, reward_names=reward_names
+        )
     if isinstance(id_or_env_fn, gymnasium.Env):
-        raise TypeError(f"from_gymnasium needs an id or a function that builds the env, got the env instance "
-                        f"{id_or_env_fn!r}; the engine makes several copies, so pass `lambda: <code that builds it>`")
+        raise TypeError(
+            f"from_gymnasium needs an id or a function that builds the env, got the env instance "
+            f"{id_or_env_fn!r}; the engine makes several copies, so pass `lambda: <code that builds it>`"
+        )
     if callable(id_or_env_fn):
         return GymnasiumEnv(_GymFactory(None, id_or_env_fn, kwargs), ref_point=ref_point, reward_names=reward_names)
     raise TypeError(f"from_gymnasium takes a gymnasium id (str) or an env function, got {type(id_or_env_fn).__name__}")

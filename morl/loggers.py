@@ -20,8 +20,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from morl.runs.driver import RunCallback
 from morl.runs.files import FRONT_CSV, METRICS_JSONL, RunError, read_front_csv, read_jsonl

@@ -64,21 +64,27 @@ def _as_front(front, name: str = "front", m: int | None = None) -> np.ndarray:
             raise ValueError(f"{name} has {cols} objectives (columns) but {m} are expected")
         return arr.reshape(0, m if m is not None else cols)
     if arr.ndim == 1:
-        raise ValueError(f"{name} must be a 2-D array (n_points, n_objectives), got a 1-D array of shape "
-                         f"{arr.shape}; wrap a single point p as [p]")
+        raise ValueError(
+            f"{name} must be a 2-D array (n_points, n_objectives), got a 1-D array of shape "
+            f"{arr.shape}; wrap a single point p as [p]"
+        )
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n_points, n_objectives), got shape {arr.shape}")
     if m is not None and arr.shape[1] != m:
-        raise ValueError(f"{name} has {arr.shape[1]} objectives (columns) but {m} are expected "
-                         f"(from the reference point / other front / weights); check the reward dimension")
+        raise ValueError(
+            f"{name} has {arr.shape[1]} objectives (columns) but {m} are expected "
+            f"(from the reference point / other front / weights); check the reward dimension"
+        )
     bad = ~np.isfinite(arr)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
         kinds = "NaN" if np.isnan(arr).any() else "inf"
         if np.isnan(arr).any() and np.isinf(arr).any():
             kinds = "NaN and inf"
-        raise ValueError(f"{name} has {kinds} values in rows {rows[:10].tolist()} (first: {arr[rows[0]].tolist()}); "
-                         f"metrics need finite returns: check the evaluation (a diverged policy?) or drop those rows")
+        raise ValueError(
+            f"{name} has {kinds} values in rows {rows[:10].tolist()} (first: {arr[rows[0]].tolist()}); "
+            f"metrics need finite returns: check the evaluation (a diverged policy?) or drop those rows"
+        )
     return arr
 
 
@@ -87,8 +93,9 @@ def _as_ref_point(ref_point, m: int | None = None) -> np.ndarray:
     if ref.ndim != 1 or ref.size == 0:
         raise ValueError(f"ref_point must be a 1-D vector with one entry per objective, got shape {ref.shape}")
     if not np.isfinite(ref).all():
-        raise ValueError(f"ref_point {ref.tolist()} has NaN or inf entries; give finite values (e.g. the env's "
-                         f"`ref_point`)")
+        raise ValueError(
+            f"ref_point {ref.tolist()} has NaN or inf entries; give finite values (e.g. the env's `ref_point`)"
+        )
     return ref
 
 
@@ -99,8 +106,9 @@ def _weights_for(weights, m: int) -> np.ndarray:
     if w.ndim == 1:
         w = w[None, :]
     if w.ndim != 2 or w.shape[0] == 0:
-        raise ValueError(f"weights must be an (n_weights, n_objectives) array with n_weights >= 1, got shape "
-                         f"{np.shape(weights)}")
+        raise ValueError(
+            f"weights must be an (n_weights, n_objectives) array with n_weights >= 1, got shape {np.shape(weights)}"
+        )
     return check_preference(w, m)
 
 
@@ -132,7 +140,8 @@ def hypervolume(front, ref_point, *, strict: bool = True) -> float:
                 f"no point of the front is strictly better than ref_point={ref.tolist()} in every objective, "
                 f"so the hypervolume is 0 (the front's best values per objective are {best.tolist()}); "
                 f"use a lower reference point, e.g. the env's default `ref_point`, or pass strict=False if "
-                f"a front below the reference point is expected (0 is then the answer)")
+                f"a front below the reference point is expected (0 is then the answer)"
+            )
         return 0.0
     # moocore minimises: negate both; keep only the points that contribute (moocore ignores the rest too)
     return float(moocore.hypervolume(-pts[above], ref=-ref))
@@ -146,8 +155,10 @@ def expected_utility(front, weights=None) -> float:
     """
     pts = _as_front(front)
     if pts.shape[0] == 0:
-        raise ValueError("expected_utility of an empty front is undefined (no point to take the max over); "
-                         "evaluate at least one policy")
+        raise ValueError(
+            "expected_utility of an empty front is undefined (no point to take the max over); "
+            "evaluate at least one policy"
+        )
     w = _weights_for(weights, pts.shape[1])
     return float(np.mean(_best_utilities(pts, w)))
 
@@ -163,7 +174,7 @@ def sparsity(front) -> float:
     if n < 2:
         return 0.0
     gaps = np.diff(np.sort(pts, axis=0), axis=0)
-    return float(np.sum(gaps ** 2) / (n - 1))
+    return float(np.sum(gaps**2) / (n - 1))
 
 
 def cardinality(front) -> int:

@@ -20,8 +20,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-__all__ = ["dominates", "is_dominated", "non_dominated", "non_dominated_mask_jax", "crowding_distance", "Archive",
-           "archive_insert", "crowding_distance_jax"]
+__all__ = [
+    "dominates",
+    "is_dominated",
+    "non_dominated",
+    "non_dominated_mask_jax",
+    "crowding_distance",
+    "Archive",
+    "archive_insert",
+    "crowding_distance_jax",
+]
 
 PyTree = Any
 
@@ -34,12 +42,16 @@ def _as_points(points, fn: str) -> np.ndarray:
     if arr.ndim == 1 and arr.size == 0:
         return arr.reshape(0, 0)
     if arr.ndim != 2:
-        raise ValueError(f"{fn}: points must be a 2-D array (n_points, n_objectives), got shape {arr.shape}; "
-                         f"wrap a single point p as [p]")
+        raise ValueError(
+            f"{fn}: points must be a 2-D array (n_points, n_objectives), got shape {arr.shape}; "
+            f"wrap a single point p as [p]"
+        )
     if np.isnan(arr).any():
         rows = np.flatnonzero(np.isnan(arr).any(axis=1))
-        raise ValueError(f"{fn}: points have NaN in rows {rows[:10].tolist()}; dominance is undefined for NaN, "
-                         f"drop or fix those rows")
+        raise ValueError(
+            f"{fn}: points have NaN in rows {rows[:10].tolist()}; dominance is undefined for NaN, "
+            f"drop or fix those rows"
+        )
     return arr
 
 
@@ -76,10 +88,10 @@ def non_dominated(points, *, return_mask: bool = False, keep_duplicates: bool = 
     n = pts.shape[0]
     mask = np.ones(n, dtype=bool)
     for start in range(0, n, _BLOCK):
-        blk = pts[start:start + _BLOCK]  # (b, m): is row i of the block dominated by any row j?
+        blk = pts[start : start + _BLOCK]  # (b, m): is row i of the block dominated by any row j?
         ge = np.all(pts[None, :, :] >= blk[:, None, :], axis=-1)
         gt = np.any(pts[None, :, :] > blk[:, None, :], axis=-1)
-        mask[start:start + _BLOCK] = ~np.any(ge & gt, axis=1)
+        mask[start : start + _BLOCK] = ~np.any(ge & gt, axis=1)
     if not keep_duplicates and n > 1:
         _, first = np.unique(pts, axis=0, return_index=True)
         is_first = np.zeros(n, dtype=bool)
@@ -140,16 +152,20 @@ def crowding_distance(points) -> np.ndarray:
 class Archive:
     """Fixed-capacity Pareto archive on the device; rows with ``valid`` False are padding."""
 
-    returns: jax.Array   # [C, m] evaluated (discounted) returns
-    weights: jax.Array   # [C, m] the member's weight when evaluated
-    policy: PyTree       # leaves [C, ...]: what `act` needs
-    valid: jax.Array     # [C] bool
+    returns: jax.Array  # [C, m] evaluated (discounted) returns
+    weights: jax.Array  # [C, m] the member's weight when evaluated
+    policy: PyTree  # leaves [C, ...]: what `act` needs
+    valid: jax.Array  # [C] bool
 
     @staticmethod
-    def empty(capacity: int, m: int, policy_example: PyTree) -> "Archive":
+    def empty(capacity: int, m: int, policy_example: PyTree) -> Archive:
         policy = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), policy_example)
-        return Archive(jnp.zeros((capacity, m), jnp.float32), jnp.zeros((capacity, m), jnp.float32), policy,
-                       jnp.zeros((capacity,), bool))
+        return Archive(
+            jnp.zeros((capacity, m), jnp.float32),
+            jnp.zeros((capacity, m), jnp.float32),
+            policy,
+            jnp.zeros((capacity,), bool),
+        )
 
 
 def crowding_distance_jax(points: jax.Array, valid: jax.Array) -> jax.Array:
@@ -173,8 +189,9 @@ def crowding_distance_jax(points: jax.Array, valid: jax.Array) -> jax.Array:
     return jnp.where(valid, dist, -jnp.inf)
 
 
-def archive_insert(archive: Archive, returns: jax.Array, weights: jax.Array, policy: PyTree,
-                   active: jax.Array | None = None) -> Archive:
+def archive_insert(
+    archive: Archive, returns: jax.Array, weights: jax.Array, policy: PyTree, active: jax.Array | None = None
+) -> Archive:
     """Offer ``P`` evaluated policies (``returns [P, m]``) to the archive; returns the new archive.
 
     Keeps the non-dominated points of archive + candidates, de-duplicated by exact return (the earlier row wins:
@@ -193,5 +210,9 @@ def archive_insert(archive: Archive, returns: jax.Array, weights: jax.Array, pol
     keep = jnp.where(over, keep & top, keep)
     idx = jnp.argsort(~keep, stable=True)[:cap]
     cat = lambda a, b: jnp.concatenate([a, b.astype(a.dtype)])[idx]  # noqa: E731
-    return Archive(all_r[idx], cat(archive.weights, weights), jax.tree.map(cat, archive.policy, policy),
-                   jnp.arange(cap) < jnp.sum(keep))
+    return Archive(
+        all_r[idx],
+        cat(archive.weights, weights),
+        jax.tree.map(cat, archive.policy, policy),
+        jnp.arange(cap) < jnp.sum(keep),
+    )

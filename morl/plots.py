@@ -7,8 +7,8 @@ The true front, when the env knows it, is drawn underneath so the gap is visible
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -23,9 +23,16 @@ def _pyplot():
     return plt
 
 
-def plot_front(front: np.ndarray, path: str | Path, *, names: Sequence[str] | None = None,
-               known_front: np.ndarray | None = None, candidates: np.ndarray | None = None,
-               title: str = "", ref_point: Sequence[float] | None = None) -> Path:
+def plot_front(
+    front: np.ndarray,
+    path: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    known_front: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
+    title: str = "",
+    ref_point: Sequence[float] | None = None,
+) -> Path:
     """Write a PNG of ``front`` [F, m] (and optionally the true front and all evaluated candidates)."""
     front = np.asarray(front, np.float64)
     if front.ndim != 2:
@@ -94,8 +101,9 @@ def plot_front(front: np.ndarray, path: str | Path, *, names: Sequence[str] | No
     return path
 
 
-def plot_curves(rows: list[dict], path: str | Path, metrics: Sequence[str] = ("hypervolume", "expected_utility"),
-                title: str = "") -> Path | None:
+def plot_curves(
+    rows: list[dict], path: str | Path, metrics: Sequence[str] = ("hypervolume", "expected_utility"), title: str = ""
+) -> Path | None:
     """Evaluation metrics over env steps from a run's ``metrics.jsonl`` rows; None when fewer than 2 points."""
     series = {}
     for m in metrics:

@@ -13,8 +13,9 @@ import importlib
 import importlib.metadata
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 _ID_RE = re.compile(r"^(?:[\w.-]+/)?[\w.-]+-v\d+$")
 
@@ -88,7 +89,7 @@ def make(id: str, **kwargs: Any):
     if id.startswith("gym:"):
         from morl.gym_host import from_gymnasium  # loads gymnasium and JAX: only for gym: ids
 
-        env = from_gymnasium(id[len("gym:"):], **kwargs)
+        env = from_gymnasium(id[len("gym:") :], **kwargs)
         return env, env.default_params
     s = spec(id)
     factory = s.load()

@@ -16,8 +16,9 @@ members run in lockstep (one vmapped program), as C-MORL and MORL/D need.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,10 +37,10 @@ class RolloutState:
 
     env_state: PyTree
     obs: jax.Array
-    episode_return: jax.Array             # running undiscounted vector return, [N, m]
+    episode_return: jax.Array  # running undiscounted vector return, [N, m]
     episode_discounted_return: jax.Array  # running sum of gamma^t r_t, [N, m]
-    episode_length: jax.Array             # [N] int32
-    discount: jax.Array                   # gamma^t of the next reward, [N]
+    episode_length: jax.Array  # [N] int32
+    discount: jax.Array  # gamma^t of the next reward, [N]
 
 
 @struct.dataclass
@@ -68,8 +69,12 @@ class Transition:
 
 
 def _zero_stats(num_envs: int, reward_dim: int):
-    return (jnp.zeros((num_envs, reward_dim), jnp.float32), jnp.zeros((num_envs, reward_dim), jnp.float32),
-            jnp.zeros((num_envs,), jnp.int32), jnp.ones((num_envs,), jnp.float32))
+    return (
+        jnp.zeros((num_envs, reward_dim), jnp.float32),
+        jnp.zeros((num_envs, reward_dim), jnp.float32),
+        jnp.zeros((num_envs,), jnp.int32),
+        jnp.ones((num_envs,), jnp.float32),
+    )
 
 
 def _update_stats(state: RolloutState, reward, done, gamma):
@@ -78,8 +83,12 @@ def _update_stats(state: RolloutState, reward, done, gamma):
     length = state.episode_length + 1
     finished = (ret, dret, length)
     keep = done[:, None]
-    running = (jnp.where(keep, 0.0, ret), jnp.where(keep, 0.0, dret), jnp.where(done, 0, length),
-               jnp.where(done, 1.0, state.discount * gamma))
+    running = (
+        jnp.where(keep, 0.0, ret),
+        jnp.where(keep, 0.0, dret),
+        jnp.where(done, 0, length),
+        jnp.where(done, 1.0, state.discount * gamma),
+    )
     return finished, running
 
 
@@ -101,19 +110,23 @@ class EpisodeSummary:
     first_length: jax.Array
 
     @staticmethod
-    def zeros(num_envs: int, reward_dim: int) -> "EpisodeSummary":
+    def zeros(num_envs: int, reward_dim: int) -> EpisodeSummary:
         vec = jnp.zeros((num_envs, reward_dim), jnp.float32)
         cnt = jnp.zeros((num_envs,), jnp.int32)
         return EpisodeSummary(cnt, vec, vec, cnt, vec, vec, cnt)
 
-    def add(self, done, ret, dret, length) -> "EpisodeSummary":
+    def add(self, done, ret, dret, length) -> EpisodeSummary:
         first = done & (self.episodes == 0)
         d, f = done[:, None], first[:, None]
         return EpisodeSummary(
-            self.episodes + done, self.return_sum + jnp.where(d, ret, 0.0),
-            self.discounted_return_sum + jnp.where(d, dret, 0.0), self.length_sum + jnp.where(done, length, 0),
-            jnp.where(f, ret, self.first_return), jnp.where(f, dret, self.first_discounted_return),
-            jnp.where(first, length, self.first_length))
+            self.episodes + done,
+            self.return_sum + jnp.where(d, ret, 0.0),
+            self.discounted_return_sum + jnp.where(d, dret, 0.0),
+            self.length_sum + jnp.where(done, length, 0),
+            jnp.where(f, ret, self.first_return),
+            jnp.where(f, dret, self.first_discounted_return),
+            jnp.where(first, length, self.first_length),
+        )
 
 
 @dataclass(frozen=True)
@@ -199,9 +212,11 @@ def require_pure_jax(env, who: str) -> None:
     """For agents that step the env inside their own jitted loop (``Rollout.run.pure`` in a scan): they cannot
     take a host env, whose steps run in Python between jitted pieces. A clear error instead of a trace failure."""
     if getattr(env, "is_host", False):
-        raise ValueError(f"{who} trains inside one jitted program and needs a pure-JAX env; {env.name} is a host env "
-                         "(gym: ids and native MuJoCo): use a pure-JAX id (for MuJoCo: backend='mjx'), or an agent "
-                         "that takes host envs (c-morl, pgmorl)")
+        raise ValueError(
+            f"{who} trains inside one jitted program and needs a pure-JAX env; {env.name} is a host env "
+            "(gym: ids and native MuJoCo): use a pure-JAX id (for MuJoCo: backend='mjx'), or an agent "
+            "that takes host envs (c-morl, pgmorl)"
+        )
 
 
 def episode_limit(env, params: PyTree = None, max_steps: int | None = None, who: str = "") -> tuple[PyTree, int]:
@@ -213,9 +228,12 @@ def episode_limit(env, params: PyTree = None, max_steps: int | None = None, who:
     """
     if getattr(env, "is_host", False):
         if max_steps is not None and max_steps != env.max_steps:
-            warnings.warn(f"{who}max_episode_steps={max_steps} cannot be applied to the host env {env.name} (its "
-                          f"time limit is {env.max_steps}); make it with morl.make('gym:...', max_episode_steps=...) "
-                          "to change it", stacklevel=3)
+            warnings.warn(
+                f"{who}max_episode_steps={max_steps} cannot be applied to the host env {env.name} (its "
+                f"time limit is {env.max_steps}); make it with morl.make('gym:...', max_episode_steps=...) "
+                "to change it",
+                stacklevel=3,
+            )
         return None, int(env.max_steps or 1000)
     params = env.default_params if params is None else params
     if max_steps is not None:
@@ -223,8 +241,16 @@ def episode_limit(env, params: PyTree = None, max_steps: int | None = None, who:
     return params, int(params.max_steps)
 
 
-def make_rollout(env, policy: Policy, num_envs: int, num_steps: int, gamma: float = 1.0,
-                 population: int | None = None, seed: int | None = None, emit: str = "transitions") -> Rollout:
+def make_rollout(
+    env,
+    policy: Policy,
+    num_envs: int,
+    num_steps: int,
+    gamma: float = 1.0,
+    population: int | None = None,
+    seed: int | None = None,
+    emit: str = "transitions",
+) -> Rollout:
     """Build ``init(key[, params]) -> RolloutState`` and ``run(policy_params, state, key[, params])``.
 
     ``population``: number of members P (leading axis of ``policy_params``), or None for a single policy.
@@ -265,10 +291,10 @@ def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
             _check_action_shape(env, action, num_envs)
             step_keys = jax.random.split(k_step, num_envs)
             next_obs, env_state, reward, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                step_keys, state.env_state, action, params)
+                step_keys, state.env_state, action, params
+            )
             done = term | trunc
-            reset_obs, reset_state = jax.vmap(env.reset, in_axes=(0, None))(
-                jax.random.split(k_reset, num_envs), params)
+            reset_obs, reset_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), params)
             env_state = jax.vmap(select_tree)(done, reset_state, env_state)
             obs = jnp.where(done.reshape(done.shape + (1,) * (next_obs.ndim - 1)), reset_obs, next_obs)
             (ret, dret, length), running = _update_stats(state, reward, done, gamma)
@@ -278,19 +304,22 @@ def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
             transition = Transition(state.obs, action, reward, term, trunc, next_obs, extras, ret, dret, length)
             return (new_state, summary), transition
 
-        (state, summary), traj = jax.lax.scan(one_step, (state, EpisodeSummary.zeros(num_envs, m)),
-                                              jax.random.split(key, num_steps))
+        (state, summary), traj = jax.lax.scan(
+            one_step, (state, EpisodeSummary.zeros(num_envs, m)), jax.random.split(key, num_steps)
+        )
         return state, (summary if emit == "summary" else traj)
 
     if population is None:
         init_fn, run_fn = init_single, run_single
     else:
+
         def init_fn(key, params):
             return jax.vmap(init_single, in_axes=(0, None))(jax.random.split(key, population), params)
 
         def run_fn(policy_params, state, key, params):
             state, traj = jax.vmap(run_single, in_axes=(0, 0, 0, None))(
-                policy_params, state, jax.random.split(key, population), params)
+                policy_params, state, jax.random.split(key, population), params
+            )
             if emit == "summary":
                 return state, traj
             # put time first, as in the single-policy case: [T, P, N, ...]
@@ -346,7 +375,9 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
     def init(key, params=None):
         obs, _ = vec.reset(seed=int(jax.random.randint(key, (), 0, 2**31 - 1)))
         stats = [np.asarray(s) for s in _zero_stats(total, m)]
-        return RolloutState(None, jnp.asarray(to_member_axes(obs)), *map(lambda s: jnp.asarray(to_member_axes(s)), stats))
+        return RolloutState(
+            None, jnp.asarray(to_member_axes(obs)), *map(lambda s: jnp.asarray(to_member_axes(s)), stats)
+        )
 
     def run(policy_params, state: RolloutState, key, params=None):
         obs = flat(state.obs)
@@ -359,14 +390,18 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
             action_np = flat(action)
             expected = (total, *env.action_space.shape)
             if action_np.shape != expected:
-                raise ValueError(f"policy returned actions of shape {action_np.shape} for {env.name}, "
-                                 f"expected {expected}; return one action per env")
+                raise ValueError(
+                    f"policy returned actions of shape {action_np.shape} for {env.name}, "
+                    f"expected {expected}; return one action per env"
+                )
             next_obs, reward, term, trunc, _ = vec.step(action_np)
             reward = np.asarray(reward, np.float32)
             if not np.all(np.isfinite(reward)):
                 bad = np.argwhere(~np.isfinite(reward))[0]
-                raise FloatingPointError(f"{env.name} returned a non-finite reward {reward[bad[0]]} in env {bad[0]}; "
-                                         "check the environment (or wrap it to clip/repair rewards)")
+                raise FloatingPointError(
+                    f"{env.name} returned a non-finite reward {reward[bad[0]]} in env {bad[0]}; "
+                    "check the environment (or wrap it to clip/repair rewards)"
+                )
             term, trunc = np.asarray(term, bool), np.asarray(trunc, bool)
             done = term | trunc
             ret += reward
@@ -385,8 +420,11 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
             if emit == "transitions":
                 steps.append((obs, action_np, reward, term, trunc, np.asarray(next_obs), extras, *fin))
             obs = obs_after
-        new_state = RolloutState(None, jnp.asarray(to_member_axes(obs)), *(jnp.asarray(to_member_axes(x)) for x in
-                                 (ret, dret, length, discount)))
+        new_state = RolloutState(
+            None,
+            jnp.asarray(to_member_axes(obs)),
+            *(jnp.asarray(to_member_axes(x)) for x in (ret, dret, length, discount)),
+        )
         if emit == "summary":
             return new_state, jax.tree.map(lambda x: jnp.asarray(to_member_axes(np.asarray(x))), summary)
         cols = list(zip(*steps))

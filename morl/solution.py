@@ -8,8 +8,9 @@ serves a user's preference at run time (by assignment for a policy set: the cand
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +46,19 @@ class Solution:
 
     def act_for(self, w) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """A policy ``(obs[N, ...], key) -> action[N, ...]`` for preference ``w``."""
-        m = (self.candidate_returns.shape[1] if self.candidate_returns is not None
-             else None if self.candidate_weights is None else self.candidate_weights.shape[1])
+        m = (
+            self.candidate_returns.shape[1]
+            if self.candidate_returns is not None
+            else None
+            if self.candidate_weights is None
+            else self.candidate_weights.shape[1]
+        )
         w = check_preference(w, m) if m is not None else jnp.asarray(w, jnp.float32)
         if self.conditioned:
             params = self.params
         else:
-            scores = (self.candidate_returns if self.candidate_returns is not None else self.candidate_weights) @ np.asarray(w)
+            scores = (
+                self.candidate_returns if self.candidate_returns is not None else self.candidate_weights
+            ) @ np.asarray(w)
             params = self.candidate(int(np.argmax(scores)))
         return lambda obs, key: self.act(params, jnp.asarray(w, jnp.float32), obs, key)

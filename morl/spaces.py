@@ -80,12 +80,16 @@ class Box:
         if np.all(bounded_below & bounded_above):
             return jax.random.uniform(key, shape, minval=low, maxval=high).astype(self.dtype)
         k1, k2, k3 = jax.random.split(key, 3)
-        uniform = jax.random.uniform(k1, shape, minval=np.where(bounded_below, low, 0.0),
-                                     maxval=np.where(bounded_above, high, 1.0))
+        uniform = jax.random.uniform(
+            k1, shape, minval=np.where(bounded_below, low, 0.0), maxval=np.where(bounded_above, high, 1.0)
+        )
         normal = jax.random.normal(k2, shape)
         expo = jax.random.exponential(k3, shape)
-        out = jnp.where(bounded_below & bounded_above, uniform,
-              jnp.where(bounded_below, low + expo, jnp.where(bounded_above, high - expo, normal)))
+        out = jnp.where(
+            bounded_below & bounded_above,
+            uniform,
+            jnp.where(bounded_below, low + expo, jnp.where(bounded_above, high - expo, normal)),
+        )
         return out.astype(self.dtype)
 
     def contains(self, x: Any) -> bool:
@@ -118,7 +122,9 @@ def from_gymnasium(space: gymnasium.Space) -> Space:
     if isinstance(space, gymnasium.spaces.Discrete):
         return Discrete(int(space.n), int(space.start))
     if isinstance(space, gymnasium.spaces.Box):
-        return Box(space.low, space.high, space.shape, jnp.dtype(space.dtype) if space.dtype != np.float64 else jnp.float32)
+        return Box(
+            space.low, space.high, space.shape, jnp.dtype(space.dtype) if space.dtype != np.float64 else jnp.float32
+        )
     raise TypeError(
         f"space {space!r} is not supported by the rollout engine; flatten it first "
         "(gymnasium.wrappers.FlattenObservation) so it becomes a Box"

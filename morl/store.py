@@ -67,8 +67,26 @@ CREATE TABLE IF NOT EXISTS evaluations (
 );
 """
 
-RUN_COLUMNS = ("run_id", "agent", "env", "env_kwargs", "seed", "config", "budget", "env_steps", "wall_time",
-               "machine", "version", "protocol", "protocol_hash", "metrics", "suite", "path", "created", "finished")
+RUN_COLUMNS = (
+    "run_id",
+    "agent",
+    "env",
+    "env_kwargs",
+    "seed",
+    "config",
+    "budget",
+    "env_steps",
+    "wall_time",
+    "machine",
+    "version",
+    "protocol",
+    "protocol_hash",
+    "metrics",
+    "suite",
+    "path",
+    "created",
+    "finished",
+)
 _JSON_COLUMNS = ("env_kwargs", "config", "protocol", "metrics")
 
 
@@ -83,16 +101,24 @@ class StoreDamaged(StoreError):
 def _translate(path: Path, exc: sqlite3.Error) -> StoreError:
     """A sqlite3 error -> a one-line `StoreError` naming the file and the fix."""
     text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("readonly" in text or "unable to open" in text
-                                                      or "read-only" in text):
-        return StoreError(f"cannot write the results store {path} ({text}): its folder is read-only; make "
-                          f"{path.parent} writable, or choose another --runs-dir")
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "readonly" in text or "unable to open" in text or "read-only" in text
+    ):
+        return StoreError(
+            f"cannot write the results store {path} ({text}): its folder is read-only; make "
+            f"{path.parent} writable, or choose another --runs-dir"
+        )
     if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
         return StoreError(f"the results store {path} stayed locked by another process ({text}); try again")
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) or any(
-            w in text for w in ("malformed", "not a database", "corrupt", "disk I/O")):
-        return StoreDamaged(f"the results store {path} is damaged ({text}); `morl runs --reindex --runs-dir "
-                            f"{path.parent}` rebuilds it from the run folders (the damaged file is kept aside)")
+    if (
+        isinstance(exc, sqlite3.DatabaseError)
+        and not isinstance(exc, sqlite3.OperationalError)
+        or any(w in text for w in ("malformed", "not a database", "corrupt", "disk I/O"))
+    ):
+        return StoreDamaged(
+            f"the results store {path} is damaged ({text}); `morl runs --reindex --runs-dir "
+            f"{path.parent}` rebuilds it from the run folders (the damaged file is kept aside)"
+        )
     return StoreError(f"results store {path}: {text}")
 
 
@@ -108,6 +134,7 @@ def _guarded(method):
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
                 self.close()  # a damaged file: drop the connection so `move_aside` can rename it
             raise _translate(self.path, exc) from None
+
     return wrapper
 
 
@@ -177,10 +204,16 @@ class Store:
 
             wal = self.path.with_name(self.path.name + "-wal")
             if wal.exists() and wal.stat().st_size > 0:
-                raise StoreError(f"the results store {self.path} has unapplied changes in {wal.name}, which a "
-                                 f"read-only folder cannot apply; make {self.path.parent} writable")
-            conn = sqlite3.connect(f"file:{quote(str(self.path.absolute()))}?immutable=1", uri=True,
-                                   timeout=self.timeout_s, isolation_level=None)
+                raise StoreError(
+                    f"the results store {self.path} has unapplied changes in {wal.name}, which a "
+                    f"read-only folder cannot apply; make {self.path.parent} writable"
+                )
+            conn = sqlite3.connect(
+                f"file:{quote(str(self.path.absolute()))}?immutable=1",
+                uri=True,
+                timeout=self.timeout_s,
+                isolation_level=None,
+            )
             conn.row_factory = sqlite3.Row
             return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,8 +230,9 @@ class Store:
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         mode = self._enable_wal(conn)
         if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
-                             "put the runs folder on a local disk")
+            raise StoreError(
+                f"{self.path}: SQLite refused WAL mode (got {mode!r}); put the runs folder on a local disk"
+            )
         with _transaction(conn):
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
@@ -206,8 +240,10 @@ class Store:
             if row[0] is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {row[0]}, newer than this morl ({SCHEMA_VERSION}); "
-                                 "upgrade morl to read it")
+                raise StoreError(
+                    f"{self.path} has schema version {row[0]}, newer than this morl ({SCHEMA_VERSION}); "
+                    "upgrade morl to read it"
+                )
 
     def _enable_wal(self, conn: sqlite3.Connection) -> str:
         """``PRAGMA journal_mode = WAL``, retried while another process holds the lock: when several processes
@@ -246,12 +282,22 @@ class Store:
         if row.get("protocol") is not None and values["protocol_hash"] is None:
             values["protocol_hash"] = protocol_hash(json.loads(values["protocol"]))
         with _transaction(self._connect()) as conn:
-            conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES "
-                         f"({', '.join('?' for _ in RUN_COLUMNS)})", [values[c] for c in RUN_COLUMNS])
+            conn.execute(
+                f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES "
+                f"({', '.join('?' for _ in RUN_COLUMNS)})",
+                [values[c] for c in RUN_COLUMNS],
+            )
             if values["protocol"] is not None and values["metrics"] is not None:
-                conn.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)",
-                             (values["run_id"], values["protocol_hash"], values["protocol"], values["metrics"],
-                              values["finished"] or now_iso()))
+                conn.execute(
+                    "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)",
+                    (
+                        values["run_id"],
+                        values["protocol_hash"],
+                        values["protocol"],
+                        values["metrics"],
+                        values["finished"] or now_iso(),
+                    ),
+                )
 
     @_guarded
     def record_evaluation(self, run_id: str, protocol: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -260,8 +306,10 @@ class Store:
         with _transaction(self._connect()) as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise StoreError(f"run {run_id!r} is not in {self.path}; record the run first")
-            conn.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)",
-                         (run_id, h, dumps(protocol), dumps(metrics), now_iso()))
+            conn.execute(
+                "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)",
+                (run_id, h, dumps(protocol), dumps(metrics), now_iso()),
+            )
         return h
 
     # ------------------------------------------------------------------ reads
@@ -283,8 +331,9 @@ class Store:
         return None if r is None else _decode(dict(r))
 
     @_guarded
-    def evaluations(self, agent: str | None = None, env: str | None = None, suite: str | None = None
-                    ) -> list[dict[str, Any]]:
+    def evaluations(
+        self, agent: str | None = None, env: str | None = None, suite: str | None = None
+    ) -> list[dict[str, Any]]:
         """One row per (run, protocol): the run's columns, with ``protocol``/``metrics`` of that evaluation."""
         if not self.path.exists():
             return []
@@ -294,7 +343,9 @@ class Store:
         rows = conn.execute(
             f"SELECT {cols}, e.protocol AS protocol, e.protocol_hash AS protocol_hash, e.metrics AS metrics, "
             f"e.created AS evaluated FROM evaluations e JOIN runs r ON r.run_id = e.run_id{where} "
-            f"ORDER BY r.created, r.run_id", args).fetchall()
+            f"ORDER BY r.created, r.run_id",
+            args,
+        ).fetchall()
         return [_decode(dict(r)) for r in rows]
 
     @_guarded

@@ -9,9 +9,10 @@ Nothing else crosses over: a mismatch fails the run (no tolerated steps, no resy
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import mo_gymnasium as mo_gym
@@ -22,8 +23,8 @@ import morl
 
 @dataclass
 class TwinCase:
-    env_id: str                                   # morl id
-    gym_id: str                                   # MO-Gymnasium id
+    env_id: str  # morl id
+    gym_id: str  # MO-Gymnasium id
     kwargs: dict[str, Any] = field(default_factory=dict)
     gym_kwargs: dict[str, Any] = field(default_factory=dict)
     #: (reference unwrapped env, our state, our params) -> our state, after both reset
@@ -123,7 +124,9 @@ def run_twin(case: TwinCase, episodes: int = 200, seed: int = 0) -> TwinReport:
             _compare(case, "obs", ep, where, case.ref_obs(ref_obs), obs, case.obs_atol, diffs)
             _compare(case, "reward", ep, where, np.asarray(ref_r, np.float32), r, case.reward_atol, diffs)
             assert bool(term) == bool(ref_term), f"{case.env_id} ep {ep} {where}: terminated {bool(term)} != {ref_term}"
-            assert bool(trunc) == bool(ref_trunc), f"{case.env_id} ep {ep} {where}: truncated {bool(trunc)} != {ref_trunc}"
+            assert bool(trunc) == bool(ref_trunc), (
+                f"{case.env_id} ep {ep} {where}: truncated {bool(trunc)} != {ref_trunc}"
+            )
             if ref_term or ref_trunc:
                 n_term += bool(ref_term)
                 n_trunc += bool(ref_trunc)

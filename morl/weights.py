@@ -65,8 +65,9 @@ def uniform_grid(m: int, n_per_dim: int | None = None, *, total: int | None = No
     """
     m = _check_m(m, "uniform_grid")
     if (n_per_dim is None) == (total is None):
-        raise ValueError("uniform_grid: give exactly one of n_per_dim (values per coordinate) or total "
-                         "(maximum number of points)")
+        raise ValueError(
+            "uniform_grid: give exactly one of n_per_dim (values per coordinate) or total (maximum number of points)"
+        )
     if n_per_dim is not None:
         if int(n_per_dim) != n_per_dim or n_per_dim < 2:
             raise ValueError(f"uniform_grid: n_per_dim must be an int >= 2 (the corners 0 and 1), got {n_per_dim!r}")
@@ -138,11 +139,14 @@ def equally_spaced_weights(m: int, n: int, seed: int = 42) -> np.ndarray:
         raise ValueError(f"equally_spaced_weights: n must be a positive int, got {n!r}")
     n, seed = int(n), int(seed)
     if m < 2:
-        raise ValueError("equally_spaced_weights: needs m >= 2 objectives (with one objective the only "
-                         "preference is [1.0])")
+        raise ValueError(
+            "equally_spaced_weights: needs m >= 2 objectives (with one objective the only preference is [1.0])"
+        )
     if n < m:
-        raise ValueError(f"equally_spaced_weights: pymoo's energy method needs n >= m, got n={n} < m={m}; "
-                         f"use extrema_weights({m}) for the corners or ask for n >= {m} weights")
+        raise ValueError(
+            f"equally_spaced_weights: pymoo's energy method needs n >= m, got n={n} < m={m}; "
+            f"use extrema_weights({m}) for the corners or ask for n >= {m} weights"
+        )
     shipped = _shipped_energy().get((m, n, seed))
     if shipped is not None:
         return shipped.copy()
@@ -162,8 +166,9 @@ def _is_jax_key(key) -> bool:
     return isinstance(key, jax.Array)
 
 
-def random_weights(m: int, n: int = 1, key: jax.Array | int | np.random.Generator | None = None,
-                   dist: str = "dirichlet") -> np.ndarray | jax.Array:
+def random_weights(
+    m: int, n: int = 1, key: jax.Array | int | np.random.Generator | None = None, dist: str = "dirichlet"
+) -> np.ndarray | jax.Array:
     """``n`` random preferences for ``m`` objectives, shape ``(n, m)`` (always 2-D).
 
     dist: ``"dirichlet"`` (Dirichlet(1): uniform on the simplex, the default) or ``"gaussian"``
@@ -206,18 +211,23 @@ def check_preference(w, reward_dim: int, atol: float = 1e-6) -> np.ndarray:
     if arr.shape[-1] != reward_dim:
         raise ValueError(
             f"preference has {arr.shape[-1]} entries but the environment has {reward_dim} objectives "
-            f"(reward_dim={reward_dim}); give one weight per objective")
+            f"(reward_dim={reward_dim}); give one weight per objective"
+        )
     rows = arr.reshape(-1, reward_dim)
     bad = ~np.isfinite(rows)
     if bad.any():
         row = int(np.argmax(bad.any(axis=1)))
-        raise ValueError(f"preference has NaN or inf entries ({rows[row].tolist()}); weights must be finite "
-                         f"numbers >= 0 summing to 1")
+        raise ValueError(
+            f"preference has NaN or inf entries ({rows[row].tolist()}); weights must be finite "
+            f"numbers >= 0 summing to 1"
+        )
     neg = rows < 0
     if neg.any():
         row = int(np.argmax(neg.any(axis=1)))
-        raise ValueError(f"preference has negative entries ({rows[row].tolist()}); weights must be >= 0: "
-                         f"clip them at 0 (np.clip(w, 0, None)), then divide by its sum")
+        raise ValueError(
+            f"preference has negative entries ({rows[row].tolist()}); weights must be >= 0: "
+            f"clip them at 0 (np.clip(w, 0, None)), then divide by its sum"
+        )
     sums = rows.sum(axis=1)
     off = np.abs(sums - 1.0) > atol
     if off.any():

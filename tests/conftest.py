@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,8 +26,15 @@ class StepCount:
 class OneStep(Environment):
     """Episodes of one step from the observation ``[1.0]``; the reward is ``reward_fn(action)`` (float32)."""
 
-    def __init__(self, action_space: Space, reward_fn: Callable[[jax.Array], jax.Array], reward_space: Box,
-                 reward_names: tuple[str, ...], ref_point: tuple[float, ...] | None = None, name: str = "OneStep"):
+    def __init__(
+        self,
+        action_space: Space,
+        reward_fn: Callable[[jax.Array], jax.Array],
+        reward_space: Box,
+        reward_names: tuple[str, ...],
+        ref_point: tuple[float, ...] | None = None,
+        name: str = "OneStep",
+    ):
         self._action_space, self._reward_space, self.reward_fn = action_space, reward_space, reward_fn
         self.reward_names, self.ref_point, self.spec_id = reward_names, ref_point, name
 
@@ -62,8 +69,14 @@ BANDIT = np.array([[1.0, 1.0], [1.3, 0.95], [1.5, 0.2], [0.95, 1.3], [0.2, 1.5]]
 
 
 def bandit2() -> OneStep:
-    return OneStep(Discrete(len(BANDIT)), lambda a: jnp.asarray(BANDIT)[a], Box(0.0, 1.5, (2,), jnp.float32),
-                   ("r0", "r1"), (0.0, 0.0), "Bandit2")
+    return OneStep(
+        Discrete(len(BANDIT)),
+        lambda a: jnp.asarray(BANDIT)[a],
+        Box(0.0, 1.5, (2,), jnp.float32),
+        ("r0", "r1"),
+        (0.0, 0.0),
+        "Bandit2",
+    )
 
 
 def arc() -> OneStep:
@@ -73,14 +86,26 @@ def arc() -> OneStep:
         a = action[0]
         return jnp.stack([a, 1.0 - a * a]).astype(jnp.float32)
 
-    return OneStep(Box(-1.0, 1.0, (1,), jnp.float32), reward, Box(-1.0, 1.0, (2,), jnp.float32), ("a", "1 - a^2"),
-                   (-1.0, -1.0), "Arc")
+    return OneStep(
+        Box(-1.0, 1.0, (1,), jnp.float32),
+        reward,
+        Box(-1.0, 1.0, (2,), jnp.float32),
+        ("a", "1 - a^2"),
+        (-1.0, -1.0),
+        "Arc",
+    )
 
 
 def gaussian_bandit() -> OneStep:
     """Continuous action a in [-2, 2], reward -(a - 1)^2: the best action is 1."""
-    return OneStep(Box(-2.0, 2.0, (1,), jnp.float32), lambda a: -((a - 1.0) ** 2).astype(jnp.float32),
-                   Box(-9.0, 0.0, (1,), jnp.float32), ("r",), None, "GaussianBandit")
+    return OneStep(
+        Box(-2.0, 2.0, (1,), jnp.float32),
+        lambda a: -((a - 1.0) ** 2).astype(jnp.float32),
+        Box(-9.0, 0.0, (1,), jnp.float32),
+        ("r",),
+        None,
+        "GaussianBandit",
+    )
 
 
 @struct.dataclass

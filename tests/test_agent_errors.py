@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 import morl
-from morl.agent import AgentSpec, agent_spec, agents_supporting, list_agents, make_trainer, register_agent, _AGENTS
+from morl.agent import _AGENTS, AgentSpec, agent_spec, agents_supporting, list_agents, make_trainer, register_agent
 from morl.cli import main
 
 DISCRETE_ENV = "deep-sea-treasure-v0"
@@ -24,10 +24,13 @@ def suggestion(err: str) -> list[str]:
     return [first] + [o.rstrip(".") for o in others]
 
 
-@pytest.mark.parametrize("agent, env_id, kind, sibling", [
-    ("pd-morl", DISCRETE_ENV, "discrete", "pd-morl-discrete"),
-    ("pd-morl-discrete", CONTINUOUS_ENV, "continuous", "pd-morl"),
-])
+@pytest.mark.parametrize(
+    "agent, env_id, kind, sibling",
+    [
+        ("pd-morl", DISCRETE_ENV, "discrete", "pd-morl-discrete"),
+        ("pd-morl-discrete", CONTINUOUS_ENV, "continuous", "pd-morl"),
+    ],
+)
 def test_make_trainer_names_the_sibling_agent_first(agent, env_id, kind, sibling):
     env, params = morl.make(env_id)
     with pytest.raises(ValueError) as info:
@@ -57,8 +60,15 @@ def test_no_agent_for_the_kind_says_so():
     try:
         only = agent_spec("pd-morl")
         _AGENTS.clear()
-        register_agent(AgentSpec(only.name, only.config_cls, only.make_trainer, action_kinds=("continuous",),
-                                 budget_field=only.budget_field))
+        register_agent(
+            AgentSpec(
+                only.name,
+                only.config_cls,
+                only.make_trainer,
+                action_kinds=("continuous",),
+                budget_field=only.budget_field,
+            )
+        )
         with pytest.raises(ValueError, match="no registered agent supports discrete actions"):
             make_trainer("pd-morl", env, params)
     finally:
@@ -66,10 +76,13 @@ def test_no_agent_for_the_kind_says_so():
         _AGENTS.update(saved)
 
 
-@pytest.mark.parametrize("agent, env_id, sibling", [
-    ("pd-morl", DISCRETE_ENV, "pd-morl-discrete"),
-    ("pd-morl-discrete", CONTINUOUS_ENV, "pd-morl"),
-])
+@pytest.mark.parametrize(
+    "agent, env_id, sibling",
+    [
+        ("pd-morl", DISCRETE_ENV, "pd-morl-discrete"),
+        ("pd-morl-discrete", CONTINUOUS_ENV, "pd-morl"),
+    ],
+)
 def test_cli_prints_one_line_naming_the_sibling(agent, env_id, sibling, capsys, tmp_path):
     code = main(["train", agent, "--env", env_id, "--steps", "100", "--runs-dir", str(tmp_path), "--quiet"])
     out, err = capsys.readouterr()

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from morl.agents import bandits as AB
-from morl.envs import bandits as EB
 
 import morl
 from morl import bandits as MB
+from morl.agents import bandits as AB
+from morl.envs import bandits as EB
 from morl.store import Store
 
 SIM = jax.jit(AB.simulate_runs, static_argnums=(0, 5))
@@ -77,8 +77,9 @@ def test_env_view_samples_the_instance():
     cov = inst.scale_tril[4] @ inst.scale_tril[4].T
     np.testing.assert_allclose(np.cov(r.T), cov, atol=0.004)  # sd of a covariance entry here: ~0.0005
     env2, p2 = morl.make("bandit-two-arm-v0")
-    _, _, r2, *_ = jax.vmap(env2.step, in_axes=(0, None, None, None))(jax.random.split(jax.random.key(2), n), st,
-                                                                      jnp.int32(0), p2)
+    _, _, r2, *_ = jax.vmap(env2.step, in_axes=(0, None, None, None))(
+        jax.random.split(jax.random.key(2), n), st, jnp.int32(0), p2
+    )
     r2 = np.asarray(r2)
     assert set(np.unique(r2)) <= {0.0, 1.0}
     assert (np.abs(r2.mean(0) - [0.7, 0.6]) < Z * np.sqrt(0.25 / n)).all()
@@ -87,13 +88,13 @@ def test_env_view_samples_the_instance():
 # ---------------------------------------------------------------------------------------- metrics
 def test_metrics_by_hand():
     inst = EB.BanditInstance("t", "bernoulli", np.array([[0.8, 0.3], [0.3, 0.8], [0.3, 0.1]]), np.zeros((3, 2, 2)))
-    counts = np.array([[[3, 1, 0], [6, 2, 4]]])                        # [R=1, J=2, K=3]
+    counts = np.array([[[3, 1, 0], [6, 2, 4]]])  # [R=1, J=2, K=3]
     sums = np.zeros((1, 2, 3, 2))
-    sums[0, 1] = [[4.8, 1.8], [0.6, 1.6], [2.0, 2.0]]                  # means (0.8,.3), (.3,.8), (.5,.5)
+    sums[0, 1] = [[4.8, 1.8], [0.6, 1.6], [2.0, 2.0]]  # means (0.8,.3), (.3,.8), (.5,.5)
     sums[0, 0, :2] = [[2.4, 0.9], [0.3, 0.8]]
     got = MB.metrics_from_counts(counts, sums, inst)
     np.testing.assert_allclose(got["pareto_regret"], [[0.0, 4 * 0.2]])
-    np.testing.assert_allclose(got["unfairness"], [[0.5, 0.5]])        # std/mean of (3, 1) and of (6, 2)
+    np.testing.assert_allclose(got["unfairness"], [[0.5, 0.5]])  # std/mean of (3, 1) and of (6, 2)
     w = MB.eval_weights(2)
     scal = inst.means @ w.T
     np.testing.assert_allclose(got["scalarized_regret"][0, 1], counts[0, 1] @ (scal.max(0) - scal))
@@ -130,8 +131,9 @@ def test_pareto_ucb1_regret_matches_an_independent_numpy_simulation():
     difference (sqrt(se_jax^2 + se_numpy^2)); the runs are independent, so the difference is ~ N(0, se^2)."""
     inst = EB.get_instance("two-arm")
     horizon, runs = 300, 2000
-    counts, _ = SIM(AB.ParetoUCB1(), jax.random.key(7), inst.params(), horizon,
-                    jnp.asarray(AB.log_checkpoints(horizon, 8)), runs)
+    counts, _ = SIM(
+        AB.ParetoUCB1(), jax.random.key(7), inst.params(), horizon, jnp.asarray(AB.log_checkpoints(horizon, 8)), runs
+    )
     reg_jax = np.asarray(counts[:, -1], np.float64) @ inst.gaps
     reg_np = _numpy_pareto_ucb1(inst.means, horizon, runs, np.random.default_rng(123)) @ inst.gaps
     se = np.sqrt(reg_jax.var(ddof=1) / runs + reg_np.var(ddof=1) / runs)
@@ -156,8 +158,9 @@ def test_pareto_thompson_sampling_learns():
 # ---------------------------------------------------------------------------------------- regret growth
 # two Pareto arms and two dominated ones with gaps 0.5 and 0.55: large enough that UCB1 leaves its transient
 # (every scalarisation's own initial round robin included) well before T
-GROWTH = EB.BanditInstance("growth", "bernoulli", np.array([[0.9, 0.6], [0.6, 0.9], [0.1, 0.1], [0.2, 0.05]]),
-                           np.zeros((4, 2, 2)))
+GROWTH = EB.BanditInstance(
+    "growth", "bernoulli", np.array([[0.9, 0.6], [0.6, 0.9], [0.1, 0.1], [0.2, 0.05]]), np.zeros((4, 2, 2))
+)
 T_GROWTH, R_GROWTH = 2**15, 32
 CPS = jnp.asarray(2 ** np.arange(16), jnp.int32)  # 1, 2, 4, ..., 2^15
 
@@ -183,8 +186,9 @@ def _slope_bound(algo) -> float:
     return float((8 * gaps[dom] / delta[:, dom] ** 2).sum())
 
 
-@pytest.mark.parametrize("algo", [AB.ParetoUCB1(), AB.ScalarizedUCB1("linear"), AB.ScalarizedUCB1("chebyshev")],
-                         ids=lambda a: a.name)
+@pytest.mark.parametrize(
+    "algo", [AB.ParetoUCB1(), AB.ScalarizedUCB1("linear"), AB.ScalarizedUCB1("chebyshev")], ids=lambda a: a.name
+)
 def test_ucb_regret_grows_logarithmically(algo):
     reg = _regret_curve(algo).mean(0)
     late = (reg[15] - reg[12]) / np.log(8)  # slope of regret vs log t between T/8 and T
@@ -199,7 +203,7 @@ def test_uniform_regret_is_linear():
     reg = _regret_curve(AB.Uniform())
     t = np.asarray(CPS, np.float64)
     mean, se = reg.mean(0), reg.std(0, ddof=1) / np.sqrt(R_GROWTH)
-    expect = t * GROWTH.gaps.mean()                                 # E[regret(t)] = t * mean gap, exactly
+    expect = t * GROWTH.gaps.mean()  # E[regret(t)] = t * mean gap, exactly
     assert (np.abs(mean - expect)[4:] < Z * se[4:]).all()
     assert (reg[:, 15] - reg[:, 12]).mean() > 6.0 * (reg[:, 12] - reg[:, 9]).mean()
 
@@ -242,8 +246,9 @@ def test_vmap_over_instances_equals_one_instance_at_a_time():
     counts, sums = jax.jit(AB.simulate_instances, static_argnums=(0, 5))(algo, jax.random.key(1), stacked, 64, cps, 4)
     assert counts.shape == (2, 4, len(cps), 3) and (np.asarray(counts[..., -1, :]).sum(-1) == 64).all()
     for i, inst in enumerate(insts):
-        c1, s1 = jax.jit(AB.simulate_runs, static_argnums=(0, 5))(algo, jax.random.fold_in(jax.random.key(1), i),
-                                                                   inst.params(), 64, cps, 4)
+        c1, s1 = jax.jit(AB.simulate_runs, static_argnums=(0, 5))(
+            algo, jax.random.fold_in(jax.random.key(1), i), inst.params(), 64, cps, 4
+        )
         np.testing.assert_array_equal(np.asarray(counts[i]), np.asarray(c1))
         np.testing.assert_allclose(np.asarray(sums[i]), np.asarray(s1), rtol=1e-6)
 
@@ -254,8 +259,26 @@ def test_command_run_board_plot(tmp_path, capsys):
 
     d = str(tmp_path / "b")
     for algo in ("pareto-ucb1", "uniform"):
-        assert main(["bandit", "run", algo, "--instance", "two-arm", "--horizon", "300", "--runs", "16",
-                     "--points", "8", "--runs-dir", d]) == 0
+        assert (
+            main(
+                [
+                    "bandit",
+                    "run",
+                    algo,
+                    "--instance",
+                    "two-arm",
+                    "--horizon",
+                    "300",
+                    "--runs",
+                    "16",
+                    "--points",
+                    "8",
+                    "--runs-dir",
+                    d,
+                ]
+            )
+            == 0
+        )
     out = capsys.readouterr().out
     assert "Pareto regret" in out and "pulls/s" in out
     folders = sorted(p for p in (tmp_path / "b").iterdir() if p.is_dir())

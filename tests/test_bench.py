@@ -7,13 +7,16 @@ import pytest
 from morl.bench import PROBE_STEPS, bench_engine, steps_per_call
 
 
-@pytest.mark.parametrize("seconds_per_step, max_steps, target, expected", [
-    (1e-6, 1000, 0.5, 1000),              # cheap steps: the user's --num-steps
-    (1e-2, 1000, 0.5, 50),                # an MJX robot at thousands of envs: about target seconds per call
-    (1.0, 1000, 0.5, PROBE_STEPS),        # never below the probe's length
-    (1.0, 8, 0.5, 8),                     # nor above --num-steps, even when that is below the probe
-    (0.0, 300, 0.5, 300),                 # an unmeasurable step: the maximum
-])
+@pytest.mark.parametrize(
+    "seconds_per_step, max_steps, target, expected",
+    [
+        (1e-6, 1000, 0.5, 1000),  # cheap steps: the user's --num-steps
+        (1e-2, 1000, 0.5, 50),  # an MJX robot at thousands of envs: about target seconds per call
+        (1.0, 1000, 0.5, PROBE_STEPS),  # never below the probe's length
+        (1.0, 8, 0.5, 8),  # nor above --num-steps, even when that is below the probe
+        (0.0, 300, 0.5, 300),  # an unmeasurable step: the maximum
+    ],
+)
 def test_steps_per_call_bounds(seconds_per_step, max_steps, target, expected):
     assert steps_per_call(seconds_per_step, max_steps, target) == expected
 

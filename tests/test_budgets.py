@@ -15,17 +15,27 @@ import math
 
 import pytest
 
-from morl.cli import train as cli_train
 from morl import runs as R
 from morl.agent import make_trainer
 from morl.cli import main
+from morl.cli import train as cli_train
 from morl.leaderboard import build_leaderboard, render
 
 DST = "deep-sea-treasure-v0"
 MC = "mo-mountaincarcontinuous-v0"
 #: a cheap final evaluation: 1 episode of at most 50 steps, 3 preferences for the conditioned agents
-PROTO = ["--protocol-episodes", "1", "--protocol-front-weights", "3", "--protocol-eu-weights", "3",
-         "--protocol-max-steps", "50", "--eval-every", "0"]
+PROTO = [
+    "--protocol-episodes",
+    "1",
+    "--protocol-front-weights",
+    "3",
+    "--protocol-eu-weights",
+    "3",
+    "--protocol-max-steps",
+    "50",
+    "--eval-every",
+    "0",
+]
 
 
 def _ceil(n: int, k: int) -> int:
@@ -41,42 +51,191 @@ CASES = {
     # C-MORL: M = 2 initial policies x 32 transitions per update; init 200 -> 3 updates (192); extension: 1 policy x
     # 2 objectives x 32 -> (1000 - 192) // 64 = 12 updates (768); 960 in all. A chunk is one update (64). C-MORL ends
     # early when selection has no new policy to extend (here a 1-point buffer after a few rounds): >= the init share.
-    "c-morl": (MC, 1000, ["--init-steps", "200", "--init-weight-delta", "1.0", "--num-select", "1", "--update-iter", "2",
-                          "--num-envs", "2", "--num-steps", "16", "--num-minibatches", "2", "--epochs", "1", "--hidden",
-                          "8", "--eval-episodes", "1", "--max-episode-steps", "50"],
-               (192, 192 + 768), 0, [0], "whole PPO updates, chunk = one update of 2 x 32 transitions"),
+    "c-morl": (
+        MC,
+        1000,
+        [
+            "--init-steps",
+            "200",
+            "--init-weight-delta",
+            "1.0",
+            "--num-select",
+            "1",
+            "--update-iter",
+            "2",
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "16",
+            "--num-minibatches",
+            "2",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--eval-episodes",
+            "1",
+            "--max-episode-steps",
+            "50",
+        ],
+        (192, 192 + 768),
+        0,
+        [0],
+        "whole PPO updates, chunk = one update of 2 x 32 transitions",
+    ),
     # PGMORL: 3 tasks (delta 0.5) x 2 envs x 16 steps = 96 per iteration; 1000 // 96 = 10 iterations (960), the
     # warm-up (2) and one generation (1) inside. A chunk is one iteration (96).
-    "pgmorl": (MC, 1000, ["--delta-weight", "0.5", "--num-envs", "2", "--steps-per-iteration", "16",
-                          "--num-minibatches", "2", "--epochs", "1", "--hidden", "8", "--warmup-iterations", "2",
-                          "--evolutionary-iterations", "1", "--max-episode-steps", "50"],
-               960, 0, [0], "whole PPO iterations, chunk = one iteration of 3 x 2 x 16 transitions"),
+    "pgmorl": (
+        MC,
+        1000,
+        [
+            "--delta-weight",
+            "0.5",
+            "--num-envs",
+            "2",
+            "--steps-per-iteration",
+            "16",
+            "--num-minibatches",
+            "2",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--warmup-iterations",
+            "2",
+            "--evolutionary-iterations",
+            "1",
+            "--max-episode-steps",
+            "50",
+        ],
+        960,
+        0,
+        [0],
+        "whole PPO iterations, chunk = one iteration of 3 x 2 x 16 transitions",
+    ),
     # Envelope: 4 envs in lockstep; the vector step that reaches 1002 ends training: 1004 (over-run < num_envs).
-    "envelope": (DST, 1002, ["--num-envs", "4", "--steps-per-chunk", "25", "--batch-size", "8", "--net-arch", "16",
-                             "--buffer-size", "2000", "--learning-starts", "50"],
-                 1004, 3, [0], "per vector step of 4 envs, chunk = 25 x 4 transitions"),
+    "envelope": (
+        DST,
+        1002,
+        [
+            "--num-envs",
+            "4",
+            "--steps-per-chunk",
+            "25",
+            "--batch-size",
+            "8",
+            "--net-arch",
+            "16",
+            "--buffer-size",
+            "2000",
+            "--learning-starts",
+            "50",
+        ],
+        1004,
+        3,
+        [0],
+        "per vector step of 4 envs, chunk = 25 x 4 transitions",
+    ),
     # PD-MORL discrete: 2 envs per lane; 3 key runs x 101 -> 102 each (306), the main run gets 701 - 303 = 398.
-    "pd-morl-discrete": (DST, 701, ["--key-timesteps", "101", "--num-subspaces", "2", "--hidden", "16", "--num-layers",
-                                    "1", "--batch-size", "8", "--buffer-size", "500", "--her-start", "50",
-                                    "--steps-per-chunk", "50", "--w-step", "0.1"],
-                         3 * 102 + 398, 4, [0], "per vector step of 2 envs in each of 4 lanes, chunk = 50 x 2 x 3"),
+    "pd-morl-discrete": (
+        DST,
+        701,
+        [
+            "--key-timesteps",
+            "101",
+            "--num-subspaces",
+            "2",
+            "--hidden",
+            "16",
+            "--num-layers",
+            "1",
+            "--batch-size",
+            "8",
+            "--buffer-size",
+            "500",
+            "--her-start",
+            "50",
+            "--steps-per-chunk",
+            "50",
+            "--w-step",
+            "0.1",
+        ],
+        3 * 102 + 398,
+        4,
+        [0],
+        "per vector step of 2 envs in each of 4 lanes, chunk = 50 x 2 x 3",
+    ),
     # PD-MORL continuous: the same accounting with TD3 lanes.
-    "pd-morl": (MC, 701, ["--key-timesteps", "101", "--num-subspaces", "2", "--hidden", "16", "--num-layers", "1",
-                          "--batch-size", "16", "--key-batch-size", "16", "--buffer-size", "2000", "--key-buffer-size",
-                          "500", "--start-timesteps", "10", "--key-start-timesteps", "20", "--steps-per-chunk", "50",
-                          "--w-step", "0.1", "--eval-episodes", "1"],
-                3 * 102 + 398, 4, [0], "per vector step of 2 envs in each of 4 lanes, chunk = 50 x 2 x 3"),
+    "pd-morl": (
+        MC,
+        701,
+        [
+            "--key-timesteps",
+            "101",
+            "--num-subspaces",
+            "2",
+            "--hidden",
+            "16",
+            "--num-layers",
+            "1",
+            "--batch-size",
+            "16",
+            "--key-batch-size",
+            "16",
+            "--buffer-size",
+            "2000",
+            "--key-buffer-size",
+            "500",
+            "--start-timesteps",
+            "10",
+            "--key-start-timesteps",
+            "20",
+            "--steps-per-chunk",
+            "50",
+            "--w-step",
+            "0.1",
+            "--eval-episodes",
+            "1",
+        ],
+        3 * 102 + 398,
+        4,
+        [0],
+        "per vector step of 2 envs in each of 4 lanes, chunk = 50 x 2 x 3",
+    ),
     # MORL/D: rounds of 3 members x 100 = 300; 1000 // 300 = 3 rounds (900). Two seeds: the vmapped path.
-    "morld": (DST, 1000, ["--pop-size", "3", "--exchange-every", "100", "--net-arch", "16", "--buffer-size", "1000",
-                          "--batch-size", "16", "--learning-starts", "50", "--update-passes", "1", "--eval-episodes",
-                          "1"],
-              900, 0, [0, 1], "whole exchange rounds, chunk = one round of 3 x 100 transitions"),
+    "morld": (
+        DST,
+        1000,
+        [
+            "--pop-size",
+            "3",
+            "--exchange-every",
+            "100",
+            "--net-arch",
+            "16",
+            "--buffer-size",
+            "1000",
+            "--batch-size",
+            "16",
+            "--learning-starts",
+            "50",
+            "--update-passes",
+            "1",
+            "--eval-episodes",
+            "1",
+        ],
+        900,
+        0,
+        [0, 1],
+        "whole exchange rounds, chunk = one round of 3 x 100 transitions",
+    ),
 }
 
 
 @pytest.mark.parametrize("agent", list(CASES))
-def test_steps_bound_every_real_transition_and_the_progress_bar_total_is_the_budget(agent, tmp_path, monkeypatch,
-                                                                                      capsys):
+def test_steps_bound_every_real_transition_and_the_progress_bar_total_is_the_budget(
+    agent, tmp_path, monkeypatch, capsys
+):
     env, budget, options, expected, over, seeds, chunk = CASES[agent]
     seen: list[tuple] = []
     original = cli_train.ProgressUI.__call__
@@ -87,15 +246,30 @@ def test_steps_bound_every_real_transition_and_the_progress_bar_total_is_the_bud
         seen.append((event, task.total, task.completed))
 
     monkeypatch.setattr(cli_train.ProgressUI, "__call__", spy)
-    code = main(["train", agent, "--env", env, "--seeds", ",".join(map(str, seeds)), "--steps", str(budget),
-                 "--runs-dir", str(tmp_path), *PROTO, *options])
+    code = main(
+        [
+            "train",
+            agent,
+            "--env",
+            env,
+            "--seeds",
+            ",".join(map(str, seeds)),
+            "--steps",
+            str(budget),
+            "--runs-dir",
+            str(tmp_path),
+            *PROTO,
+            *options,
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     good, bad = R.list_runs(tmp_path)
     assert not bad and len(good) == len(seeds) and all(r.status == "done" for r in good)
     for run in good:
         used = run.result["env_steps"]
-        assert used <= budget + over, (f"{agent}: {used} real transitions for --steps {budget}; the rule allows "
-                                       f"{over} over ({chunk})")
+        assert used <= budget + over, (
+            f"{agent}: {used} real transitions for --steps {budget}; the rule allows {over} over ({chunk})"
+        )
         lo, hi = expected if isinstance(expected, tuple) else (expected, expected)
         assert lo <= used <= hi, f"{agent}: {used} real transitions, the budget rule gives {expected} ({chunk})"
         assert run.meta["budget"] == budget
@@ -116,8 +290,18 @@ def test_leaderboard_shows_the_steps_runs_used(capsys):
     proto = {"gamma": 0.99, "episodes": 1}
 
     def row(run_id, agent, seed, used):
-        return {"run_id": run_id, "agent": agent, "env": DST, "seed": seed, "config": {}, "budget": 1000,
-                "env_steps": used, "protocol": proto, "protocol_hash": "abc", "metrics": {"hypervolume": 1.0 + seed}}
+        return {
+            "run_id": run_id,
+            "agent": agent,
+            "env": DST,
+            "seed": seed,
+            "config": {},
+            "budget": 1000,
+            "env_steps": used,
+            "protocol": proto,
+            "protocol_hash": "abc",
+            "metrics": {"hypervolume": 1.0 + seed},
+        }
 
     rows = [row("a0", "a", 0, 900), row("a1", "a", 1, 900), row("b0", "b", 0, 1000)]
     lb = build_leaderboard(rows, "hv")
@@ -132,16 +316,19 @@ def test_leaderboard_shows_the_steps_runs_used(capsys):
     assert csv_a.split(",")[6] == "900.0"
 
 
-@pytest.mark.parametrize("argv, names", [
-    # the commands: each trained far past its budget; now refused before anything is trained
-    (["c-morl", "--env", MC, "--steps", "20000"], ["init_steps", "--steps"]),
-    (["c-morl", "--env", DST, "--init-steps", "99999999", "--steps", "100000"], ["init_steps", "--init-steps"]),
-    (["pgmorl", "--env", MC, "--steps", "20000"], ["warmup_iterations", "--warmup-iterations", "--steps"]),
-    (["pgmorl", "--env", DST, "--steps", "5000"], ["warmup_iterations", "--steps"]),
-    (["pd-morl-discrete", "--env", DST, "--steps", "2000"], ["key_timesteps", "--key-timesteps", "--steps"]),
-    (["pd-morl", "--env", MC, "--steps", "20000"], ["key_timesteps", "--key-timesteps"]),
-    (["morld", "--env", DST, "--steps", "5000"], ["exchange_every", "--exchange-every", "--steps"]),
-])
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        # the commands: each trained far past its budget; now refused before anything is trained
+        (["c-morl", "--env", MC, "--steps", "20000"], ["init_steps", "--steps"]),
+        (["c-morl", "--env", DST, "--init-steps", "99999999", "--steps", "100000"], ["init_steps", "--init-steps"]),
+        (["pgmorl", "--env", MC, "--steps", "20000"], ["warmup_iterations", "--warmup-iterations", "--steps"]),
+        (["pgmorl", "--env", DST, "--steps", "5000"], ["warmup_iterations", "--steps"]),
+        (["pd-morl-discrete", "--env", DST, "--steps", "2000"], ["key_timesteps", "--key-timesteps", "--steps"]),
+        (["pd-morl", "--env", MC, "--steps", "20000"], ["key_timesteps", "--key-timesteps"]),
+        (["morld", "--env", DST, "--steps", "5000"], ["exchange_every", "--exchange-every", "--steps"]),
+    ],
+)
 def test_shares_that_do_not_fit_the_budget_are_a_one_line_error(argv, names, tmp_path, capsys):
     code = main(["train", *argv, "--seed", "0", "--runs-dir", str(tmp_path), "--quiet"])
     out, err = capsys.readouterr()

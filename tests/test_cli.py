@@ -6,8 +6,6 @@ so these tests do not wait for the real agents; `test_cli_c_morl_end_to_end` dri
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import os
 import re
@@ -15,11 +13,10 @@ import sys
 
 import numpy as np
 import pytest
-
 import test_runs  # noqa: F401  (registers toy-hillclimb and toy-random)
-from morl.agent import AgentSpec, register_agent
-from morl.cli import main, options, train
+
 from morl import runs as R
+from morl.cli import main
 
 DST = "deep-sea-treasure-v0"
 FAST = ["--protocol-episodes", "1", "--quiet"]
@@ -35,24 +32,49 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def trained(tmp_path_factory):
     """3 seeds of toy-hillclimb (vmapped) and 3 of toy-random (sequential) on DST, in one runs folder."""
     d = tmp_path_factory.mktemp("runs")
-    assert main(["train", "toy-hillclimb", "--env", DST, "--seeds", "0-2", "--steps", "3200", "--num-policies", "2",
-                 "--eval-every", "1600", "--runs-dir", str(d), *FAST]) == 0
-    assert main(["train", "toy-random", "--env", DST, "--seeds", "0,1,2", "--steps", "1000", "--runs-dir", str(d),
-                 *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "toy-hillclimb",
+                "--env",
+                DST,
+                "--seeds",
+                "0-2",
+                "--steps",
+                "3200",
+                "--num-policies",
+                "2",
+                "--eval-every",
+                "1600",
+                "--runs-dir",
+                str(d),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["train", "toy-random", "--env", DST, "--seeds", "0,1,2", "--steps", "1000", "--runs-dir", str(d), *FAST])
+        == 0
+    )
     return d
 
 
 def test_train_writes_runs_and_final_table(trained, capsys, tmp_path):
     good, bad = R.list_runs(trained)
     assert not bad
-    assert sorted((r.agent, r.seed) for r in good) == [(a, s) for a in ("toy-hillclimb", "toy-random") for s in (0, 1, 2)]
+    assert sorted((r.agent, r.seed) for r in good) == [
+        (a, s) for a in ("toy-hillclimb", "toy-random") for s in (0, 1, 2)
+    ]
     assert all(r.status == "done" for r in good)
     hill = [r for r in good if r.agent == "toy-hillclimb"]
     assert all(r.meta["config"]["num_policies"] == 2 and r.meta["budget"] == 3200 for r in hill)
     assert all(r.meta["protocol"]["episodes"] == 1 for r in good)
     # the final table of a fresh (non-quiet) run, with the progress bar's fields
-    code, out, _ = run_cli(capsys, "train", "toy-random", "--env", DST, "--seed", "7", "--runs-dir", tmp_path,
-                           "--protocol-episodes", "1")
+    code, out, _ = run_cli(
+        capsys, "train", "toy-random", "--env", DST, "--seed", "7", "--runs-dir", tmp_path, "--protocol-episodes", "1"
+    )
     assert code == 0
     assert "final evaluation" in out and "seed 7" in out and "HV" in out and "steps" in out
     assert re.search(r"toy-random_deep-sea-treasure-v0_s7_\S+", out)
@@ -90,7 +112,7 @@ def test_store_rebuilds_from_run_folders(trained, capsys, tmp_path):
     import shutil
 
     d = tmp_path / "copy"
-    shutil.copytree(trained, d, ignore=shutil.ignore_patterns("results.sqlite*"))   # folders from another machine
+    shutil.copytree(trained, d, ignore=shutil.ignore_patterns("results.sqlite*"))  # folders from another machine
     code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", d)
     assert "toy-" not in out
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", d, "--reindex")
@@ -109,7 +131,7 @@ def test_a_live_lock_blocks_a_second_trainer(trained, tmp_path):
     src = next(p for p in trained.iterdir() if p.name.startswith("toy-random_"))
     d = tmp_path / "runs" / src.name
     shutil.copytree(src, d)
-    (d / "result.json").unlink()                                      # looks unfinished
+    (d / "result.json").unlink()  # looks unfinished
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (d / "train.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
@@ -119,16 +141,16 @@ def test_a_live_lock_blocks_a_second_trainer(trained, tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert R.read_run(d).status == "interrupted"                      # the holder is gone: resumable
+    assert R.read_run(d).status == "interrupted"  # the holder is gone: resumable
 
 
 def test_eval_reproduces_final_metrics_and_records_new_protocol(trained, capsys):
     run = next(r for r in R.list_runs(trained)[0] if r.agent == "toy-hillclimb")
-    code, out, _ = run_cli(capsys, "eval", run.id[:40], "--runs-dir", trained)   # a unique prefix works
+    code, out, _ = run_cli(capsys, "eval", run.id[:40], "--runs-dir", trained)  # a unique prefix works
     assert code == 0 and "same protocol" in out
     h = run.result["protocol_hash"]
     saved = json.loads((run.path / "evals" / f"{h}.json").read_text())
-    assert saved["metrics"] == pytest.approx(run.result["metrics"])   # same protocol + key: same numbers
+    assert saved["metrics"] == pytest.approx(run.result["metrics"])  # same protocol + key: same numbers
     code, out, _ = run_cli(capsys, "eval", run.id, "--runs-dir", trained, "--gamma", "0.9", "--episodes", "2")
     assert code == 0 and "other protocol" in out and "gamma=0.9" in out
     rows = R.store_for(trained).evaluations(agent="toy-hillclimb")
@@ -144,7 +166,7 @@ def test_plot_writes_png_with_true_front(trained, capsys):
     assert code == 0 and "true front overlaid" in " ".join(out.split())
     img = mpimg.imread(run.path / "front.png")
     assert img.shape[0] > 200 and img.shape[1] > 200
-    assert (run.path / "front_curve.png").exists()     # two evaluations -> a learning curve
+    assert (run.path / "front_curve.png").exists()  # two evaluations -> a learning curve
 
 
 @pytest.mark.parametrize("m", [3, 6])
@@ -155,10 +177,11 @@ def test_plot_front_3d_and_parallel_coordinates(tmp_path, m):
 
     rng = np.random.default_rng(0)
     front, known = rng.random((8, m)), rng.random((20, m)) + 0.5
-    path = plot_front(front, tmp_path / f"f{m}.png", names=[f"o{i}" for i in range(m)], known_front=known,
-                      title=f"{m} objectives")
+    path = plot_front(
+        front, tmp_path / f"f{m}.png", names=[f"o{i}" for i in range(m)], known_front=known, title=f"{m} objectives"
+    )
     img = mpimg.imread(path)
-    assert img.shape[0] > 200 and img.std() > 0.01                     # something was drawn
+    assert img.shape[0] > 200 and img.std() > 0.01  # something was drawn
     with pytest.raises(ValueError, match="at least 2 objectives"):
         plot_front(np.zeros((3, 1)), tmp_path / "bad.png")
 
@@ -168,11 +191,17 @@ def test_leaderboard_three_seeds_all_formats(trained, capsys):
     assert code == 0
     lines = [ln for ln in out.splitlines() if ln.startswith("| toy-")]
     assert [ln.split("|")[1].strip() for ln in lines] == ["toy-hillclimb", "toy-random"]
-    assert all("(n=3)" in ln and "[" in ln for ln in lines)            # mean [95% CI] over 3 seeds
+    assert all("(n=3)" in ln and "[" in ln for ln in lines)  # mean [95% CI] over 3 seeds
     # the best mean is the bold one
     store = R.store_for(trained)
-    rows = [r for r in store.evaluations(env=DST) if r["agent"].startswith("toy-") and r["protocol"]["gamma"] == 0.99
-            and r["protocol"]["episodes"] == 1 and r["budget"] in (3200, 1000)]
+    rows = [
+        r
+        for r in store.evaluations(env=DST)
+        if r["agent"].startswith("toy-")
+        and r["protocol"]["gamma"] == 0.99
+        and r["protocol"]["episodes"] == 1
+        and r["budget"] in (3200, 1000)
+    ]
     means = {}
     for a in ("toy-hillclimb", "toy-random"):
         means[a] = np.mean([r["metrics"]["hypervolume"] for r in rows if r["agent"] == a])
@@ -194,57 +223,99 @@ def test_help_lists_options_derived_from_the_config(capsys):
     code, out, _ = run_cli(capsys, "train", "toy-hillclimb", "--env", "fruit-tree-v0", "--help")
     flat = " ".join(out.split())
     assert code == 0
-    for opt in ("--total-timesteps", "--num-policies", "--sigma", "--schedule", "--strict", "--first-weights",
-                "--protocol-gamma", "--protocol-episodes", "--steps", "--seeds", "--resume"):
+    for opt in (
+        "--total-timesteps",
+        "--num-policies",
+        "--sigma",
+        "--schedule",
+        "--strict",
+        "--first-weights",
+        "--protocol-gamma",
+        "--protocol-episodes",
+        "--steps",
+        "--seeds",
+        "--resume",
+    ):
         assert opt in out, opt
-    assert "scale of the random perturbations" in flat                    # the field's #: comment
-    assert "[int; default: 7]" in flat                                  # fruit-tree's per-env default
+    assert "scale of the random perturbations" in flat  # the field's #: comment
+    assert "[int; default: 7]" in flat  # fruit-tree's per-env default
     assert "{constant,linear}" in flat
     code, out, _ = run_cli(capsys, "train", "--help")
     assert code == 0 and "toy-hillclimb" in out and "toy-random" in out
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["train", "toy-hillclimbb", "--env", DST], "unknown agent 'toy-hillclimbb'. Did you mean: toy-hillclimb"),
-    (["train", "toy-hillclimb", "--env", DST, "--sigmaa", "1"], "unknown option --sigmaa for agent 'toy-hillclimb'. Did you mean: --sigma"),
-    (["train", "toy-hillclimb", "--env", DST, "--num-polices", "3"], "Did you mean: --num-policies"),
-    (["train", "toy-hillclimb", "--env", DST, "--sigma", "abc"], "argument --sigma: invalid value 'abc': expected a number"),
-    (["train", "toy-hillclimb", "--env", DST, "--num-policies", "2.5"], "invalid value '2.5': expected an integer"),
-    (["train", "toy-hillclimb", "--env", DST, "--schedule", "cosine"], "expected one of constant, linear"),
-    (["train", "toy-hillclimb", "--env", DST, "--strict", "maybe"], "expected true or false"),
-    (["train", "toy-hillclimb", "--env", DST, "--num-policies", "0"], "num_policies must be >= 1, got 0"),
-    (["train", "toy-hillclimb", "--env", DST, "--first-weights", "0.5"], "first_weights needs 4 values"),
-    (["train", "toy-hillclimb", "--env", "deep-sea-treasur-v0"], "Did you mean: deep-sea-treasure-v0"),
-    (["train", "toy-hillclimb", "--env", DST, "--seed", "1", "--seeds", "0-2"], "give --seed or --seeds, not both"),
-    (["train", "toy-hillclimb", "--env", DST, "--seeds", "4-2"], "invalid --seeds '4-2'"),
-    (["train", "toy-hillclimb", "--env", DST, "--steps", "0"], "--steps must be positive"),
-    (["train", "toy-hillclimb", "--env", DST, "--protocol-gamma", "x"], "argument --protocol-gamma: invalid value 'x'"),
-    (["train", "toy-hillclimb"], "--env is required"),
-    (["train"], "name an agent"),
-    (["train", "--resume", "no-such-run"], "no run 'no-such-run'"),
-    (["train", "--resume", "x", "--sigma", "1"], "drop --sigma"),
-    (["eval", "no-such-run"], "no run 'no-such-run'"),
-    (["plot", "no-such-run"], "no run 'no-such-run'"),
-    (["train", "toy-random", "--env", "mo-mountaincarcontinuous-v0"], "supports discrete actions"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "toy-hillclimbb", "--env", DST], "unknown agent 'toy-hillclimbb'. Did you mean: toy-hillclimb"),
+        (
+            ["train", "toy-hillclimb", "--env", DST, "--sigmaa", "1"],
+            "unknown option --sigmaa for agent 'toy-hillclimb'. Did you mean: --sigma",
+        ),
+        (["train", "toy-hillclimb", "--env", DST, "--num-polices", "3"], "Did you mean: --num-policies"),
+        (
+            ["train", "toy-hillclimb", "--env", DST, "--sigma", "abc"],
+            "argument --sigma: invalid value 'abc': expected a number",
+        ),
+        (["train", "toy-hillclimb", "--env", DST, "--num-policies", "2.5"], "invalid value '2.5': expected an integer"),
+        (["train", "toy-hillclimb", "--env", DST, "--schedule", "cosine"], "expected one of constant, linear"),
+        (["train", "toy-hillclimb", "--env", DST, "--strict", "maybe"], "expected true or false"),
+        (["train", "toy-hillclimb", "--env", DST, "--num-policies", "0"], "num_policies must be >= 1, got 0"),
+        (["train", "toy-hillclimb", "--env", DST, "--first-weights", "0.5"], "first_weights needs 4 values"),
+        (["train", "toy-hillclimb", "--env", "deep-sea-treasur-v0"], "Did you mean: deep-sea-treasure-v0"),
+        (["train", "toy-hillclimb", "--env", DST, "--seed", "1", "--seeds", "0-2"], "give --seed or --seeds, not both"),
+        (["train", "toy-hillclimb", "--env", DST, "--seeds", "4-2"], "invalid --seeds '4-2'"),
+        (["train", "toy-hillclimb", "--env", DST, "--steps", "0"], "--steps must be positive"),
+        (
+            ["train", "toy-hillclimb", "--env", DST, "--protocol-gamma", "x"],
+            "argument --protocol-gamma: invalid value 'x'",
+        ),
+        (["train", "toy-hillclimb"], "--env is required"),
+        (["train"], "name an agent"),
+        (["train", "--resume", "no-such-run"], "no run 'no-such-run'"),
+        (["train", "--resume", "x", "--sigma", "1"], "drop --sigma"),
+        (["eval", "no-such-run"], "no run 'no-such-run'"),
+        (["plot", "no-such-run"], "no run 'no-such-run'"),
+        (["train", "toy-random", "--env", "mo-mountaincarcontinuous-v0"], "supports discrete actions"),
+    ],
+)
 def test_bad_input_gets_a_clear_error(capsys, tmp_path, argv, expected):
     code, out, err = run_cli(capsys, *argv, "--runs-dir", tmp_path)
     assert code == 2, out
     assert expected in err, err
-    assert "Traceback" not in err and not list(tmp_path.glob("*_s*_*"))   # nothing half-created
+    assert "Traceback" not in err and not list(tmp_path.glob("*_s*_*"))  # nothing half-created
 
 
 def test_derived_values_reach_the_config(capsys, tmp_path):
-    code, _, _ = run_cli(capsys, "train", "toy-hillclimb", "--env", DST, "--steps", "1e3", "--num-policies", "2",
-                         "--first-weights", "0.2,0.8", "--strict", "false", "--schedule", "linear", "--runs-dir",
-                         tmp_path, "--eval-every", "0", *FAST)
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        "toy-hillclimb",
+        "--env",
+        DST,
+        "--steps",
+        "1e3",
+        "--num-policies",
+        "2",
+        "--first-weights",
+        "0.2,0.8",
+        "--strict",
+        "false",
+        "--schedule",
+        "linear",
+        "--runs-dir",
+        tmp_path,
+        "--eval-every",
+        "0",
+        *FAST,
+    )
     assert code == 0
     (run,) = R.list_runs(tmp_path)[0]
     cfg = run.meta["config"]
     assert cfg["total_timesteps"] == 1000 and cfg["first_weights"] == [0.2, 0.8]
     assert cfg["strict"] is False and cfg["schedule"] == "linear"
     rows = R.read_jsonl(run.path / "metrics.jsonl")
-    assert not any("eval/hypervolume" in r for r in rows)              # --eval-every 0: final evaluation only
+    assert not any("eval/hypervolume" in r for r in rows)  # --eval-every 0: final evaluation only
     # resume of a finished run is refused with the way forward
     code, _, err = run_cli(capsys, "train", "--resume", run.id, "--runs-dir", tmp_path)
     assert code == 2 and "already finished" in err and "morl eval" in err
@@ -283,39 +354,51 @@ agent_config = { toy-random = { chunk = "25%" } }
     text = out_md.read_text()
     assert "machine:" in text and "morl version:" in text and "# Leaderboard: tiny" in text
     assert "fruit-tree-v0 (depth=5)" in text and "deep-sea-treasure-v0" in text
-    assert text.count("| toy-hillclimb |") == 2 and text.count("(n=2)") == 8   # 2 metrics x 2 agents x 2 envs
+    assert text.count("| toy-hillclimb |") == 2 and text.count("(n=2)") == 8  # 2 metrics x 2 agents x 2 envs
     good = R.list_runs(tmp_path / "runs")[0]
     n_runs = len(good)
     assert n_runs == 8
     chunks = {(r.env, r.meta["config"]["chunk"]) for r in good if r.agent == "toy-random"}
-    assert chunks == {("fruit-tree-v0", 14), (DST, 500)}                  # "25%" of 56 steps; the default
+    assert chunks == {("fruit-tree-v0", 14), (DST, 500)}  # "25%" of 56 steps; the default
     # an interrupted run of the suite is resumed, not started again
     victim = next(r for r in good if r.agent == "toy-random" and r.env == DST)
     (victim.path / "result.json").unlink()
-    out_md.unlink()                                   # without --out, a user's suite writes beside its file
+    out_md.unlink()  # without --out, a user's suite writes beside its file
     code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", tmp_path / "runs", "--quiet")
     assert code == 0 and "2 seeds, 2 already finished" in out and "2 seeds, 1 already finished, 1 to resume" in out
     assert out_md.exists() and "# Leaderboard: tiny" in out_md.read_text()
-    assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs            # nothing retrained from scratch
+    assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs  # nothing retrained from scratch
     assert R.read_run(victim.path).status == "done"
     code, _, err = run_cli(capsys, "suite", "run", "no-such-suite")
     assert code == 2 and "no suite 'no-such-suite'" in err
 
 
 def test_shipped_classic_suite_is_valid():
-    from morl.leaderboard import load_suite
+    from morl.suites import load_suite
 
     s = load_suite("classic")
     import morl
 
     for e in s.envs:
         env, _ = morl.make(e.id, **e.kwargs)
-        assert env.has_known_front, e.id                                # classic = known-front envs
+        assert env.has_known_front, e.id  # classic = known-front envs
     assert len(s.seeds) >= 3 and s.protocol
 
 
-@pytest.mark.parametrize("argv", [[], ["runs"], ["eval"], ["plot"], ["leaderboard"], ["suite", "run"], ["suite", "list"],
-                                  ["bench", "rollout"], ["envs"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["runs"],
+        ["eval"],
+        ["plot"],
+        ["leaderboard"],
+        ["suite", "run"],
+        ["suite", "list"],
+        ["bench", "rollout"],
+        ["envs"],
+    ],
+)
 def test_every_help_page_renders(capsys, argv):
     code, out, _ = run_cli(capsys, *argv, "--help")
     assert code == 0 and "usage: morl" in out
@@ -342,16 +425,49 @@ def test_a_failing_run_is_reported_and_resumable(capsys, tmp_path, monkeypatch):
     assert code == 0 and R.read_run(run.path).status == "done" and not (run.path / "error.txt").exists()
 
 
-C_MORL_TINY = ["--steps", "8192", "--init-steps", "4096", "--num-steps", "64", "--num-envs", "4", "--num-minibatches",
-               "2", "--epochs", "2", "--update-iter", "1", "--init-weight-delta", "0.5", "--eval-interval", "1",
-               "--eval-episodes", "1"]
+C_MORL_TINY = [
+    "--steps",
+    "8192",
+    "--init-steps",
+    "4096",
+    "--num-steps",
+    "64",
+    "--num-envs",
+    "4",
+    "--num-minibatches",
+    "2",
+    "--epochs",
+    "2",
+    "--update-iter",
+    "1",
+    "--init-weight-delta",
+    "0.5",
+    "--eval-interval",
+    "1",
+    "--eval-episodes",
+    "1",
+]
 
 
 def test_c_morl_end_to_end(capsys, tmp_path):
     """The README's path with the real agent at a tiny budget: train 3 seeds, list, eval, plot, leaderboard."""
     d = tmp_path / "runs"
-    code, out, err = run_cli(capsys, "train", "c-morl", "--env", DST, "--seeds", "0-2", *C_MORL_TINY,
-                             "--eval-every", "0", "--runs-dir", d, "--protocol-episodes", "1")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "c-morl",
+        "--env",
+        DST,
+        "--seeds",
+        "0-2",
+        *C_MORL_TINY,
+        "--eval-every",
+        "0",
+        "--runs-dir",
+        d,
+        "--protocol-episodes",
+        "1",
+    )
     assert code == 0, err
     assert "final evaluation" in out and "mean ± std" in out
     good, bad = R.list_runs(d)
@@ -363,7 +479,7 @@ def test_c_morl_end_to_end(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "eval", run.id, "--runs-dir", d)
     assert code == 0 and "same protocol" in out
     saved = json.loads((run.path / "evals" / f"{run.result['protocol_hash']}.json").read_text())
-    assert saved["metrics"] == pytest.approx(run.result["metrics"])          # reproducible from the checkpoint
+    assert saved["metrics"] == pytest.approx(run.result["metrics"])  # reproducible from the checkpoint
     code, out, _ = run_cli(capsys, "plot", run.id, "--runs-dir", d)
     assert code == 0 and (run.path / "front.png").exists() and "true front overlaid" in " ".join(out.split())
     code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", d)
@@ -392,12 +508,14 @@ def test_library_turns_the_compilation_cache_on(tmp_path):
     and a folder the user set in JAX's own config wins."""
     import subprocess
 
-    probe = ("import jax, morl.env; print(jax.config.jax_compilation_cache_dir)")
+    probe = "import jax, morl.env; print(jax.config.jax_compilation_cache_dir)"
     env = dict(os.environ, MORL_COMPILATION_CACHE=str(tmp_path / "xla"))
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(tmp_path / "xla") and (tmp_path / "xla").is_dir()
-    own = ("import jax; jax.config.update('jax_compilation_cache_dir', %r); import morl.env; "
-           "print(jax.config.jax_compilation_cache_dir)" % str(tmp_path / "mine"))
+    own = (
+        f"import jax; jax.config.update('jax_compilation_cache_dir', {str(tmp_path / 'mine')!r}); import morl.env; "
+        "print(jax.config.jax_compilation_cache_dir)"
+    )
     out = subprocess.run([sys.executable, "-c", own], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(tmp_path / "mine")
 
@@ -408,10 +526,12 @@ def test_bench_rollout_summary_has_one_row_per_backend(capsys, monkeypatch):
     from morl import bench
 
     def fake(env_id, num_envs, num_steps, seconds, reference=True):
-        return [bench.BenchRow("morl engine (jit+vmap)", 128, 1_000, 10.0, 30.0, "backend=mjx"),
-                bench.BenchRow("morl engine (host path)", 64, 30_000, 2.0, 2.0, "backend=mujoco"),
-                bench.BenchRow("MO-Gymnasium single env", 1, 12_000, 2.0),
-                bench.BenchRow("MO-Gymnasium MOSyncVectorEnv(64)", 64, 10_000, 2.0)]
+        return [
+            bench.BenchRow("morl engine (jit+vmap)", 128, 1_000, 10.0, 30.0, "backend=mjx"),
+            bench.BenchRow("morl engine (host path)", 64, 30_000, 2.0, 2.0, "backend=mujoco"),
+            bench.BenchRow("MO-Gymnasium single env", 1, 12_000, 2.0),
+            bench.BenchRow("MO-Gymnasium MOSyncVectorEnv(64)", 64, 10_000, 2.0),
+        ]
 
     monkeypatch.setattr(bench, "bench_rollout", fake)
     code, out, _ = run_cli(capsys, "bench", "rollout", "--env", "mo-hopper-v5")
@@ -419,106 +539,3 @@ def test_bench_rollout_summary_has_one_row_per_backend(capsys, monkeypatch):
     lines = " ".join(out.split())
     assert re.search(r"mo-hopper-v5 \(backend=mjx\) │ 100 \(128\) │ 30\.0 │ 6,000 │ 5,000 │ 0\.0x", lines), out
     assert re.search(r"mo-hopper-v5 \(backend=mujoco\) │ 15,000 \(64\) │ 2\.0 │ 6,000 │ 5,000 │ 3\.0x", lines), out
-
-
-# ------------------------------------------------------------------------------------------ nested configs
-@dataclasses.dataclass(frozen=True)
-class InnerConfig:
-    #: the inner learning rate
-    lr: float = 3e-4
-    #: the inner discount
-    gamma: float = 0.99
-
-
-@dataclasses.dataclass(frozen=True)
-class NestedConfig(test_runs.RandomSetConfig):
-    #: the outer discount
-    gamma: float = 0.9
-    inner: InnerConfig = dataclasses.field(default_factory=InnerConfig)
-
-
-@dataclasses.dataclass(frozen=True)
-class RequiredInner:
-    inner: InnerConfig
-    steps: int = 10
-
-
-register_agent(AgentSpec("toy-nested", NestedConfig, test_runs.RandomSetTrainer, budget_field="total_steps",
-                         action_kinds=("discrete",), env_defaults={DST: {"inner": InnerConfig(lr=0.5)}}))
-
-
-def test_nested_config_fields_become_options_and_come_back_as_the_nested_dataclass():
-    """A unique nested name keeps its own option (--lr); a clash gets the outer field's name (--inner-gamma)."""
-    p = argparse.ArgumentParser()
-    opts = options.add_dataclass_options(p, NestedConfig)
-    assert opts["inner.lr"] == "--lr" and opts["inner.gamma"] == "--inner-gamma" and opts["gamma"] == "--gamma"
-    assert opts["total_steps"] == "--total-steps" and "inner" not in opts
-    ns = p.parse_args(["--lr", "0.1", "--inner-gamma", "0.5", "--total-steps", "1e3"])
-    assert options.collect(ns, "cfg__", NestedConfig) == {"total_steps": 1000, "inner": InnerConfig(0.1, 0.5)}
-    start = NestedConfig(inner=InnerConfig(lr=2.0, gamma=0.1))   # the given fields replace the base's, no others
-    assert options.collect(p.parse_args(["--inner-gamma", "0.5"]), "cfg__", start) == {"inner": InnerConfig(2.0, 0.5)}
-    assert options.collect(p.parse_args([]), "cfg__", NestedConfig) == {}
-    q = argparse.ArgumentParser()                                # a nested field without a default
-    options.add_dataclass_options(q, RequiredInner)
-    assert options.collect(q.parse_args(["--gamma", "0.5"]), "cfg__", RequiredInner) == {"inner": InnerConfig(gamma=0.5)}
-
-
-def test_train_with_a_nested_config(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "train", "toy-nested", "--env", DST, "--help")
-    flat = " ".join(out.split())
-    assert code == 0 and "--lr" in out and "--inner-gamma" in out and "--gamma" in out
-    assert "(inner.lr) the inner learning rate [float; default: 0.5]" in flat        # the env's default for it
-    code, _, err = run_cli(capsys, "train", "toy-nested", "--env", DST, "--inner-gamma", "0.5", "--runs-dir", tmp_path,
-                           *FAST)
-    assert code == 0, err
-    (run,) = R.list_runs(tmp_path)[0]
-    assert run.meta["config"]["gamma"] == 0.9
-    assert run.meta["config"]["inner"] == {"lr": 0.5, "gamma": 0.5}          # env default kept, given field set
-    code, _, err = run_cli(capsys, "train", "--resume", run.id, "--lr", "1", "--runs-dir", tmp_path)
-    assert code == 2 and "drop" in err
-
-
-#: every built-in agent's config options: what users type, so they never change under a refactor
-AGENT_OPTIONS = {
-    "c-morl": "--adam-eps --barrier-t --beta --clip-eps --entropy-coef --epochs --eval-episodes --eval-gamma "
-              "--eval-interval --extension-lr --gae-lambda --gamma --hidden --init-steps --init-weight-delta "
-              "--init-weight-max --init-weight-min --lr --max-episode-steps --max-grad-norm --normalize-obs "
-              "--normalize-reward --num-envs --num-minibatches --num-select --num-steps --policy-buffer --ref-point "
-              "--slack-floor --total-steps --update-iter --value-coef",
-    "envelope": "--batch-size --buffer-size --envelope --epsilon-decay-steps --final-epsilon --final-homotopy-lambda "
-                "--gamma --gradient-updates --homotopy-decay-steps --initial-epsilon --initial-homotopy-lambda "
-                "--learning-rate --learning-starts --max-grad-norm --net-arch --num-envs --num-sample-w --per "
-                "--per-alpha --steps-per-chunk --target-net-update-freq --tau --total-timesteps",
-    "morld": "--alpha --archive-size --autotune --batch-size --buffer-size --epsilon-decay-steps --eval-episodes "
-             "--eval-gamma --exchange-every --final-epsilon --gamma --gradient-updates --initial-epsilon "
-             "--learning-starts --max-episode-steps --max-grad-norm --neighborhood-size --net-arch "
-             "--normalize-rewards --num-envs --obs-encoding --policy-freq --policy-lr --pop-size --psa-delta --q-lr "
-             "--scalarization --shared-buffer --target-net-freq --tau --tch-tau --total-timesteps --transfer "
-             "--update-passes --weight-adaptation --weight-init --weight-seed",
-    "pd-morl": "--actor-loss-coeff --batch-size --buffer-size --cosine-shift --critic-angle-coeff --envs-per-subspace "
-               "--eval-episodes --expl-noise --gamma --her-start --hidden --key-batch-size --key-buffer-size "
-               "--key-gamma --key-policy-freq --key-start-timesteps --key-timesteps --lr-actor --lr-critic "
-               "--max-grad-norm --noise-clip --noise-correlation --normalize-obs --num-layers --num-subspaces "
-               "--policy-freq --policy-noise --refit-interpolator --refit-norm --start-timesteps --steps-per-chunk "
-               "--tau --total-timesteps --updates-per-step --w-step --weight-num",
-    "pd-morl-discrete": "--batch-size --buffer-size --cosine-shift --envs-per-subspace --epsilon-final "
-                        "--epsilon-start --eval-episodes --gamma --her-start --hidden --key-jitter --key-timesteps "
-                        "--learning-rate --max-episode-steps --num-layers --num-subspaces --refit-interpolator "
-                        "--refit-norm --steps-per-chunk --tau --total-timesteps --updates-per-step --w-step "
-                        "--weight-num",
-    "pgmorl": "--adam-eps --anneal-lr --clip-eps --delta-weight --entropy-coef --ep-capacity --epochs --eval-episodes "
-              "--eval-gamma --evolutionary-iterations --gae-lambda --gamma --hidden --lr --max-episode-steps "
-              "--max-grad-norm --max-weight --min-weight --normalize-obs --normalize-reward --num-envs "
-              "--num-minibatches --num-performance-buffer --num-weight-candidates --performance-buffer-size "
-              "--pop-size --ref-point --sparsity-coef --steps-per-iteration --total-timesteps --value-coef "
-              "--warmup-iterations",
-}
-
-
-@pytest.mark.parametrize("agent", sorted(AGENT_OPTIONS))
-def test_agent_option_names_do_not_change(agent):
-    """Also when a config nests another (PPOConfig inside C-MORL's or PGMORL's): the options stay as they were."""
-    base = {o for a in train.train_parser(None, None)[0]._actions for o in a.option_strings}
-    parser, _ = train.train_parser(agent, None)
-    assert sorted({o for a in parser._actions for o in a.option_strings} - base) == AGENT_OPTIONS[agent].split()
-

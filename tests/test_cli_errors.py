@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 import test_runs  # noqa: F401  (registers toy-hillclimb and toy-random)
+from rich.console import Console
 from test_runs import morl_cmd, sub_env
+
 from morl import runs as R
 from morl.cli import boards, common, main, train
 
@@ -51,8 +51,26 @@ def one_line_error(err: str, *needles: str) -> str:
 def source(tmp_path_factory):
     """One finished toy-hillclimb run (in its own runs folder, with results.sqlite)."""
     d = tmp_path_factory.mktemp("runs")
-    assert main(["train", "toy-hillclimb", "--env", DST, "--steps", "1600", "--num-policies", "2",
-                 "--eval-every", "800", "--runs-dir", str(d), *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "toy-hillclimb",
+                "--env",
+                DST,
+                "--steps",
+                "1600",
+                "--num-policies",
+                "2",
+                "--eval-every",
+                "800",
+                "--runs-dir",
+                str(d),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     (run,) = R.list_runs(d)[0]
     assert run.status == "done"
     return d, run.id
@@ -76,7 +94,7 @@ def test_truncated_front_csv_is_reported_and_eval_rewrites_it(runs, capsys):
     run_dir = d / rid
     good_front = (run_dir / "front.csv").read_bytes()
     before = finished_files(run_dir)
-    os.truncate(run_dir / "front.csv", 20)                     # `truncate -s 20 runs/ID/front.csv`
+    os.truncate(run_dir / "front.csv", 20)  # `truncate -s 20 runs/ID/front.csv`
     code, out, err = run_cli(capsys, "plot", rid, "--runs-dir", d)
     assert code == 2
     one_line_error(err, "front.csv", f"morl eval {rid}")
@@ -86,7 +104,7 @@ def test_truncated_front_csv_is_reported_and_eval_rewrites_it(runs, capsys):
     assert code == 0, err
     assert "rewrote the damaged front.csv" in " ".join(out.split())
     assert (run_dir / "front.csv").read_bytes() == good_front
-    assert finished_files(run_dir) == before                    # no finished result lost or changed
+    assert finished_files(run_dir) == before  # no finished result lost or changed
     code, out, err = run_cli(capsys, "plot", rid, "--runs-dir", d)
     assert code == 0 and (run_dir / "front.png").exists(), err
     # garbage that does not parse at all: the same one line
@@ -99,11 +117,11 @@ def test_truncated_front_csv_is_reported_and_eval_rewrites_it(runs, capsys):
 def test_renamed_or_copied_run_folder_evaluates(runs, capsys, tmp_path):
     d, rid = runs
     renamed = d / "my-best-run"
-    shutil.copytree(d / rid, renamed)                           # a copy beside the original, under a new name
+    shutil.copytree(d / rid, renamed)  # a copy beside the original, under a new name
     code, out, err = run_cli(capsys, "eval", "my-best-run", "--runs-dir", d, "--episodes", "2")
     assert code == 0, err
     st = R.store_for(d)
-    assert st.get("my-best-run") is not None and st.get(rid) is not None   # each folder its own row
+    assert st.get("my-best-run") is not None and st.get(rid) is not None  # each folder its own row
     assert {r["run_id"] for r in st.evaluations()} == {rid, "my-best-run"}
     # copied to another machine's (fresh) runs folder under a new name
     other = tmp_path / "elsewhere"
@@ -126,14 +144,14 @@ def test_damaged_results_store_is_reported_and_reindex_rebuilds_it(runs, capsys,
     assert code == 2
     one_line_error(err, str(db), "damaged", "morl runs --reindex")
     code, out, err = run_cli(capsys, "train", "toy-random", "--env", DST, "--runs-dir", d, *FAST)
-    assert code == 2                                             # refused before training, not after it
+    assert code == 2  # refused before training, not after it
     one_line_error(err, str(db), "damaged", "morl runs --reindex")
     assert [p.name for p in d.iterdir() if p.is_dir()] == [rid]
-    code, out, err = run_cli(capsys, "runs", "--runs-dir", d, "--reindex")   # the recovery tool recovers
+    code, out, err = run_cli(capsys, "runs", "--runs-dir", d, "--reindex")  # the recovery tool recovers
     assert code == 0, err
     assert "indexed 1 finished run(s)" in out and "kept it as" in " ".join(out.split())
     aside = sorted(p.name for p in d.glob("results.sqlite.damaged-*"))
-    assert aside and not aside[0].endswith(("-wal", "-shm"))     # the damaged file kept, for forensics
+    assert aside and not aside[0].endswith(("-wal", "-shm"))  # the damaged file kept, for forensics
     code, out, err = run_cli(capsys, "leaderboard", "--runs-dir", d)
     assert code == 0 and "| toy-hillclimb |" in out and "(n=1)" in out
     with sqlite3.connect(db) as conn:
@@ -181,19 +199,19 @@ def test_read_only_runs_folder(runs, capsys, tmp_path):
         one_line_error(err, "cannot write", "--out")
         code, out, err = run_cli(capsys, "plot", rid, "--runs-dir", d, "--out", tmp_path / "front.png")
         assert code == 0 and (tmp_path / "front.png").exists(), err
-        code, out, err = run_cli(capsys, "leaderboard", "--runs-dir", d)   # reading needs no write access
+        code, out, err = run_cli(capsys, "leaderboard", "--runs-dir", d)  # reading needs no write access
         assert code == 0 and "| toy-hillclimb |" in out, err
     assert finished_files(d / rid) == before
-    assert [p.name for p in d.iterdir() if p.is_dir()] == [rid]    # no half-made run folder
+    assert [p.name for p in d.iterdir() if p.is_dir()] == [rid]  # no half-made run folder
 
 
 # ------------------------------------------------------------------------------------------ --import
-MY_ENVS = '''
+MY_ENVS = """
 import morl
 from morl.envs.deep_sea_treasure import DeepSeaTreasure
 
 morl.register("{env_id}", entry_point=DeepSeaTreasure)
-'''
+"""
 
 
 def test_import_anywhere_recorded_and_reloaded(capsys, tmp_path, monkeypatch):
@@ -201,12 +219,13 @@ def test_import_anywhere_recorded_and_reloaded(capsys, tmp_path, monkeypatch):
 
     module, env_id = "my_envs_for_cli_test", "my-dst-cli-test-v0"
     (tmp_path / f"{module}.py").write_text(MY_ENVS.format(env_id=env_id))
-    monkeypatch.chdir(tmp_path)                                  # the current folder is importable
+    monkeypatch.chdir(tmp_path)  # the current folder is importable
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     monkeypatch.delenv("MORL_IMPORT", raising=False)
     # --import after the subcommand (and after the agent's options)
-    code, out, err = run_cli(capsys, "train", "toy-random", "--env", env_id, "--runs-dir", "runs", *FAST,
-                             "--import", module)
+    code, out, err = run_cli(
+        capsys, "train", "toy-random", "--env", env_id, "--runs-dir", "runs", *FAST, "--import", module
+    )
     assert code == 0, err
     (run,) = R.list_runs(tmp_path / "runs")[0]
     assert run.status == "done" and run.meta["imports"] == [module]
@@ -215,7 +234,7 @@ def test_import_anywhere_recorded_and_reloaded(capsys, tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, module)
     R._BUILT.clear()
     code, out, err = run_cli(capsys, "eval", run.id, "--runs-dir", "runs", "--episodes", "1")
-    assert code == 0 and "this evaluation" in out, err            # the recorded import was replayed
+    assert code == 0 and "this evaluation" in out, err  # the recorded import was replayed
     # a run that did not record it (e.g. made before imports were recorded): one line naming --import
     meta = json.loads((run.path / "config.json").read_text())
     meta.pop("imports")
@@ -225,7 +244,7 @@ def test_import_anywhere_recorded_and_reloaded(capsys, tmp_path, monkeypatch):
     R._BUILT.clear()
     for argv in (["eval", run.id, "--runs-dir", "runs"], ["plot", run.id, "--runs-dir", "runs"]):
         code, _, err = run_cli(capsys, *argv)
-        if argv[0] == "plot":   # plot does not need the env (the true front is optional): it works
+        if argv[0] == "plot":  # plot does not need the env (the true front is optional): it works
             assert code == 0, err
             continue
         assert code == 2
@@ -240,14 +259,18 @@ def test_import_anywhere_recorded_and_reloaded(capsys, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ protocol options
-@pytest.mark.parametrize("option,value,needle", [
-    ("--protocol-ref-point", "1,2,3", "ref_point has 3 value(s) but deep-sea-treasure-v0 has 2 objectives"),
-    ("--protocol-gamma", "1.5", "gamma must be in [0, 1]"),
-    ("--protocol-episodes", "0", "episodes must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "option,value,needle",
+    [
+        ("--protocol-ref-point", "1,2,3", "ref_point has 3 value(s) but deep-sea-treasure-v0 has 2 objectives"),
+        ("--protocol-gamma", "1.5", "gamma must be in [0, 1]"),
+        ("--protocol-episodes", "0", "episodes must be a positive integer"),
+    ],
+)
 def test_protocol_options_are_checked_before_training(capsys, tmp_path, option, value, needle):
-    code, _, err = run_cli(capsys, "train", "toy-random", "--env", DST, "--runs-dir", tmp_path, option, value,
-                           "--quiet")
+    code, _, err = run_cli(
+        capsys, "train", "toy-random", "--env", DST, "--runs-dir", tmp_path, option, value, "--quiet"
+    )
     assert code == 2
     one_line_error(err, needle, "--protocol-")
     assert not tmp_path.exists() or not list(tmp_path.iterdir())  # nothing was created, nothing trained
@@ -256,16 +279,18 @@ def test_protocol_options_are_checked_before_training(capsys, tmp_path, option, 
 def test_resume_refuses_a_run_whose_protocol_cannot_finish(capsys, tmp_path):
     from morl.agent import make_config
 
-    class BadProtocol(R.protocol_from_dict({}).__class__):       # what an older morl let through
+    class BadProtocol(R.protocol_from_dict({}).__class__):  # what an older morl let through
         def __post_init__(self):
             pass
 
-    req = R.RunRequest("toy-random", DST, 0, make_config("toy-random", DST), protocol=BadProtocol(ref_point=(1., 2., 3.)))
+    req = R.RunRequest(
+        "toy-random", DST, 0, make_config("toy-random", DST), protocol=BadProtocol(ref_point=(1.0, 2.0, 3.0))
+    )
     info = R.create_run(tmp_path, req)
     code, _, err = run_cli(capsys, "train", "--resume", info.id, "--runs-dir", tmp_path, "--quiet")
     assert code == 2
     one_line_error(err, info.id, "ref_point has 3 value(s)", "train it again")
-    assert not (info.path / "metrics.jsonl").exists()             # refused before any training
+    assert not (info.path / "metrics.jsonl").exists()  # refused before any training
 
 
 # ------------------------------------------------------------------------------------------ Ctrl-C
@@ -273,33 +298,57 @@ def test_ctrl_c_during_checkpoint_writes_is_one_line_and_resumable(tmp_path):
     """SIGINT while orbax writes a checkpoint (a checkpoint after every chunk, so most of the time is spent
     writing): one line, exit 130, and the run resumes from an intact checkpoint to the end."""
     d = tmp_path / "runs"
-    proc = subprocess.Popen(morl_cmd("train", "toy-hillclimb", "--env", DST, "--steps", "16000", "--num-policies", "2",
-                                     "--checkpoint-secs", "0", "--eval-every", "0", "--runs-dir", str(d), *FAST),
-                            env=sub_env(MORL_COMPILATION_CACHE="off"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        morl_cmd(
+            "train",
+            "toy-hillclimb",
+            "--env",
+            DST,
+            "--steps",
+            "16000",
+            "--num-policies",
+            "2",
+            "--checkpoint-secs",
+            "0",
+            "--eval-every",
+            "0",
+            "--runs-dir",
+            str(d),
+            *FAST,
+        ),
+        env=sub_env(MORL_COMPILATION_CACHE="off"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
-    while time.time() < deadline:                                  # wait until a save is in flight
+    while time.time() < deadline:  # wait until a save is in flight
         ck = list(d.glob("*/checkpoints"))
         names = [p.name for p in ck[0].iterdir()] if ck else []
         if any(n.isdigit() for n in names) and any(".orbax-checkpoint-tmp" in n for n in names):
             break
         rows = list(d.glob("*/metrics.jsonl"))
-        if rows and len(rows[0].read_text().splitlines()) >= 20:     # half way: every chunk ends in a save anyway
+        if rows and len(rows[0].read_text().splitlines()) >= 20:  # half way: every chunk ends in a save anyway
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.001)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)                                # an impatient second Ctrl-C
+    proc.send_signal(signal.SIGINT)  # an impatient second Ctrl-C
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and "Event loop" not in err, err
     one_line_error(err, "interrupted", "morl train --resume")
     (run_dir,) = list(d.glob("toy-hillclimb_*"))
     assert R.read_run(run_dir).status == "interrupted"
-    assert not list((run_dir / "checkpoints").glob("*.orbax-checkpoint-tmp*"))   # the save in flight completed
-    out = subprocess.run(morl_cmd("train", "--resume", run_dir.name, "--runs-dir", str(d), "--quiet"),
-                         env=sub_env(MORL_COMPILATION_CACHE="off"), capture_output=True, text=True, timeout=300)
+    assert not list((run_dir / "checkpoints").glob("*.orbax-checkpoint-tmp*"))  # the save in flight completed
+    out = subprocess.run(
+        morl_cmd("train", "--resume", run_dir.name, "--runs-dir", str(d), "--quiet"),
+        env=sub_env(MORL_COMPILATION_CACHE="off"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert R.read_run(run_dir).status == "done"
     assert json.loads((run_dir / "result.json").read_text())["env_steps"] == 16000
@@ -310,8 +359,10 @@ def test_ctrl_c_during_checkpoint_writes_is_one_line_and_resumable(tmp_path):
 def test_run_files_follow_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
-        info = R.create_run(tmp_path, R.RunRequest("toy-random", DST, 0, test_runs.make_config("toy-random", DST),
-                                                   protocol=test_runs.FAST))
+        info = R.create_run(
+            tmp_path,
+            R.RunRequest("toy-random", DST, 0, test_runs.make_config("toy-random", DST), protocol=test_runs.FAST),
+        )
         R.train_runs([info], store=False)
     finally:
         os.umask(old)
@@ -351,7 +402,7 @@ def _check_fits(text: str, width: int, numbers: list[str], ids: list[str]) -> No
         assert n in text, (n, text)
     first = "".join(ln.split("│")[1].strip() for ln in text.splitlines() if ln.startswith("│"))
     for i in ids:
-        assert i in first, (i, text)                            # a folded id reads back whole
+        assert i in first, (i, text)  # a folded id reads back whole
 
 
 @pytest.mark.parametrize("width", [80, 120])
@@ -374,16 +425,18 @@ def test_runs_and_train_tables_fit_and_never_cut_numbers(runs, monkeypatch, widt
 def test_piped_tables_are_complete(capsys):
     import morl
 
-    code, out, _ = run_cli(capsys, "envs")                         # pytest's capture is not a terminal
+    code, out, _ = run_cli(capsys, "envs")  # pytest's capture is not a terminal
     assert code == 0 and "…" not in out
     for env_id in morl.list_envs():
-        assert f"│ {env_id} " in out, env_id                        # every id whole, on one line
+        assert f"│ {env_id} " in out, env_id  # every id whole, on one line
 
 
 def test_the_command_starts_without_jax_so_an_early_ctrl_c_is_caught():
     """`morl` installs its Ctrl-C handling first thing in `main`; everything before that (`import morl.cli`) must stay
     light, or a Ctrl-C while JAX loads (~1 s) prints a traceback. `import morl` loads JAX only on first use."""
-    code = ("import sys, morl, morl.cli; assert 'jax' not in sys.modules, 'jax loaded by import'; "
-            "morl.Environment; assert 'jax' in sys.modules; print('ok')")
+    code = (
+        "import sys, morl, morl.cli; assert 'jax' not in sys.modules, 'jax loaded by import'; "
+        "morl.Environment; assert 'jax' in sys.modules; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -77,6 +77,7 @@ morl.register("test-counter-v0", CounterEnv)
 def always(action):
     def policy(params, obs, key):
         return jnp.full((obs.shape[0],), action, jnp.int32), ()
+
     return policy
 
 
@@ -174,8 +175,9 @@ def test_summary_matches_transitions():
     _, summary = light.run((), light.init(key), key)
     done = np.asarray(traj.done)
     assert np.array_equal(done.sum(0), np.asarray(summary.episodes))
-    np.testing.assert_allclose(np.where(done[..., None], traj.episode_discounted_return, 0).sum(0),
-                               summary.discounted_return_sum, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.where(done[..., None], traj.episode_discounted_return, 0).sum(0), summary.discounted_return_sum, rtol=1e-5
+    )
     first = done.argmax(0)
     np.testing.assert_allclose(np.asarray(traj.episode_return)[first, np.arange(16)], summary.first_return)
 
@@ -219,11 +221,13 @@ def test_third_party_entry_point_group(tmp_path, monkeypatch):
     """A package that declares a `morl.envs` entry point gets its envs registered on first use."""
     pkg = tmp_path / "my_morl_plugin"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(textwrap.dedent("""
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent("""
         import morl
         def register_all():
             morl.register("plugin-dst-v0", "morl.envs.deep_sea_treasure:DeepSeaTreasure", map_name="concave")
-    """))
+    """)
+    )
     dist = tmp_path / "my_morl_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-morl-plugin\nVersion: 0.1\n")
@@ -252,7 +256,8 @@ def test_host_path_returns_the_same_trajectory_type_and_values():
     a, b = outs
     assert type(a) is type(b)
     for field in ("obs", "reward", "terminated", "truncated", "next_obs", "episode_return", "episode_length"):
-        np.testing.assert_allclose(np.asarray(getattr(a, field), np.float64), np.asarray(getattr(b, field), np.float64),
-                                   err_msg=field)
+        np.testing.assert_allclose(
+            np.asarray(getattr(a, field), np.float64), np.asarray(getattr(b, field), np.float64), err_msg=field
+        )
     np.testing.assert_allclose(a.episode_discounted_return, b.episode_discounted_return, rtol=1e-5)
     assert np.asarray(a.terminated).sum() > 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import jax
 import numpy as np
 import pytest
@@ -19,9 +18,17 @@ def test_envelope_registers_with_morl_baselines_defaults():
     spec = agent_spec("envelope")
     cfg = make_config("envelope")
     assert spec.action_kinds == ("discrete",)
-    assert (cfg.learning_rate, cfg.net_arch, cfg.batch_size, cfg.target_net_update_freq, cfg.num_sample_w,
-            cfg.gamma, cfg.max_grad_norm, cfg.per, cfg.buffer_size) == (
-        3e-4, (256, 256, 256, 256), 256, 200, 4, 0.99, 1.0, True, 1_000_000)
+    assert (
+        cfg.learning_rate,
+        cfg.net_arch,
+        cfg.batch_size,
+        cfg.target_net_update_freq,
+        cfg.num_sample_w,
+        cfg.gamma,
+        cfg.max_grad_norm,
+        cfg.per,
+        cfg.buffer_size,
+    ) == (3e-4, (256, 256, 256, 256), 256, 200, 4, 0.99, 1.0, True, 1_000_000)
     with pytest.raises(ValueError, match="num_sample_w"):
         EnvelopeConfig(num_sample_w=1)
     env, _ = morl.make("mo-mountaincarcontinuous-v0")
@@ -40,6 +47,8 @@ def test_envelope_registers_with_morl_baselines_defaults():
 DST_CONFIG = dict(batch_size=32, total_timesteps=60_000, steps_per_chunk=1000)
 DST_TRUE_HV = 360.40
 DST_SEED = 2
+
+
 def test_envelope_reaches_the_whole_dst_front():
     """Acceptance: 100% of DST's true hypervolume (gamma 0.99, ref [0, -25]) with a fixed seed within the budget
     (see DST_CONFIG for the budget and the seeds measured). Its speed (MORL-Baselines: 530 s) is a benchmark, not a

@@ -25,9 +25,9 @@ import pytest
 import morl
 from morl.env import select_tree
 from morl.envs.mountain_car import bits_f64, f64_bits
+from morl.envs.water_reservoir import S_INIT
 from morl.spaces import Discrete
 from morl.testing import TwinCase, run_twin
-from morl.envs.water_reservoir import S_INIT
 
 # the references' reward Boxes are declared in float64 and cast by gymnasium, which warns about it
 pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
@@ -104,7 +104,7 @@ def test_twin_mountain_car_continuous():
     report = run_twin(case, episodes=EPISODES)
     assert pilot.checked == report.steps
     assert report.terminated >= 100, report
-    assert report.truncated >= 5, report   # uniformly random episodes run the full 999 steps
+    assert report.truncated >= 5, report  # uniformly random episodes run the full 999 steps
     assert report.returns[:, 0].min() == -999
 
 
@@ -154,8 +154,15 @@ WATER_CASES = {
 @pytest.mark.parametrize("name", list(WATER_CASES))
 def test_twin_water_reservoir(name):
     kwargs, sampler, episodes = WATER_CASES[name]
-    case = TwinCase("water-reservoir-v0", "water-reservoir-v0", kwargs, kwargs, sync_reset=_water_sync_reset,
-                    sync_step=_water_sync_step, sample_action=sampler)
+    case = TwinCase(
+        "water-reservoir-v0",
+        "water-reservoir-v0",
+        kwargs,
+        kwargs,
+        sync_reset=_water_sync_reset,
+        sync_step=_water_sync_step,
+        sample_action=sampler,
+    )
     report = run_twin(case, episodes=episodes)
     assert report.steps == episodes * 100 and report.truncated == episodes and report.terminated == 0
     assert np.all(report.returns <= 0.0)
@@ -239,10 +246,16 @@ def test_water_start_distribution(penalize):
 
 
 # ------------------------------------------------------------------------------------ declarations, input
-@pytest.mark.parametrize("env_id,kwargs", [(i, {}) for i in ALL_IDS] + [
-    ("water-reservoir-v0", {"nO": 3}), ("water-reservoir-v0", {"nO": 4, "normalized_action": True}),
-    ("mo-mountaincar-v0", {"add_speed_objective": True}), ("mo-mountaincar-v0", {"remove_move_penalty": True}),
-])
+@pytest.mark.parametrize(
+    "env_id,kwargs",
+    [(i, {}) for i in ALL_IDS]
+    + [
+        ("water-reservoir-v0", {"nO": 3}),
+        ("water-reservoir-v0", {"nO": 4, "normalized_action": True}),
+        ("mo-mountaincar-v0", {"add_speed_objective": True}),
+        ("mo-mountaincar-v0", {"remove_move_penalty": True}),
+    ],
+)
 def test_declarations_match_reference(env_id, kwargs):
     env, params = morl.make(env_id, **kwargs)
     ref = mo_gym.make(env_id, **kwargs)
@@ -348,7 +361,8 @@ def _rollout(env, num_envs, num_steps, counter=None):
             ka, ks, kr = jax.random.split(key, 3)
             action = _sample_actions(env, ka, num_envs)
             obs, state, r, term, trunc, _ = jax.vmap(counted_step, in_axes=(0, 0, 0, None))(
-                jax.random.split(ks, num_envs), state, action, params)
+                jax.random.split(ks, num_envs), state, action, params
+            )
             done = term | trunc
             _, fresh = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(kr, num_envs), params)
             state = jax.vmap(select_tree)(done, fresh, state)
@@ -362,13 +376,16 @@ def _rollout(env, num_envs, num_steps, counter=None):
     return run
 
 
-@pytest.mark.parametrize("env_id,kwargs,param_change", [
-    ("mo-mountaincar-v0", {}, {"goal_velocity": 0.01}),
-    ("mo-mountaincar-3d-v0", {}, {"force": 0.0015}),
-    ("mo-mountaincar-timespeed-v0", {}, {"max_steps": 150}),
-    ("mo-mountaincarcontinuous-v0", {}, {"power": 0.002}),
-    ("water-reservoir-v0", {"nO": 4, "penalize": True}, {"inflow_std": 20.0}),
-])
+@pytest.mark.parametrize(
+    "env_id,kwargs,param_change",
+    [
+        ("mo-mountaincar-v0", {}, {"goal_velocity": 0.01}),
+        ("mo-mountaincar-3d-v0", {}, {"force": 0.0015}),
+        ("mo-mountaincar-timespeed-v0", {}, {"max_steps": 150}),
+        ("mo-mountaincarcontinuous-v0", {}, {"power": 0.002}),
+        ("water-reservoir-v0", {"nO": 4, "penalize": True}, {"inflow_std": 20.0}),
+    ],
+)
 def test_jit_vmap_1024_envs_1000_steps(env_id, kwargs, param_change):
     env, params = morl.make(env_id, **kwargs)
     counter = {"step": 0}

@@ -185,9 +185,11 @@ def test_spaces_equal_mo_gymnasium():
     for name in CASES:
         env, _ = _env(name)
         ref = _ref(name)
-        for ours, theirs in ((env.observation_space, ref.observation_space),
-                             (env.action_space, ref.action_space),
-                             (env.reward_space, ref.reward_space)):
+        for ours, theirs in (
+            (env.observation_space, ref.observation_space),
+            (env.action_space, ref.action_space),
+            (env.reward_space, ref.reward_space),
+        ):
             assert ours.to_gymnasium() == theirs, (name, ours, theirs)
         assert len(env.reward_names) == env.reward_dim == ref.reward_dim
         assert len(env.ref_point) == env.reward_dim
@@ -224,9 +226,12 @@ def _rollout(name: str):
             done = term | trunc
             _, reset_state = env.reset(k_reset, params)
             state = select_tree(done, reset_state, next_state)
-            ok = (jnp.all(jnp.isfinite(reward)) & jnp.all(jnp.isfinite(obs.astype(jnp.float32)))
-                  & jnp.all((obs >= obs_low) & (obs <= obs_high))
-                  & jnp.all((reward >= r_low) & (reward <= r_high)))
+            ok = (
+                jnp.all(jnp.isfinite(reward))
+                & jnp.all(jnp.isfinite(obs.astype(jnp.float32)))
+                & jnp.all((obs >= obs_low) & (obs <= obs_high))
+                & jnp.all((reward >= r_low) & (reward <= r_high))
+            )
             ret, episodes, all_ok = stats
             return (key, state, (ret + reward, episodes + done.astype(jnp.int32), all_ok & ok)), None
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium
 import jax
@@ -26,9 +27,8 @@ import pytest
 
 import morl
 import morl.envs  # noqa: F401  (registers the ids)
+from morl.envs import breakable_bottles, fishwood, four_room
 from morl.testing import TwinCase, run_twin
-
-from morl.envs import breakable_bottles, four_room, fishwood
 
 TWIN_EPISODES = 200
 N_ENVS, N_STEPS = 1024, 1000
@@ -97,8 +97,9 @@ class ObsLog:
 
 def flatten_bottles(obs: dict) -> np.ndarray:
     """MO-Gymnasium's Dict observation in our flat layout (see envs/breakable_bottles.py)."""
-    return np.concatenate([[obs["location"], obs["bottles_carrying"], obs["bottles_delivered"]],
-                           np.asarray(obs["bottles_dropped"])]).astype(np.int32)
+    return np.concatenate(
+        [[obs["location"], obs["bottles_carrying"], obs["bottles_delivered"]], np.asarray(obs["bottles_dropped"])]
+    ).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- declarations
@@ -119,11 +120,14 @@ def test_four_room_layout_matches_reference():
     assert (four_room.SHAPE_ID >= 0).sum() == len(ref.shape_ids) == 12
 
 
-@pytest.mark.parametrize("env_id, names, max_steps", [
-    ("four-room-v0", ("shape_1", "shape_2", "shape_3"), 200),
-    ("breakable-bottles-v0", ("time", "bottles", "potential"), 100),
-    ("fishwood-v0", ("fish", "wood"), 200),
-])
+@pytest.mark.parametrize(
+    "env_id, names, max_steps",
+    [
+        ("four-room-v0", ("shape_1", "shape_2", "shape_3"), 200),
+        ("breakable-bottles-v0", ("time", "bottles", "potential"), 100),
+        ("fishwood-v0", ("fish", "wood"), 200),
+    ],
+)
 def test_declarations(env_id, names, max_steps):
     env, params = morl.make(env_id)
     ref = mo_gym.make(env_id)
@@ -188,8 +192,14 @@ def _bottles_case(scripter: Scripter, log: ObsLog, **kwargs) -> TwinCase:
         u = scripter.get(ref).prepare()
         return state, params.replace(prob_drop=1.0 if u < ref.prob_drop else 0.0)
 
-    return TwinCase("breakable-bottles-v0", "breakable-bottles-v0", kwargs=kwargs, gym_kwargs=kwargs,
-                    sync_step=sync_step, ref_obs=log)
+    return TwinCase(
+        "breakable-bottles-v0",
+        "breakable-bottles-v0",
+        kwargs=kwargs,
+        gym_kwargs=kwargs,
+        sync_step=sync_step,
+        ref_obs=log,
+    )
 
 
 def _bottle_events(log: ObsLog, scripter: Scripter, prob_drop: float = 0.1) -> dict[str, int]:
@@ -207,8 +217,11 @@ def _bottle_events(log: ObsLog, scripter: Scripter, prob_drop: float = 0.1) -> d
     }
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"unbreakable_bottles": True}, {"size": 7, "unbreakable_bottles": True}],
-                         ids=["breakable", "unbreakable", "size7"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"unbreakable_bottles": True}, {"size": 7, "unbreakable_bottles": True}],
+    ids=["breakable", "unbreakable", "size7"],
+)
 def test_twin_breakable_bottles(kwargs):
     scripter, log = Scripter(), ObsLog(flatten_bottles)
     episodes = TWIN_EPISODES if kwargs.get("size", 5) == 5 else 60
@@ -230,8 +243,9 @@ def test_twin_fishwood():
 
     def sync_step(ref, state, params, action):
         u = scripter.get(ref).prepare(tag=int(ref._state[0]))
-        return state, params.replace(fishproba=1.0 if u < ref._fishproba else 0.0,
-                                     woodproba=1.0 if u < ref._woodproba else 0.0)
+        return state, params.replace(
+            fishproba=1.0 if u < ref._fishproba else 0.0, woodproba=1.0 if u < ref._woodproba else 0.0
+        )
 
     case = TwinCase("fishwood-v0", "fishwood-v0", sync_step=sync_step)
     report = run_twin(case, episodes=TWIN_EPISODES)
@@ -257,16 +271,23 @@ def _bottles_stats(obs, action, next_obs, reward):
 
 def _fishwood_stats(obs, action, next_obs, reward):
     at_fish, at_wood = obs[0] == fishwood.FISH, obs[0] == fishwood.WOOD
-    return jnp.stack([at_fish, at_fish & (reward[0] > 0), at_wood, at_wood & (reward[1] > 0),
-                      (reward[0] > 0) & ~at_fish, (reward[1] > 0) & ~at_wood]).astype(jnp.int32)
+    return jnp.stack(
+        [
+            at_fish,
+            at_fish & (reward[0] > 0),
+            at_wood,
+            at_wood & (reward[1] > 0),
+            (reward[0] > 0) & ~at_fish,
+            (reward[1] > 0) & ~at_wood,
+        ]
+    ).astype(jnp.int32)
 
 
 def _four_room_stats(obs, action, next_obs, reward):
     return jnp.concatenate([(reward > 0), jnp.all(reward > 0)[None]]).astype(jnp.int32)
 
 
-STATS_FNS = {"four-room-v0": _four_room_stats, "breakable-bottles-v0": _bottles_stats,
-             "fishwood-v0": _fishwood_stats}
+STATS_FNS = {"four-room-v0": _four_room_stats, "breakable-bottles-v0": _bottles_stats, "fishwood-v0": _fishwood_stats}
 _ROLLOUTS: dict[str, Callable] = {}
 
 
@@ -298,20 +319,32 @@ def _rollout_fn(env_id: str):
             ka, ks, kr = jax.random.split(key, 3)
             action = jax.vmap(env.action_space.sample)(jax.random.split(ka, N_ENVS))
             next_obs, next_state, reward, term, trunc, _ = step(jax.random.split(ks, N_ENVS), state, action, params)
-            ok = (jnp.isfinite(reward).all(axis=1) & jnp.isfinite(next_obs).all(axis=1)
-                  & ((next_obs >= obs_low) & (next_obs <= obs_high)).all(axis=1)
-                  & ((reward >= r_low) & (reward <= r_high)).all(axis=1))
+            ok = (
+                jnp.isfinite(reward).all(axis=1)
+                & jnp.isfinite(next_obs).all(axis=1)
+                & ((next_obs >= obs_low) & (next_obs <= obs_high)).all(axis=1)
+                & ((reward >= r_low) & (reward <= r_high)).all(axis=1)
+            )
             done = term | trunc
             reset_obs, reset_state = reset(jax.random.split(kr, N_ENVS), params)
             pick = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
             state = jax.tree.map(pick, reset_state, next_state)
-            acc = {"ok": acc["ok"] & ok.all(), "episodes": acc["episodes"] + done.sum(),
-                   "terminated": acc["terminated"] + term.sum(), "reward": acc["reward"] + reward.sum(axis=0),
-                   "stats": acc["stats"] + stats(obs, action, next_obs, reward).sum(axis=0)}
+            acc = {
+                "ok": acc["ok"] & ok.all(),
+                "episodes": acc["episodes"] + done.sum(),
+                "terminated": acc["terminated"] + term.sum(),
+                "reward": acc["reward"] + reward.sum(axis=0),
+                "stats": acc["stats"] + stats(obs, action, next_obs, reward).sum(axis=0),
+            }
             return (pick(reset_obs, next_obs), state, acc), None
 
-        acc = {"ok": jnp.bool_(True), "episodes": jnp.int32(0), "terminated": jnp.int32(0),
-               "reward": jnp.zeros(env.reward_dim, jnp.float32), "stats": jnp.zeros(n_stats, jnp.int32)}
+        acc = {
+            "ok": jnp.bool_(True),
+            "episodes": jnp.int32(0),
+            "terminated": jnp.int32(0),
+            "reward": jnp.zeros(env.reward_dim, jnp.float32),
+            "stats": jnp.zeros(n_stats, jnp.int32),
+        }
         (_, _, acc), _ = jax.lax.scan(body, (obs, state, acc), jax.random.split(key, N_STEPS))
         return acc
 
@@ -341,8 +374,11 @@ def test_jit_vmap_scan_finite_and_traced_once(env_id):
     if env_id == "fishwood-v0":  # every episode is exactly 200 steps
         assert out["episodes"] == N_ENVS * (N_STEPS // 200) == out["terminated"]
     # a second seed and a different params value reuse the compiled rollout
-    variant = {"four-room-v0": {"max_steps": 50}, "breakable-bottles-v0": {"prob_drop": 0.3},
-               "fishwood-v0": {"fishproba": 0.5}}[env_id]
+    variant = {
+        "four-room-v0": {"max_steps": 50},
+        "breakable-bottles-v0": {"prob_drop": 0.3},
+        "fishwood-v0": {"fishproba": 0.5},
+    }[env_id]
     rollout_stats(env_id, seed=1)
     other = rollout_stats(env_id, seed=2, **variant)
     assert bool(other["ok"])
@@ -431,11 +467,14 @@ def test_twin_key_chain_matches_eager_splits():
 _FREE_STEP: dict[str, Callable] = {}
 
 
-@pytest.mark.parametrize("env_id, kwargs, probs, n", [
-    ("four-room-v0", {}, [0.15, 0.35, 0.35, 0.15], 4000),  # drifts up/right: reaches the goal often
-    ("breakable-bottles-v0", {"prob_drop": 1.0, "unbreakable_bottles": True}, [0.3, 0.35, 0.35], 1500),
-    ("breakable-bottles-v0", {"prob_drop": 0.0}, [0.3, 0.35, 0.35], 1500),
-])
+@pytest.mark.parametrize(
+    "env_id, kwargs, probs, n",
+    [
+        ("four-room-v0", {}, [0.15, 0.35, 0.35, 0.15], 4000),  # drifts up/right: reaches the goal often
+        ("breakable-bottles-v0", {"prob_drop": 1.0, "unbreakable_bottles": True}, [0.3, 0.35, 0.35], 1500),
+        ("breakable-bottles-v0", {"prob_drop": 0.0}, [0.3, 0.35, 0.35], 1500),
+    ],
+)
 def test_free_run_past_termination(env_id, kwargs, probs, n):
     """One long run without resets (the unwrapped reference, no time limit): behaviour after a terminal
     step (stepping off and back onto the goal, delivering with 2 already delivered) matches too.

@@ -72,7 +72,8 @@ class Pilot:
         elif self.mode == "wall":
             u = rng.uniform(0.0, 1.0)
             self.target = [np.array([1.4, u]), np.array([u, 1.4]), np.array([-0.4, u]), np.array([u, -0.4])][
-                rng.integers(4)]
+                rng.integers(4)
+            ]
             self.cruise = rng.uniform(0.01, 0.1)
             self.ride = int(rng.integers(50, 301))
             self.eps = rng.uniform(0.05, 0.3)
@@ -138,7 +139,8 @@ class Sync:
         # our float64 state (after the previous step) equals the reference cart's, bit for bit
         c = ref.cart
         pos, speed, content, angle, departed, end = jax.device_get(
-            (state.pos, state.speed, state.content, state.angle, state.departed, state.end))
+            (state.pos, state.speed, state.content, state.angle, state.departed, state.end)
+        )
         np.testing.assert_array_equal(minecart.bits_f64(pos), np.asarray(c.pos, np.float64))
         assert minecart.bits_f64(speed) == np.float64(c.speed), (minecart.bits_f64(speed), c.speed)
         np.testing.assert_array_equal(minecart.bits_f64(content), np.asarray(c.content, np.float64))
@@ -154,11 +156,25 @@ class Sync:
         return state, params
 
 
-def _twin(env_id: str, replay_draws: bool, episodes: int = TWIN_EPISODES, seed: int = 0,
-          kwargs=None, gym_kwargs=None, pilot: bool = True):
+def _twin(
+    env_id: str,
+    replay_draws: bool,
+    episodes: int = TWIN_EPISODES,
+    seed: int = 0,
+    kwargs=None,
+    gym_kwargs=None,
+    pilot: bool = True,
+):
     sync = Sync(replay_draws, (kwargs or {}).get("frame_skip", 4))
-    case = TwinCase(env_id, env_id, kwargs=kwargs or {}, gym_kwargs=gym_kwargs or {}, sync_reset=sync.reset,
-                    sync_step=sync.step, sample_action=sync.pilot if pilot else None)
+    case = TwinCase(
+        env_id,
+        env_id,
+        kwargs=kwargs or {},
+        gym_kwargs=gym_kwargs or {},
+        sync_reset=sync.reset,
+        sync_step=sync.step,
+        sample_action=sync.pilot if pilot else None,
+    )
     saved = np.random.get_state()
     try:
         report = run_twin(case, episodes=episodes, seed=seed)
@@ -198,8 +214,14 @@ def test_twin_stochastic_with_replayed_draws():
 
 def test_twin_non_incremental_frame_skip():
     """The reference's ``incremental_frane_skip=False``: one action of 4x effect, then 4 moves."""
-    report, _ = _twin("minecart-v0", replay_draws=True, episodes=25, seed=1,
-                      kwargs={"incremental_frame_skip": False}, gym_kwargs={"incremental_frane_skip": False})
+    report, _ = _twin(
+        "minecart-v0",
+        replay_draws=True,
+        episodes=25,
+        seed=1,
+        kwargs={"incremental_frame_skip": False},
+        gym_kwargs={"incremental_frane_skip": False},
+    )
     assert np.sum(report.returns[:, :2].sum(axis=1) > 0) >= 5
 
 
@@ -229,8 +251,9 @@ def test_wall_ties_decided_as_the_reference_does(angle, pos):
         ref.reset(seed=0)
         ref.cart.pos, ref.cart.speed, ref.cart.angle, ref.cart.departed = np.array(pos), float(speed), angle, True
         _, s = reset(jax.random.PRNGKey(0), params)
-        s = s.replace(pos=minecart.f64_bits(pos), speed=minecart.f64_bits(speed), angle=np.int32(angle),
-                      departed=np.bool_(True))
+        s = s.replace(
+            pos=minecart.f64_bits(pos), speed=minecart.f64_bits(speed), angle=np.int32(angle), departed=np.bool_(True)
+        )
         for action in [turn, minecart.ACT_NONE, minecart.ACT_NONE, turn, minecart.ACT_NONE]:
             ref_obs, ref_r, ref_term, _, _ = ref.step(action)
             obs, s, r, term, *_ = step(jax.random.PRNGKey(1), s, np.int32(action), params)
@@ -251,9 +274,23 @@ def test_config_matches_reference_json():
         for a, b in zip(ours["mines"], data["mines"]):
             assert (a["x"], a["y"]) == (b["x"], b["y"])
             np.testing.assert_array_equal(a["distributions"], b["distributions"])
-    for name in ["EPS_SPEED", "ROTATION", "ACCELERATION", "MAX_SPEED", "MINE_RADIUS", "BASE_RADIUS",
-                 "FUEL_IDLE", "FUEL_ACC", "FUEL_MINE", "ACT_MINE", "ACT_LEFT", "ACT_RIGHT", "ACT_ACCEL",
-                 "ACT_BRAKE", "ACT_NONE"]:
+    for name in [
+        "EPS_SPEED",
+        "ROTATION",
+        "ACCELERATION",
+        "MAX_SPEED",
+        "MINE_RADIUS",
+        "BASE_RADIUS",
+        "FUEL_IDLE",
+        "FUEL_ACC",
+        "FUEL_MINE",
+        "ACT_MINE",
+        "ACT_LEFT",
+        "ACT_RIGHT",
+        "ACT_ACCEL",
+        "ACT_BRAKE",
+        "ACT_NONE",
+    ]:
         assert getattr(minecart, name) == getattr(ref_minecart, name), name
     # the scales MO-Gymnasium multiplies in are all 1
     assert ref_minecart.CART_SCALE == ref_minecart.MINE_SCALE == ref_minecart.BASE_SCALE == 1.0
@@ -325,7 +362,8 @@ def test_float64_blocks_are_exact_under_jit():
     # near-ties: c = fl(a^2) - a^2 + (multiples of quarter ulps), where one rounding differs from two
     ulp = np.spacing(a * a)
     c[:512] = np.array([float(Fraction(x * x) - Fraction(x) ** 2) for x in a[:512]]) + ulp[:512] * (
-        rng.integers(-6, 7, 512) / 4)
+        rng.integers(-6, 7, 512) / 4
+    )
     with jax.enable_x64(True):
         fma = np.asarray(jax.jit(jax.vmap(lambda a, c: float64.fma_square(a, c)))(a, c))
         emulated = np.asarray(jax.jit(jax.vmap(float64.dot2))(c, a))  # emulated fma(a, a, c * c)
@@ -341,8 +379,10 @@ def test_float64_blocks_are_exact_under_jit():
     np.testing.assert_array_equal(env_dot, [np.dot(v, v) for v in np.stack([c, a], 1)])
     np.testing.assert_array_equal(mul_add, a * a + c)
     assert np.mean(exact != a * a + c) > 0.05  # the cases do tell one rounding from two
-    for radius, t, strict in [(minecart.BASE_RADIUS, minecart.BASE_SQ, True),
-                              (minecart.MINE_RADIUS, minecart.MINE_SQ, False)]:
+    for radius, t, strict in [
+        (minecart.BASE_RADIUS, minecart.BASE_SQ, True),
+        (minecart.MINE_RADIUS, minecart.MINE_SQ, False),
+    ]:
         s = np.array([np.nextafter(t, 0.0), t, np.nextafter(t, 1.0)])
         inside = np.sqrt(s) < radius if strict else np.sqrt(s) <= radius
         np.testing.assert_array_equal(inside, s < t if strict else s <= t)
@@ -365,7 +405,7 @@ def test_mining_under_vmap_runs_per_lane():
         obs, new, reward, *_ = jax.device_get(batched(keys, state, actions, params))
         assert np.sum(obs[:, 5:].sum(1) > 0) >= n_mining - n_mining // 5  # carts at mines mined (mine 0: no ore 2)
         for i in list(range(n_mining + 2)) + [n - 1]:
-            lane = jax.tree.map(lambda x: x[i], state)
+            lane = jax.tree.map(lambda x, i=i: x[i], state)
             o, s1, r, *_ = jax.device_get(single(keys[i], lane, actions[i], params))
             np.testing.assert_array_equal(o, obs[i])
             np.testing.assert_array_equal(s1.content, new.content[i])
@@ -416,6 +456,7 @@ def test_ore_draw_statistics():
             s = s.replace(pos=params.mine_pos[mine], departed=jnp.bool_(True))
             _, s, *_ = env.step(k1, s, jnp.int32(minecart.ACT_MINE), params)
             return s.content
+
         return jax.vmap(one)(jax.random.split(key, N_DRAWS))
 
     saved = np.random.get_state()
@@ -435,12 +476,12 @@ def test_ore_draw_statistics():
             # E[Y^2] = (mu^2 + sigma^2) Phi(a) + mu sigma phi(a), a = mu / sigma
             a = mu / sigma
             m1 = mu * norm.cdf(a) + sigma * norm.pdf(a)
-            m2 = (mu ** 2 + sigma ** 2) * norm.cdf(a) + mu * sigma * norm.pdf(a)
+            m2 = (mu**2 + sigma**2) * norm.cdf(a) + mu * sigma * norm.pdf(a)
             # ours: S = sum of fs independent draws
             s = content[:, o]
             assert close(s, fs * m1), (m, o, s.mean(), fs * m1)
-            assert close(s ** 2, fs * m2 + fs * (fs - 1) * m1 ** 2), (m, o, s.std())
-            assert s.std() > 0.5 * math.sqrt(fs * (m2 - m1 ** 2))  # a real spread, not constant draws
+            assert close(s**2, fs * m2 + fs * (fs - 1) * m1**2), (m, o, s.std())
+            assert s.std() > 0.5 * math.sqrt(fs * (m2 - m1**2))  # a real spread, not constant draws
             # the reference's own draws have these one-draw moments too
             assert close(ref_draws[:, o], m1) and close(ref_draws[:, o] ** 2, m2), (m, o)
     np.random.set_state(saved)
@@ -455,16 +496,21 @@ def _as_set(points) -> np.ndarray:
 @pytest.fixture(scope="module")
 def reference_envs():
     saved = np.random.get_state()
-    envs = {name: ref_minecart.Minecart(config=str(REF_DIR / path))
-            for name, path in [("default", "mine_config.json"), ("deterministic", "mine_config_det.json")]}
+    envs = {
+        name: ref_minecart.Minecart(config=str(REF_DIR / path))
+        for name, path in [("default", "mine_config.json"), ("deterministic", "mine_config_det.json")]
+    }
     np.random.set_state(saved)
     return envs
 
 
-@pytest.mark.parametrize("name, env_id, gamma, ref_point, hv", [
-    ("default", "minecart-v0", 0.98, (-1, -1, -200), 668.18),
-    ("deterministic", "minecart-deterministic-v0", 1.0, (0, 0, -200), 147.84),
-])
+@pytest.mark.parametrize(
+    "name, env_id, gamma, ref_point, hv",
+    [
+        ("default", "minecart-v0", 0.98, (-1, -1, -200), 668.18),
+        ("deterministic", "minecart-deterministic-v0", 1.0, (0, 0, -200), 147.84),
+    ],
+)
 def test_pareto_front_and_ccs_equal_reference(reference_envs, name, env_id, gamma, ref_point, hv):
     env, _ = morl.make(env_id)
     ref = reference_envs[name]
@@ -479,14 +525,16 @@ def test_pareto_front_and_ccs_equal_reference(reference_envs, name, env_id, gamm
     # the other gamma and the asymmetric variant too
     other = 1.0 if gamma != 1.0 else 0.98
     np.testing.assert_allclose(_as_set(env.pareto_front(other)), _as_set(ref.pareto_front(other)), atol=1e-12)
-    np.testing.assert_allclose(_as_set(env.pareto_front(gamma, symmetric=False)),
-                               _as_set(ref.pareto_front(gamma, symmetric=False)), atol=1e-12)
+    np.testing.assert_allclose(
+        _as_set(env.pareto_front(gamma, symmetric=False)), _as_set(ref.pareto_front(gamma, symmetric=False)), atol=1e-12
+    )
 
 
 def test_pareto_front_follows_params():
     env, params = morl.make("minecart-deterministic-v0")
-    np.testing.assert_allclose(_as_set(env.pareto_front(0.98, params=params)),
-                               _as_set(env.pareto_front(0.98)), atol=1e-12)
+    np.testing.assert_allclose(
+        _as_set(env.pareto_front(0.98, params=params)), _as_set(env.pareto_front(0.98)), atol=1e-12
+    )
     richer = env.make_params(ore_mean=2 * minecart.bits_f64(params.ore_mean))
     assert _as_set(env.pareto_front(0.98, params=richer))[:, :2].max() > env.pareto_front(0.98)[:, :2].max()
 

@@ -101,8 +101,10 @@ def assert_close(ours, ref, atol, rtol, what):
     assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != {ref.shape}"
     err = np.abs(ours - ref)
     bound = atol + rtol * np.abs(ref)
-    assert np.all(err <= bound), (f"{what}: max error {err.max():.3g} at index {int(err.argmax())} "
-                                  f"(ours {ours.ravel()[err.argmax()]}, ref {ref.ravel()[err.argmax()]})")
+    assert np.all(err <= bound), (
+        f"{what}: max error {err.max():.3g} at index {int(err.argmax())} "
+        f"(ours {ours.ravel()[err.argmax()]}, ref {ref.ravel()[err.argmax()]})"
+    )
 
 
 # ======================================================================================= declarations
@@ -244,7 +246,8 @@ def test_health_rule_matches_reference_at_its_thresholds(env_id):
                 u.set_state(qpos, qvel)
                 expected = bool(u.is_healthy)
                 assert bool(healthy(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))) == expected, (
-                    f"{env_id}: qpos[{index}]={value}, |qvel| {'> 100' if big_velocity else '< 1'}")
+                    f"{env_id}: qpos[{index}]={value}, |qvel| {'> 100' if big_velocity else '< 1'}"
+                )
                 checked.add(expected)
     assert checked == {True, False}
 
@@ -258,8 +261,9 @@ def replay_rollout(env_id: str, physics: str = "exact"):
     policy params: one compile per robot serves the twin, truncation and engine checks."""
     if (env_id, physics) not in _REPLAY:
         env = mjx_env(env_id, physics)
-        rollout = make_rollout(env, lambda p, obs, k: (jnp.broadcast_to(p, (obs.shape[0],) + p.shape), ()),
-                               num_envs=1, num_steps=1)
+        rollout = make_rollout(
+            env, lambda p, obs, k: (jnp.broadcast_to(p, (obs.shape[0],) + p.shape), ()), num_envs=1, num_steps=1
+        )
         _REPLAY[env_id, physics] = (env, rollout, jax.jit(env.set_state), {"compile_s": None})
     return _REPLAY[env_id, physics]
 
@@ -335,8 +339,9 @@ def test_bad_physics_preset_fails_with_the_fix():
         morl.make("mo-hopper-v5", backend="mujoco", physics="Fast")
 
 
-@pytest.mark.parametrize("env_id", [pytest.param(i, marks=() if i == "mo-hopper-v5" else pytest.mark.slow)
-                                    for i in IDS])
+@pytest.mark.parametrize(
+    "env_id", [pytest.param(i, marks=() if i == "mo-hopper-v5" else pytest.mark.slow) for i in IDS]
+)
 def test_fast_physics_twin_of_c_mujoco_with_the_same_preset(env_id):
     """MJX with physics="fast" against C MuJoCo (float64) with the same options: the preset means the same
     physics on both backends, to the exact preset's float32 tolerances."""
@@ -378,8 +383,10 @@ def test_fast_physics_episode_statistics_stay_near_mo_gymnasium():
     gap = np.abs(ours.mean(0) - theirs.mean(0))
     bound = FAST_SHIFT * np.abs(theirs.mean(0)) + 4 * se
     names = [*ROBOTS[env_id].reward_names, "length"]
-    print(f"\n{env_id} fast vs MO-Gymnasium, {FAST_EPISODES} episodes: "
-          + ", ".join(f"{n} {a:.2f} vs {b:.2f}" for n, a, b in zip(names, ours.mean(0), theirs.mean(0))))
+    print(
+        f"\n{env_id} fast vs MO-Gymnasium, {FAST_EPISODES} episodes: "
+        + ", ".join(f"{n} {a:.2f} vs {b:.2f}" for n, a, b in zip(names, ours.mean(0), theirs.mean(0)))
+    )
     assert np.all(gap <= bound), dict(zip(names, zip(gap.round(3), bound.round(3))))
 
 
@@ -412,9 +419,9 @@ def test_reset_noise_from_the_key(env_id, qvel_normal):
     noise_q = np.asarray(states.data.qpos) - env.init_qpos
     qvel = np.asarray(states.data.qvel)
     assert np.all(np.abs(noise_q) <= s + 1e-7) and np.abs(noise_q).max() > 0.9 * s
-    assert abs(noise_q.std() - s / np.sqrt(3)) < 0.1 * s          # uniform(-s, s)
+    assert abs(noise_q.std() - s / np.sqrt(3)) < 0.1 * s  # uniform(-s, s)
     if qvel_normal:
-        assert abs(qvel.std() - s) < 0.1 * s and np.abs(qvel).max() > 2 * s   # s * standard normal
+        assert abs(qvel.std() - s) < 0.1 * s and np.abs(qvel).max() > 2 * s  # s * standard normal
     else:
         assert np.all(np.abs(qvel) <= s + 1e-7) and abs(qvel.std() - s / np.sqrt(3)) < 0.1 * s
     again = reset(keys, params)[1]
@@ -428,8 +435,9 @@ def test_reacher_reset_is_the_fixed_pose_with_small_qvel_noise():
     env = mjx_env("mo-reacher-v5")
     u = ref_env("mo-reacher-v5").unwrapped
     u.reset(seed=0)
-    obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.PRNGKey(0), 64),
-                                                                    env.default_params)
+    obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(
+        jax.random.split(jax.random.PRNGKey(0), 64), env.default_params
+    )
     qpos, qvel = np.asarray(state.data.qpos), np.asarray(state.data.qvel)
     np.testing.assert_allclose(qpos, np.broadcast_to(u.data.qpos, qpos.shape), atol=1e-7)  # deterministic in MO-Gym
     assert np.all(np.abs(qvel[:, :2]) <= 0.005 + 1e-9) and np.all(qvel[:, 2:] == 0) and qvel[:, :2].std() > 1e-3
@@ -452,8 +460,11 @@ def test_native_backend_runs_in_the_engine_and_evaluator():
     def act(p, w, obs, key):  # a constant action per candidate
         return jnp.broadcast_to(p, (obs.shape[0],) + p.shape)
 
-    sol = Solution(act, jnp.asarray([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]], jnp.float32),
-                   candidate_weights=np.array([[0.5, 0.5], [0.9, 0.1]], np.float32))
+    sol = Solution(
+        act,
+        jnp.asarray([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]], jnp.float32),
+        candidate_weights=np.array([[0.5, 0.5], [0.9, 0.1]], np.float32),
+    )
     disc, undisc, _ = evaluate_returns(sol, env, episodes=2, gamma=0.99)
     assert disc.shape == undisc.shape == (2, 2) and np.all(np.isfinite(disc)) and not np.allclose(disc[0], disc[1])
 
@@ -466,8 +477,11 @@ def test_evaluator_runs_unchanged_on_the_mjx_backend():
     def act(p, w, obs, key):
         return jnp.broadcast_to(p, (obs.shape[0],) + p.shape)
 
-    sol = Solution(act, jnp.asarray([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]], jnp.float32),
-                   candidate_weights=np.array([[0.5, 0.5], [0.9, 0.1]], np.float32))
+    sol = Solution(
+        act,
+        jnp.asarray([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]], jnp.float32),
+        candidate_weights=np.array([[0.5, 0.5], [0.9, 0.1]], np.float32),
+    )
     disc, undisc, _ = evaluate_returns(sol, env, params, episodes=2, gamma=0.99, max_steps=5)
     assert disc.shape == undisc.shape == (2, 2) and np.all(np.isfinite(disc))
     assert not np.allclose(disc[0], disc[1])
@@ -510,6 +524,7 @@ def test_native_batched_stepper_equals_mo_gymnasium_bit_for_bit(env_id):
 def test_native_backend_through_the_engine_equals_mo_gymnasium_host_path():
     """`backend="mujoco"` (batched native) and `gym:` (MO-Gymnasium's own envs) give the engine the same
     transitions from the same seed and key."""
+
     def rollout_of(env):
         r = make_rollout(env, random_policy(env), num_envs=2, num_steps=60, seed=3)
         return r.run((), r.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1))[1]

@@ -79,15 +79,15 @@ def test_candidate_axis_is_padded_to_a_power_of_two_on_jax_envs_only():
     def populations(env):
         return sorted(k[2] for k in ev._ROLLOUTS if k[0] == id(env) and k[1] == id(act))
 
-    for cols in ([9, 0, 4], [9, 0, 4, 7]):          # 3 and 4 candidates: both run the population-4 program
-        disc, _, w = evaluate_returns(Solution(act=act, params=jnp.asarray(cols)), ENV, PARAMS,
-                                      episodes=1, gamma=0.99)
+    for cols in ([9, 0, 4], [9, 0, 4, 7]):  # 3 and 4 candidates: both run the population-4 program
+        disc, _, w = evaluate_returns(Solution(act=act, params=jnp.asarray(cols)), ENV, PARAMS, episodes=1, gamma=0.99)
         assert disc.shape == (len(cols), 2) and w.shape == (len(cols), 2)
         by_column = ENV.pareto_front(0.99)[np.argsort(ENV.pareto_front(0.99)[:, 0])]  # column c: c-th treasure
         np.testing.assert_allclose(disc, by_column[cols], rtol=1e-5)
     assert populations(ENV) == [4]
 
     host = morl.make("gym:deep-sea-treasure-v0")[0]
-    disc, _, _ = evaluate_returns(Solution(act=act, params=jnp.asarray([9, 0, 4])), host, episodes=1,
-                                  gamma=0.99, max_steps=100)
+    disc, _, _ = evaluate_returns(
+        Solution(act=act, params=jnp.asarray([9, 0, 4])), host, episodes=1, gamma=0.99, max_steps=100
+    )
     assert disc.shape == (3, 2) and populations(host) == [3]

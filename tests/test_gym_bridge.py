@@ -68,7 +68,7 @@ class NoisyLine(Environment):
         pos, time = state
         new = jnp.clip(pos + action[0] + 0.3 * jax.random.normal(key), -3.0, 3.0)
         time = time + 1
-        reward = jnp.stack([new - pos, -action[0] ** 2]).astype(jnp.float32)
+        reward = jnp.stack([new - pos, -(action[0] ** 2)]).astype(jnp.float32)
         reward = jnp.where(time == params.nan_at, jnp.nan, reward)
         state = (new, time)
         return self._obs(state, params), state, reward, new >= 3.0, time_limit(time, params), {"pos": new}
@@ -212,8 +212,9 @@ def test_seeding_is_reproducible_and_unseeded_resets_follow_np_random(noisy):
     o1, _ = noisy.reset()
     o2, _ = a.reset()
     np.testing.assert_array_equal(o1, o2)
-    np.testing.assert_array_equal(o1, direct_episode(NOISY, NOISY.default_params, jax.random.PRNGKey(expected_seed),
-                                                     noisy_actions(0))[0][0])
+    np.testing.assert_array_equal(
+        o1, direct_episode(NOISY, NOISY.default_params, jax.random.PRNGKey(expected_seed), noisy_actions(0))[0][0]
+    )
     # seeds beyond 32 bits are not truncated (PRNGKey alone would map both of these to the same key)
     b1, _ = a.reset(seed=2**40)
     b2, _ = a.reset(seed=2**40 + 2**33)
@@ -237,7 +238,7 @@ def test_make_kwargs_go_to_morl_make_and_are_in_the_spec():
     env = to_gymnasium("deep-sea-treasure-v0", max_steps=5)
     assert env.max_steps == 5 and env.spec.kwargs == {"id_or_env": "deep-sea-treasure-v0", "max_steps": 5}
     env.reset(seed=0)
-    for t in range(5):
+    for _ in range(5):
         _, _, term, trunc, _ = env.step(0)  # up into the wall: never terminates
     assert (term, trunc) == (False, True)
     with pytest.raises(TypeError, match="only apply to an env id"):
@@ -251,7 +252,7 @@ def test_wrappers_of_one_env_share_one_compile(dst):
     envs = [to_gymnasium(fresh, NoisyParams(max_steps=m)) for m in (2, 3, 4)]  # params are data: no retrace
     for i, e in enumerate(envs):
         e.reset(seed=i)
-        e.step(np.array([0.5]))            # float64 action: cast to the space dtype, same compile
+        e.step(np.array([0.5]))  # float64 action: cast to the space dtype, same compile
         e.step(np.float32([-0.5]))
     fns = _compiled(fresh)
     assert fns.reset._cache_size() == 1 and fns.step._cache_size() == 1
@@ -404,7 +405,9 @@ class _BadRewardView(NoisyLine):
 
 
 def test_env_declared_views_are_checked_and_pickle():
-    with pytest.raises(TypeError, match="declares to_gymnasium_observation but no callable gymnasium_observation_space"):
+    with pytest.raises(
+        TypeError, match="declares to_gymnasium_observation but no callable gymnasium_observation_space"
+    ):
         to_gymnasium(_HalfDeclaredView())
     with pytest.raises(TypeError, match=r"gymnasium_reward_space\(params\) returned .*shape \(2,\)"):
         to_gymnasium(_BadRewardView())

@@ -17,14 +17,32 @@ from morl.gym_bridge import check_env, to_gymnasium
 # MO-Gymnasium's own reward spaces are float64 literals cast to float32; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting to float32:UserWarning")
 
-CLASSIC_IDS = ["deep-sea-treasure-v0", "deep-sea-treasure-concave-v0", "deep-sea-treasure-mirrored-v0", "fruit-tree-v0",
-               "resource-gathering-v0", "four-room-v0", "minecart-v0", "minecart-deterministic-v0", "mo-mountaincar-v0",
-               "mo-mountaincar-3d-v0", "mo-mountaincar-timemove-v0", "mo-mountaincar-timespeed-v0",
-               "mo-mountaincarcontinuous-v0", "breakable-bottles-v0", "fishwood-v0", "water-reservoir-v0"]
+CLASSIC_IDS = [
+    "deep-sea-treasure-v0",
+    "deep-sea-treasure-concave-v0",
+    "deep-sea-treasure-mirrored-v0",
+    "fruit-tree-v0",
+    "resource-gathering-v0",
+    "four-room-v0",
+    "minecart-v0",
+    "minecart-deterministic-v0",
+    "mo-mountaincar-v0",
+    "mo-mountaincar-3d-v0",
+    "mo-mountaincar-timemove-v0",
+    "mo-mountaincar-timespeed-v0",
+    "mo-mountaincarcontinuous-v0",
+    "breakable-bottles-v0",
+    "fishwood-v0",
+    "water-reservoir-v0",
+]
 # MO-Gymnasium declares the time penalty's high as -1, but its own step returns 0 there on the goal step
 # (test_mo_gymnasium_mountain_car_reward_leaves_its_declared_space): the bridge keeps the true bound 0
-MOUNTAIN_CAR_TIME_HIGH = {"mo-mountaincar-v0", "mo-mountaincar-3d-v0", "mo-mountaincar-timemove-v0",
-                          "mo-mountaincar-timespeed-v0"}
+MOUNTAIN_CAR_TIME_HIGH = {
+    "mo-mountaincar-v0",
+    "mo-mountaincar-3d-v0",
+    "mo-mountaincar-timemove-v0",
+    "mo-mountaincar-timespeed-v0",
+}
 
 
 def assert_same_space(ours, theirs, what):
@@ -61,8 +79,11 @@ def assert_same_observation(ours, theirs):
         assert type(ours) is type(theirs) and ours == theirs, (ours, theirs)
 
 
-@pytest.mark.parametrize("env_id, kwargs", [(i, {}) for i in CLASSIC_IDS] + [
-    ("fruit-tree-v0", {"depth": 5}), ("water-reservoir-v0", {"nO": 3}), ("breakable-bottles-v0", {"size": 7})])
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [(i, {}) for i in CLASSIC_IDS]
+    + [("fruit-tree-v0", {"depth": 5}), ("water-reservoir-v0", {"nO": 3}), ("breakable-bottles-v0", {"size": 7})],
+)
 def test_bridged_spaces_equal_mo_gymnasium(env_id, kwargs):
     ours, theirs = to_gymnasium(env_id, **kwargs), mo_gym.make(env_id, **kwargs).unwrapped
     assert_same_space(ours.observation_space, theirs.observation_space, f"{env_id} observation_space")
@@ -112,8 +133,11 @@ def test_mo_gymnasium_tools_run_on_every_bridged_id(env_id):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning of gymnasium's checker (e.g. an observation type) fails
         if env_id == "water-reservoir-v0":  # MO-Gymnasium's own spaces (Box(0, inf) action and observation)
-            warnings.filterwarnings("ignore", message=r".*(A Box (action|observation) space maximum value is "
-                                                      r"infinity|For Box action spaces, we recommend using a symm)")
+            warnings.filterwarnings(
+                "ignore",
+                message=r".*(A Box (action|observation) space maximum value is "
+                r"infinity|For Box action spaces, we recommend using a symm)",
+            )
         check_env(bridged)
     w = np.full(bridged.reward_dim, 1.0 / bridged.reward_dim)
     ours = MORecordEpisodeStatistics(LinearReward(to_gymnasium(env_id), weight=w), gamma=0.99)
@@ -139,16 +163,19 @@ def test_mo_gymnasium_tools_run_on_every_bridged_id(env_id):
 BOTTLES_ACTIONS = [0, 0, 0, 0, 2, 2, 1, 1, 0, 0, 2, 1, 1, 1, 0, 2, 1, 1, 1, 1]
 
 
-@pytest.mark.parametrize("env_id, kwargs, actions", [
-    ("deep-sea-treasure-v0", {}, [1, 3, 1, 1, 3, 3, 1, 1]),
-    ("deep-sea-treasure-mirrored-v0", {}, [2, 1, 1, 3, 1, 1, 2, 1, 1]),
-    ("fruit-tree-v0", {}, [0, 1, 1, 0, 1, 0]),
-    ("four-room-v0", {}, [3, 3, 1, 1, 3, 0, 2, 3, 3, 1, 1, 1, 3]),
-    ("minecart-deterministic-v0", {}, [4, 4, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 3, 3, 5, 5]),
-    ("breakable-bottles-v0", {"prob_drop": 0.0}, BOTTLES_ACTIONS),
-    ("breakable-bottles-v0", {"prob_drop": 1.0}, BOTTLES_ACTIONS),
-    ("breakable-bottles-v0", {"prob_drop": 1.0, "unbreakable_bottles": True}, [0, 0, 0, 0, 2, 2, 1, 1, 0, 2, 0, 2]),
-])
+@pytest.mark.parametrize(
+    "env_id, kwargs, actions",
+    [
+        ("deep-sea-treasure-v0", {}, [1, 3, 1, 1, 3, 3, 1, 1]),
+        ("deep-sea-treasure-mirrored-v0", {}, [2, 1, 1, 3, 1, 1, 2, 1, 1]),
+        ("fruit-tree-v0", {}, [0, 1, 1, 0, 1, 0]),
+        ("four-room-v0", {}, [3, 3, 1, 1, 3, 0, 2, 3, 3, 1, 1, 1, 3]),
+        ("minecart-deterministic-v0", {}, [4, 4, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 3, 3, 5, 5]),
+        ("breakable-bottles-v0", {"prob_drop": 0.0}, BOTTLES_ACTIONS),
+        ("breakable-bottles-v0", {"prob_drop": 1.0}, BOTTLES_ACTIONS),
+        ("breakable-bottles-v0", {"prob_drop": 1.0, "unbreakable_bottles": True}, [0, 0, 0, 0, 2, 2, 1, 1, 0, 2, 0, 2]),
+    ],
+)
 def test_bridged_observations_equal_mo_gymnasium(env_id, kwargs, actions):
     """Deterministic ids (and breakable-bottles with its drop forced to 0 or 1 on both sides): the same seed and
     actions give MO-Gymnasium's observations (type, keys, values) and rewards, and MO-Gymnasium's own code reads

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import test_runs  # noqa: F401  (registers toy-hillclimb)
+
 from morl import loggers
 from morl import runs as R
 from morl.cli import main

@@ -11,17 +11,30 @@ import pytest
 import morl
 from morl.agent import make_trainer
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("Box2D") is None,
-                                reason="Box2D is not installed (pip install 'morl[dev]' brings it); "
-                                       "mo-lunar-lander-v3 needs it")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("Box2D") is None,
+    reason="Box2D is not installed (pip install 'morl[dev]' brings it); mo-lunar-lander-v3 needs it",
+)
 
 
 def test_c_morl_trains_a_few_steps_on_gym_lunar_lander():
     env, params = morl.make("gym:mo-lunar-lander-v3", max_episode_steps=50)  # short episodes keep CI fast
     assert env.is_host and env.reward_dim == 4 and env.ref_point == (-101.0, -1001.0, -101.0, -101.0)
-    trainer = make_trainer("c-morl", env, total_steps=2 * 2 * 64 * 3, init_steps=2 * 2 * 64 * 2, num_envs=2,
-                           num_steps=64, epochs=1, num_minibatches=2, init_weight_delta=1.0, num_select=1,
-                           update_iter=1, eval_episodes=1, eval_interval=1)
+    trainer = make_trainer(
+        "c-morl",
+        env,
+        total_steps=2 * 2 * 64 * 3,
+        init_steps=2 * 2 * 64 * 2,
+        num_envs=2,
+        num_steps=64,
+        epochs=1,
+        num_minibatches=2,
+        init_weight_delta=1.0,
+        num_select=1,
+        update_iter=1,
+        eval_episodes=1,
+        eval_interval=1,
+    )
     state = trainer.init(jax.random.PRNGKey(0))
     updates = 0
     while not trainer.done(state) and updates < 20:

@@ -20,11 +20,16 @@ import pytest
 
 import morl
 from morl import weights
-from morl.metrics import (all_metrics, cardinality, expected_utility, hypervolume, igd,
-                          maximum_utility_loss, sparsity)
+from morl.metrics import all_metrics, cardinality, expected_utility, hypervolume, igd, maximum_utility_loss, sparsity
 from morl.pareto import crowding_distance, dominates, is_dominated, non_dominated, non_dominated_mask_jax
-from morl.weights import (available_energy_weights, check_preference, equally_spaced_weights,
-                          extrema_weights, random_weights, uniform_grid)
+from morl.weights import (
+    available_energy_weights,
+    check_preference,
+    equally_spaced_weights,
+    extrema_weights,
+    random_weights,
+    uniform_grid,
+)
 
 pymoo_ref_dirs = pytest.importorskip("pymoo.util.ref_dirs", reason="pymoo (dev dependency) is the oracle")
 from pymoo.indicators.hv import HV  # noqa: E402
@@ -32,7 +37,7 @@ from pymoo.indicators.igd import IGD  # noqa: E402
 
 
 # --------------------------------------------------------------------------- oracles (re-derived)
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pymoo_energy(m, n, seed=42):
     """MORL-Baselines' equally_spaced_weights, straight from pymoo (cached: ~1 s per call)."""
     return pymoo_ref_dirs.get_reference_directions("energy", m, n, seed=seed)
@@ -103,7 +108,7 @@ def brute_hv(points, ref):
     axes = [np.unique(np.concatenate([[ref[j]], pts[:, j]])) for j in range(m)]
     lows = np.meshgrid(*[a[:-1] for a in axes], indexing="ij")
     highs = np.meshgrid(*[a[1:] for a in axes], indexing="ij")
-    upper = np.stack([h.ravel() for h in highs], axis=1)             # (cells, m)
+    upper = np.stack([h.ravel() for h in highs], axis=1)  # (cells, m)
     vol = np.prod(np.stack([(hi - lo).ravel() for hi, lo in zip(highs, lows)], axis=1), axis=1)
     covered = np.any(np.all(pts[None, :, :] >= upper[:, None, :], axis=-1), axis=1)
     return float(np.sum(vol[covered]))
@@ -120,17 +125,20 @@ def random_front(rng, n, m, lo=-5.0, hi=10.0):
     d = np.abs(rng.standard_normal((n, m)))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     pts = lo + (hi - lo) * d * rng.uniform(0.7, 1.0, size=(n, 1))
-    pts[: n // 5] -= rng.uniform(0, 3, size=(n // 5, m))            # some dominated ones
-    pts = np.concatenate([pts, pts[:3]])                            # duplicates
+    pts[: n // 5] -= rng.uniform(0, 3, size=(n // 5, m))  # some dominated ones
+    pts = np.concatenate([pts, pts[:3]])  # duplicates
     return pts
 
 
 # --------------------------------------------------------------------------- anchors
-@pytest.mark.parametrize("env_id, ref, hv, eu", [
-    ("deep-sea-treasure-v0", [0.0, -25.0], 360.40, 5.610),
-    ("deep-sea-treasure-v0", [0.0, -50.0], 854.85, 5.610),
-    ("deep-sea-treasure-concave-v0", [0.0, -25.0], 1101.38, 44.356),
-])
+@pytest.mark.parametrize(
+    "env_id, ref, hv, eu",
+    [
+        ("deep-sea-treasure-v0", [0.0, -25.0], 360.40, 5.610),
+        ("deep-sea-treasure-v0", [0.0, -50.0], 854.85, 5.610),
+        ("deep-sea-treasure-concave-v0", [0.0, -25.0], 1101.38, 44.356),
+    ],
+)
 def test_dst_true_front_anchors(env_id, ref, hv, eu):
     env, _ = morl.make(env_id)
     front = env.pareto_front(0.99)
@@ -163,7 +171,7 @@ def test_hypervolume_matches_pymoo(m):
     rng = np.random.default_rng(m)
     for n in (1, 7, 40):
         pts = random_front(rng, n, m)
-        ref = np.full(m, -5.5)          # the shifted (dominated) points fall below it in some objective
+        ref = np.full(m, -5.5)  # the shifted (dominated) points fall below it in some objective
         ours, theirs = hypervolume(pts, ref), pymoo_hv(pts, ref)
         assert theirs > 0
         assert ours == pytest.approx(theirs, rel=1e-9)
@@ -275,21 +283,21 @@ def test_maximum_utility_loss_hand_and_formula():
         ws = random_weights(m, 30, 1)
         assert maximum_utility_loss(pts, known, ws) == pytest.approx(mb_mul(pts, known, ws), rel=1e-12)
         assert maximum_utility_loss(pts, known) == pytest.approx(
-            mb_mul(pts, known, equally_spaced_weights(m, 50)), rel=1e-12)
+            mb_mul(pts, known, equally_spaced_weights(m, 50)), rel=1e-12
+        )
 
 
 def test_all_metrics_filters_dominated_points():
     front = np.array([[0.0, 3.0], [1.0, 1.0], [3.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
     nd = front[[0, 1, 2]]
     res = all_metrics(front, [-1.0, -1.0], known_front=[[0.0, 4.0], [4.0, 0.0]])
-    assert set(res) == {"hypervolume", "expected_utility", "sparsity", "cardinality", "igd",
-                        "maximum_utility_loss"}
+    assert set(res) == {"hypervolume", "expected_utility", "sparsity", "cardinality", "igd", "maximum_utility_loss"}
     assert res["cardinality"] == 3
-    assert res["sparsity"] == pytest.approx(5.0)                    # the filtered front's, not 5 points'
+    assert res["sparsity"] == pytest.approx(5.0)  # the filtered front's, not 5 points'
     assert res["hypervolume"] == pytest.approx(hypervolume(nd, [-1.0, -1.0]))
     assert res["expected_utility"] == pytest.approx(expected_utility(nd))
     assert res["igd"] == pytest.approx(igd([[0.0, 4.0], [4.0, 0.0]], nd))
-    assert res["maximum_utility_loss"] == pytest.approx(1.0)        # at the corner weights: 4 - 3
+    assert res["maximum_utility_loss"] == pytest.approx(1.0)  # at the corner weights: 4 - 3
     assert "igd" not in all_metrics(front, [-1.0, -1.0])
     with pytest.raises(ValueError, match="lower reference point"):
         all_metrics(front, [5.0, 5.0])
@@ -314,7 +322,7 @@ def test_shipped_energy_weights_equal_pymoo(m):
         theirs = pymoo_energy(m, n, seed)
         assert ours.shape == (n, m) and ours.dtype == np.float64
         assert (ours >= 0).all()
-        np.testing.assert_allclose(ours.sum(axis=1), 1.0, rtol=0, atol=1e-12)   # pymoo renormalises every step
+        np.testing.assert_allclose(ours.sum(axis=1), 1.0, rtol=0, atol=1e-12)  # pymoo renormalises every step
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=ENERGY_WEIGHT_ATOL)
         # pymoo's own objective (log of the mean inverse distance^(2m)), the exponent pymoo's default d = 2m
         energy = lambda w: calc_potential_energy_with_grad(w, 2 * m)[0]  # noqa: E731
@@ -324,8 +332,9 @@ def test_shipped_energy_weights_equal_pymoo(m):
 def test_equally_spaced_weights_fallback_and_errors(monkeypatch):
     assert (3, 7, 42) not in available_energy_weights()
     ours = equally_spaced_weights(3, 7)
-    np.testing.assert_allclose(ours, pymoo_ref_dirs.get_reference_directions("energy", 3, 7, seed=42),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        ours, pymoo_ref_dirs.get_reference_directions("energy", 3, 7, seed=42), rtol=0, atol=1e-12
+    )
     # returned arrays are copies: mutating one does not corrupt the cache
     w = equally_spaced_weights(2, 50)
     w[:] = 0
@@ -355,8 +364,8 @@ def test_uniform_grid():
         assert {tuple(int(round(x)) for x in row) for row in g * p} == lattice
         # rows in lexicographic order (itertools.product's order, which the agents' grids rely on)
         assert [tuple(r) for r in np.rint(g * p).astype(int)] == sorted(lattice)
-    assert uniform_grid(3, total=15).shape == (15, 3)   # p = 4 gives exactly 15
-    assert uniform_grid(3, total=14).shape == (10, 3)   # the finest grid with at most 14 points
+    assert uniform_grid(3, total=15).shape == (15, 3)  # p = 4 gives exactly 15
+    assert uniform_grid(3, total=14).shape == (10, 3)  # the finest grid with at most 14 points
     check_preference(uniform_grid(5, 4), 5)
     with pytest.raises(ValueError, match="exactly one"):
         uniform_grid(3)
@@ -386,7 +395,7 @@ def test_random_and_extrema_weights():
 
 def test_check_preference_errors():
     np.testing.assert_array_equal(check_preference([0.25, 0.75], 2), [0.25, 0.75])
-    check_preference([0.5, 0.5 + 5e-7], 2)                         # within 1e-6
+    check_preference([0.5, 0.5 + 5e-7], 2)  # within 1e-6
     with pytest.raises(ValueError, match="3 entries but the environment has 2 objectives"):
         check_preference([0.2, 0.3, 0.5], 2)
     with pytest.raises(ValueError, match="negative.*divide by its sum"):
@@ -399,7 +408,7 @@ def test_check_preference_errors():
         check_preference([0.5, 0.5 + 2e-6], 2)
     with pytest.raises(ValueError, match="at least one positive"):
         check_preference([0.0, 0.0], 2)
-    with pytest.raises(ValueError, match="sums to"):                  # batches are checked row by row
+    with pytest.raises(ValueError, match="sums to"):  # batches are checked row by row
         check_preference([[0.5, 0.5], [0.6, 0.6]], 2)
 
 
@@ -424,7 +433,7 @@ _jit_nd_mask = jax.jit(non_dominated_mask_jax)
 def test_non_dominated_matches_morl_baselines_moocore_and_jax(m):
     rng = np.random.default_rng(m)
     for _ in range(5):
-        pts = rng.integers(0, 4, size=(30, m)).astype(float)   # many ties and duplicates
+        pts = rng.integers(0, 4, size=(30, m)).astype(float)  # many ties and duplicates
         mask = non_dominated(pts, return_mask=True)
         np.testing.assert_array_equal(mask, mb_filter_mask(pts))
         np.testing.assert_array_equal(mask, moocore.is_nondominated(pts, maximise=True, keep_weakly=False))
@@ -449,6 +458,7 @@ def test_crowding_distance():
     np.testing.assert_allclose(crowding_distance([[0.0, 1.0], [1.0, 1.0], [3.0, 1.0]]), [np.inf, 1.0, np.inf])
     # pymoo's version is ours divided by m (no ties here)
     from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+
     rng = np.random.default_rng(0)
     for m in (2, 3, 5):
         f = rng.uniform(size=(12, m))

@@ -18,8 +18,16 @@ import morl
 import morl.envs  # noqa: F401
 from morl.agent import agent_spec, make_config, make_trainer
 from morl.agents import replay as rb
-from morl.agents.scalarization import (Scalarization, dominated_by, initial_utopia, neighbourhoods, psa_weights,
-                                       tchebycheff, update_utopia, weighted_sum)
+from morl.agents.scalarization import (
+    Scalarization,
+    dominated_by,
+    initial_utopia,
+    neighbourhoods,
+    psa_weights,
+    tchebycheff,
+    update_utopia,
+    weighted_sum,
+)
 from morl.evaluate import EvalProtocol, evaluate
 from morl.pareto import Archive, archive_insert, crowding_distance, crowding_distance_jax
 
@@ -40,9 +48,9 @@ def test_weighted_sum_and_tchebycheff_hand_computed():
 def test_utopia_point_is_adapted_online_as_morl_baselines():
     z = initial_utopia(2)
     assert np.all(np.isneginf(np.asarray(z)))
-    z = update_utopia(z, jnp.array([[1.0, 5.0], [3.0, 2.0]]), tau=0.5)     # best seen + tau
+    z = update_utopia(z, jnp.array([[1.0, 5.0], [3.0, 2.0]]), tau=0.5)  # best seen + tau
     np.testing.assert_allclose(z, [3.5, 5.5])
-    z = update_utopia(z, jnp.array([4.0, 0.0]), tau=0.5)                   # only the first objective moves
+    z = update_utopia(z, jnp.array([4.0, 0.0]), tau=0.5)  # only the first objective moves
     np.testing.assert_allclose(z, [4.5, 5.5])
     tch = Scalarization("tch", tau=0.5)
     w = jnp.array([0.3, 0.7])
@@ -118,8 +126,9 @@ def test_archive_keeps_non_dominated_first_occurrence_and_its_policy():
     arch = archive_insert(arch, pts, jnp.full((3, 2), 0.5), {"p": jnp.arange(9.0).reshape(3, 3)})
     assert int(arch.valid.sum()) == 3
     # a duplicate of an archived point is dropped (the archived one, with its policy, stays), a dominated one too
-    arch = archive_insert(arch, jnp.array([[0.5, 0.5], [0.2, 0.2], [0.6, 0.6]]), jnp.zeros((3, 2)),
-                          {"p": jnp.full((3, 3), -1.0)})
+    arch = archive_insert(
+        arch, jnp.array([[0.5, 0.5], [0.2, 0.2], [0.6, 0.6]]), jnp.zeros((3, 2)), {"p": jnp.full((3, 3), -1.0)}
+    )
     got = np.asarray(arch.returns)[np.asarray(arch.valid)]
     np.testing.assert_allclose(got, [[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]])
     np.testing.assert_allclose(np.asarray(arch.policy["p"])[:2], [[0, 1, 2], [3, 4, 5]])
@@ -132,10 +141,11 @@ def test_archive_keeps_non_dominated_first_occurrence_and_its_policy():
 def test_archive_overflow_drops_the_most_crowded_point():
     pts = np.array([[0.0, 3.0], [1.0, 2.0], [1.5, 1.4], [3.0, 0.0]])
     cd = np.asarray(crowding_distance_jax(jnp.asarray(pts), jnp.ones(4, bool)))
-    np.testing.assert_allclose(cd, crowding_distance(pts))       # same as the host NSGA-II distance
+    np.testing.assert_allclose(cd, crowding_distance(pts))  # same as the host NSGA-II distance
     # (1, 2): 1.5/3 + 1.6/3 = 1.033 < (1.5, 1.4): 2/3 + 2/3 -> (1, 2) goes
-    arch = archive_insert(Archive.empty(3, 2, {"p": jnp.zeros(())}), jnp.asarray(pts), jnp.zeros((4, 2)),
-                          {"p": jnp.arange(4.0)})
+    arch = archive_insert(
+        Archive.empty(3, 2, {"p": jnp.zeros(())}), jnp.asarray(pts), jnp.zeros((4, 2)), {"p": jnp.arange(4.0)}
+    )
     np.testing.assert_allclose(np.asarray(arch.returns), pts[[0, 2, 3]])
     np.testing.assert_allclose(np.asarray(arch.policy["p"]), [0.0, 2.0, 3.0])
 
@@ -145,13 +155,27 @@ def test_registered_with_documented_defaults_and_clear_errors():
     spec = agent_spec("morld")
     cfg = spec.config_cls()
     # MORL-Baselines' MORLD / MOSAC defaults
-    assert (cfg.pop_size, cfg.gamma, cfg.exchange_every, cfg.neighborhood_size, cfg.update_passes) == \
-        (6, 0.995, 40_000, 1, 10)
-    assert (cfg.scalarization, cfg.weight_init, cfg.batch_size, cfg.tau, cfg.q_lr, cfg.policy_lr) == \
-        ("ws", "uniform", 128, 0.005, 1e-3, 3e-4)
-    for bad, match in [(dict(scalarization="pbi"), "scalarization"), (dict(transfer="all"), "transfer"),
-                       (dict(neighborhood_size=6), "neighborhood_size"), (dict(weight_adaptation="moead"),
-                                                                          "weight_adaptation")]:
+    assert (cfg.pop_size, cfg.gamma, cfg.exchange_every, cfg.neighborhood_size, cfg.update_passes) == (
+        6,
+        0.995,
+        40_000,
+        1,
+        10,
+    )
+    assert (cfg.scalarization, cfg.weight_init, cfg.batch_size, cfg.tau, cfg.q_lr, cfg.policy_lr) == (
+        "ws",
+        "uniform",
+        128,
+        0.005,
+        1e-3,
+        3e-4,
+    )
+    for bad, match in [
+        (dict(scalarization="pbi"), "scalarization"),
+        (dict(transfer="all"), "transfer"),
+        (dict(neighborhood_size=6), "neighborhood_size"),
+        (dict(weight_adaptation="moead"), "weight_adaptation"),
+    ]:
         with pytest.raises(ValueError, match=match):
             spec.config_cls(**bad)
     with pytest.raises(ValueError, match="pop_size >= 3"):
@@ -211,6 +235,7 @@ def test_dst_budget_archive_and_weights():
     # the archive is non-dominated and holds a policy per point
     front = trainer.front(state)
     from morl.pareto import non_dominated
+
     assert len(non_dominated(front)) == len(front) >= 5
     assert jax.tree.leaves(trainer.solution(state).params)[0].shape[0] == len(front)
     # PSA moved some weights and they stay on the simplex
@@ -224,8 +249,18 @@ def test_reward_normalisation_reaches_the_learners():
     """With normalize_rewards=True the batch every learner trains on is the raw reward divided by the running
     std of the discounted return (MORL-Baselines normalises a wrapper its policies never see, §4.4)."""
     env, params = morl.make("deep-sea-treasure-v0")
-    cfg = make_config("morld", "deep-sea-treasure-v0", normalize_rewards=True, pop_size=3, exchange_every=200,
-                      total_timesteps=600, learning_starts=100, net_arch=(16,), buffer_size=1000, update_passes=0)
+    cfg = make_config(
+        "morld",
+        "deep-sea-treasure-v0",
+        normalize_rewards=True,
+        pop_size=3,
+        exchange_every=200,
+        total_timesteps=600,
+        learning_starts=100,
+        net_arch=(16,),
+        buffer_size=1000,
+        update_passes=0,
+    )
     trainer = make_trainer("morld", env, params, config=cfg)
     state, _ = trainer.update(trainer.init(jax.random.PRNGKey(1)))
     scale = np.asarray(trainer.reward_scale(state))
@@ -235,8 +270,9 @@ def test_reward_normalisation_reaches_the_learners():
     raw, _ = jax.vmap(lambda k: rb.sample(state.replay, k, cfg.batch_size))(jax.random.split(key, cfg.pop_size))
     np.testing.assert_allclose(np.asarray(batch["reward"]), np.asarray(raw["reward"]) / scale, rtol=1e-6)
     # and the switch reproduces MORL-Baselines (raw rewards)
-    off = make_trainer("morld", env, params, config=make_config("morld", "deep-sea-treasure-v0",
-                                                                normalize_rewards=False, pop_size=3))
+    off = make_trainer(
+        "morld", env, params, config=make_config("morld", "deep-sea-treasure-v0", normalize_rewards=False, pop_size=3)
+    )
     np.testing.assert_array_equal(np.asarray(off.reward_scale(off.init(jax.random.PRNGKey(0)))), [1.0, 1.0])
 
 
@@ -252,8 +288,15 @@ def _tiny_dst(**over):
     return env, params, make_trainer("morld", env, params, config=cfg)
 
 
-TINY = dict(pop_size=3, exchange_every=200, total_timesteps=600, learning_starts=100, net_arch=(16,),
-            buffer_size=1000, update_passes=0)
+TINY = dict(
+    pop_size=3,
+    exchange_every=200,
+    total_timesteps=600,
+    learning_starts=100,
+    net_arch=(16,),
+    buffer_size=1000,
+    update_passes=0,
+)
 
 
 def test_transfer_first_round_copies_the_lower_neighbour_and_improvement_adopts_better_ones():
@@ -265,9 +308,9 @@ def test_transfer_first_round_copies_the_lower_neighbour_and_improvement_adopts_
     copied = [n for n in range(3) if nb[n] < n]
     assert copied, nb
     for n in copied:
-        np.testing.assert_array_equal(leaf(n), leaf(nb[n]))                # networks copied ...
-        assert int(jax.tree.leaves(state1.learner.opt)[0][n]) == 0      # ... and Adam restarted
-    assert len({leaf(n).tobytes() for n in range(3)}) == 3 - len(copied)   # nobody else
+        np.testing.assert_array_equal(leaf(n), leaf(nb[n]))  # networks copied ...
+        assert int(jax.tree.leaves(state1.learner.opt)[0][n]) == 0  # ... and Adam restarted
+    assert len({leaf(n).tobytes() for n in range(3)}) == 3 - len(copied)  # nobody else
     # only after the first round
     state2, _ = trainer.update(state1)
     assert not any(np.array_equal(_flat(state2.learner.q, n), _flat(state2.learner.q, nb[n])) for n in copied)
@@ -289,18 +332,31 @@ def test_transfer_first_round_copies_the_lower_neighbour_and_improvement_adopts_
 # =============================================================================================== continuous (SAC)
 def test_sac_inner_learner_runs_tchebycheff_psa_transfer_on_continuous_actions():
     env, params = morl.make("mo-mountaincarcontinuous-v0")
-    cfg = make_config("morld", pop_size=3, exchange_every=100, total_timesteps=600, learning_starts=50,
-                      batch_size=16, buffer_size=500, net_arch=(16, 16), eval_episodes=1, max_episode_steps=60,
-                      scalarization="tch", weight_adaptation="psa", transfer="improvement", update_passes=0,
-                      weight_init="random")
+    cfg = make_config(
+        "morld",
+        pop_size=3,
+        exchange_every=100,
+        total_timesteps=600,
+        learning_starts=50,
+        batch_size=16,
+        buffer_size=500,
+        net_arch=(16, 16),
+        eval_episodes=1,
+        max_episode_steps=60,
+        scalarization="tch",
+        weight_adaptation="psa",
+        transfer="improvement",
+        update_passes=0,
+        weight_init="random",
+    )
     trainer = make_trainer("morld", env, params, config=cfg)
     state = trainer.init(jax.random.PRNGKey(0))
     alpha0 = float(np.exp(np.asarray(state.learner.log_alpha)).mean())
     while not trainer.done(state):
         state, logs = trainer.update(state)
     assert int(state.rounds) == 2 and trainer.env_steps(state) == 600
-    assert np.all(np.isfinite(np.asarray(state.utopia)))           # Tchebycheff utopia point was adapted
-    assert float(logs["alpha"]) != pytest.approx(alpha0)           # temperature tuned
+    assert np.all(np.isfinite(np.asarray(state.utopia)))  # Tchebycheff utopia point was adapted
+    assert float(logs["alpha"]) != pytest.approx(alpha0)  # temperature tuned
     np.testing.assert_allclose(np.asarray(state.weights).sum(axis=1), 1.0, rtol=1e-5)
     sol = trainer.solution(state)
     front = evaluate(sol, env, params, EvalProtocol(gamma=0.99, episodes=1, max_steps=60))

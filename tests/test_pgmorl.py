@@ -16,8 +16,17 @@ import morl
 import morl.envs  # noqa: F401
 from morl import runs as R
 from morl.agent import agent_spec, make_config, make_trainer
-from morl.agents.pgmorl import (Graph, PGMORLState, buffer_ids, candidate_weights, fit_hyperbolic, hyperbolic,
-                                predict_improvement, select_population, select_tasks)
+from morl.agents.pgmorl import (
+    Graph,
+    PGMORLState,
+    buffer_ids,
+    candidate_weights,
+    fit_hyperbolic,
+    hyperbolic,
+    predict_improvement,
+    select_population,
+    select_tasks,
+)
 from morl.evaluate import EvalProtocol, evaluate
 from morl.metrics import hypervolume
 from morl.pareto import non_dominated
@@ -28,7 +37,7 @@ def test_two_objective_buffers_are_official_angular_sectors():
     origin = np.zeros(2)
     # 4 sectors of 22.5 degrees; theta = arccos(f1 / |f|) is measured from the second objective's axis
     ids, dist = buffer_ids(np.array([[1.0, 1.0], [0.1, 1.0], [1.0, 0.1], [1.0, 0.0], [-1.0, 2.0]]), origin, 4)
-    np.testing.assert_array_equal(ids, [2, 0, 3, -1, -1])      # not strictly above the origin: rejected
+    np.testing.assert_array_equal(ids, [2, 0, 3, -1, -1])  # not strictly above the origin: rejected
     np.testing.assert_allclose(dist[0], np.sqrt(2.0))
     # relative to a negative reference point (mountain car's returns are negative)
     ids, _ = buffer_ids(np.array([[-100.0, -10.0]]), np.array([-1000.0, -1000.0]), 100)
@@ -71,15 +80,19 @@ def test_hyperbolic_fit_recovers_a_known_curve():
 
 def _graph(weights, objs, prev):
     weights = np.asarray(weights, float)
-    return Graph(weights=weights / np.linalg.norm(weights, axis=1, keepdims=True), objs=np.asarray(objs, float),
-                 prev=np.asarray(prev), count=np.int64(len(prev)))
+    return Graph(
+        weights=weights / np.linalg.norm(weights, axis=1, keepdims=True),
+        objs=np.asarray(objs, float),
+        prev=np.asarray(prev),
+        count=np.int64(len(prev)),
+    )
 
 
 def test_prediction_follows_the_history_of_nearby_policies():
     # a root at (10, 10); five children trained with weights w = (w0, 1 - w0) moved each objective i by a curve
     # of the model's family in w_i, so the fitted model must predict other weights' outcomes
-    d0 = lambda w: hyperbolic(w, 4.0, 6.0, 0.5, 1.0)   # noqa: E731
-    d1 = lambda w: hyperbolic(w, 3.0, 5.0, 0.4, 0.0)   # noqa: E731
+    d0 = lambda w: hyperbolic(w, 4.0, 6.0, 0.5, 1.0)  # noqa: E731
+    d1 = lambda w: hyperbolic(w, 3.0, 5.0, 0.4, 0.0)  # noqa: E731
     w0 = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
     weights = np.vstack([[0.5, 0.5], np.stack([w0, 1 - w0], 1)])
     objs = np.vstack([[10.0, 10.0], np.stack([10 + d0(w0), 10 + d1(1 - w0)], 1)])
@@ -98,7 +111,7 @@ def test_candidate_weights_span_45_degrees_minus_tried_ones():
     assert len(w) == 7
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
     np.testing.assert_allclose(w[[0, 3, 6]], [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]], atol=1e-12)
-    assert len(candidate_weights(c, np.array([[0.7, 0.7]]), 7, 0.2, rng)) == 6   # the centre was tried
+    assert len(candidate_weights(c, np.array([[0.7, 0.7]]), 7, 0.2, rng)) == 6  # the centre was tried
     # from the corner (1, 0): the directions below the first quadrant are dropped
     assert len(candidate_weights(np.array([1.0, 0.0]), np.zeros((0, 2)), 7, 0.2, rng)) == 4
     # three objectives: the centre first, then grid weights within 45 degrees
@@ -111,10 +124,12 @@ def test_candidate_weights_span_45_degrees_minus_tried_ones():
 
 def test_greedy_selection_maximises_hv_minus_sparsity():
     ref = np.array([0.0, 0.0])
-    ep = np.array([[1.0, 4.0], [4.0, 1.0]])                       # HV 7, sparsity (9 + 9) / 1 = 18
-    cands = [(0, np.array([0.5, 0.5]), np.array([2.0, 2.0])),    # fills the gap: HV 8, sparsity (1+4+1+4)/2 = 5
-             (1, np.array([0.9, 0.1]), np.array([4.5, 1.0])),    # HV +0.5 (replaces (4, 1)), stretches the front
-             (2, np.array([0.1, 0.9]), np.array([0.5, 0.5]))]    # dominated: changes nothing
+    ep = np.array([[1.0, 4.0], [4.0, 1.0]])  # HV 7, sparsity (9 + 9) / 1 = 18
+    cands = [
+        (0, np.array([0.5, 0.5]), np.array([2.0, 2.0])),  # fills the gap: HV 8, sparsity (1+4+1+4)/2 = 5
+        (1, np.array([0.9, 0.1]), np.array([4.5, 1.0])),  # HV +0.5 (replaces (4, 1)), stretches the front
+        (2, np.array([0.1, 0.9]), np.array([0.5, 0.5])),
+    ]  # dominated: changes nothing
     # HV only: (2, 2) first, then (4.5, 1)
     assert [c[0] for c in select_tasks(ep, cands, 2, ref, sparsity_coef=0.0)] == [0, 1]
     # HV - SP: after (2, 2), the stretch costs 1.125 sparsity for 0.5 HV, so the neutral candidate wins
@@ -129,17 +144,31 @@ def test_greedy_selection_maximises_hv_minus_sparsity():
 # =============================================================================================== config
 def test_registered_with_morl_baselines_defaults():
     cfg = agent_spec("pgmorl").config_cls()
-    assert (cfg.warmup_iterations, cfg.evolutionary_iterations, cfg.num_weight_candidates,
-            cfg.num_performance_buffer, cfg.performance_buffer_size, cfg.delta_weight, cfg.gamma, cfg.num_envs,
-            cfg.steps_per_iteration, cfg.hidden) == (80, 20, 7, 100, 2, 0.2, 0.995, 4, 2048, (64, 64))
+    assert (
+        cfg.warmup_iterations,
+        cfg.evolutionary_iterations,
+        cfg.num_weight_candidates,
+        cfg.num_performance_buffer,
+        cfg.performance_buffer_size,
+        cfg.delta_weight,
+        cfg.gamma,
+        cfg.num_envs,
+        cfg.steps_per_iteration,
+        cfg.hidden,
+    ) == (80, 20, 7, 100, 2, 0.2, 0.995, 4, 2048, (64, 64))
     env, params = morl.make("mo-mountaincarcontinuous-v0")
     with pytest.raises(ValueError, match="warm-up grid"):
         make_trainer("pgmorl", env, params, pop_size=5)
 
 
 # =============================================================================================== learning
-SMALL = dict(total_timesteps=6 * 20 * 4 * 512, warmup_iterations=10, evolutionary_iterations=5,
-             steps_per_iteration=512, num_minibatches=8)
+SMALL = dict(
+    total_timesteps=6 * 20 * 4 * 512,
+    warmup_iterations=10,
+    evolutionary_iterations=5,
+    steps_per_iteration=512,
+    num_minibatches=8,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -168,7 +197,7 @@ def test_mountain_car_run_bookkeeping():
     assert trainer.env_steps(state) == 20 * trainer.n * cfg.batch_size
     # warm-up, then one generation every 5 iterations (the last one is not followed by a selection)
     assert int(state.generation) == 2
-    assert int(state.last_selected) == trainer.n      # the selection filled every task
+    assert int(state.last_selected) == trainer.n  # the selection filled every task
     # graph: n roots + n offspring per 5 iterations; population and EP non-empty, EP non-dominated
     assert int(state.graph.count) == trainer.n * (1 + 20 // 5)
     assert state.population.valid.sum() >= 3
@@ -184,8 +213,18 @@ def test_three_objectives_run_through_warm_up_and_selection(tmp_path):
     direction-based performance buffers, the prediction model and the selection. An orbax checkpoint of the typed
     state taken after the first iteration restores and resumes to the same end state."""
     env, params = morl.make("mo-mountaincar-3d-v0")
-    cfg = make_config("pgmorl", total_timesteps=3 * 6 * 2 * 64, warmup_iterations=2, evolutionary_iterations=1, delta_weight=0.5,
-                      num_envs=2, steps_per_iteration=64, num_minibatches=2, epochs=2, hidden=(8,))
+    cfg = make_config(
+        "pgmorl",
+        total_timesteps=3 * 6 * 2 * 64,
+        warmup_iterations=2,
+        evolutionary_iterations=1,
+        delta_weight=0.5,
+        num_envs=2,
+        steps_per_iteration=64,
+        num_minibatches=2,
+        epochs=2,
+        hidden=(8,),
+    )
     trainer = make_trainer("pgmorl", env, params, config=cfg)
     assert trainer.n == 6 and trainer.total_iterations == 3
     state = trainer.init(jax.random.PRNGKey(0))

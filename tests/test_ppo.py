@@ -10,22 +10,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import Chain, gaussian_bandit
 
 from morl.agents.networks import ActorCritic
 from morl.agents.ppo import PPO, PPOConfig, RunningMeanStd, gae, linear_lr, normalize_rewards
 from morl.rollout import make_rollout
 from morl.spaces import Box, Discrete
 
-from conftest import Chain, gaussian_bandit
-
 
 # ----------------------------------------------------------------------------------------------- GAE
 def test_gae_hand_example_truncation_vs_termination():
     """gamma = lambda = 0.5. Env 0: step 1 is truncated (bootstrap from its final observation's value, stop the
     recursion), step 2 terminates (no bootstrap). Env 1: no episode end, the last step bootstraps."""
-    r = jnp.array([[1.0, 1.0], [2.0, 1.0], [0.0, 1.0]])[..., None]         # [T=3, N=2, m=1]
+    r = jnp.array([[1.0, 1.0], [2.0, 1.0], [0.0, 1.0]])[..., None]  # [T=3, N=2, m=1]
     v = jnp.array([[0.5, 0.0], [1.0, 2.0], [0.0, 2.0]])[..., None]
-    nv = jnp.array([[1.0, 2.0], [3.0, 2.0], [4.0, 2.0]])[..., None]        # V(next_obs), true final obs included
+    nv = jnp.array([[1.0, 2.0], [3.0, 2.0], [4.0, 2.0]])[..., None]  # V(next_obs), true final obs included
     term = jnp.array([[False, False], [False, False], [True, False]])
     trunc = jnp.array([[False, False], [True, False], [False, False]])
     adv, targets = gae(r, v, nv, term, term | trunc, 0.5, 0.5)
@@ -45,7 +44,7 @@ def test_gae_is_per_objective():
     term = jax.random.bernoulli(key, 0.2, (7, 3))
     adv, _ = gae(r, v, nv, term, term, 0.9, 0.8)
     for j in range(2):
-        adv_j, _ = gae(r[..., j:j + 1], v[..., j:j + 1], nv[..., j:j + 1], term, term, 0.9, 0.8)
+        adv_j, _ = gae(r[..., j : j + 1], v[..., j : j + 1], nv[..., j : j + 1], term, term, 0.9, 0.8)
         np.testing.assert_allclose(adv[..., j], adv_j[..., 0], rtol=1e-6)
 
 
@@ -82,15 +81,17 @@ def test_reward_normaliser_matches_vecnormalize():
     rewards = np.stack([rng.normal(0, 5, (40, 3)), -np.ones((40, 3))], axis=-1)  # [T, N, m=2], two scales
     done = rng.random((40, 3)) < 0.1
     expected, var = _vecnormalize_reference(rewards, done, 0.99, 10.0)
-    rms, ret, scaled = normalize_rewards(RunningMeanStd.create((2,)), jnp.zeros((3, 2)), jnp.asarray(rewards, jnp.float32),
-                                         jnp.asarray(done), 0.99, 10.0)
+    rms, ret, scaled = normalize_rewards(
+        RunningMeanStd.create((2,)), jnp.zeros((3, 2)), jnp.asarray(rewards, jnp.float32), jnp.asarray(done), 0.99, 10.0
+    )
     np.testing.assert_allclose(scaled, expected, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(rms.var, var, rtol=2e-4)
     # per objective: the constant -1 objective and the noisy one get different scales
     assert abs(float(scaled[..., 0].std()) - float(scaled[..., 1].std())) > 0.01 or not np.allclose(var[0], var[1])
     # and clipping at +-10 applies
-    _, _, big = normalize_rewards(RunningMeanStd.create((1,)), jnp.zeros((1, 1)), jnp.full((3, 1, 1), 1e6),
-                                  jnp.zeros((3, 1), bool), 0.99, 10.0)
+    _, _, big = normalize_rewards(
+        RunningMeanStd.create((1,)), jnp.zeros((1, 1)), jnp.full((3, 1, 1), 1e6), jnp.zeros((3, 1), bool), 0.99, 10.0
+    )
     assert float(jnp.max(jnp.abs(big))) <= 10.0
 
 
@@ -126,17 +127,20 @@ def test_networks_init_follows_official_code():
     params = jax.jit(net.init)(jax.random.PRNGKey(0))
     actor = params["actor"]["params"]
     assert np.all(np.asarray(actor["log_std"]) == 0.0)
-    k0 = np.asarray(actor["MLP_0"]["Dense_0"]["kernel"])          # [3, 64]: orthonormal rows, gain 1
+    k0 = np.asarray(actor["MLP_0"]["Dense_0"]["kernel"])  # [3, 64]: orthonormal rows, gain 1
     np.testing.assert_allclose(k0 @ k0.T, np.eye(3), atol=1e-5)
-    k1 = np.asarray(actor["MLP_0"]["Dense_1"]["kernel"])          # [64, 64]: orthogonal, gain 1
+    k1 = np.asarray(actor["MLP_0"]["Dense_1"]["kernel"])  # [64, 64]: orthogonal, gain 1
     np.testing.assert_allclose(k1 @ k1.T, np.eye(64), atol=1e-4)
-    k_out = np.asarray(actor["MLP_0"]["Dense_2"]["kernel"])       # actor output: gain 0.01
+    k_out = np.asarray(actor["MLP_0"]["Dense_2"]["kernel"])  # actor output: gain 0.01
     np.testing.assert_allclose(k_out.T @ k_out, 1e-4 * np.eye(2), atol=1e-8)
     c_out = np.asarray(params["critic"]["params"]["MLP_0"]["Dense_2"]["kernel"])  # critic output: gain 1, 4 values
     assert c_out.shape == (64, 4)
     np.testing.assert_allclose(c_out.T @ c_out, np.eye(4), atol=1e-5)
-    assert all(np.all(np.asarray(b) == 0) for path, b in jax.tree_util.tree_leaves_with_path(params)
-               if "bias" in jax.tree_util.keystr(path))
+    assert all(
+        np.all(np.asarray(b) == 0)
+        for path, b in jax.tree_util.tree_leaves_with_path(params)
+        if "bias" in jax.tree_util.keystr(path)
+    )
     x = jnp.ones((5, 3))
 
     @jax.jit

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def claims():
-    spec = importlib.util.spec_from_file_location("check_readme_claims", ROOT / "experiments" / "check_readme_claims.py")
+    spec = importlib.util.spec_from_file_location(
+        "check_readme_claims", ROOT / "experiments" / "check_readme_claims.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
@@ -34,11 +36,19 @@ def test_every_readme_command_resolves_and_has_a_claim(claims):
     errors = [(r["row"], r["command"], r["error"]) for r in rows if "error" in r]
     assert not errors, errors
     assert {r["claim"] for r in rows if not r.get("unmatched")} >= {
-        "c-morl-dst", "c-morl-minecart", "morld-minecart", "c-morl-hopper", "pgmorl-mcc", "suite-classic"}
+        "c-morl-dst",
+        "c-morl-minecart",
+        "morld-minecart",
+        "c-morl-hopper",
+        "pgmorl-mcc",
+        "suite-classic",
+    }
 
 
-@pytest.mark.parametrize("key", ["c-morl-dst", "c-morl-minecart", "morld-minecart", "c-morl-hopper", "pgmorl-mcc",
-                                 "suite-classic", "envelope-dst"])
+@pytest.mark.parametrize(
+    "key",
+    ["c-morl-dst", "c-morl-minecart", "morld-minecart", "c-morl-hopper", "pgmorl-mcc", "suite-classic", "envelope-dst"],
+)
 def test_proposed_commands_resolve_to_their_figures_settings(claims, key, tmp_path):
     claim = next(c for c in claims.CLAIMS if c.key == key)
     facts = claims.resolve(claim.proposed, tmp_path)
@@ -57,8 +67,11 @@ def test_a_broken_readme_command_is_an_error(claims, tmp_path):
     good = "`python experiments/decomposition.py pgmorl-mcc"
     assert good in readme
     broken = tmp_path / "README.md"
-    broken.write_text(readme.replace(good, "`python experiments/decomposition.py pgmorl-mcc --max-walltime 300")
-                      .replace("--env mo-hopper-2obj-v5", "--env mo-hopper-2obj-v9"))
+    broken.write_text(
+        readme.replace(good, "`python experiments/decomposition.py pgmorl-mcc --max-walltime 300").replace(
+            "--env mo-hopper-2obj-v5", "--env mo-hopper-2obj-v9"
+        )
+    )
     rows = {r["command"]: r for r in claims.check(broken)}
     pg = next(r for c, r in rows.items() if "pgmorl-mcc --max-walltime" in c)
     assert "error" in pg and "--max-walltime" in pg["error"], pg
@@ -73,12 +86,16 @@ def test_output_shape_checks_accept_the_documented_output_and_reject_others(clai
     assert claims._shape_bench_dst(ok, tmp_path) == []
     assert claims._shape_bench_dst(ok.replace("100% at 13.3 s", "100% at -"), tmp_path) != []
     assert claims._shape_bench_dst(ok.replace("final HV 360.40/", "final HV 356.20/"), tmp_path) != []
-    paper = ("seed 0: HV 560.20, EU -0.1 (C-MORL grid) / -0.2 (50 w), SP 0.50000, 12 points, 3,956,736 steps, 900 s\n"
-             + "".join(f"{k}: 1.0000 +- 0.0000 (over 1 seeds)\n" for k in ("hv", "eu_cmorl_grid", "sp", "wall_s")))
+    paper = (
+        "seed 0: HV 560.20, EU -0.1 (C-MORL grid) / -0.2 (50 w), SP 0.50000, 12 points, 3,956,736 steps, 900 s\n"
+        + "".join(f"{k}: 1.0000 +- 0.0000 (over 1 seeds)\n" for k in ("hv", "eu_cmorl_grid", "sp", "wall_s"))
+    )
     assert claims._shape_paper(paper, tmp_path) == []
     assert claims._shape_paper(paper.replace("sp: ", "spread: "), tmp_path) != []
-    summary = 'SUMMARY {"env_steps": 10, "train_wall_s": 1.0, "steps_per_s": 10, "final": {"hv": 1.0, "points": 2}, ' \
-              '"true_hv": 147.84}'
+    summary = (
+        'SUMMARY {"env_steps": 10, "train_wall_s": 1.0, "steps_per_s": 10, "final": {"hv": 1.0, "points": 2}, '
+        '"true_hv": 147.84}'
+    )
     assert claims._shape_decomposition(147.84)(summary, tmp_path) == []
     assert claims._shape_decomposition(147.84)(summary.replace('"env_steps": 10', '"env_steps": 0'), tmp_path) != []
     assert claims._shape_decomposition(147.84)("no summary", tmp_path) != []

@@ -117,11 +117,11 @@ def test_prioritized_sampling_is_proportional_to_priority_to_the_alpha(seed):
     (false-alarm level 1e-6 each), on three seeds: a fixed tolerance tuned to one run would say nothing."""
     alpha = 0.6
     raw = np.array([0.5, 0.0, 3.0, 8.0, 1.0, 0.05, 2.0])  # slot 1: zero priority, never drawn
-    buf = rb.init(_item(0), capacity=7, prioritized=True)   # 8 leaves, the last one padding
+    buf = rb.init(_item(0), capacity=7, prioritized=True)  # 8 leaves, the last one padding
     buf = rb.add(buf, _batch(np.arange(7)))
-    buf = rb.update_priorities(buf, jnp.arange(7), jnp.asarray(raw ** alpha, jnp.float32))
+    buf = rb.update_priorities(buf, jnp.arange(7), jnp.asarray(raw**alpha, jnp.float32))
     _, idx = _sample(buf, jax.random.PRNGKey(seed), 50_000)
-    probs = np.append(raw ** alpha, 0.0)
+    probs = np.append(raw**alpha, 0.0)
     _check_frequencies(np.asarray(idx), probs / probs.sum())
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import test_runs  # noqa: F401  (registers toy-hillclimb and toy-random)
+
 from morl import runs as R
 from morl.cli import main
-from morl.leaderboard import _cell_text, leaderboard_from_store, render_markdown
+from morl.leaderboard import cell_text, leaderboard_from_store, render_markdown
 from morl.report import collect, figures, render_site, write_site
 
 DST = "deep-sea-treasure-v0"
@@ -125,8 +125,8 @@ def test_tables_are_the_leaderboards_aggregation(site, trained):
         lb = leaderboard_from_store(store, metric)
         md = render_markdown(lb)
         assert f'id="board-{metric}"' in index
-        for (a, c), cell in lb.cells.items():
-            text = _cell_text(cell, c)
+        for (_agent, c), cell in lb.cells.items():
+            text = cell_text(cell, c)
             assert text in md and f">{html.escape(text)}</td>" in index
             assert f'data-sort="{cell.mean!r}"' in index
     assert index.count("<table class=sortable>") == 6 + 1 + 1 + 1  # six metrics, protocols, envs, runs

@@ -22,7 +22,6 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import pytest
 
 from morl.agent import AgentSpec, Trainer, register_agent
@@ -63,8 +62,9 @@ class ToyConfig:
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma}")
         if self.first_weights is not None and len(self.first_weights) != self.num_policies:
-            raise ValueError(f"first_weights needs {self.num_policies} values (num_policies), "
-                             f"got {len(self.first_weights)}")
+            raise ValueError(
+                f"first_weights needs {self.num_policies} values (num_policies), got {len(self.first_weights)}"
+            )
 
 
 def toy_act(params, w, obs, key):
@@ -94,8 +94,9 @@ class ToyTrainer(Trainer):
         self.num_actions = int(env.action_space.n)
         self.steps_per_update = 2 * k * c.num_envs * c.rollout_steps
         self.num_updates = max(1, math.ceil(c.total_timesteps / self.steps_per_update))
-        self.rollout = make_rollout(env, _policy, c.num_envs, c.rollout_steps, gamma=0.99, population=2 * k,
-                                    emit="summary")
+        self.rollout = make_rollout(
+            env, _policy, c.num_envs, c.rollout_steps, gamma=0.99, population=2 * k, emit="summary"
+        )
         self._update = jax.jit(self._update_pure)
         self._init_jit = jax.jit(self._init)
 
@@ -106,8 +107,13 @@ class ToyTrainer(Trainer):
         k_w, k_b, k_state = jax.random.split(key, 3)
         k, d, a = self.config.num_policies, self.obs_dim, self.num_actions
         params = {"W": 0.1 * jax.random.normal(k_w, (k, d, a)), "b": jax.random.normal(k_b, (k, a))}
-        return {"params": params, "key": k_state, "steps": jnp.int32(0), "update": jnp.int32(0),
-                "score": jnp.full((k,), -jnp.inf, jnp.float32)}
+        return {
+            "params": params,
+            "key": k_state,
+            "steps": jnp.int32(0),
+            "update": jnp.int32(0),
+            "score": jnp.full((k,), -jnp.inf, jnp.float32),
+        }
 
     def _update_pure(self, state):
         c, k = self.config, self.config.num_policies
@@ -115,20 +121,28 @@ class ToyTrainer(Trainer):
         frac = state["update"].astype(jnp.float32) / self.num_updates
         sigma = c.sigma * (1.0 - frac if c.schedule == "linear" else 1.0)
         leaves, tdef = jax.tree.flatten(state["params"])
-        noise = [sigma * jax.random.normal(kk, x.shape) for kk, x in zip(jax.random.split(k_noise, len(leaves)), leaves)]
+        noise = [
+            sigma * jax.random.normal(kk, x.shape) for kk, x in zip(jax.random.split(k_noise, len(leaves)), leaves)
+        ]
         proposal = jax.tree.unflatten(tdef, [x + n for x, n in zip(leaves, noise)])
         both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), state["params"], proposal)
         rs = self.rollout.init.pure(k_init, self.env_params)
         _, summary = self.rollout.run.pure(both, rs, k_run, self.env_params)
         eps = jnp.maximum(summary.episodes.sum(axis=1), 1)[:, None]
-        ret = summary.discounted_return_sum.sum(axis=1) / eps          # [2K, m]
+        ret = summary.discounted_return_sum.sum(axis=1) / eps  # [2K, m]
         w = jnp.asarray(self.weights)
         score = jnp.concatenate([(ret[:k] * w).sum(-1), (ret[k:] * w).sum(-1)])
         better = score[k:] > score[:k] if c.strict else score[k:] >= score[:k]
-        params = jax.tree.map(lambda a, b: jnp.where(better.reshape((k,) + (1,) * (a.ndim - 1)), b, a),
-                              state["params"], proposal)
-        new = {"params": params, "key": key, "steps": state["steps"] + self.steps_per_update,
-               "update": state["update"] + 1, "score": jnp.where(better, score[k:], score[:k])}
+        params = jax.tree.map(
+            lambda a, b: jnp.where(better.reshape((k,) + (1,) * (a.ndim - 1)), b, a), state["params"], proposal
+        )
+        new = {
+            "params": params,
+            "key": key,
+            "steps": state["steps"] + self.steps_per_update,
+            "update": state["update"] + 1,
+            "score": jnp.where(better, score[k:], score[:k]),
+        }
         return new, {"score": new["score"].mean(), "accept_rate": better.mean()}
 
     def update(self, state):
@@ -146,17 +160,25 @@ class ToyTrainer(Trainer):
         return Solution(toy_act, state["params"], candidate_weights=self.weights)
 
 
-register_agent(AgentSpec("toy-hillclimb", ToyConfig, ToyTrainer, summary="hill-climbing policy set (tests)",
-                         action_kinds=("discrete",), env_defaults={"fruit-tree-v0": {"rollout_steps": 7}}))
+register_agent(
+    AgentSpec(
+        "toy-hillclimb",
+        ToyConfig,
+        ToyTrainer,
+        summary="hill-climbing policy set (tests)",
+        action_kinds=("discrete",),
+        env_defaults={"fruit-tree-v0": {"rollout_steps": 7}},
+    )
+)
 
 
 @dataclass(frozen=True)
 class RandomSetConfig:
     """A set of random linear policies that never learns (a baseline for the leaderboard tests)."""
 
-    total_steps: int = 1000   # env steps the "training" claims per run
-    chunk: int = 500          # env steps per update
-    num_policies: int = 3     # policies in the set
+    total_steps: int = 1000  # env steps the "training" claims per run
+    chunk: int = 500  # env steps per update
+    num_policies: int = 3  # policies in the set
 
 
 class RandomSetTrainer(Trainer):
@@ -171,8 +193,11 @@ class RandomSetTrainer(Trainer):
     def init(self, key):
         k_w, k_b = jax.random.split(key)
         k, d, a = self.config.num_policies, self.obs_dim, self.num_actions
-        return {"params": {"W": jax.random.normal(k_w, (k, d, a)), "b": jax.random.normal(k_b, (k, a))},
-                "steps": np.int64(0), "key": key}
+        return {
+            "params": {"W": jax.random.normal(k_w, (k, d, a)), "b": jax.random.normal(k_b, (k, a))},
+            "steps": np.int64(0),
+            "key": key,
+        }
 
     def update(self, state):
         return dict(state, steps=state["steps"] + self.config.chunk), {"chunk": float(self.config.chunk)}
@@ -188,9 +213,16 @@ class RandomSetTrainer(Trainer):
         return Solution(toy_act, state["params"], candidate_weights=w)
 
 
-register_agent(AgentSpec("toy-random", RandomSetConfig, RandomSetTrainer, summary="random policy set (tests)",
-                         budget_field="total_steps",
-                         action_kinds=("discrete",)))
+register_agent(
+    AgentSpec(
+        "toy-random",
+        RandomSetConfig,
+        RandomSetTrainer,
+        summary="random policy set (tests)",
+        budget_field="total_steps",
+        action_kinds=("discrete",),
+    )
+)
 
 
 # =============================================================================== helpers
@@ -210,16 +242,23 @@ def morl_cmd(*args: str) -> list[str]:
 
 # =============================================================================== tests
 from morl import runs as R  # noqa: E402
-from morl.evaluate import EvalProtocol  # noqa: E402
 from morl.agent import make_config  # noqa: E402
+from morl.evaluate import EvalProtocol  # noqa: E402
 
 FAST = EvalProtocol(episodes=1)
 
 
 def _request(seed=0, **cfg):
     cfg = {"total_timesteps": 3200, "num_policies": 2, **cfg}
-    return R.RunRequest("toy-hillclimb", DST, seed, make_config("toy-hillclimb", DST, **cfg), protocol=FAST,
-                        eval_every=1600, checkpoint_secs=0.0)
+    return R.RunRequest(
+        "toy-hillclimb",
+        DST,
+        seed,
+        make_config("toy-hillclimb", DST, **cfg),
+        protocol=FAST,
+        eval_every=1600,
+        checkpoint_secs=0.0,
+    )
 
 
 def test_run_folder_files_and_store(tmp_path):
@@ -227,13 +266,20 @@ def test_run_folder_files_and_store(tmp_path):
     events = []
     (result,) = R.train_runs([info], progress=events.append)
     files = {p.name for p in info.path.iterdir()}
-    assert {"config.json", "metrics.jsonl", "metrics.csv", "front.csv", "returns.csv", "result.json",
-            "checkpoints"} <= files
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "front.csv",
+        "returns.csv",
+        "result.json",
+        "checkpoints",
+    } <= files
     assert "train.lock" not in files
     rows = R.read_jsonl(info.path / "metrics.jsonl")
     assert [r["update"] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[-1]["env_steps"] == result["env_steps"] >= 3200
-    assert any("eval/hypervolume" in r for r in rows)          # the periodic evaluation ran
+    assert any("eval/hypervolume" in r for r in rows)  # the periodic evaluation ran
     assert events[-1].finished and events[-1].env_steps == result["env_steps"]
     names, front = R.read_front_csv(info.path / "front.csv")
     assert names == ["treasure", "time"] or len(names) == 2
@@ -248,28 +294,37 @@ def test_run_folder_files_and_store(tmp_path):
 
 def test_checkpoint_roundtrip_typed_keys_and_growing_state(tmp_path):
     ck = R.Checkpointer(tmp_path / "ck")
-    state = {"key": jax.random.key(3), "raw": jax.random.PRNGKey(4), "archive": jnp.arange(6.0).reshape(3, 2),
-             "n": jnp.int32(7), "host": {"returns": np.array([1 / 3, 2**-40], np.float64), "ids": np.array([2**40]),
-                                         "none_yet": np.zeros((0, 2), np.float64)}, "count": 3}
+    state = {
+        "key": jax.random.key(3),
+        "raw": jax.random.PRNGKey(4),
+        "archive": jnp.arange(6.0).reshape(3, 2),
+        "n": jnp.int32(7),
+        "host": {
+            "returns": np.array([1 / 3, 2**-40], np.float64),
+            "ids": np.array([2**40]),
+            "none_yet": np.zeros((0, 2), np.float64),
+        },
+        "count": 3,
+    }
     ck.save(1, state, {"loop": {"update": 1}})
     grown = dict(state, archive=jnp.arange(10.0).reshape(5, 2))
     ck.save(2, grown, {"loop": {"update": 2}})
-    template = jax.eval_shape(lambda: state)    # shapes of the *initial* state
+    template = jax.eval_shape(lambda: state)  # shapes of the *initial* state
     restored, meta = ck.restore(template)
     assert meta["loop"]["update"] == 2
     assert restored["archive"].shape == (5, 2) and np.array_equal(restored["archive"], grown["archive"])
     assert jax.dtypes.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
     assert np.array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(state["key"]))
     assert np.array_equal(restored["raw"], state["raw"]) and int(restored["n"]) == 7
-    host = restored["host"]                                      # host buffers stay numpy, exact, writable
+    host = restored["host"]  # host buffers stay numpy, exact, writable
     assert isinstance(host["returns"], np.ndarray) and host["returns"].dtype == np.float64
     assert np.array_equal(host["returns"], state["host"]["returns"]) and host["ids"][0] == 2**40
-    assert host["none_yet"].shape == (0, 2) and host["none_yet"].dtype == np.float64   # zero-size survives
+    assert host["none_yet"].shape == (0, 2) and host["none_yet"].dtype == np.float64  # zero-size survives
     host["returns"][0] = 5.0
     assert restored["count"] == 3 and isinstance(restored["count"], int)
     assert isinstance(restored["archive"], jax.Array)
     ck.save(3, grown, {})
-    assert ck.steps() == [2, 3]                                  # the last two kept
+    assert ck.steps() == [2, 3]  # the last two kept
     ck.close()
 
 
@@ -283,7 +338,7 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
 
     def stop_after_two(event):
         calls.append(event)
-        if len(calls) == 3:     # start event + 2 chunks
+        if len(calls) == 3:  # start event + 2 chunks
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -302,7 +357,7 @@ def test_vmapped_seeds_one_program(tmp_path):
     results = R.train_runs(infos)
     assert len(results) == 3 and len({r["run_id"] for r in results}) == 3
     fronts = [(i.path / "returns.csv").read_text() for i in infos]
-    assert len(set(fronts)) > 1                                  # different seeds, different candidates
+    assert len(set(fronts)) > 1  # different seeds, different candidates
     # seed 1 of the vmapped group equals seed 1 trained alone (up to float noise of batching)
     alone = R.create_run(tmp_path / "alone", _request(seed=1))
     R.train_runs([alone], store=False)
@@ -314,12 +369,37 @@ def test_vmapped_seeds_one_program(tmp_path):
 
 def test_sigkill_and_resume_gives_the_same_front(tmp_path):
     """A run killed with SIGKILL mid-training and resumed ends with the same front as an uninterrupted run."""
-    common = ["train", "toy-hillclimb", "--env", DST, "--seed", "5", "--steps", "9600", "--eval-every", "3200",
-              "--checkpoint-secs", "0", "--protocol-episodes", "1", "--quiet"]
-    ref = subprocess.Popen(morl_cmd(*common, "--runs-dir", str(tmp_path / "ref")), env=sub_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    victim = subprocess.Popen(morl_cmd(*common, "--delay", "0.4", "--runs-dir", str(tmp_path / "kill")),
-                              env=sub_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    common = [
+        "train",
+        "toy-hillclimb",
+        "--env",
+        DST,
+        "--seed",
+        "5",
+        "--steps",
+        "9600",
+        "--eval-every",
+        "3200",
+        "--checkpoint-secs",
+        "0",
+        "--protocol-episodes",
+        "1",
+        "--quiet",
+    ]
+    ref = subprocess.Popen(
+        morl_cmd(*common, "--runs-dir", str(tmp_path / "ref")),
+        env=sub_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    victim = subprocess.Popen(
+        morl_cmd(*common, "--delay", "0.4", "--runs-dir", str(tmp_path / "kill")),
+        env=sub_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     run_dir = None
     while time.time() < deadline:
@@ -339,8 +419,13 @@ def test_sigkill_and_resume_gives_the_same_front(tmp_path):
     victim.wait()
     assert R.read_run(run_dir).status == "interrupted"
     assert not (run_dir / "result.json").exists()
-    out = subprocess.run(morl_cmd("train", "--resume", run_dir.name, "--runs-dir", str(tmp_path / "kill"), "--quiet"),
-                         env=sub_env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        morl_cmd("train", "--resume", run_dir.name, "--runs-dir", str(tmp_path / "kill"), "--quiet"),
+        env=sub_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     ref_out = ref.communicate(timeout=300)[0]
     assert ref.returncode == 0, ref_out
@@ -370,11 +455,11 @@ class _Outer:
 def test_nested_config_round_trips_through_config_json():
     """A config field that is itself a dataclass is stored as a nested object and coerced back."""
     cfg = _Outer(steps=7, inner=_Inner(lr=0.5, hidden=(8, 4, 2)), maybe=_Inner(hidden=(3,)))
-    data = json.loads(json.dumps(R.config_to_dict(cfg)))      # what config.json holds
+    data = json.loads(json.dumps(R.config_to_dict(cfg)))  # what config.json holds
     assert data["inner"] == {"lr": 0.5, "hidden": [8, 4, 2]} and data["maybe"]["hidden"] == [3]
     back = R.config_from_dict(_Outer, data)
     assert back == cfg and isinstance(back.inner, _Inner) and isinstance(back.maybe.hidden, tuple)
-    back = R.config_from_dict(_Outer, {"inner": {"lr": 1}, "maybe": None})    # JSON ints, missing fields
+    back = R.config_from_dict(_Outer, {"inner": {"lr": 1}, "maybe": None})  # JSON ints, missing fields
     assert back == _Outer(inner=_Inner(lr=1.0)) and isinstance(back.inner.lr, float)
     with pytest.raises(R.RunError, match=r"_Inner has no field\(s\) \['width'\]"):
         R.config_from_dict(_Outer, {"inner": {"width": 3}})
@@ -386,7 +471,7 @@ def test_check_trainable_names_what_to_do(tmp_path):
 
     for status in ("interrupted", "failed"):
         for resume in (False, True):
-            R.check_trainable(info(status), resume)               # trainable: no error
+            R.check_trainable(info(status), resume)  # trainable: no error
     with pytest.raises(R.RunError, match="already finished; `morl eval r1` re-evaluates it"):
         R.check_trainable(info("done"))
     with pytest.raises(R.RunError, match=r"is corrupt \(no config.json\); delete it and train again"):
@@ -398,4 +483,4 @@ def test_check_trainable_names_what_to_do(tmp_path):
     with pytest.raises(R.RunError, match="being trained by another process .see .*train.lock"):
         R.check_trainable(info("running"))
     with pytest.raises(R.RunError, match="already finished"):
-        R.train_runs([info("done")])                                # train_runs refuses before building anything
+        R.train_runs([info("done")])  # train_runs refuses before building anything

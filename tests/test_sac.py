@@ -18,7 +18,7 @@ MU = 0.3
 LOG_STD = -1.5  # the log-std head's pre-tanh output 0 maps to -5 + 3.5 * (tanh(0) + 1)
 ALPHA = 0.5
 GAMMA = 0.9
-SCALE = 2.0     # action bounds [-2, 2]: scale 2, bias 0
+SCALE = 2.0  # action bounds [-2, 2]: scale 2, bias 0
 
 SAC_ = SAC(Box(-10.0, 10.0, (2,)), Box(-SCALE, SCALE, (1,)), reward_dim=2, hidden=(), gamma=GAMMA, alpha=ALPHA)
 
@@ -47,8 +47,9 @@ def weighted_sum(v):
 
 
 def _state():
-    return SAC_.init(jax.random.PRNGKey(0)).replace(actor=ACTOR, critic=CRITIC, critic_target=TARGET,
-                                                      log_alpha=jnp.float32(np.log(ALPHA)))
+    return SAC_.init(jax.random.PRNGKey(0)).replace(
+        actor=ACTOR, critic=CRITIC, critic_target=TARGET, log_alpha=jnp.float32(np.log(ALPHA))
+    )
 
 
 def _by_hand(key, batch):
@@ -95,8 +96,11 @@ def test_critic_loss_sums_the_twins_mean_squared_errors():
     assert float(loss) == pytest.approx((0.25 + 1.0 + 0.0 + 4.0) / 4 + (1.0 + 0.25 + 4.0 + 1.0) / 4)
     # its gradient w.r.t. twin 2's bias: 2 * mean over the batch of (Q_2 - y) / m, per objective
     grad = jax.grad(lambda c: SAC_.critic_loss(c, X[:2], a, target)[0])(CRITIC)
-    np.testing.assert_allclose(np.asarray(grad["params"]["_ReluMLP_0"]["Dense_0"]["bias"])[1],
-                               [2 * (1.0 + 2.0) / 4, 2 * (-0.5 - 1.0) / 4], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(grad["params"]["_ReluMLP_0"]["Dense_0"]["bias"])[1],
+        [2 * (1.0 + 2.0) / 4, 2 * (-0.5 - 1.0) / 4],
+        rtol=1e-6,
+    )
 
 
 def test_actor_loss_and_its_reparameterised_gradient():
@@ -122,6 +126,6 @@ def test_alpha_loss_moves_the_temperature_towards_the_target_entropy():
     assert float(SAC_.alpha_loss(la, logp)) == pytest.approx(2.0 / 3.0, rel=1e-6)
     g_la, g_logp = jax.grad(SAC_.alpha_loss, argnums=(0, 1))(la, logp)
     assert float(g_la) == pytest.approx(2.0 / 3.0, rel=1e-6)  # d/d(log alpha) exp(log alpha) = alpha
-    np.testing.assert_array_equal(np.asarray(g_logp), 0.0)      # no gradient into the policy
+    np.testing.assert_array_equal(np.asarray(g_logp), 0.0)  # no gradient into the policy
     # entropy above the target (-logp > 1 on average): a positive gradient, so Adam lowers alpha
     assert float(jax.grad(SAC_.alpha_loss)(la, jnp.array([-3.0, -2.0]))) > 0

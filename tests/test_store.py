@@ -16,15 +16,34 @@ import pytest
 from morl.leaderboard import bootstrap_ci, build_leaderboard, render, resolve_metric
 from morl.store import SCHEMA_VERSION, Store, StoreError, protocol_hash
 
-PROTO = {"gamma": 0.99, "episodes": 5, "front_weights": 100, "eu_weights": 50, "max_steps": None,
-         "ref_point": [0.0, -25.0]}
+PROTO = {
+    "gamma": 0.99,
+    "episodes": 5,
+    "front_weights": 100,
+    "eu_weights": 50,
+    "max_steps": None,
+    "ref_point": [0.0, -25.0],
+}
 
 
 def row(run_id, agent="a", env="deep-sea-treasure-v0", seed=0, hv=1.0, protocol=PROTO, budget=1000, **extra):
-    return {"run_id": run_id, "agent": agent, "env": env, "seed": seed, "config": {"lr": 0.1, "hidden": [64, 64]},
-            "budget": budget, "env_steps": budget, "wall_time": 1.5, "machine": "test", "version": "0",
-            "protocol": protocol, "metrics": {"hypervolume": hv, "igd": 0.5 * hv, "expected_utility": float("nan")},
-            "created": f"2026-01-01T00:00:{seed:02d}", "finished": f"2026-01-01T00:01:{seed:02d}", **extra}
+    return {
+        "run_id": run_id,
+        "agent": agent,
+        "env": env,
+        "seed": seed,
+        "config": {"lr": 0.1, "hidden": [64, 64]},
+        "budget": budget,
+        "env_steps": budget,
+        "wall_time": 1.5,
+        "machine": "test",
+        "version": "0",
+        "protocol": protocol,
+        "metrics": {"hypervolume": hv, "igd": 0.5 * hv, "expected_utility": float("nan")},
+        "created": f"2026-01-01T00:00:{seed:02d}",
+        "finished": f"2026-01-01T00:01:{seed:02d}",
+        **extra,
+    }
 
 
 def test_schema_wal_and_roundtrip(tmp_path):
@@ -37,7 +56,7 @@ def test_schema_wal_and_roundtrip(tmp_path):
     st.record_run(row("r1", seed=3, hv=7.5))
     (r,) = st.runs()
     assert r["run_id"] == "r1" and r["seed"] == 3 and r["config"] == {"lr": 0.1, "hidden": [64, 64]}
-    assert r["metrics"]["hypervolume"] == 7.5 and r["metrics"]["expected_utility"] is None   # NaN -> null
+    assert r["metrics"]["hypervolume"] == 7.5 and r["metrics"]["expected_utility"] is None  # NaN -> null
     assert r["protocol_hash"] == protocol_hash(PROTO)
     (e,) = st.evaluations()
     assert e["run_id"] == "r1" and e["protocol"] == PROTO
@@ -45,7 +64,7 @@ def test_schema_wal_and_roundtrip(tmp_path):
     other = dict(PROTO, gamma=1.0)
     h = st.record_evaluation("r1", other, {"hypervolume": 9.0})
     assert h != protocol_hash(PROTO) and len(st.evaluations()) == 2
-    st.record_run(row("r1", seed=3, hv=8.0))        # re-recording a run replaces its row (idempotent)
+    st.record_run(row("r1", seed=3, hv=8.0))  # re-recording a run replaces its row (idempotent)
     assert st.count() == 1 and st.get("r1")["metrics"]["hypervolume"] == 8.0
 
 
@@ -57,7 +76,7 @@ def test_bad_writes_are_refused_and_leave_nothing(tmp_path):
         st.record_run(row("x", colour="blue"))
     with pytest.raises(StoreError, match="not in"):
         st.record_evaluation("ghost", PROTO, {"hypervolume": 1.0})
-    with pytest.raises((TypeError, ValueError)):     # not JSON-able: the transaction never starts
+    with pytest.raises((TypeError, ValueError)):  # not JSON-able: the transaction never starts
         st.record_run(row("y", metrics={"hypervolume": object()}))
     assert st.count() == 0 and st.evaluations() == []
 
@@ -92,8 +111,14 @@ WRITER = textwrap.dedent("""
 def run_writers(db: Path, n: int, go: Path) -> None:
     import morl.store
 
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(p), morl.store.__file__, str(go)],
-                              stderr=subprocess.PIPE, text=True) for p in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), str(p), morl.store.__file__, str(go)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(n)
+    ]
     time.sleep(0.2)
     go.touch()
     for p in procs:
@@ -129,17 +154,19 @@ def test_bootstrap_ci():
     lo, hi = bootstrap_ci(v)
     se = v.std(ddof=1) / np.sqrt(v.size)
     assert lo < v.mean() < hi
-    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)     # normal approximation of the mean's CI
-    assert bootstrap_ci(v) == (lo, hi)                           # reproducible
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)  # normal approximation of the mean's CI
+    assert bootstrap_ci(v) == (lo, hi)  # reproducible
 
 
 def test_leaderboard_cells_protocols_best_and_ranks():
     other = dict(PROTO, gamma=1.0)
-    rows = ([row(f"a{s}", "a", seed=s, hv=10.0 + s) for s in range(3)]
-            + [row(f"b{s}", "b", seed=s, hv=20.0 + s) for s in range(3)]
-            + [row("b-gamma1", "b", seed=0, hv=99.0, protocol=other)]                   # another protocol
-            + [row(f"c{s}", "c", env="fruit-tree-v0", seed=s, hv=5.0) for s in range(2)]
-            + [row("a0-old", "a", seed=0, hv=1000.0, created="2025", finished="2025")])  # superseded rerun
+    rows = (
+        [row(f"a{s}", "a", seed=s, hv=10.0 + s) for s in range(3)]
+        + [row(f"b{s}", "b", seed=s, hv=20.0 + s) for s in range(3)]
+        + [row("b-gamma1", "b", seed=0, hv=99.0, protocol=other)]  # another protocol
+        + [row(f"c{s}", "c", env="fruit-tree-v0", seed=s, hv=5.0) for s in range(2)]
+        + [row("a0-old", "a", seed=0, hv=1000.0, created="2025", finished="2025")]
+    )  # superseded rerun
     for r in rows:
         r["protocol_hash"] = protocol_hash(r["protocol"])
     lb = build_leaderboard(rows, "hv")
@@ -147,8 +174,8 @@ def test_leaderboard_cells_protocols_best_and_ranks():
     assert len(dst) == 2 and {c.protocol_hash for c in dst} == {protocol_hash(PROTO), protocol_hash(other)}
     main = next(c for c in dst if c.protocol_hash == protocol_hash(PROTO))
     a, b = lb.cells[("a", main)], lb.cells[("b", main)]
-    assert a.values == [10.0, 11.0, 12.0] and a.mean == 11.0          # the 2025 rerun of seed 0 is superseded
-    assert b.mean == 21.0 and 99.0 not in b.values                     # protocols never mixed
+    assert a.values == [10.0, 11.0, 12.0] and a.mean == 11.0  # the 2025 rerun of seed 0 is superseded
+    assert b.mean == 21.0 and 99.0 not in b.values  # protocols never mixed
     assert lb.best[main] == {"b"}
     assert lb.ranks["a"] == 2.0 and lb.ranks["b"] == 1.0
     md = render(lb, "md")

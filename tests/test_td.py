@@ -73,7 +73,7 @@ def test_epsilon_greedy_extremes_and_rate():
 # ----------------------------------------------------------------------------------------------- discrete targets
 def test_ddqn_vector_target_by_hand():
     # one transition, 2 actions, 2 objectives; w = [0.8, 0.2]
-    q_online = jnp.array([[[1.0, 10.0], [2.0, 0.0]]])   # w.Q = [2.8, 1.6] -> online picks action 0
+    q_online = jnp.array([[[1.0, 10.0], [2.0, 0.0]]])  # w.Q = [2.8, 1.6] -> online picks action 0
     q_target = jnp.array([[[5.0, -1.0], [7.0, 3.0]]])
     w = jnp.array([[0.8, 0.2]])
     nxt = td.ddqn_next_value(q_online, q_target, w)
@@ -86,20 +86,29 @@ def test_ddqn_vector_target_by_hand():
 
 def test_envelope_target_by_hand():
     # one transition, K = 2 sampled preferences, A = 2 actions, m = 2; row preference w = [0.5, 0.5]
-    q_online = jnp.array([[
-        [[1.0, 1.0], [0.0, 3.0]],   # under w'_0: w.Q = [1.0, 1.5] -> best a = 1, value 1.5
-        [[4.0, 0.0], [1.0, 1.0]],   # under w'_1: w.Q = [2.0, 1.0] -> best a = 0, value 2.0  <- envelope max
-    ]])
-    q_target = jnp.array([[
-        [[10.0, 10.0], [20.0, 20.0]],
-        [[30.0, 31.0], [40.0, 41.0]],
-    ]])
+    q_online = jnp.array(
+        [
+            [
+                [[1.0, 1.0], [0.0, 3.0]],  # under w'_0: w.Q = [1.0, 1.5] -> best a = 1, value 1.5
+                [[4.0, 0.0], [1.0, 1.0]],  # under w'_1: w.Q = [2.0, 1.0] -> best a = 0, value 2.0  <- envelope max
+            ]
+        ]
+    )
+    q_target = jnp.array(
+        [
+            [
+                [[10.0, 10.0], [20.0, 20.0]],
+                [[30.0, 31.0], [40.0, 41.0]],
+            ]
+        ]
+    )
     w = jnp.array([[0.5, 0.5]])
     np.testing.assert_allclose(np.asarray(td.envelope_next_value(q_online, q_target, w)), [[30.0, 31.0]])
     # a preference favouring objective 1 changes the envelope's choice: w = [0, 1]
     # w'_0: [1, 3] -> a = 1 (3.0); w'_1: [0, 1] -> a = 1 (1.0); best k = 0 -> Q_target[0, 1]
-    np.testing.assert_allclose(np.asarray(td.envelope_next_value(q_online, q_target, jnp.array([[0.0, 1.0]]))),
-                               [[20.0, 20.0]])
+    np.testing.assert_allclose(
+        np.asarray(td.envelope_next_value(q_online, q_target, jnp.array([[0.0, 1.0]]))), [[20.0, 20.0]]
+    )
 
 
 # ------------------------------------------------------------------------------------ PD-MORL: TD3 and Eq. 5
@@ -124,7 +133,7 @@ def test_angle_term_in_degrees_with_the_official_clamp():
     q = jnp.array([[1.0, 1.0], [-1.0, 0.5], [3.0, 0.0]])
     ang = np.asarray(td.angle_deg(w, q))
     assert ang[0] == pytest.approx(45.0, abs=1e-4)
-    assert ang[1] == pytest.approx(90.0)                       # obtuse: cosine clamped at 0
+    assert ang[1] == pytest.approx(90.0)  # obtuse: cosine clamped at 0
     assert ang[2] == pytest.approx(np.degrees(np.arccos(0.9999)), abs=1e-3)  # parallel: cosine clamped at 0.9999
     q1 = jnp.array([[1.0, 1.0]])
     loss = td.td3_actor_loss(q1, jnp.array([[0.5, 0.5]]), jnp.array([[1.0, 0.0]]), angle_coef=10.0)
@@ -139,7 +148,7 @@ def test_preference_driven_action_eq5_by_hand():
     q_next = jnp.array([[[5.0, 0.0], [1.0, 2.0]]])
     w, w_p = jnp.array([[0.5, 0.5]]), jnp.array([[0.0, 1.0]])
     assert int(td.preference_driven_action(q_next, w, w_p)[0]) == 1
-    assert int(jnp.argmax(td.scalarize(w[:, None], q_next))) == 0   # plain w.Q would pick a0
+    assert int(jnp.argmax(td.scalarize(w[:, None], q_next))) == 0  # plain w.Q would pick a0
     # the shift enters the cosine only: shifting objective 1 by -2 makes a1 = [1, 0] (cos 0) and a0 = [5, -2]
     # (obtuse, cos clamped at 0): both scores 0 -> argmax ties to a0
     assert int(td.preference_driven_action(q_next, w, w_p, jnp.array([0.0, -2.0]))[0]) == 0

@@ -41,8 +41,17 @@ from morl.envs.mujoco.mjx_env import MJXEnv, MujocoParams, MujocoState
 from morl.envs.mujoco.robots import ROBOTS, Robot, asset_path, mujoco_warnings_as_python
 from morl.registry import register
 
-__all__ = ["MujocoParams", "MujocoState", "MJXEnv", "make_mujoco", "ROBOTS", "BACKENDS", "Robot", "asset_path",
-           "mujoco_warnings_as_python"]
+__all__ = [
+    "MujocoParams",
+    "MujocoState",
+    "MJXEnv",
+    "make_mujoco",
+    "ROBOTS",
+    "BACKENDS",
+    "Robot",
+    "asset_path",
+    "mujoco_warnings_as_python",
+]
 
 for _id in ROBOTS:
     register(_id, make_mujoco, robot=_id)

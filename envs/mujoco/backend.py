@@ -26,16 +26,24 @@ BACKENDS = ("auto", "mjx", "mujoco")
 
 def _resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}: 'mjx' (pure JAX, for GPU/TPU), "
-                         "'mujoco' (native MuJoCo on the host, fastest on a CPU) or 'auto' (picks by device)")
+        raise ValueError(
+            f"backend must be one of {BACKENDS}, got {backend!r}: 'mjx' (pure JAX, for GPU/TPU), "
+            "'mujoco' (native MuJoCo on the host, fastest on a CPU) or 'auto' (picks by device)"
+        )
     if backend == "auto":
         return "mjx" if jax.default_backend() in ("gpu", "tpu") else "mujoco"
     return backend
 
 
-def make_mujoco(robot: str, backend: str = "auto", max_steps: int | None = None,
-                reset_noise_scale: float | None = None, threads: int | None = None, physics: str = "exact",
-                **unknown: Any):
+def make_mujoco(
+    robot: str,
+    backend: str = "auto",
+    max_steps: int | None = None,
+    reset_noise_scale: float | None = None,
+    threads: int | None = None,
+    physics: str = "exact",
+    **unknown: Any,
+):
     """The entry point of every MuJoCo id: an MJX `Environment` or a host `GymnasiumEnv`.
 
     ``max_steps`` (time limit) and ``reset_noise_scale`` act the same on both backends. ``threads``: stepping
@@ -47,23 +55,30 @@ def make_mujoco(robot: str, backend: str = "auto", max_steps: int | None = None,
         raise ValueError(f"unknown MuJoCo robot {robot!r}; one of {sorted(ROBOTS)}")
     spec = ROBOTS[robot]
     if unknown:
-        raise TypeError(f"{robot}: unknown argument(s) {sorted(unknown)}; accepted: backend "
-                        f"{BACKENDS}, max_steps, reset_noise_scale, threads, physics {PHYSICS}")
+        raise TypeError(
+            f"{robot}: unknown argument(s) {sorted(unknown)}; accepted: backend "
+            f"{BACKENDS}, max_steps, reset_noise_scale, threads, physics {PHYSICS}"
+        )
     if max_steps is not None:
         max_steps = check_max_steps(max_steps)
     if reset_noise_scale is not None and not (np.isfinite(reset_noise_scale) and reset_noise_scale >= 0):
         raise ValueError(f"{robot}: reset_noise_scale must be a finite number >= 0, got {reset_noise_scale!r}")
     if physics not in PHYSICS:
-        raise ValueError(f"{robot}: physics must be one of {PHYSICS}, got {physics!r}: 'exact' (the XML's solver "
-                         "options, MO-Gymnasium's twin) or 'fast' (Euler, capped solver: see docs/mujoco.md)")
+        raise ValueError(
+            f"{robot}: physics must be one of {PHYSICS}, got {physics!r}: 'exact' (the XML's solver "
+            "options, MO-Gymnasium's twin) or 'fast' (Euler, capped solver: see docs/mujoco.md)"
+        )
     chosen = _resolve_backend(backend)
     if chosen == "mjx":
         if threads is not None:
-            raise ValueError(f"{robot}: threads applies to backend='mujoco' (native stepping threads); MJX runs "
-                             "the batch as one XLA program")
+            raise ValueError(
+                f"{robot}: threads applies to backend='mujoco' (native stepping threads); MJX runs "
+                "the batch as one XLA program"
+            )
         cls = MJX_CLASSES[robot]
-        return cls(spec, **dict(spec.gym_kwargs), max_steps=max_steps, reset_noise_scale=reset_noise_scale,
-                   physics=physics)
+        return cls(
+            spec, **dict(spec.gym_kwargs), max_steps=max_steps, reset_noise_scale=reset_noise_scale, physics=physics
+        )
     return _make_host(spec, max_steps, reset_noise_scale, threads, physics)
 
 
@@ -86,8 +101,9 @@ class _MOGymFactory:
         return env
 
 
-def _make_host(spec: Robot, max_steps: int | None, reset_noise_scale: float | None, threads: int | None,
-               physics: str = "exact"):
+def _make_host(
+    spec: Robot, max_steps: int | None, reset_noise_scale: float | None, threads: int | None, physics: str = "exact"
+):
     """The host-path descriptor: the batched native stepper for the robots it covers, else MO-Gymnasium's own v5
     env (as ``morl.make("gym:<id>")``); both with our declarations (reference point, reward names)."""
     from morl.gym_bridge import from_gymnasium
@@ -98,9 +114,11 @@ def _make_host(spec: Robot, max_steps: int | None, reset_noise_scale: float | No
     if reset_noise_scale is not None:
         if spec.gym_id == "mo-reacher-v5":
             if reset_noise_scale != spec.reset_noise_scale:
-                raise ValueError("mo-reacher-v5 with backend='mujoco': MO-Gymnasium's reacher has no "
-                                 "reset_noise_scale (its qvel noise is fixed at 0.005); drop the argument or use "
-                                 "backend='mjx'")
+                raise ValueError(
+                    "mo-reacher-v5 with backend='mujoco': MO-Gymnasium's reacher has no "
+                    "reset_noise_scale (its qvel noise is fixed at 0.005); drop the argument or use "
+                    "backend='mjx'"
+                )
         else:
             kwargs["reset_noise_scale"] = float(reset_noise_scale)
     from morl.envs.mujoco.native import NATIVE_ROBOTS, NativeMujocoEnv
@@ -110,8 +128,10 @@ def _make_host(spec: Robot, max_steps: int | None, reset_noise_scale: float | No
         env = NativeMujocoEnv(spec.gym_id, factory, spec.ref_point, spec.reward_names, threads)
     else:
         if threads is not None:
-            raise ValueError(f"{spec.gym_id}: threads applies to the batched native robots "
-                             f"{sorted(NATIVE_ROBOTS)}; this robot steps MO-Gymnasium's own vector env")
+            raise ValueError(
+                f"{spec.gym_id}: threads applies to the batched native robots "
+                f"{sorted(NATIVE_ROBOTS)}; this robot steps MO-Gymnasium's own vector env"
+            )
         env = from_gymnasium(factory, ref_point=spec.ref_point, reward_names=spec.reward_names)
     env.backend = "mujoco"
     return env

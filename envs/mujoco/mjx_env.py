@@ -32,7 +32,7 @@ class MujocoParams(EnvParams):
 
 @struct.dataclass
 class MujocoState:
-    data: Any         # mjx.Data: kept whole, as MuJoCo keeps MjData (solver warm start, stale kinematics)
+    data: Any  # mjx.Data: kept whole, as MuJoCo keeps MjData (solver warm start, stale kinematics)
     time: jax.Array
 
 
@@ -58,8 +58,9 @@ class MJXEnv(Environment):
     backend = "mjx"
     uses_cfrc_ext = False  # call rne_postconstraint after the substeps (as gymnasium's MujocoEnv does)
 
-    def __init__(self, robot: Robot, max_steps: int | None = None, reset_noise_scale: float | None = None,
-                 physics: str = "exact"):
+    def __init__(
+        self, robot: Robot, max_steps: int | None = None, reset_noise_scale: float | None = None, physics: str = "exact"
+    ):
         mujoco, mjx = import_mujoco()
         self._mjx = mjx
         self.robot = robot
@@ -83,7 +84,8 @@ class MJXEnv(Environment):
         self._ctrl_high = np.asarray(model.actuator_ctrlrange[:, 1], np.float32)
         self._params = MujocoParams(
             max_steps=robot.max_steps if max_steps is None else check_max_steps(max_steps),
-            reset_noise_scale=robot.reset_noise_scale if reset_noise_scale is None else float(reset_noise_scale))
+            reset_noise_scale=robot.reset_noise_scale if reset_noise_scale is None else float(reset_noise_scale),
+        )
         self._obs_dim = int(self.observation(self._data0).shape[0])
 
     def _setup_integration(self, mujoco, model) -> None:
@@ -162,8 +164,9 @@ class MJXEnv(Environment):
         return jnp.asarray(action, jnp.float32)
 
     # ------------------------------------------------------------------ protocol
-    def set_state(self, qpos: jax.Array, qvel: jax.Array, params: MujocoParams | None = None
-                  ) -> tuple[jax.Array, MujocoState]:
+    def set_state(
+        self, qpos: jax.Array, qvel: jax.Array, params: MujocoParams | None = None
+    ) -> tuple[jax.Array, MujocoState]:
         """The reset state at a given qpos/qvel (gymnasium's ``mj_resetData`` + ``set_state``): (obs, state)."""
         d = self._data0.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
         # MJX's kinematics writes normalised free-joint quaternions back into qpos; MuJoCo's mj_forward does not,
@@ -180,12 +183,27 @@ class MJXEnv(Environment):
         """``mj_forward`` from MJX's public stages (as ``mjx.forward``), with one correction: plane-capsule
         contacts get MuJoCo's contact frame (see `_align_capsule_frames`)."""
         mjx, m = self._mjx, self.mx
-        for stage in (mjx.kinematics, mjx.com_pos, mjx.camlight, mjx.tendon, mjx.crb, mjx.tendon_armature,
-                      mjx.factor_m, mjx.collision):
+        for stage in (
+            mjx.kinematics,
+            mjx.com_pos,
+            mjx.camlight,
+            mjx.tendon,
+            mjx.crb,
+            mjx.tendon_armature,
+            mjx.factor_m,
+            mjx.collision,
+        ):
             d = stage(m, d)
         d = self._align_capsule_frames(d)
-        for stage in (mjx.make_constraint, mjx.transmission, mjx.sensor_pos, mjx.fwd_velocity, mjx.sensor_vel,
-                      mjx.fwd_actuation, mjx.fwd_acceleration):
+        for stage in (
+            mjx.make_constraint,
+            mjx.transmission,
+            mjx.sensor_pos,
+            mjx.fwd_velocity,
+            mjx.sensor_vel,
+            mjx.fwd_actuation,
+            mjx.fwd_acceleration,
+        ):
             d = stage(m, d)
         if impl_field(d, "efc_J").size == 0:
             return d.replace(qacc=d.qacc_smooth)
@@ -214,8 +232,8 @@ class MJXEnv(Environment):
         """``mj_integratePos``: qpos advanced by qvel * h (quaternions of free joints rotate)."""
         out = qpos + h * self._qvel_to_qpos(qvel)  # hinge and slide joints; free-joint positions
         for qadr, vadr in self._free_joints:
-            quat = _quat_integrate(qpos[qadr + 3:qadr + 7], qvel[vadr + 3:vadr + 6], h)
-            out = out.at[qadr + 3:qadr + 7].set(quat)
+            quat = _quat_integrate(qpos[qadr + 3 : qadr + 7], qvel[vadr + 3 : vadr + 6], h)
+            out = out.at[qadr + 3 : qadr + 7].set(quat)
         return out
 
     def _qvel_to_qpos(self, qvel: jax.Array) -> jax.Array:
@@ -247,8 +265,8 @@ class MJXEnv(Environment):
 
     def _normalize_quats(self, qpos: jax.Array) -> jax.Array:
         for qadr, _ in self._free_joints:
-            quat = qpos[qadr + 3:qadr + 7]
-            qpos = qpos.at[qadr + 3:qadr + 7].set(quat / jnp.linalg.norm(quat))
+            quat = qpos[qadr + 3 : qadr + 7]
+            qpos = qpos.at[qadr + 3 : qadr + 7].set(quat / jnp.linalg.norm(quat))
         return qpos
 
     def substep(self, d):
@@ -271,8 +289,7 @@ class MJXEnv(Environment):
         reward = self.reward(state.data, d, ctrl).astype(jnp.float32)
         terminated = jnp.logical_and(~self.healthy(d), self.terminates)
         time = state.time + 1
-        return (self.observation(d), MujocoState(d, time), reward, terminated, time_limit(time, params),
-                {})
+        return (self.observation(d), MujocoState(d, time), reward, terminated, time_limit(time, params), {})
 
     def get_obs(self, state: MujocoState, params: MujocoParams | None = None) -> jax.Array:
         return self.observation(state.data)
@@ -287,7 +304,7 @@ class MJXEnv(Environment):
 
 
 _GEOM_PLANE, _GEOM_CAPSULE = 0, 3  # mjtGeom
-_RK4_A = np.array([0.0, 0.5, 0.5, 1.0], np.float32)        # stage offsets (Butcher tableau diagonal)
+_RK4_A = np.array([0.0, 0.5, 0.5, 1.0], np.float32)  # stage offsets (Butcher tableau diagonal)
 _RK4_B = np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6], np.float32)  # stage weights
 
 
@@ -299,7 +316,12 @@ def _quat_integrate(quat: jax.Array, omega: jax.Array, h) -> jax.Array:
     rot = jnp.concatenate([jnp.cos(half)[None], axis * jnp.sin(half)])
     w1, x1, y1, z1 = quat
     w2, x2, y2, z2 = rot
-    out = jnp.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+    out = jnp.stack(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ]
+    )
     return out / jnp.linalg.norm(out)
-

@@ -34,6 +34,7 @@ __all__ = ["NATIVE_ROBOTS", "NativeMujocoEnv", "NativeMujocoVectorEnv", "default
 # per-robot formulas (batched; dtypes and operation order as in MO-Gymnasium 1.3.2 / gymnasium 1.x v5)
 # =====================================================================================================
 
+
 class _Batch:
     """The per-env simulator quantities the formulas read (rows = envs)."""
 
@@ -57,8 +58,11 @@ def _in_open(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def _hopper_healthy(u, b: _Batch) -> np.ndarray:
     state = np.concatenate([b.qpos, b.qvel], axis=1)[:, 2:]
     lo, hi = u._healthy_state_range
-    return (np.all((lo < state) & (state < hi), axis=1) & _in_open(b.qpos[:, 1], *u._healthy_z_range)
-            & _in_open(b.qpos[:, 2], *u._healthy_angle_range))
+    return (
+        np.all((lo < state) & (state < hi), axis=1)
+        & _in_open(b.qpos[:, 1], *u._healthy_z_range)
+        & _in_open(b.qpos[:, 2], *u._healthy_angle_range)
+    )
 
 
 def _walker_healthy(u, b: _Batch) -> np.ndarray:
@@ -111,8 +115,9 @@ def _ant_reward(u, before, after, action, healthy):
     xy_velocity = (after.body_xy - before.body_xy) / u.dt
     neg_energy = -_ctrl_cost(u, action)
     if u._cost_objective:
-        vec = np.stack([xy_velocity[:, 0], xy_velocity[:, 1], neg_energy / u._ctrl_cost_weight],
-                       axis=1).astype(np.float32)
+        vec = np.stack([xy_velocity[:, 0], xy_velocity[:, 1], neg_energy / u._ctrl_cost_weight], axis=1).astype(
+            np.float32
+        )
     else:
         vec = xy_velocity.astype(np.float32) + neg_energy[:, None]
     # here is_healthy is a numpy bool, so the survival reward is a float64 scalar (added in float64)
@@ -126,6 +131,7 @@ def _obs(skip: int, clip_velocity: bool):
         position = b.qpos if not u._exclude_current_positions_from_observation else b.qpos[:, skip:]
         velocity = np.clip(b.qvel, -10, 10) if clip_velocity else b.qvel
         return np.concatenate([position, velocity], axis=1)
+
     return observation
 
 
@@ -138,8 +144,14 @@ def _ant_obs(u, b: _Batch) -> np.ndarray:
 
 
 class _Formulas:
-    def __init__(self, observation: Callable, reward: Callable, healthy: Callable | None, qvel_noise: str,
-                 body_frame: bool = False):
+    def __init__(
+        self,
+        observation: Callable,
+        reward: Callable,
+        healthy: Callable | None,
+        qvel_noise: str,
+        body_frame: bool = False,
+    ):
         self.observation, self.reward, self.healthy, self.qvel_noise = observation, reward, healthy, qvel_noise
         self.body_frame = body_frame  # needs the main body's position and the external contact forces
 
@@ -166,6 +178,7 @@ def default_threads() -> int:
 # =====================================================================================================
 # the vector env
 # =====================================================================================================
+
 
 class NativeMujocoVectorEnv:
     """``num_envs`` copies of one MO-Gymnasium v5 robot, stepped in C on ``threads`` threads.
@@ -200,8 +213,9 @@ class NativeMujocoVectorEnv:
         body = self._formulas.body_frame
         if body:  # ant: the main body's xy position (velocities) and the external contact forces (obs, cost)
             main = u._main_body
-            self._main_body = (mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, main) if isinstance(main, str)
-                               else int(main))
+            self._main_body = (
+                mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, main) if isinstance(main, str) else int(main)
+            )
         self.body_xy = np.zeros((self.num_envs, 2)) if body else None
         self.cfrc_ext = np.zeros((self.num_envs, self.model.nbody, 6)) if body else None
         self._t = np.zeros(self.num_envs, np.int64)
@@ -236,8 +250,10 @@ class NativeMujocoVectorEnv:
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
                 raise ValueError(f"{self.robot}: seed must be an int >= 0 or None, got {seed!r}")
-            self._rngs = [np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed) + i)))
-                          for i in range(self.num_envs)]
+            self._rngs = [
+                np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed) + i)))
+                for i in range(self.num_envs)
+            ]
         for i in range(self.num_envs):
             self._reset_one(i)
         return self._formulas.observation(self._u, self._batch()), {}
@@ -276,11 +292,15 @@ class NativeMujocoVectorEnv:
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         action = np.asarray(actions)
         if action.shape != self.action_shape:
-            raise ValueError(f"{self.robot}: actions of shape {action.shape}, expected {self.action_shape} "
-                             f"(one row of {self.model.nu} controls per env)")
+            raise ValueError(
+                f"{self.robot}: actions of shape {action.shape}, expected {self.action_shape} "
+                f"(one row of {self.model.nu} controls per env)"
+            )
         if self._ended.any():
-            raise RuntimeError(f"{self.robot}: env(s) {np.flatnonzero(self._ended).tolist()} ended their episode "
-                               "and were not reset; call reset_done(terminated | truncated) after a step")
+            raise RuntimeError(
+                f"{self.robot}: env(s) {np.flatnonzero(self._ended).tolist()} ended their episode "
+                "and were not reset; call reset_done(terminated | truncated) after a step"
+            )
         before = _Batch(self.qpos.copy(), None, None if self.body_xy is None else self.body_xy.copy(), None)
         if self._pool is None:
             self._step_slice(self._slices[0], action)
@@ -319,6 +339,7 @@ class NativeMujocoVectorEnv:
 # =====================================================================================================
 # the descriptor the engine sees
 # =====================================================================================================
+
 
 class NativeMujocoEnv(GymnasiumEnv):
     """The host-path descriptor of a batched robot: ``make_vector_env`` builds a `NativeMujocoVectorEnv`

@@ -41,47 +41,119 @@ class FastPhysics:
 class Robot:
     """One MO-Gymnasium v5 robot. Values are MO-Gymnasium 1.3.2's / gymnasium 1.x's v5 defaults."""
 
-    gym_id: str                     # MO-Gymnasium id of the twin
-    xml: str                        # model file name
-    xml_package: str                # the package whose envs/mujoco/assets/ holds the file
+    gym_id: str  # MO-Gymnasium id of the twin
+    xml: str  # model file name
+    xml_package: str  # the package whose envs/mujoco/assets/ holds the file
     frame_skip: int
     reset_noise_scale: float
     reward_names: tuple[str, ...]
     ref_point: tuple[float, ...]
     max_steps: int = 1000
-    gym_kwargs: tuple[tuple[str, Any], ...] = ()   # kwargs MO-Gymnasium's registration adds
-    mjx_solver_newton: bool = False                # MJX lacks PGS: switch to Newton (humanoid)
-    fast: FastPhysics = FastPhysics(100, 50)       # the physics="fast" preset (every robot sets its caps)
+    gym_kwargs: tuple[tuple[str, Any], ...] = ()  # kwargs MO-Gymnasium's registration adds
+    mjx_solver_newton: bool = False  # MJX lacks PGS: switch to Newton (humanoid)
+    fast: FastPhysics = FastPhysics(100, 50)  # the physics="fast" preset (every robot sets its caps)
 
 
 #: the fast caps are the largest Newton iteration count and line-search cost evaluations (``solver.neval``) that
 #: C MuJoCo needed over 20,000 random-action env steps per robot under the fast integrator and flags
 #: (experiments/mjx_solver_stats.py --physics fast --uncapped): they did not truncate a single solve there
 ROBOTS: dict[str, Robot] = {
-    "mo-hopper-v5": Robot("mo-hopper-v5", "hopper.xml", "gymnasium", 4, 5e-3,
-                          ("forward", "jump", "energy"), (-100.0,) * 3, fast=FastPhysics(5, 8)),
-    "mo-hopper-2obj-v5": Robot("mo-hopper-2obj-v5", "hopper.xml", "gymnasium", 4, 5e-3,
-                               ("forward", "jump"), (-100.0,) * 2, gym_kwargs=(("cost_objective", False),),
-                               fast=FastPhysics(5, 8)),
-    "mo-halfcheetah-v5": Robot("mo-halfcheetah-v5", "half_cheetah.xml", "gymnasium", 5, 0.1,
-                               ("forward", "energy"), (-100.0,) * 2, fast=FastPhysics(5, 7, eulerdamp=True)),
-    "mo-walker2d-v5": Robot("mo-walker2d-v5", "walker2d_v5.xml", "gymnasium", 4, 5e-3,
-                            ("forward", "energy"), (-100.0,) * 2, fast=FastPhysics(6, 8)),
-    "mo-ant-v5": Robot("mo-ant-v5", "ant.xml", "gymnasium", 5, 0.1,
-                       ("x_velocity", "y_velocity", "energy"), (-100.0,) * 3, fast=FastPhysics(7, 8, substeps=2)),
-    "mo-ant-2obj-v5": Robot("mo-ant-2obj-v5", "ant.xml", "gymnasium", 5, 0.1,
-                            ("x_velocity", "y_velocity"), (-100.0,) * 2, gym_kwargs=(("cost_objective", False),),
-                            fast=FastPhysics(7, 8, substeps=2)),
-    "mo-swimmer-v5": Robot("mo-swimmer-v5", "swimmer.xml", "gymnasium", 4, 0.1,
-                           ("forward", "energy"), (-100.0,) * 2, fast=FastPhysics(3, 4)),
-    "mo-humanoid-v5": Robot("mo-humanoid-v5", "humanoid.xml", "gymnasium", 5, 1e-2,
-                            ("forward", "energy"), (-100.0,) * 2, mjx_solver_newton=True,
-                            fast=FastPhysics(6, 10)),
+    "mo-hopper-v5": Robot(
+        "mo-hopper-v5",
+        "hopper.xml",
+        "gymnasium",
+        4,
+        5e-3,
+        ("forward", "jump", "energy"),
+        (-100.0,) * 3,
+        fast=FastPhysics(5, 8),
+    ),
+    "mo-hopper-2obj-v5": Robot(
+        "mo-hopper-2obj-v5",
+        "hopper.xml",
+        "gymnasium",
+        4,
+        5e-3,
+        ("forward", "jump"),
+        (-100.0,) * 2,
+        gym_kwargs=(("cost_objective", False),),
+        fast=FastPhysics(5, 8),
+    ),
+    "mo-halfcheetah-v5": Robot(
+        "mo-halfcheetah-v5",
+        "half_cheetah.xml",
+        "gymnasium",
+        5,
+        0.1,
+        ("forward", "energy"),
+        (-100.0,) * 2,
+        fast=FastPhysics(5, 7, eulerdamp=True),
+    ),
+    "mo-walker2d-v5": Robot(
+        "mo-walker2d-v5",
+        "walker2d_v5.xml",
+        "gymnasium",
+        4,
+        5e-3,
+        ("forward", "energy"),
+        (-100.0,) * 2,
+        fast=FastPhysics(6, 8),
+    ),
+    "mo-ant-v5": Robot(
+        "mo-ant-v5",
+        "ant.xml",
+        "gymnasium",
+        5,
+        0.1,
+        ("x_velocity", "y_velocity", "energy"),
+        (-100.0,) * 3,
+        fast=FastPhysics(7, 8, substeps=2),
+    ),
+    "mo-ant-2obj-v5": Robot(
+        "mo-ant-2obj-v5",
+        "ant.xml",
+        "gymnasium",
+        5,
+        0.1,
+        ("x_velocity", "y_velocity"),
+        (-100.0,) * 2,
+        gym_kwargs=(("cost_objective", False),),
+        fast=FastPhysics(7, 8, substeps=2),
+    ),
+    "mo-swimmer-v5": Robot(
+        "mo-swimmer-v5",
+        "swimmer.xml",
+        "gymnasium",
+        4,
+        0.1,
+        ("forward", "energy"),
+        (-100.0,) * 2,
+        fast=FastPhysics(3, 4),
+    ),
+    "mo-humanoid-v5": Robot(
+        "mo-humanoid-v5",
+        "humanoid.xml",
+        "gymnasium",
+        5,
+        1e-2,
+        ("forward", "energy"),
+        (-100.0,) * 2,
+        mjx_solver_newton=True,
+        fast=FastPhysics(6, 10),
+    ),
     # reacher: the noise scale is the half-width of the qvel noise (MO-Gymnasium hard-codes 0.005; its qpos
     # noise is overwritten by the fixed start pose and targets)
-    "mo-reacher-v5": Robot("mo-reacher-v5", "mo_reacher.xml", "mo_gymnasium", 2, 5e-3,
-                           ("target_1", "target_2", "target_3", "target_4"), (-20.0,) * 4, max_steps=50,
-                           fast=FastPhysics(2, 3)),
+    "mo-reacher-v5": Robot(
+        "mo-reacher-v5",
+        "mo_reacher.xml",
+        "mo_gymnasium",
+        2,
+        5e-3,
+        ("target_1", "target_2", "target_3", "target_4"),
+        (-20.0,) * 4,
+        max_steps=50,
+        fast=FastPhysics(2, 3),
+    ),
 }
 
 
@@ -91,8 +163,10 @@ def apply_physics(model, robot: Robot, physics: str) -> int:
     import mujoco
 
     if physics not in PHYSICS:
-        raise ValueError(f"{robot.gym_id}: physics must be one of {PHYSICS}, got {physics!r}: 'exact' (the XML's "
-                         "solver options, MO-Gymnasium's twin) or 'fast' (Euler, capped solver: see docs/mujoco.md)")
+        raise ValueError(
+            f"{robot.gym_id}: physics must be one of {PHYSICS}, got {physics!r}: 'exact' (the XML's "
+            "solver options, MO-Gymnasium's twin) or 'fast' (Euler, capped solver: see docs/mujoco.md)"
+        )
     if physics == "fast":
         model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
         if not robot.fast.eulerdamp:
@@ -140,12 +214,12 @@ def import_mujoco():
     """``mujoco`` and ``mujoco.mjx``; mjx prints a line about the optional Warp backend on import, muted."""
     try:
         import mujoco
+
         with contextlib.redirect_stdout(io.StringIO()):
             from mujoco import mjx
     except ImportError as e:
         raise ImportError(f"the MJX backend needs mujoco and mujoco-mjx ({e}); {INSTALL_HINT}") from None
     return mujoco, mjx
-
 
 
 def check_max_steps(max_steps: Any) -> int:

@@ -10,8 +10,18 @@ from morl.envs.mujoco.mjx_env import MJXEnv, impl_field
 from morl.envs.mujoco.robots import Robot
 from morl.spaces import Discrete
 
-__all__ = ["HopperMJX", "Walker2dMJX", "HalfCheetahMJX", "SwimmerMJX", "AntMJX", "HumanoidMJX", "ReacherMJX",
-           "MJX_CLASSES", "REACHER_ACTIONS", "REACHER_GOALS"]
+__all__ = [
+    "HopperMJX",
+    "Walker2dMJX",
+    "HalfCheetahMJX",
+    "SwimmerMJX",
+    "AntMJX",
+    "HumanoidMJX",
+    "ReacherMJX",
+    "MJX_CLASSES",
+    "REACHER_ACTIONS",
+    "REACHER_GOALS",
+]
 
 
 def _energy(ctrl: jax.Array) -> jax.Array:
@@ -46,8 +56,7 @@ class HopperMJX(_PlanarMixin, MJXEnv):
     def healthy(self, d):
         z, angle = d.qpos[1], d.qpos[2]
         state = jnp.concatenate([d.qpos, d.qvel])[2:]
-        return (jnp.all(_in_open(state, -100.0, 100.0)) & _in_open(z, 0.7, jnp.inf)
-                & _in_open(angle, -0.2, 0.2))
+        return jnp.all(_in_open(state, -100.0, 100.0)) & _in_open(z, 0.7, jnp.inf) & _in_open(angle, -0.2, 0.2)
 
     def reward(self, d_before, d_after, ctrl):
         h = self.healthy(d_after).astype(jnp.float32)  # healthy_reward 1.0
@@ -147,9 +156,16 @@ class HumanoidMJX(MJXEnv):
         return (self._mass_weights @ d.xipos)[:2]
 
     def observation(self, d):
-        return jnp.concatenate([
-            d.qpos[2:], d.qvel, impl_field(d, "cinert")[1:].ravel(), d.cvel[1:].ravel(),
-            d.qfrc_actuator[6:], impl_field(d, "cfrc_ext")[1:].ravel()]).astype(jnp.float32)
+        return jnp.concatenate(
+            [
+                d.qpos[2:],
+                d.qvel,
+                impl_field(d, "cinert")[1:].ravel(),
+                d.cvel[1:].ravel(),
+                d.qfrc_actuator[6:],
+                impl_field(d, "cfrc_ext")[1:].ravel(),
+            ]
+        ).astype(jnp.float32)
 
     def healthy(self, d):
         return _in_open(d.qpos[2], 1.0, 2.0)
@@ -207,8 +223,13 @@ class ReacherMJX(MJXEnv):
 
 
 MJX_CLASSES = {
-    "mo-hopper-v5": HopperMJX, "mo-hopper-2obj-v5": HopperMJX, "mo-halfcheetah-v5": HalfCheetahMJX,
-    "mo-walker2d-v5": Walker2dMJX, "mo-ant-v5": AntMJX, "mo-ant-2obj-v5": AntMJX, "mo-swimmer-v5": SwimmerMJX,
-    "mo-humanoid-v5": HumanoidMJX, "mo-reacher-v5": ReacherMJX,
+    "mo-hopper-v5": HopperMJX,
+    "mo-hopper-2obj-v5": HopperMJX,
+    "mo-halfcheetah-v5": HalfCheetahMJX,
+    "mo-walker2d-v5": Walker2dMJX,
+    "mo-ant-v5": AntMJX,
+    "mo-ant-2obj-v5": AntMJX,
+    "mo-swimmer-v5": SwimmerMJX,
+    "mo-humanoid-v5": HumanoidMJX,
+    "mo-reacher-v5": ReacherMJX,
 }
-

@@ -23,8 +23,13 @@ __all__ = ["CLIError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command but `train` (which parses its own arguments: they depend on the agent)."""
     parser = Parser(prog="morl", description="Multi-objective RL in JAX.", allow_abbrev=False)
-    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
-                        help="import MODULE first (registers third-party agents/envs); also $MORL_IMPORT")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE first (registers third-party agents/envs); also $MORL_IMPORT",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     inspect.add_envs_parser(sub)
     train.add_parser(sub)
@@ -36,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one `morl` command; returns its exit status (0, 1 when training failed, 2 for a user error, 130 on Ctrl-C)."""
+    """Run one `morl` command; returns its exit status (0; 1: training failed; 2: a user error; 130: Ctrl-C)."""
     if argv is None:  # the command line itself; in-process callers (tests, notebooks) keep Python's own Ctrl-C
         process.install_sigint()
     argv = list(sys.argv[1:] if argv is None else argv)

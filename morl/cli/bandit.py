@@ -39,8 +39,9 @@ def add_parser(sub) -> None:
     pl = bsub.add_parser("plot", help="regret curves (log-x, confidence bands) of bandit runs")
     pl.add_argument("runs", nargs="*", help="run ids (or unique prefixes); default: the latest run of each algorithm")
     pl.add_argument("--instance", default=None, help="plot the latest run of each algorithm on this instance")
-    pl.add_argument("--metric", default="pareto_regret",
-                    choices=("pareto_regret", "unfairness", "scalarized_regret", "front_error"))
+    pl.add_argument(
+        "--metric", default="pareto_regret", choices=("pareto_regret", "unfairness", "scalarized_regret", "front_error")
+    )
     pl.add_argument("--runs-dir", default=None)
     pl.add_argument("--out", default=None, help="PNG path (default: RUNS_DIR/<instance>_<metric>.png)")
     pl.set_defaults(func=cmd_plot)
@@ -65,9 +66,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     for iid in bandits.instance_ids():
         inst = bandits.instance(iid)
         rows.append([iid, inst.kind, str(inst.num_arms), str(inst.num_objectives), str(int(inst.pareto.sum()))])
-    print_table("bandit instances", [Col("id", "id"), Col("rewards"), Col("arms", "num", justify="right"),
-                                     Col("objectives", "num", justify="right"),
-                                     Col("Pareto arms", "num", justify="right")], rows)
+    print_table(
+        "bandit instances",
+        [
+            Col("id", "id"),
+            Col("rewards"),
+            Col("arms", "num", justify="right"),
+            Col("objectives", "num", justify="right"),
+            Col("Pareto arms", "num", justify="right"),
+        ],
+        rows,
+    )
     return 0
 
 
@@ -90,13 +99,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         bandits.check_algorithm(args.algo)
     except (KeyError, ValueError) as exc:
         raise CLIError(str(exc.args[0] if exc.args else exc)) from None
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} pulls"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} pulls"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=common.err_console, transient=True) as bar:
         task = bar.add_task(f"{args.algo} x {args.runs} runs", total=args.horizon)
-        result = bandits.run_experiment(args.algo, args.instance, args.horizon, args.runs, seed=args.seed,
-                                        points=args.points,
-                                        progress=lambda t: bar.update(task, completed=t))
+        result = bandits.run_experiment(
+            args.algo,
+            args.instance,
+            args.horizon,
+            args.runs,
+            seed=args.seed,
+            points=args.points,
+            progress=lambda t: bar.update(task, completed=t),
+        )
     path = None
     if not args.no_record:
         path = bandits.record(result, _dir(args))
@@ -105,7 +125,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{args.algo} on {args.instance} ({inst.num_arms} arms), T={args.horizon:,}, {args.runs} runs: "
         f"Pareto regret {s['pareto_regret']:.4g} ± {s['pareto_regret_ci']:.2g}, unfairness {s['unfairness']:.3g}, "
         f"front error {s['front_error']:.3g}; {s['pulls_per_s']:,.0f} pulls/s "
-        f"(compile {s['compile_s']:.1f} s)", markup=False, highlight=False)
+        f"(compile {s['compile_s']:.1f} s)",
+        markup=False,
+        highlight=False,
+    )
     if path is not None:
         common.console.print(f"wrote {path}", markup=False, highlight=False)
     return 0
@@ -120,8 +143,11 @@ def cmd_board(args: argparse.Namespace) -> int:
     if not tables:
         raise CLIError(f"no finished bandit runs in {root}; `morl bandit run ALGO --instance ID` makes one")
     for title, cols, rows in tables:
-        print_table(title, [Col(c, "id" if i == 0 else "num", justify="left" if i == 0 else "right")
-                            for i, c in enumerate(cols)], rows)
+        print_table(
+            title,
+            [Col(c, "id" if i == 0 else "num", justify="left" if i == 0 else "right") for i, c in enumerate(cols)],
+            rows,
+        )
     out = Path(args.out) if args.out else root / "leaderboard.md"
     bandits.write_leaderboard_md(tables, out)
     common.console.print(f"wrote {out}", markup=False, highlight=False)

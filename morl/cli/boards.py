@@ -30,15 +30,20 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_leaderboard)
 
     suite = sub.add_parser("suite", help="benchmark suites (experiments/suites/*.toml)").add_subparsers(
-        dest="suite_command", required=True, parser_class=Parser)
+        dest="suite_command", required=True, parser_class=Parser
+    )
     p = suite.add_parser("run", help="train a suite's missing runs, write its leaderboard (see --out)")
     p.add_argument("name", help="suite name or .toml path")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--seeds", default=None, help="override the suite's seeds (e.g. 0-2)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="scale every budget (smoke tests)")
-    p.add_argument("--out", default=None, help="leaderboard path (default: MY.md beside a suite file MY.toml; "
-                                                "experiments/leaderboards/NAME.md for a built-in suite in a source "
-                                                "checkout, else ./NAME.md)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="leaderboard path (default: MY.md beside a suite file MY.toml; "
+        "experiments/leaderboards/NAME.md for a built-in suite in a source "
+        "checkout, else ./NAME.md)",
+    )
     p.add_argument("--dry-run", action="store_true", help="only say what would be trained")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_suite_run)
@@ -46,7 +51,8 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_suite_list)
 
     bench = sub.add_parser("bench", help="benchmarks beside the reference stack").add_subparsers(
-        dest="bench", required=True, parser_class=Parser)
+        dest="bench", required=True, parser_class=Parser
+    )
     p = bench.add_parser("rollout", help="env steps/s of the engine vs MO-Gymnasium")
     p.add_argument("--env", nargs="+", default=["deep-sea-treasure-v0"], help="env id(s)")
     p.add_argument("--num-envs", type=int, default=4096)
@@ -63,8 +69,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     runs_dir = common.runs_dir(args)
     try:
-        lb = leaderboard_from_store(store_for(runs_dir), args.metric, env=args.env, agent=args.agent,
-                                    suite=args.suite, protocol=args.protocol)
+        lb = leaderboard_from_store(
+            store_for(runs_dir), args.metric, env=args.env, agent=args.agent, suite=args.suite, protocol=args.protocol
+        )
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     text = render(lb, args.format)
@@ -85,7 +92,7 @@ def suite_leaderboard_path(name: str) -> Path:
     suite (a name, or a file in the suites folder) writes ``experiments/leaderboards/NAME.md`` when that folder
     belongs to a source checkout (the current folder's ``experiments/``, or a git checkout of morl), and
     ``./NAME.md`` in the current folder otherwise -- never into an installed package."""
-    from morl.leaderboard import leaderboards_dir, suites_dir
+    from morl.suites import leaderboards_dir, suites_dir
 
     p = Path(name)
     builtin = suites_dir().resolve()
@@ -94,22 +101,33 @@ def suite_leaderboard_path(name: str) -> Path:
     stem = p.stem if p.suffix == ".toml" else name
     board = leaderboards_dir()
     checkout = builtin.parent.parent
-    in_checkout = (builtin == (Path.cwd() / "experiments" / "suites").resolve()
-                   or (checkout / ".git").exists() or (checkout / "pyproject.toml").exists())
+    in_checkout = (
+        builtin == (Path.cwd() / "experiments" / "suites").resolve()
+        or (checkout / ".git").exists()
+        or (checkout / "pyproject.toml").exists()
+    )
     return board / f"{stem}.md" if in_checkout else Path.cwd() / f"{stem}.md"
 
 
 def cmd_suite_run(args: argparse.Namespace) -> int:
     """`morl suite run NAME`: train the suite's missing runs, then write its leaderboard."""
-    from morl.leaderboard import run_suite
+    from morl.suites import run_suite
 
     runs_dir = common.runs_dir(args)
     seeds = parse_seeds(args.seeds) if args.seeds else None
     out = args.out or suite_leaderboard_path(args.name)
     with ProgressUI(args.quiet) as ui:
         try:
-            path = run_suite(args.name, runs_dir, seeds=seeds, steps_scale=args.steps_scale, out=out,
-                             progress=ui, log=lambda s: common.console.print(s), dry_run=args.dry_run)
+            path = run_suite(
+                args.name,
+                runs_dir,
+                seeds=seeds,
+                steps_scale=args.steps_scale,
+                out=out,
+                progress=ui,
+                log=lambda s: common.console.print(s),
+                dry_run=args.dry_run,
+            )
         except ValueError as exc:
             raise CLIError(str(exc)) from None
     if path is not None:
@@ -119,7 +137,7 @@ def cmd_suite_run(args: argparse.Namespace) -> int:
 
 def cmd_suite_list(args: argparse.Namespace) -> int:
     """`morl suite list`: the built-in suites."""
-    from morl.leaderboard import list_suites, load_suite, suites_dir
+    from morl.suites import list_suites, load_suite, suites_dir
 
     table = Table(title=f"suites in {suites_dir()}")
     for col in ("name", "agents", "envs", "seeds", "description"):
@@ -141,8 +159,14 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
 
     env_ids = args.env
     summary = Table(title=f"env steps/s, random policy ({machine()})")
-    for col in ("env", "engine (num_envs)", "compile s", "MO-Gym single", "MO-Gym MOSyncVectorEnv(64)",
-                "ratio vs MOSync(64)"):
+    for col in (
+        "env",
+        "engine (num_envs)",
+        "compile s",
+        "MO-Gym single",
+        "MO-Gym MOSyncVectorEnv(64)",
+        "ratio vs MOSync(64)",
+    ):
         summary.add_column(col, justify="right")
     for env_id in env_ids:
         with common.console.status(f"benchmarking {env_id} ..."):
@@ -151,18 +175,26 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
         for col in ("what", "num envs", "steps", "seconds", "steps/s", "compile s"):
             detail.add_column(col, justify="right")
         for r in rows:
-            detail.add_row(r.what, str(r.num_envs), f"{r.steps:,}", f"{r.seconds:.2f}", f"{r.steps_per_s:,.0f}",
-                           "-" if r.compile_seconds is None else f"{r.compile_seconds:.1f}")
+            detail.add_row(
+                r.what,
+                str(r.num_envs),
+                f"{r.steps:,}",
+                f"{r.seconds:.2f}",
+                f"{r.steps_per_s:,.0f}",
+                "-" if r.compile_seconds is None else f"{r.compile_seconds:.1f}",
+            )
         common.console.print(detail)
         single = next((r for r in rows if "single" in r.what), None)
         vector = next((r for r in rows if "MOSyncVectorEnv" in r.what), None)
         for engine in [r for r in rows if r.what.startswith("morl")]:  # one row per backend (MuJoCo: mjx, mujoco)
             ratio = engine.steps_per_s / vector.steps_per_s if vector else None
-            summary.add_row(f"{env_id} ({engine.variant})" if engine.variant else env_id,
-                            f"{engine.steps_per_s:,.0f} ({engine.num_envs})",
-                            "-" if engine.compile_seconds is None else f"{engine.compile_seconds:.1f}",
-                            f"{single.steps_per_s:,.0f}" if single else "-",
-                            f"{vector.steps_per_s:,.0f}" if vector else "-",
-                            "-" if ratio is None else f"{ratio:,.1f}x" if ratio < 10 else f"{ratio:,.0f}x")
+            summary.add_row(
+                f"{env_id} ({engine.variant})" if engine.variant else env_id,
+                f"{engine.steps_per_s:,.0f} ({engine.num_envs})",
+                "-" if engine.compile_seconds is None else f"{engine.compile_seconds:.1f}",
+                f"{single.steps_per_s:,.0f}" if single else "-",
+                f"{vector.steps_per_s:,.0f}" if vector else "-",
+                "-" if ratio is None else f"{ratio:,.1f}x" if ratio < 10 else f"{ratio:,.0f}x",
+            )
     common.console.print(summary)
     return 0

@@ -28,8 +28,14 @@ def _tty(stream) -> bool:
 console = Console(width=None if _tty(sys.stdout) else PIPE_WIDTH)
 err_console = Console(stderr=True, width=None if _tty(sys.stderr) else PIPE_WIDTH)
 
-SHORT_METRICS = (("hypervolume", "hv"), ("expected_utility", "eu"), ("sparsity", "sp"), ("cardinality", "card"),
-                 ("igd", "igd"), ("maximum_utility_loss", "mul"))
+SHORT_METRICS = (
+    ("hypervolume", "hv"),
+    ("expected_utility", "eu"),
+    ("sparsity", "sp"),
+    ("cardinality", "card"),
+    ("igd", "igd"),
+    ("maximum_utility_loss", "mul"),
+)
 
 
 class CLIError(Exception):
@@ -70,7 +76,9 @@ def fit_table(title: str, cols: list[Col], rows: list[list[str]], width: int | N
 
     def least(i: int) -> int:  # the narrowest a column may get
         c = cols[i]
-        return natural[i] if c.kind == "num" else min(natural[i], max(floor[c.kind], len(c.name) if c.kind != "id" else 0))
+        return (
+            natural[i] if c.kind == "num" else min(natural[i], max(floor[c.kind], len(c.name) if c.kind != "id" else 0))
+        )
 
     shown = list(range(len(cols)))
 
@@ -85,8 +93,9 @@ def fit_table(title: str, cols: list[Col], rows: list[list[str]], width: int | N
     widths = list(natural)
     excess = need(shown, widths) - width
     while excess > 0:  # fold the ids first, then narrow the widest text column, one cell at a time
-        cand = ([i for i in shown if cols[i].kind == "id" and widths[i] > least(i)]
-                or [i for i in shown if widths[i] > least(i)])
+        cand = [i for i in shown if cols[i].kind == "id" and widths[i] > least(i)] or [
+            i for i in shown if widths[i] > least(i)
+        ]
         if not cand:
             break
         i = max(cand, key=lambda j: widths[j] - least(j))
@@ -98,8 +107,13 @@ def fit_table(title: str, cols: list[Col], rows: list[list[str]], width: int | N
         if c.kind == "num":
             table.add_column(c.name, justify=c.justify, no_wrap=True, min_width=natural[i])
         else:
-            table.add_column(c.name, justify=c.justify, overflow="fold", width=widths[i] if widths[i] < natural[i] else None,
-                             min_width=None if widths[i] < natural[i] else natural[i])
+            table.add_column(
+                c.name,
+                justify=c.justify,
+                overflow="fold",
+                width=widths[i] if widths[i] < natural[i] else None,
+                min_width=None if widths[i] < natural[i] else natural[i],
+            )
     for r in rows:
         table.add_row(*[r[i] for i in shown])
     return table, [cols[i].name for i in range(len(cols)) if i not in shown]
@@ -110,8 +124,12 @@ def print_table(title: str, cols: list[Col], rows: list[list[str]]) -> None:
     table, hidden = fit_table(title, cols, rows)
     console.print(table)
     if hidden:
-        console.print(f"(terminal too narrow: column(s) {', '.join(hidden)} left out; widen it or pipe the output)",
-                      style="dim", markup=False, highlight=False)
+        console.print(
+            f"(terminal too narrow: column(s) {', '.join(hidden)} left out; widen it or pipe the output)",
+            style="dim",
+            markup=False,
+            highlight=False,
+        )
 
 
 class Parser(argparse.ArgumentParser):

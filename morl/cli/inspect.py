@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import dataclasses
+import json
 from pathlib import Path
 
 from rich.markup import escape
@@ -33,9 +33,12 @@ def add_run_parsers(sub) -> None:
     p.add_argument("--reindex", action="store_true", help="rebuild results.sqlite rows from finished run folders")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("eval", help="re-evaluate a run's last checkpoint under stated settings",
-                       description="Re-evaluate a run. Settings default to the run's own protocol; the ones you "
-                                   "give are changed. Same protocol and no --eval-seed: reproduces the final metrics.")
+    p = sub.add_parser(
+        "eval",
+        help="re-evaluate a run's last checkpoint under stated settings",
+        description="Re-evaluate a run. Settings default to the run's own protocol; the ones you "
+        "give are changed. Same protocol and no --eval-seed: reproduces the final metrics.",
+    )
     p.add_argument("run", help="run id (or unique prefix, or folder)")
     p.add_argument("--runs-dir", default=None)
     options.add_dataclass_options(p.add_argument_group("protocol"), EvalProtocol, dest_prefix="proto__")
@@ -68,16 +71,32 @@ def cmd_envs(args: argparse.Namespace) -> int:
         max_steps = getattr(params, "max_steps", None)
         if max_steps is None:  # host envs may have no params; their time limit lives on the env
             max_steps = getattr(env, "max_episode_steps", None) or getattr(env, "time_limit", None)
-        rows.append([env_id, escape(f"{env.reward_dim}: {names}"), escape(env.observation_space.describe()),
-                     escape(env.action_space.describe()), "-" if max_steps is None else str(int(max_steps)),
-                     "yes" if env.has_known_front else "no", escape(_fmt_point(env.ref_point))])
-    print_table("registered environments",
-                [Col("id", "id"), Col("objectives"), Col("observation", drop=5), Col("action", drop=3),
-                 Col("max steps", "num", drop=4, justify="right"), Col("known front", drop=1),
-                 Col("ref point", drop=2)], rows)
+        rows.append(
+            [
+                env_id,
+                escape(f"{env.reward_dim}: {names}"),
+                escape(env.observation_space.describe()),
+                escape(env.action_space.describe()),
+                "-" if max_steps is None else str(int(max_steps)),
+                "yes" if env.has_known_front else "no",
+                escape(_fmt_point(env.ref_point)),
+            ]
+        )
+    print_table(
+        "registered environments",
+        [
+            Col("id", "id"),
+            Col("objectives"),
+            Col("observation", drop=5),
+            Col("action", drop=3),
+            Col("max steps", "num", drop=4, justify="right"),
+            Col("known front", drop=1),
+            Col("ref point", drop=2),
+        ],
+        rows,
+    )
     common.console.print("Any gymnasium / MO-Gymnasium id also works as 'gym:<id>' (host path).")
     return 0
-
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -90,12 +109,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
         moved: list[Path] = []
         n, bad = R.reindex(runs_dir, moved=moved)
         for m in moved:
-            common.console.print(f"[yellow]the results store was damaged: kept it as {m}, rebuilt it from the run "
-                                 "folders[/]")
+            common.console.print(
+                f"[yellow]the results store was damaged: kept it as {m}, rebuilt it from the run folders[/]"
+            )
         common.console.print(f"indexed {n} finished run(s) into {runs_dir / 'results.sqlite'}")
     good, bad = R.list_runs(runs_dir)
-    good = [r for r in good if (not args.agent or r.agent in args.agent) and (not args.env or r.env in args.env)
-            and (not args.status or r.status in args.status)]
+    good = [
+        r
+        for r in good
+        if (not args.agent or r.agent in args.agent)
+        and (not args.env or r.env in args.env)
+        and (not args.status or r.status in args.status)
+    ]
     rows = []
     colors = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
     for r in good:
@@ -107,19 +132,41 @@ def cmd_runs(args: argparse.Namespace) -> int:
             steps, wall, m = last.get("env_steps"), last.get("wall_time"), {}
             evals = [x for x in rows if "eval/hypervolume" in x]
             if evals:
-                m = {"hypervolume": evals[-1]["eval/hypervolume"], "expected_utility": evals[-1].get("eval/expected_utility")}
-        rows.append([escape(r.id), escape(r.agent), escape(r.env), str(r.seed),
-                     f"[{colors.get(r.status, 'white')}]{r.status}[/]",
-                     f"{steps:,}" if isinstance(steps, int) else "-",
-                     f"{wall:.1f}" if isinstance(wall, (int, float)) else "-",
-                     fmt_num(m.get("hypervolume")), fmt_num(m.get("expected_utility")),
-                     escape(str(r.meta.get("created", ""))[:19])])
-    print_table(f"runs in {escape(str(runs_dir))}",
-                # agent, env, seed and date are also spelled in the id: they go first when the terminal is narrow
-                [Col("id", "id"), Col("agent", drop=3), Col("env", drop=2), Col("seed", "num", drop=5, justify="right"),
-                 Col("status"), Col("env steps", "num", justify="right"), Col("wall s", "num", drop=4, justify="right"),
-                 Col("hv", "num", justify="right"), Col("eu", "num", drop=1, justify="right"),
-                 Col("created", drop=6)], rows)
+                m = {
+                    "hypervolume": evals[-1]["eval/hypervolume"],
+                    "expected_utility": evals[-1].get("eval/expected_utility"),
+                }
+        rows.append(
+            [
+                escape(r.id),
+                escape(r.agent),
+                escape(r.env),
+                str(r.seed),
+                f"[{colors.get(r.status, 'white')}]{r.status}[/]",
+                f"{steps:,}" if isinstance(steps, int) else "-",
+                f"{wall:.1f}" if isinstance(wall, (int, float)) else "-",
+                fmt_num(m.get("hypervolume")),
+                fmt_num(m.get("expected_utility")),
+                escape(str(r.meta.get("created", ""))[:19]),
+            ]
+        )
+    print_table(
+        f"runs in {escape(str(runs_dir))}",
+        # agent, env, seed and date are also spelled in the id: they go first when the terminal is narrow
+        [
+            Col("id", "id"),
+            Col("agent", drop=3),
+            Col("env", drop=2),
+            Col("seed", "num", drop=5, justify="right"),
+            Col("status"),
+            Col("env steps", "num", justify="right"),
+            Col("wall s", "num", drop=4, justify="right"),
+            Col("hv", "num", justify="right"),
+            Col("eu", "num", drop=1, justify="right"),
+            Col("created", drop=6),
+        ],
+        rows,
+    )
     if not good:
         common.console.print(f"no runs in {runs_dir}; start one with `morl train AGENT --env ID`")
     stale = [r for r in good if r.status in ("interrupted", "failed")]
@@ -147,8 +194,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         protocol = dataclasses.replace(base, **options.collect(args, "proto__", base))
         protocol.check_env(R.build(info.meta)[1])
     except (TypeError, ValueError) as exc:
-        raise CLIError(f"invalid evaluation protocol: {exc}; fix it with the option of the same name "
-                       "(`morl eval --help`)") from None
+        raise CLIError(
+            f"invalid evaluation protocol: {exc}; fix it with the option of the same name (`morl eval --help`)"
+        ) from None
     key = None if args.eval_seed is None else jax.random.PRNGKey(args.eval_seed)
     try:
         with common.console.status(f"evaluating {info.id} ..."):
@@ -197,18 +245,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if info.status == "corrupt":
         raise CLIError(f"run folder {info.path} is corrupt ({info.problem}); nothing to plot")
     if not (info.path / R.FRONT_CSV).exists():
-        raise CLIError(f"run {info.id} has no final front yet (status {info.status}); "
-                       f"resume it (`morl train --resume {info.id}`) or evaluate a checkpoint with `morl eval`")
+        raise CLIError(
+            f"run {info.id} has no final front yet (status {info.status}); "
+            f"resume it (`morl train --resume {info.id}`) or evaluate a checkpoint with `morl eval`"
+        )
     problem = R.front_files_problem(info.path, info.result) if info.status == "done" else None
     if problem is not None:
-        raise CLIError(f"the front files of run {info.id} are damaged ({problem}); `morl eval {info.id}` re-evaluates "
-                       "the run's last checkpoint and rewrites them")
+        raise CLIError(
+            f"the front files of run {info.id} are damaged ({problem}); `morl eval {info.id}` re-evaluates "
+            "the run's last checkpoint and rewrites them"
+        )
     names, front = R.read_front_csv(info.path / R.FRONT_CSV)
     candidates = None
     if (info.path / R.RETURNS_CSV).exists():
         m = len(names)
         arr = np.loadtxt(info.path / R.RETURNS_CSV, delimiter=",", skiprows=1, ndmin=2)
-        candidates = arr[:, 1 + m:1 + 2 * m]
+        candidates = arr[:, 1 + m : 1 + 2 * m]
     proto = (info.result or {}).get("protocol") or info.meta.get("protocol") or {}
     known = None
     if not args.no_true_front:
@@ -221,15 +273,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else info.path / "front.png"
     hv = (info.result or {}).get("metrics", {}).get("hypervolume")
     title = f"{info.agent} on {info.env}, seed {info.seed}" + (f"  (HV {hv:.4g})" if hv is not None else "")
-    plot_front(front, out, names=names, known_front=known, candidates=candidates, title=title,
-               ref_point=proto.get("ref_point"))
+    plot_front(
+        front, out, names=names, known_front=known, candidates=candidates, title=title, ref_point=proto.get("ref_point")
+    )
     common.console.print(f"wrote {out}" + (" (true front overlaid)" if known is not None else ""))
     rows = R.read_jsonl(info.path / R.METRICS_JSONL)
     if info.result:  # the curve ends at the final evaluation (same protocol as the periodic ones)
-        rows.append({"env_steps": info.result["env_steps"],
-                     **{f"eval/{k}": v for k, v in info.result.get("metrics", {}).items()}})
+        rows.append(
+            {
+                "env_steps": info.result["env_steps"],
+                **{f"eval/{k}": v for k, v in info.result.get("metrics", {}).items()},
+            }
+        )
     curve = plot_curves(rows, out.with_name(out.stem + "_curve.png"), title=title)
     if curve is not None:
         common.console.print(f"wrote {curve}")
     return 0
-

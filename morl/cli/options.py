@@ -17,7 +17,8 @@ import json
 import textwrap
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -45,8 +46,12 @@ def field_docs(cls: type) -> dict[str, str]:
                 j -= 1
             if above:
                 doc = " ".join(above)
-            elif i + 1 < len(body) and isinstance(body[i + 1], ast.Expr) and isinstance(
-                    getattr(body[i + 1], "value", None), ast.Constant) and isinstance(body[i + 1].value.value, str):
+            elif (
+                i + 1 < len(body)
+                and isinstance(body[i + 1], ast.Expr)
+                and isinstance(getattr(body[i + 1], "value", None), ast.Constant)
+                and isinstance(body[i + 1].value.value, str)
+            ):
                 doc = " ".join(body[i + 1].value.value.split())
             else:
                 line = lines[node.lineno - 1]
@@ -102,15 +107,19 @@ def converter(hint: Any) -> Callable[[str], Any]:
                 except argparse.ArgumentTypeError:
                     continue
             fail(s)
+
         return conv
     if origin is typing.Literal:
+
         def conv(s: str):
             for a in args:
                 if str(a) == s or (isinstance(a, bool) and s.lower() in (_TRUE if a else _FALSE)):
                     return a
             fail(s)
+
         return conv
     if hint is bool:
+
         def conv(s: str):
             v = s.strip().lower()
             if v in _TRUE:
@@ -118,8 +127,10 @@ def converter(hint: Any) -> Callable[[str], Any]:
             if v in _FALSE:
                 return False
             fail(s, "true or false")
+
         return conv
     if hint is int:
+
         def conv(s: str):
             v = s.strip().replace("_", "")
             try:
@@ -133,13 +144,16 @@ def converter(hint: Any) -> Callable[[str], Any]:
             if not f.is_integer():
                 fail(s, "an integer")
             return int(f)
+
         return conv
     if hint is float:
+
         def conv(s: str):
             try:
                 return float(s.strip().replace("_", ""))
             except ValueError:
                 fail(s, "a number")
+
         return conv
     if hint is str:
         return str
@@ -157,13 +171,16 @@ def converter(hint: Any) -> Callable[[str], Any]:
                     fail(s, f"{len(args)} comma-separated values")
                 vals = [converter(a)(p) for a, p in zip(args, parts)]
             return list(vals) if origin is list else tuple(vals)
+
         return conv
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
+
         def conv(s: str):
             for m in hint:
                 if s in (m.name, str(m.value)):
                     return m
             fail(s, "one of " + ", ".join(m.name for m in hint))
+
         return conv
 
     def conv(s: str):  # anything else: JSON
@@ -171,6 +188,7 @@ def converter(hint: Any) -> Callable[[str], Any]:
             return json.loads(s)
         except json.JSONDecodeError:
             fail(s, f"a JSON value for {type_name(hint)}")
+
     return conv
 
 
@@ -207,8 +225,15 @@ def _leaves(cls: type, defaults: Any, path: tuple[str, ...] = ()) -> list[tuple[
     return out
 
 
-def add_dataclass_options(group, cls: type, defaults: Any = None, *, prefix: str = "", dest_prefix: str = "cfg__",
-                          taken: set[str] = frozenset()) -> dict[str, str]:
+def add_dataclass_options(
+    group,
+    cls: type,
+    defaults: Any = None,
+    *,
+    prefix: str = "",
+    dest_prefix: str = "cfg__",
+    taken: set[str] = frozenset(),
+) -> dict[str, str]:
     """One ``--option`` per field of ``cls``; returns {field: option}. Unset options stay unset (SUPPRESS).
 
     ``defaults`` (an instance of ``cls``) supplies the defaults shown in the help. The fields of a nested dataclass
@@ -228,8 +253,13 @@ def add_dataclass_options(group, cls: type, defaults: Any = None, *, prefix: str
         if len(path) > 1:
             doc = f"({'.'.join(path)}) {doc}"
         help_text = f"{doc} [{type_name(hint)}; default: {default}]".strip().replace("%", "%%")
-        kwargs: dict[str, Any] = dict(dest=dest_prefix + ".".join(path), type=converter(hint),
-                                      default=argparse.SUPPRESS, help=help_text, metavar=metavar(hint))
+        kwargs: dict[str, Any] = dict(
+            dest=dest_prefix + ".".join(path),
+            type=converter(hint),
+            default=argparse.SUPPRESS,
+            help=help_text,
+            metavar=metavar(hint),
+        )
         if hint is bool:
             kwargs.update(nargs="?", const=True)
         group.add_argument(opt, **kwargs)
@@ -251,7 +281,7 @@ def metavar(hint: Any) -> str:
 
 def given(ns: argparse.Namespace, dest_prefix: str) -> dict[str, Any]:
     """The options given on the command line, as {field path: value}; options left unset are absent."""
-    return {k[len(dest_prefix):]: v for k, v in vars(ns).items() if k.startswith(dest_prefix)}
+    return {k[len(dest_prefix) :]: v for k, v in vars(ns).items() if k.startswith(dest_prefix)}
 
 
 def collect(ns: argparse.Namespace, dest_prefix: str, base: Any) -> dict[str, Any]:
@@ -284,7 +314,7 @@ def _field_value(base: Any, name: str) -> Any:
 
 
 def closest_option(token: str, parser: argparse.ArgumentParser) -> str:
-    """" Did you mean: --x, --y?" for an unknown option ``token`` (empty when nothing is close)."""
+    """ " Did you mean: --x, --y?" for an unknown option ``token`` (empty when nothing is close)."""
     opts = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
     name = token.split("=", 1)[0]
     close = difflib.get_close_matches(name, opts, n=3, cutoff=0.5)

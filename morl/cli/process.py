@@ -84,10 +84,11 @@ def os_error_message(exc: OSError, command: str | None) -> str:
     where = exc.filename or "a file"
     what = exc.strerror or str(exc)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = {"plot": "make the run folder writable, or write the picture elsewhere with --out FILE.png",
-               "leaderboard": "make the folder writable, or write elsewhere with --out FILE",
-               "eval": "make the run folder writable, or evaluate without recording (--no-record)"}.get(
-            command or "", "make the folder writable, or choose another one with --runs-dir DIR")
+        fix = {
+            "plot": "make the run folder writable, or write the picture elsewhere with --out FILE.png",
+            "leaderboard": "make the folder writable, or write elsewhere with --out FILE",
+            "eval": "make the run folder writable, or evaluate without recording (--no-record)",
+        }.get(command or "", "make the folder writable, or choose another one with --runs-dir DIR")
         return f"cannot write {where}: {what} (read-only folder?); {fix}"
     if exc.errno == errno.ENOSPC:
         return f"cannot write {where}: no space left on the device; free some space and run the command again"

@@ -27,33 +27,62 @@ def add_parser(sub) -> None:
 
 
 def _train_base(prog: str = "morl train") -> Parser:
-    p = Parser(prog=prog, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
-               description="Train an agent on an env: progress bar, periodic evaluation, checkpoints, a run folder "
-                           "and a row in the results store.\n\n"
-                           "  morl train AGENT --env ID [--seed S | --seeds 0-4] [--steps N] [--FIELD VALUE ...]\n"
-                           "  morl train --resume RUN\n\n"
-                           "`morl train AGENT --help` adds the agent's own options (one per config field).")
+    p = Parser(
+        prog=prog,
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train an agent on an env: progress bar, periodic evaluation, checkpoints, a run folder "
+        "and a row in the results store.\n\n"
+        "  morl train AGENT --env ID [--seed S | --seeds 0-4] [--steps N] [--FIELD VALUE ...]\n"
+        "  morl train --resume RUN\n\n"
+        "`morl train AGENT --help` adds the agent's own options (one per config field).",
+    )
     p.add_argument("agent", nargs="?", help="agent name")
     g = p.add_argument_group("run")
     g.add_argument("--env", help="env id (`morl envs` lists them; 'gym:<id>' for any gymnasium id)")
-    g.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
-                   help="env constructor / params argument, repeatable (e.g. --env-arg depth=5)")
+    g.add_argument(
+        "--env-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="env constructor / params argument, repeatable (e.g. --env-arg depth=5)",
+    )
     g.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
-    g.add_argument("--seeds", default=None, help="several seeds, e.g. 0-4 or 0,2,5 (vmapped in one program when the "
-                                                 "agent allows, else one after another)")
-    g.add_argument("--steps", type=options.converter(int), default=None,
-                   help="training budget in env steps (sets the agent's budget field)")
-    g.add_argument("--eval-every", type=options.converter(int), default=None,
-                   help="env steps between evaluations (default: budget/10; 0: only the final one)")
-    g.add_argument("--checkpoint-secs", type=float, default=60.0,
-                   help="wall seconds between checkpoints (one is also written after each evaluation) [default 60]")
-    g.add_argument("--runs-dir", default=None, help="where run folders and results.sqlite live "
-                                                     "(default: $MORL_RUNS_DIR or ./runs)")
+    g.add_argument(
+        "--seeds",
+        default=None,
+        help="several seeds, e.g. 0-4 or 0,2,5 (vmapped in one program when the agent allows, else one after another)",
+    )
+    g.add_argument(
+        "--steps",
+        type=options.converter(int),
+        default=None,
+        help="training budget in env steps (sets the agent's budget field)",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=options.converter(int),
+        default=None,
+        help="env steps between evaluations (default: budget/10; 0: only the final one)",
+    )
+    g.add_argument(
+        "--checkpoint-secs",
+        type=float,
+        default=60.0,
+        help="wall seconds between checkpoints (one is also written after each evaluation) [default 60]",
+    )
+    g.add_argument(
+        "--runs-dir", default=None, help="where run folders and results.sqlite live (default: $MORL_RUNS_DIR or ./runs)"
+    )
     g.add_argument("--resume", nargs="+", metavar="RUN", help="continue run(s) from their last checkpoint")
     g.add_argument("--no-vmap", action="store_true", help="train several seeds one after another")
-    g.add_argument("--log", action="append", choices=("tensorboard", "wandb"), default=[],
-                   help="also log to TensorBoard (event files in the run folder) or W&B (offline unless $WANDB_MODE "
-                        "says otherwise); repeatable; needs pip install 'morl[tensorboard]' / 'morl[wandb]'")
+    g.add_argument(
+        "--log",
+        action="append",
+        choices=("tensorboard", "wandb"),
+        default=[],
+        help="also log to TensorBoard (event files in the run folder) or W&B (offline unless $WANDB_MODE "
+        "says otherwise); repeatable; needs pip install 'morl[tensorboard]' / 'morl[wandb]'",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -113,27 +142,41 @@ def cmd_train(argv: list[str]) -> int:
         if not tok.startswith("-"):
             raise CLIError(f"unexpected argument {tok!r}; the agent comes first: `morl train AGENT --env ID ...`")
         if agent is None:
-            raise CLIError(f"unknown option {tok}: name the agent first to use its options "
-                           "(`morl train AGENT --env ID ...`); `morl train --help` lists the agents")
-        raise CLIError(f"unknown option {tok} for agent {agent!r}.{options.closest_option(tok, parser)} "
-                       f"`morl train {agent} --help` lists every option.")
+            raise CLIError(
+                f"unknown option {tok}: name the agent first to use its options "
+                "(`morl train AGENT --env ID ...`); `morl train --help` lists the agents"
+            )
+        raise CLIError(
+            f"unknown option {tok} for agent {agent!r}.{options.closest_option(tok, parser)} "
+            f"`morl train {agent} --help` lists every option."
+        )
     runs_dir = common.runs_dir(args)
     _check_store(runs_dir)
     callback = _loggers(args.log)
     if args.resume:
         return _resume(args, agent, runs_dir, callback)
     if agent is None:
-        raise CLIError("name an agent: `morl train AGENT --env ID` (or `morl train --resume RUN`); "
-                       "`morl train --help` lists the agents")
+        raise CLIError(
+            "name an agent: `morl train AGENT --env ID` (or `morl train --resume RUN`); "
+            "`morl train --help` lists the agents"
+        )
     if not args.env:
         raise CLIError(f"--env is required: `morl train {agent} --env ID` (`morl envs` lists the ids)")
     requests = train_requests(args, spec)
     infos = [R.create_run(runs_dir, r) for r in requests]
     if not args.quiet:
-        how = ("one vmapped program" if len(infos) > 1 and not args.no_vmap and R.build(infos[0].meta)[4].vmappable
-               else "one after another" if len(infos) > 1 else "")  # (build is cached: training reuses the trainer)
-        common.console.print(f"[bold]{agent}[/bold] on [bold]{args.env}[/bold], seed(s) {[r.seed for r in requests]}"
-                             + (f" ({how})" if how else "") + f" -> {runs_dir}/")
+        how = (
+            "one vmapped program"
+            if len(infos) > 1 and not args.no_vmap and R.build(infos[0].meta)[4].vmappable
+            else "one after another"
+            if len(infos) > 1
+            else ""
+        )  # (build is cached: training reuses the trainer)
+        common.console.print(
+            f"[bold]{agent}[/bold] on [bold]{args.env}[/bold], seed(s) {[r.seed for r in requests]}"
+            + (f" ({how})" if how else "")
+            + f" -> {runs_dir}/"
+        )
     results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=not args.no_vmap, callback=callback)
     print_results(infos, results)
     return 0
@@ -155,8 +198,18 @@ def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path, callbac
     """`morl train --resume RUN...`: the runs continue from their last checkpoint with their recorded settings."""
     from morl import runs as R
 
-    given = [o for o, v in (("AGENT", agent), ("--env", args.env), ("--seed", args.seed), ("--seeds", args.seeds),
-                            ("--steps", args.steps), ("--eval-every", args.eval_every)) if v is not None]
+    given = [
+        o
+        for o, v in (
+            ("AGENT", agent),
+            ("--env", args.env),
+            ("--seed", args.seed),
+            ("--seeds", args.seeds),
+            ("--steps", args.steps),
+            ("--eval-every", args.eval_every),
+        )
+        if v is not None
+    ]
     given += [f"--{k}" for k in options.given(args, "cfg__")]
     given += [f"--protocol-{k}" for k in options.given(args, "proto__")]
     if given:
@@ -167,14 +220,18 @@ def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path, callbac
         try:
             R.protocol_from_dict(info.meta.get("protocol") or {}).check_env(R.build(info.meta)[1])
         except (TypeError, ValueError) as exc:
-            raise CLIError(f"run {info.id} records an evaluation protocol that cannot evaluate {info.env} ({exc}); "
-                           f"it can never finish: train it again with valid --protocol-* options") from None
+            raise CLIError(
+                f"run {info.id} records an evaluation protocol that cannot evaluate {info.env} ({exc}); "
+                f"it can never finish: train it again with valid --protocol-* options"
+            ) from None
         ck = R.Checkpointer(info.path / R.CKPT_DIR)
         latest = ck.latest()
         ck.close()
         if not args.quiet:
-            common.console.print(f"resuming {info.id} from " + (f"checkpoint {latest}" if latest is not None
-                                                                else "the start (no checkpoint was written)"))
+            common.console.print(
+                f"resuming {info.id} from "
+                + (f"checkpoint {latest}" if latest is not None else "the start (no checkpoint was written)")
+            )
     results = _train_with_progress(infos, resume=True, quiet=args.quiet, vmap=False, callback=callback)
     print_results(infos, results)
     return 0
@@ -187,8 +244,10 @@ def _check_store(runs_dir: Path) -> None:
     db = runs_dir / DB_NAME
     problem = store_for(runs_dir).check() if db.exists() else None
     if problem is not None:
-        raise CLIError(f"the results store {db} is damaged ({problem}); `morl runs --reindex --runs-dir {runs_dir}` "
-                       "rebuilds it from the run folders (the damaged file is kept aside)")
+        raise CLIError(
+            f"the results store {db} is damaged ({problem}); `morl runs --reindex --runs-dir {runs_dir}` "
+            "rebuilds it from the run folders (the damaged file is kept aside)"
+        )
 
 
 def _env_kwargs(items: list[str] | None) -> dict[str, Any]:
@@ -250,8 +309,10 @@ def train_requests(args: argparse.Namespace, spec) -> list:
         raise CLIError(f"invalid evaluation protocol: {exc} (options --protocol-*, `morl train --help`)") from None
     if args.eval_every is not None and args.eval_every < 0:
         raise CLIError(f"--eval-every must be >= 0, got {args.eval_every}")
-    return [R.RunRequest(spec.name, args.env, s, config, env_kwargs, protocol, args.eval_every, args.checkpoint_secs)
-            for s in seeds]
+    return [
+        R.RunRequest(spec.name, args.env, s, config, env_kwargs, protocol, args.eval_every, args.checkpoint_secs)
+        for s in seeds
+    ]
 
 
 class ProgressUI:
@@ -265,10 +326,18 @@ class ProgressUI:
 
     def __enter__(self):
         if not self.quiet:
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("steps"), TextColumn("{task.fields[sps]}"),
-                                     TextColumn("HV {task.fields[hv]}"), TextColumn("ETA"), TimeRemainingColumn(),
-                                     TimeElapsedColumn(), console=common.console)
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TextColumn("{task.fields[sps]}"),
+                TextColumn("HV {task.fields[hv]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TimeElapsedColumn(),
+                console=common.console,
+            )
             self.progress.__enter__()
         return self
 
@@ -284,8 +353,9 @@ class ProgressUI:
 
         now = time.perf_counter()
         if event.run_id not in self.tasks:
-            self.tasks[event.run_id] = self.progress.add_task(f"seed {event.seed}", total=event.budget or None,
-                                                              completed=event.env_steps, sps="compiling...", hv="-")
+            self.tasks[event.run_id] = self.progress.add_task(
+                f"seed {event.seed}", total=event.budget or None, completed=event.env_steps, sps="compiling...", hv="-"
+            )
             self.start[event.run_id] = (now, event.env_steps)
             return
         t0, s0 = self.start[event.run_id]
@@ -293,8 +363,13 @@ class ProgressUI:
         total = event.budget
         if total is not None and (event.env_steps > total or event.finished):
             total = event.env_steps  # the agent decides when it is done (its step accounting may differ)
-        self.progress.update(self.tasks[event.run_id], completed=event.env_steps, total=total,
-                             sps=f"{sps:,.0f}/s", hv=fmt_num(event.hv) if event.hv is not None else "-")
+        self.progress.update(
+            self.tasks[event.run_id],
+            completed=event.env_steps,
+            total=total,
+            sps=f"{sps:,.0f}/s",
+            hv=fmt_num(event.hv) if event.hv is not None else "-",
+        )
 
 
 def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool, callback=None) -> list[dict[str, Any]]:
@@ -307,8 +382,9 @@ def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool, callback=
         try:
             return R.train_runs(infos, resume=resume, progress=ui, vmap_seeds=vmap, callback=callback)
         except KeyboardInterrupt:
-            exc = CLIError(f"interrupted (Ctrl-C); the last finished chunk is checkpointed: "
-                           f"`morl train --resume {ids}` continues")
+            exc = CLIError(
+                f"interrupted (Ctrl-C); the last finished chunk is checkpointed: `morl train --resume {ids}` continues"
+            )
             exc.code = common.EXIT_INTERRUPTED
             raise exc from None
         except (R.RunError, CLIError, OSError, StoreError):  # a StoreError: the run folders keep every result
@@ -317,10 +393,15 @@ def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool, callback=
             states = [R.read_run(i.path) for i in infos]
             failed = [s for s in states if s.status == "failed"]
             todo = [s.id for s in states if s.status in ("interrupted", "failed")]
-            where = (f"run {failed[0].id} failed; the traceback is in {failed[0].path / R.ERROR_FILE}" if failed
-                     else "training failed")
-            raise TrainingFailed(f"{where}: {type(exc).__name__}: {exc}"
-                                 + (f". Continue with `morl train --resume {' '.join(todo)}`" if todo else "")) from None
+            where = (
+                f"run {failed[0].id} failed; the traceback is in {failed[0].path / R.ERROR_FILE}"
+                if failed
+                else "training failed"
+            )
+            raise TrainingFailed(
+                f"{where}: {type(exc).__name__}: {exc}"
+                + (f". Continue with `morl train --resume {' '.join(todo)}`" if todo else "")
+            ) from None
 
 
 def print_results(infos, results: list[dict[str, Any]]) -> None:
@@ -332,8 +413,10 @@ def print_results(infos, results: list[dict[str, Any]]) -> None:
     def cells(metrics: dict[str, Any]) -> list[str]:
         return [fmt_num(metrics.get(k)) if metrics.get(k) is not None else "-" for k, _ in SHORT_METRICS]
 
-    rows = [[info.id, str(info.seed), f"{res['env_steps']:,}", f"{res['wall_time']:.1f}", *cells(res["metrics"])]
-            for info, res in zip(infos, results)]
+    rows = [
+        [info.id, str(info.seed), f"{res['env_steps']:,}", f"{res['wall_time']:.1f}", *cells(res["metrics"])]
+        for info, res in zip(infos, results)
+    ]
     if len(results) > 1:
         means = []
         for k, _ in SHORT_METRICS:
@@ -341,12 +424,20 @@ def print_results(infos, results: list[dict[str, Any]]) -> None:
             means.append(f"{fmt_num(float(np.mean(vals)))} ± {fmt_num(float(np.std(vals)))}" if vals else "-")
         rows.append(["mean ± std", "", "", "", *means])
     drop = {"hv": 0, "eu": 0, "sp": 3, "card": 2, "igd": 1, "mul": 1}
-    print_table("final evaluation",
-                [Col("run", "id"), Col("seed", "num", justify="right"), Col("env steps", "num", justify="right"),
-                 Col("wall s", "num", drop=4, justify="right")]
-                + [Col(short, "num", drop=drop[short], justify="right") for _, short in SHORT_METRICS], rows)
+    print_table(
+        "final evaluation",
+        [
+            Col("run", "id"),
+            Col("seed", "num", justify="right"),
+            Col("env steps", "num", justify="right"),
+            Col("wall s", "num", drop=4, justify="right"),
+        ]
+        + [Col(short, "num", drop=drop[short], justify="right") for _, short in SHORT_METRICS],
+        rows,
+    )
     if results:
         proto = results[0]["protocol"]
-        common.console.print(f"protocol {results[0]['protocol_hash']}: "
-                             + ", ".join(f"{k}={v}" for k, v in proto.items()), markup=False)
+        common.console.print(
+            f"protocol {results[0]['protocol_hash']}: " + ", ".join(f"{k}={v}" for k, v in proto.items()), markup=False
+        )
         common.console.print(f"next: `morl plot {infos[0].id}`, `morl eval {infos[0].id}`, `morl leaderboard`")

@@ -16,7 +16,7 @@ import pathlib
 import numpy as np
 
 SEED = 42
-OBJECTIVES = range(2, 10)          # 2..9 objectives
+OBJECTIVES = range(2, 10)  # 2..9 objectives
 # 50: expected utility and MUL; 100: MORL-Baselines' front building (num_eval_weights_for_front);
 # 6: MORL/D's default population: equally_spaced_weights(m, pop_size=6, seed) with its default seed 42 (m <= 6)
 SIZES = (6, 50, 100)

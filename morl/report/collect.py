@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from morl.leaderboard import METRICS, Column, Leaderboard, leaderboard_from_store, load_suite
+from morl.leaderboard import METRICS, Column, Leaderboard, leaderboard_from_store
 from morl.runs import (
     EVALS_DIR,
     FRONT_CSV,
@@ -29,6 +29,7 @@ from morl.runs import (
     read_run,
     store_for,
 )
+from morl.suites import load_suite
 
 
 @dataclass

@@ -19,12 +19,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from morl.leaderboard import _STEPS_NOTE, Leaderboard, _cell_text, _protocol_rows, fmt_budget, fmt_num
+from morl.leaderboard import STEPS_NOTE, Leaderboard, cell_text, fmt_budget, fmt_num, protocol_rows
 from morl.report.collect import EnvGroup, ReportData, RunData, slug
 from morl.report.figures import agent_colors, curves_figure, front_figure
 
@@ -160,7 +161,7 @@ def _board_html(lb: Leaderboard) -> str:
                 "data-sort": repr(cell.mean),
                 "title": "seeds " + ", ".join(map(str, cell.seeds)),
             }
-            row.append((e(_cell_text(cell, c)), attrs))
+            row.append((e(cell_text(cell, c)), attrs))
         row.append(_num(lb.ranks.get(a)))
         rows.append(row)
     return (
@@ -186,12 +187,12 @@ def index_page(data: ReportData) -> str:
     parts.append(
         "<p class=note>Cells: mean of the metric over seeds [95% bootstrap CI of the mean] (n = seeds); "
         "bold = best in its column; hover a cell for its seeds. Each column is one (env, budget, evaluation "
-        f"protocol): runs evaluated under different protocols are never mixed in a cell. {e(_STEPS_NOTE)} "
+        f"protocol): runs evaluated under different protocols are never mixed in a cell. {e(STEPS_NOTE)} "
         "Click a column header to sort the table by it.</p>"
     )
     protocols: dict[str, str] = {}
     for b in data.boards:
-        protocols.update(dict(_protocol_rows(b)))
+        protocols.update(dict(protocol_rows(b)))
     parts += ["<h2>Evaluation protocols</h2>", _table(["protocol", "settings"], sorted(protocols.items()))]
     parts.append('<h2 id="envs">Envs</h2>')
     env_rows = []

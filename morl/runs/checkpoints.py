@@ -39,7 +39,10 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory,
             item_handlers={"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True))
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+            ),
+        )
 
     def steps(self) -> list[int]:
         self.manager.reload()
@@ -82,9 +85,14 @@ class Checkpointer:
 
         plain = jax.tree_util.tree_map_with_path(encode, state)
         with _sigint_deferred():  # Ctrl-C mid-save would leave orbax's threads and event loop half torn down
-            self.manager.save(step, args=ocp.args.Composite(
-                state=ocp.args.PyTreeSave(plain),
-                meta=ocp.args.JsonSave(clean_json(meta | {"leaf_kinds": kinds, "empty_leaves": empty}))), force=True)
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeSave(plain),
+                    meta=ocp.args.JsonSave(clean_json(meta | {"leaf_kinds": kinds, "empty_leaves": empty})),
+                ),
+                force=True,
+            )
             self.manager.wait_until_finished()
 
     def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
@@ -103,7 +111,8 @@ class Checkpointer:
         args = {"meta": ocp.args.JsonRestore()}
         if jax.tree.leaves(item):  # restore every leaf as numpy, with its saved dtype
             args["state"] = ocp.args.PyTreeRestore(
-                restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
+                restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+            )
         raw = self.manager.restore(step, args=ocp.args.Composite(**args))
         meta = dict(raw["meta"])
         saved = raw["state"] if "state" in args else None
@@ -182,8 +191,10 @@ def _lookup(node: Any, entry: Any, path: Any) -> Any:
             return node[k]
         except (KeyError, IndexError, TypeError):
             continue
-    raise RunError(f"checkpoint does not match the agent's state at {jax.tree_util.keystr(path)}: was it written "
-                   "by another version of the agent? (the state's tree structure must not change)")
+    raise RunError(
+        f"checkpoint does not match the agent's state at {jax.tree_util.keystr(path)}: was it written "
+        "by another version of the agent? (the state's tree structure must not change)"
+    )
 
 
 def state_template(trainer, key) -> Any:

@@ -13,8 +13,9 @@ import os
 import subprocess
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from morl.runs.files import RunError
 from morl.store import clean_json
@@ -71,8 +72,9 @@ def protocol_from_dict(data: dict[str, Any]):
     """The ``EvalProtocol`` of a recorded protocol (keys it does not know, e.g. derived ones, are dropped)."""
     from morl.evaluate import EvalProtocol
 
-    return config_from_dict(EvalProtocol, {k: v for k, v in data.items()
-                                           if k in {f.name for f in dataclasses.fields(EvalProtocol)}})
+    return config_from_dict(
+        EvalProtocol, {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(EvalProtocol)}}
+    )
 
 
 def budget_field(spec) -> str:
@@ -99,8 +101,13 @@ def package_version() -> str:
 
     version = morl.__version__
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(morl.__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(morl.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if out.returncode == 0 and out.stdout.strip():
             version += f"+g{out.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):
@@ -127,8 +134,10 @@ def import_modules(modules: Iterable[str], why: str = "--import / MORL_IMPORT") 
         try:
             importlib.import_module(m)
         except ImportError as exc:
-            raise RunError(f"cannot import {m!r} ({why}): {exc}; run from the folder that holds it, add that "
-                           "folder to PYTHONPATH, or install its package") from None
+            raise RunError(
+                f"cannot import {m!r} ({why}): {exc}; run from the folder that holds it, add that "
+                "folder to PYTHONPATH, or install its package"
+            ) from None
 
 
 def import_recorded(meta: dict[str, Any]) -> None:

@@ -17,8 +17,9 @@ import json
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -95,20 +96,27 @@ def build(meta: dict[str, Any]):
     try:
         spec = agent_spec(meta["agent"])
     except KeyError:
-        raise RunError(f"run {rid} was trained by agent {meta['agent']!r}, which is not registered in this process; "
-                       "pass `--import MODULE` naming the module that registers it") from None
+        raise RunError(
+            f"run {rid} was trained by agent {meta['agent']!r}, which is not registered in this process; "
+            "pass `--import MODULE` naming the module that registers it"
+        ) from None
     config = config_from_dict(spec.config_cls, meta["config"])
-    key = json.dumps([meta["agent"], meta["env"], meta.get("env_kwargs") or {}, meta["config"], id(spec)],
-                     sort_keys=True, default=str)
+    key = json.dumps(
+        [meta["agent"], meta["env"], meta.get("env_kwargs") or {}, meta["config"], id(spec)],
+        sort_keys=True,
+        default=str,
+    )
     if key not in _BUILT:
         env_key = json.dumps([meta["env"], meta.get("env_kwargs") or {}], sort_keys=True, default=str)
         env_pair = next((v[:2] for k, v in _BUILT.items() if v[3] == env_key), None)
         try:
             env, env_params = env_pair or morl.make(meta["env"], **(meta.get("env_kwargs") or {}))
         except UnknownEnvError:
-            raise RunError(f"run {rid} was trained on env {meta['env']!r}, which is not registered in this process; "
-                           "pass `--import MODULE` naming the module that registers it "
-                           f"(e.g. `morl --import my_package.envs eval {rid}`)") from None
+            raise RunError(
+                f"run {rid} was trained on env {meta['env']!r}, which is not registered in this process; "
+                "pass `--import MODULE` naming the module that registers it "
+                f"(e.g. `morl --import my_package.envs eval {rid}`)"
+            ) from None
         _BUILT[key] = (env, env_params, make_trainer(meta["agent"], env, env_params, config=config), env_key)
     env, env_params, trainer, _ = _BUILT[key]
     protocol = protocol_from_dict(meta.get("protocol") or {})
@@ -225,8 +233,9 @@ class _Driver:
         evaluated = False
         if self.next_eval is not None and steps >= self.next_eval and not self.trainer.done(state):
             try:
-                front = evaluate_state(self.trainer, state, self.env, self.env_params, self.protocol,
-                                       _eval_key(self.seed, self.update))
+                front = evaluate_state(
+                    self.trainer, state, self.env, self.env_params, self.protocol, _eval_key(self.seed, self.update)
+                )
             except Exception as exc:  # e.g. no solution yet early in training: recorded, training goes on
                 row["eval/error"] = f"{type(exc).__name__}: {exc}"[:300]
             else:
@@ -245,11 +254,18 @@ class _Driver:
 
     def event(self, steps: int, logs: dict[str, float], finished: bool = False) -> ProgressEvent:
         fraction = min(1.0, steps / self.budget) if self.budget else None
-        return ProgressEvent(self.info.id, self.seed, steps, self.budget, fraction, self.hv, self.update, logs, finished)
+        return ProgressEvent(
+            self.info.id, self.seed, steps, self.budget, fraction, self.hv, self.update, logs, finished
+        )
 
     def checkpoint(self, state) -> None:
-        loop = {"update": self.update, "next_eval": self.next_eval, "wall_time": self.wall_time(), "hv": self.hv,
-                "env_steps": int(self.trainer.env_steps(state))}
+        loop = {
+            "update": self.update,
+            "next_eval": self.next_eval,
+            "wall_time": self.wall_time(),
+            "hv": self.hv,
+            "env_steps": int(self.trainer.env_steps(state)),
+        }
         self.ckpt.save(self.update, state, {"loop": loop})
         self.last_ckpt = time.perf_counter()
 
@@ -263,11 +279,19 @@ class _Driver:
         write_metrics_csv(self.info.path / METRICS_CSV, rows)
         proto = clean_json(front.protocol)
         result = {
-            "run_id": self.info.id, "status": "done", "env_steps": steps, "updates": self.update,
-            "wall_time": self.wall_time(), "metrics": front.metrics, "protocol": proto,
-            "protocol_hash": protocol_hash(proto), "front_size": int(front.front.shape[0]),
-            "candidates": int(front.returns.shape[0]), "finished": now_iso(),
-            "machine": machine_info(), "version": package_version(),
+            "run_id": self.info.id,
+            "status": "done",
+            "env_steps": steps,
+            "updates": self.update,
+            "wall_time": self.wall_time(),
+            "metrics": front.metrics,
+            "protocol": proto,
+            "protocol_hash": protocol_hash(proto),
+            "front_size": int(front.front.shape[0]),
+            "candidates": int(front.returns.shape[0]),
+            "finished": now_iso(),
+            "machine": machine_info(),
+            "version": package_version(),
         }
         atomic_write_json(self.info.path / RESULT_FILE, result)
         if self.callback is not None:
@@ -286,9 +310,15 @@ def _prepare(info: RunInfo, store: Store | None, callback: Callable[[RunInfo], R
     return d
 
 
-def train_runs(runs: list[RunInfo], *, resume: bool = False, progress: Callable[[ProgressEvent], None] | None = None,
-               vmap_seeds: bool = True, store: Store | None | bool = True,
-               callback: Callable[[RunInfo], RunCallback] | None = None) -> list[dict[str, Any]]:
+def train_runs(
+    runs: list[RunInfo],
+    *,
+    resume: bool = False,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    vmap_seeds: bool = True,
+    store: Store | None | bool = True,
+    callback: Callable[[RunInfo], RunCallback] | None = None,
+) -> list[dict[str, Any]]:
     """Train (or resume) runs to the end of their budget; returns each run's ``result.json`` content.
 
     Runs of the same agent, env and config with a ``vmappable`` trainer are trained as one vmapped
@@ -309,10 +339,16 @@ def train_runs(runs: list[RunInfo], *, resume: bool = False, progress: Callable[
         return stores.setdefault(d, store_for(d))
 
     drivers = [_prepare(info, store_of(info), callback) for info in runs]
-    same = len({json.dumps([d.meta["agent"], d.meta["env"], d.meta.get("env_kwargs"), d.meta["config"]], sort_keys=True)
-                for d in drivers}) == 1
-    if (vmap_seeds and not resume and len(drivers) > 1 and same
-            and drivers[0].trainer.vmappable):
+    same = (
+        len(
+            {
+                json.dumps([d.meta["agent"], d.meta["env"], d.meta.get("env_kwargs"), d.meta["config"]], sort_keys=True)
+                for d in drivers
+            }
+        )
+        == 1
+    )
+    if vmap_seeds and not resume and len(drivers) > 1 and same and drivers[0].trainer.vmappable:
         return _train_vmapped(drivers, progress)
     for d in drivers:
         results.append(_train_one(d, resume, progress))
@@ -394,8 +430,11 @@ def _train_one(d: _Driver, resume: bool, progress) -> dict[str, Any]:
             raise
         result = d.finish(state)
         if progress:
-            progress(dataclasses.replace(d.event(result["env_steps"], {}, finished=True),
-                                         hv=result["metrics"].get("hypervolume")))
+            progress(
+                dataclasses.replace(
+                    d.event(result["env_steps"], {}, finished=True), hv=result["metrics"].get("hypervolume")
+                )
+            )
         return result
 
     return _run_guarded([d], body)
@@ -438,8 +477,11 @@ def _train_vmapped(drivers: list[_Driver], progress) -> list[dict[str, Any]]:
             result = d.finish(s)
             out.append(result)
             if progress:
-                progress(dataclasses.replace(d.event(result["env_steps"], {}, finished=True),
-                                             hv=result["metrics"].get("hypervolume")))
+                progress(
+                    dataclasses.replace(
+                        d.event(result["env_steps"], {}, finished=True), hv=result["metrics"].get("hypervolume")
+                    )
+                )
         return out
 
     return _run_guarded(drivers, body)
@@ -469,20 +511,27 @@ def reevaluate(info: RunInfo, protocol, key=None, record: bool = True):
     notes = []
     proto = clean_json(front.protocol)
     h = protocol_hash(proto)
-    if (info.status == "done" and final_key and h == (info.result or {}).get("protocol_hash")
-            and front_files_problem(info.path, info.result) is not None):
+    if (
+        info.status == "done"
+        and final_key
+        and h == (info.result or {}).get("protocol_hash")
+        and front_files_problem(info.path, info.result) is not None
+    ):
         # the final evaluation reproduced exactly (same checkpoint, protocol and key): restore its damaged files
         write_front_files(info.path, env, front)
         notes.append(f"rewrote the damaged {FRONT_CSV} and {RETURNS_CSV} of run {info.id} from this evaluation")
     if info.status != "done":
-        notes.append(f"run is {info.status}: evaluated its checkpoint at {meta.get('loop', {}).get('env_steps', '?')} "
-                     "env steps; not recorded in the store")
+        notes.append(
+            f"run is {info.status}: evaluated its checkpoint at {meta.get('loop', {}).get('env_steps', '?')} "
+            "env steps; not recorded in the store"
+        )
     elif record:
-        atomic_write_json(info.path / EVALS_DIR / f"{h}.json", {"protocol": proto, "protocol_hash": h,
-                                                                 "metrics": front.metrics, "evaluated": now_iso()})
+        atomic_write_json(
+            info.path / EVALS_DIR / f"{h}.json",
+            {"protocol": proto, "protocol_hash": h, "metrics": front.metrics, "evaluated": now_iso()},
+        )
         st = store_for(info.path.parent)
         if st.get(info.id) is None:
             st.record_run(store_row(info.meta, info.result, info.path))
         st.record_evaluation(info.id, proto, front.metrics)
     return front, notes
-

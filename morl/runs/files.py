@@ -12,8 +12,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,7 @@ def _csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
             return repr(v) if math.isfinite(v) else ""
         s = str(v)
         return f'"{s}"' if ("," in s or '"' in s) else s
+
     lines = [",".join(header)] + [",".join(cell(v) for v in r) for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -110,8 +112,10 @@ def read_front_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
     try:
         return _parse_front_csv(path)
     except ValueError as exc:
-        raise RunError(f"{path} is damaged ({exc}); `morl eval {path.parent.name}` re-evaluates the run's last "
-                       "checkpoint and rewrites it") from None
+        raise RunError(
+            f"{path} is damaged ({exc}); `morl eval {path.parent.name}` re-evaluates the run's last "
+            "checkpoint and rewrites it"
+        ) from None
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -133,7 +137,11 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def write_front_files(path: Path, env, front) -> None:
     """``front.csv`` (the non-dominated points) and ``returns.csv`` (every evaluated candidate) of ``front``."""
     m = front.returns.shape[1]
-    names = [str(n) for n in (env.reward_names or ())] if len(env.reward_names or ()) == m else [f"objective_{i}" for i in range(m)]
+    names = (
+        [str(n) for n in (env.reward_names or ())]
+        if len(env.reward_names or ()) == m
+        else [f"objective_{i}" for i in range(m)]
+    )
     names = [n.replace(",", ";") for n in names]
     atomic_write_text(path / FRONT_CSV, _csv_text(names, front.front.tolist()))
     from morl.pareto import non_dominated
@@ -141,9 +149,13 @@ def write_front_files(path: Path, env, front) -> None:
     mask = non_dominated(front.returns, return_mask=True, keep_duplicates=True)
     mask = mask[1] if isinstance(mask, tuple) else mask
     w = front.weights if front.weights is not None else np.full_like(front.returns, np.nan)
-    header = ["candidate"] + [f"w_{n}" for n in names] + names + [f"undiscounted_{n}" for n in names] + ["non_dominated"]
-    rows = [[i, *w[i].tolist(), *front.returns[i].tolist(), *front.undiscounted_returns[i].tolist(), int(bool(mask[i]))]
-            for i in range(front.returns.shape[0])]
+    header = (
+        ["candidate"] + [f"w_{n}" for n in names] + names + [f"undiscounted_{n}" for n in names] + ["non_dominated"]
+    )
+    rows = [
+        [i, *w[i].tolist(), *front.returns[i].tolist(), *front.undiscounted_returns[i].tolist(), int(bool(mask[i]))]
+        for i in range(front.returns.shape[0])
+    ]
     atomic_write_text(path / RETURNS_CSV, _csv_text(header, rows))
 
 
@@ -174,7 +186,7 @@ def front_files_problem(path: Path, result: dict[str, Any] | None = None) -> str
     expected = (result or {}).get("candidates")
     if isinstance(expected, int) and expected != arr.shape[0]:
         return f"{RETURNS_CSV} has {arr.shape[0]} row(s), result.json says {expected}"
-    cands = arr[:, 1 + m:1 + 2 * m] if arr.size else arr
+    cands = arr[:, 1 + m : 1 + 2 * m] if arr.size else arr
     if cands.size and front.size and not all((cands == p).all(axis=1).any() for p in front):
         return f"the points of {FRONT_CSV} are not among the evaluated candidates of {RETURNS_CSV}"
     return None

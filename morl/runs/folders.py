@@ -72,11 +72,11 @@ class RunRequest:
     agent: str
     env: str
     seed: int
-    config: Any                         # the agent's config dataclass
+    config: Any  # the agent's config dataclass
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    protocol: Any = None                # morl.evaluate.EvalProtocol (default: its defaults)
-    eval_every: int | None = None       # env steps between evaluations; None = budget / 10; 0 = final only
-    checkpoint_secs: float = 60.0       # wall seconds between checkpoints (and one after every evaluation)
+    protocol: Any = None  # morl.evaluate.EvalProtocol (default: its defaults)
+    eval_every: int | None = None  # env steps between evaluations; None = budget / 10; 0 = final only
+    checkpoint_secs: float = 60.0  # wall seconds between checkpoints (and one after every evaluation)
     suite: str | None = None
 
 
@@ -99,11 +99,23 @@ def create_run(runs_dir: str | Path, req: RunRequest) -> RunInfo:
     path = Path(runs_dir) / rid
     path.mkdir(parents=True, exist_ok=False)
     meta = {
-        "format": RUN_FORMAT, "run_id": rid, "agent": req.agent, "env": req.env, "env_kwargs": req.env_kwargs,
-        "seed": int(req.seed), "config": config_to_dict(req.config), "budget": budget,
-        "budget_field": budget_field(spec), "protocol": protocol.as_dict(), "eval_every": int(eval_every),
-        "checkpoint_secs": float(req.checkpoint_secs), "suite": req.suite, "imports": list(IMPORTS), "created": now_iso(),
-        "machine": machine_info(), "version": package_version(),
+        "format": RUN_FORMAT,
+        "run_id": rid,
+        "agent": req.agent,
+        "env": req.env,
+        "env_kwargs": req.env_kwargs,
+        "seed": int(req.seed),
+        "config": config_to_dict(req.config),
+        "budget": budget,
+        "budget_field": budget_field(spec),
+        "protocol": protocol.as_dict(),
+        "eval_every": int(eval_every),
+        "checkpoint_secs": float(req.checkpoint_secs),
+        "suite": req.suite,
+        "imports": list(IMPORTS),
+        "created": now_iso(),
+        "machine": machine_info(),
+        "version": package_version(),
     }
     atomic_write_json(path / CONFIG_FILE, meta)
     return RunInfo(rid, path, "interrupted", meta)
@@ -143,8 +155,10 @@ def take_lock(info: RunInfo) -> None:
         except FileExistsError:
             held = read_lock(info.path)
             if held is not None and held.get("pid") != os.getpid():
-                raise RunError(f"run {info.id} is being trained by pid {held.get('pid')} on "
-                               f"{held.get('host')}; stop that process first (or delete {path} if it is gone)")
+                raise RunError(
+                    f"run {info.id} is being trained by pid {held.get('pid')} on "
+                    f"{held.get('host')}; stop that process first (or delete {path} if it is gone)"
+                ) from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as f:
@@ -240,8 +254,9 @@ def find_run(runs_dir: str | Path, ref: str) -> RunInfo:
     if len(matches) == 1:
         return read_run(runs_dir / matches[0])
     if len(matches) > 1:
-        raise RunError(f"run id prefix {ref!r} is ambiguous in {runs_dir}: {', '.join(matches[:5])}; "
-                       "give more of the id")
+        raise RunError(
+            f"run id prefix {ref!r} is ambiguous in {runs_dir}: {', '.join(matches[:5])}; give more of the id"
+        )
     close = difflib.get_close_matches(ref, ids, n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise RunError(f"no run {ref!r} in {runs_dir}.{hint} `morl runs --runs-dir {runs_dir}` lists the runs.")
@@ -255,12 +270,24 @@ def store_for(runs_dir: str | Path) -> Store:
 def store_row(meta: dict[str, Any], result: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         # keyed by the folder name: a copied or renamed run folder is indexed (and re-evaluated) under its own name
-        "run_id": Path(path).name, "agent": meta["agent"], "env": meta["env"], "env_kwargs": meta.get("env_kwargs") or {},
-        "seed": meta["seed"], "config": meta["config"], "budget": meta.get("budget"), "env_steps": result["env_steps"],
-        "wall_time": result["wall_time"], "machine": result.get("machine") or meta.get("machine"),
-        "version": result.get("version") or meta.get("version"), "protocol": result["protocol"],
-        "protocol_hash": result["protocol_hash"], "metrics": result["metrics"], "suite": meta.get("suite"),
-        "path": str(Path(path).absolute()), "created": meta.get("created"), "finished": result.get("finished"),
+        "run_id": Path(path).name,
+        "agent": meta["agent"],
+        "env": meta["env"],
+        "env_kwargs": meta.get("env_kwargs") or {},
+        "seed": meta["seed"],
+        "config": meta["config"],
+        "budget": meta.get("budget"),
+        "env_steps": result["env_steps"],
+        "wall_time": result["wall_time"],
+        "machine": result.get("machine") or meta.get("machine"),
+        "version": result.get("version") or meta.get("version"),
+        "protocol": result["protocol"],
+        "protocol_hash": result["protocol_hash"],
+        "metrics": result["metrics"],
+        "suite": meta.get("suite"),
+        "path": str(Path(path).absolute()),
+        "created": meta.get("created"),
+        "finished": result.get("finished"),
     }
 
 

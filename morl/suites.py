@@ -1,0 +1,322 @@
+"""Benchmark suites: the (agents x envs x seeds) runs behind a leaderboard, as data.
+
+Suites (``experiments/suites/NAME.toml``) are data: envs (with kwargs, budgets, and per-env protocol and
+agent-config overrides), agents (with config overrides; a value like ``"40%"`` is that share of the env's
+budget, so it follows ``--steps-scale``), seeds and the evaluation protocol. ``run_suite`` trains what is
+missing (finished runs with the same settings are reused, so an interrupted suite picks up where it stopped)
+and writes ``experiments/leaderboards/NAME.md`` with the machine and version it ran on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from morl.leaderboard import build_leaderboard, fmt_budget, render_markdown, resolve_metric
+from morl.runs import (
+    RunRequest,
+    atomic_write_text,
+    budget_field,
+    config_to_dict,
+    create_run,
+    list_runs,
+    machine_info,
+    package_version,
+    protocol_from_dict,
+    store_for,
+    train_runs,
+)
+from morl.store import Store, dumps
+
+
+@dataclass
+class SuiteEnv:
+    id: str
+    steps: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)  # per-env protocol overrides (e.g. minecart's gamma)
+    agent_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-env, per-agent config overrides
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str
+    agents: list[str]
+    envs: list[SuiteEnv]
+    seeds: list[int]
+    protocol: dict[str, Any]
+    metrics: list[str]
+    agent_config: dict[str, dict[str, Any]]
+    eval_every: int | None = None
+
+
+def suites_dir() -> Path:
+    """``experiments/suites`` of the checkout (or of the current directory)."""
+    here = Path.cwd() / "experiments" / "suites"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "experiments" / "suites"
+
+
+def leaderboards_dir() -> Path:
+    return suites_dir().parent / "leaderboards"
+
+
+def list_suites() -> list[str]:
+    d = suites_dir()
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
+
+
+def load_suite(name: str) -> Suite:
+    """A suite by name (``experiments/suites/NAME.toml``) or path, validated."""
+    from morl.evaluate import EvalProtocol
+
+    p = Path(name)
+    if not (p.suffix == ".toml" and p.exists()):
+        p = suites_dir() / f"{name}.toml"
+    if not p.exists():
+        close = difflib.get_close_matches(name, list_suites(), n=3, cutoff=0.4)
+        raise ValueError(
+            f"no suite {name!r} in {suites_dir()}"
+            + (f"; did you mean: {', '.join(close)}?" if close else "")
+            + f" (suites: {', '.join(list_suites()) or 'none'})"
+        )
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{p}: invalid TOML: {exc}") from None
+    where = str(p)
+    known = {"name", "description", "agents", "envs", "seeds", "protocol", "metrics", "agent_config", "eval_every"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
+    for k in ("agents", "envs", "seeds"):
+        if not data.get(k):
+            raise ValueError(f"{where}: `{k}` is required and must not be empty")
+    envs = []
+    for i, e in enumerate(data["envs"]):
+        if not isinstance(e, dict) or "id" not in e or "steps" not in e:
+            raise ValueError(
+                f'{where}: envs[{i}] needs `id` and `steps` (e.g. {{ id = "deep-sea-treasure-v0", steps = 100000 }})'
+            )
+        extra = sorted(set(e) - {"id", "steps", "kwargs", "protocol", "agent_config"})
+        if extra:
+            raise ValueError(
+                f"{where}: envs[{i}] has unknown key(s) {extra}; allowed: id, steps, kwargs, protocol, agent_config"
+            )
+        envs.append(
+            SuiteEnv(
+                str(e["id"]),
+                int(e["steps"]),
+                dict(e.get("kwargs", {})),
+                dict(e.get("protocol", {})),
+                {str(k): dict(v) for k, v in e.get("agent_config", {}).items()},
+            )
+        )
+    protocol = dict(data.get("protocol", {}))
+    fields = {f.name for f in dataclasses.fields(EvalProtocol)}
+    for what, proto in [("[protocol]", protocol)] + [(f"envs[{i}].protocol", e.protocol) for i, e in enumerate(envs)]:
+        bad = sorted(set(proto) - fields)
+        if bad:
+            raise ValueError(f"{where}: {what} has unknown key(s) {bad}; EvalProtocol fields: {sorted(fields)}")
+    metrics = list(data.get("metrics", ["hv", "eu", "sp", "card", "igd", "mul"]))
+    for m in metrics:
+        resolve_metric(m)
+    agent_config = {str(k): dict(v) for k, v in data.get("agent_config", {}).items()}
+    return Suite(
+        str(data.get("name", p.stem)),
+        p,
+        str(data.get("description", "")),
+        list(data["agents"]),
+        envs,
+        [int(s) for s in data["seeds"]],
+        protocol,
+        metrics,
+        agent_config,
+        data.get("eval_every"),
+    )
+
+
+def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: float = 1.0):
+    """The (agent, env) groups of a suite as lists of `RunRequest` (one per seed)."""
+    from morl.agent import agent_spec, make_config
+
+    groups = []
+    for agent in suite.agents:
+        spec = agent_spec(agent)
+        bf = budget_field(spec)
+        for env in suite.envs:
+            steps = max(1, int(env.steps * steps_scale))
+            overrides = {}
+            for k, v in {**suite.agent_config.get(agent, {}), **env.agent_config.get(agent, {})}.items():
+                overrides[k] = _budget_share(v, steps, f"{suite.path}: {agent}.{k}")
+            overrides[bf] = steps
+            try:
+                config = make_config(agent, env.id, **overrides)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{suite.path}: config of {agent} on {env.id}: {exc}") from None
+            protocol = protocol_from_dict({**suite.protocol, **env.protocol})
+            groups.append(
+                [
+                    RunRequest(agent, env.id, s, config, dict(env.kwargs), protocol, suite.eval_every, suite=suite.name)
+                    for s in (seeds or suite.seeds)
+                ]
+            )
+    return groups
+
+
+def _settings_key(req) -> str:
+    return dumps(
+        [req.agent, req.env, req.env_kwargs, int(req.seed), config_to_dict(req.config), req.protocol.as_dict()]
+    )
+
+
+def _unfinished_runs(runs_dir: str | Path, suite: str) -> dict[str, Any]:
+    """Interrupted or failed run folders of ``suite``, keyed by their settings (the newest per key)."""
+    out = {}
+    for info in list_runs(runs_dir)[0]:
+        m = info.meta
+        if info.status not in ("interrupted", "failed") or m.get("suite") != suite:
+            continue
+        out[
+            dumps([m["agent"], m["env"], m.get("env_kwargs") or {}, int(m["seed"]), m["config"], m.get("protocol")])
+        ] = info
+    return out
+
+
+def _check_trainers(suite: Suite, groups) -> None:
+    import morl
+    from morl.agent import make_trainer
+
+    for group in groups:
+        r = group[0]
+        try:
+            env, params = morl.make(r.env, **r.env_kwargs)
+            make_trainer(r.agent, env, params, config=r.config)
+        except Exception as exc:
+            raise ValueError(
+                f"{suite.path}: {r.agent} on {r.env} cannot be built: {type(exc).__name__}: {exc}"
+            ) from None
+
+
+def _budget_share(value: Any, steps: int, where: str) -> Any:
+    """``"40%"`` -> 40% of the env's budget (an int), so shares follow budgets and ``--steps-scale``."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return max(1, int(round(float(value.strip()[:-1]) / 100.0 * steps)))
+        except ValueError:
+            raise ValueError(f'{where}: {value!r} is not a percentage like "40%"') from None
+    return value
+
+
+def _finished_match(store: Store, req) -> dict | None:
+    """A finished run in the store with exactly the settings of ``req`` (so a suite re-run reuses it)."""
+    config = dumps(config_to_dict(req.config))
+    mine = req.protocol.as_dict()
+    for r in reversed(store.runs(agent=req.agent, env=req.env, suite=req.suite)):  # the latest first
+        if (
+            int(r["seed"]) != int(req.seed)
+            or dumps(r["env_kwargs"]) != dumps(req.env_kwargs)
+            or dumps(r["config"]) != config
+            or not (Path(r.get("path") or "/nonexistent") / "result.json").exists()
+        ):
+            continue
+        proto = r.get("protocol") or {}
+        # the stored protocol has the env's reference point filled in where the request left it to the env
+        if all(dumps(proto.get(k)) == dumps(v) for k, v in mine.items() if not (k == "ref_point" and v is None)):
+            return r
+    return None
+
+
+def run_suite(
+    name: str,
+    runs_dir: str | Path,
+    *,
+    seeds: list[int] | None = None,
+    steps_scale: float = 1.0,
+    out: str | Path | None = None,
+    progress=None,
+    log: Callable[[str], None] = print,
+    dry_run: bool = False,
+) -> Path | None:
+    """Train every missing run of a suite, then write its leaderboard Markdown; returns the file."""
+    suite = load_suite(name)
+    store = store_for(runs_dir)
+    groups = suite_requests(suite, seeds, steps_scale)
+    _check_trainers(suite, groups)  # every (agent, env) can be built, before hours of training start
+    todo = []
+    unfinished = _unfinished_runs(runs_dir, suite.name)
+    for group in groups:
+        missing = [r for r in group if _finished_match(store, r) is None]
+        resumable = {id(r): unfinished.pop(_settings_key(r), None) for r in missing}
+        n_resume = sum(v is not None for v in resumable.values())
+        log(
+            f"{group[0].agent} on {group[0].env}: {len(group)} seeds, {len(group) - len(missing)} already finished"
+            + (f", {n_resume} to resume" if n_resume else "")
+            + (" (dry run)" if dry_run and missing else "")
+        )
+        if missing:
+            todo.append([(r, resumable[id(r)]) for r in missing])
+    if dry_run:
+        return None
+    start = time.time()
+    for missing in todo:
+        for info in [i for _, i in missing if i is not None]:  # interrupted runs of this suite continue
+            train_runs([info], resume=True, progress=progress, store=store)
+        fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
+        if fresh:
+            train_runs(fresh, progress=progress, store=store)
+    elapsed = time.time() - start
+    # exactly the runs of this suite definition (not older budgets or configs), under the suite's protocol
+    chosen = {}
+    for group in groups:
+        for req in group:
+            match = _finished_match(store, req)
+            if match is not None:
+                chosen[match["run_id"]] = match["protocol_hash"]
+    rows = [r for r in store.evaluations(suite=suite.name) if chosen.get(r["run_id"]) == r["protocol_hash"]]
+    text = [f"# Leaderboard: {suite.name}", ""]
+    if suite.description:
+        text += [suite.description.strip(), ""]
+    seeds_used = seeds or suite.seeds
+    versions = Counter(r.get("version") or "?" for r in rows if r["protocol_hash"])
+    machines = Counter(r.get("machine") or "?" for r in rows)
+    text += [
+        f"- suite file: `{suite.path.name}`; agents: {', '.join(suite.agents)}; seeds: {seeds_used}",
+        "- envs: "
+        + "; ".join(
+            f"{e.id}{' ' + json.dumps(e.kwargs) if e.kwargs else ''} ({fmt_budget(int(e.steps * steps_scale))})"
+            for e in suite.envs
+        ),
+        f"- machine: {machine_info()}",
+        f"- morl version: {package_version()}",
+        "- the runs in these tables: "
+        + "; ".join(f"{n} evaluation(s) from version {v}" for v, n in versions.items())
+        + " on "
+        + "; ".join(f"{m}" for m in machines),
+        f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}; training wall time of these runs: "
+        f"{sum(float(r.get('wall_time') or 0) for r in rows):,.0f} s (this invocation: {elapsed:,.0f} s)",
+        "- reproduce: `"
+        + (f"XLA_FLAGS={os.environ['XLA_FLAGS']} " if os.environ.get("XLA_FLAGS") else "")
+        + f"morl suite run {suite.name}"
+        + (f" --steps-scale {steps_scale}" if steps_scale != 1 else "")
+        + "`",
+        "",
+    ]
+    for m in suite.metrics:
+        lb = build_leaderboard(rows, m)
+        text.append(render_markdown(lb))
+    path = Path(out) if out else leaderboards_dir() / f"{suite.name}.md"
+    atomic_write_text(path, "\n".join(text))
+    return path
