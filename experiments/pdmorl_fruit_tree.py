@@ -11,6 +11,13 @@ MORL-Baselines protocol's 100 energy preferences reach 43 of the 64 fruits (74.3
 policy); the official PD-MORL evaluation's step-0.1 grid (3,003 preferences) reaches all 64. ``train`` evaluates
 after every ``--eval-every`` chunks under both sets and prints one JSON line per evaluation: HV (% of the true HV),
 EU, distinct fruits returned, and the share of preferences whose returned fruit is their argmax fruit ("exact").
+
+Measured (2-core CPU shared with other jobs, load 2.6-5.6; ``train --seed 0 --steps 135000 --eval-every 4 --set
+key_timesteps=5000 steps_per_chunk=250``: the paper's update rate, 7 x 5k key steps, main run up to 70k transitions):
+on the grid the HV rose 65.0 -> 90.7 -> 95.2 -> 98.9 -> 99.2 -> 99.2 -> 99.8% (fruits 24 -> 62, exact 11% -> 55%) at
+45k-105k transitions, while at the 100 energy preferences it read 57.2, 82.6, 81.9, 82.3, 83.5, 85.4, 82.8%: above
+the exact policy's 74.3% only through wrong fruits, and falling as more preferences get their argmax fruit. With
+``updates_per_step=0.1`` (the classic suite's) the same budget learns far less (grid 74.8%, exact 19% at 235k).
 """
 
 from __future__ import annotations
