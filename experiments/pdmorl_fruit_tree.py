@@ -52,10 +52,13 @@ def score(returns: np.ndarray, w: np.ndarray, front: np.ndarray, true_hv: float)
     hit = np.argmin(np.abs(returns[:, None, :] - front[None]).sum(-1), axis=1)
     on_front = np.abs(returns - front[hit]).sum(-1) < 1e-3
     best = np.argmax(w @ front.T, axis=1)
-    return {"hv_pct": round(100 * hypervolume(nd, REF) / true_hv, 2),
-            "eu": round(float(expected_utility(nd, weights=equally_spaced_weights(6, 50))), 4),
-            "fruits": int(len(np.unique(hit[on_front]))), "exact": round(float(np.mean(on_front & (hit == best))), 3),
-            "off_front": int((~on_front).sum())}
+    return {
+        "hv_pct": round(100 * hypervolume(nd, REF) / true_hv, 2),
+        "eu": round(float(expected_utility(nd, weights=equally_spaced_weights(6, 50))), 4),
+        "fruits": int(len(np.unique(hit[on_front]))),
+        "exact": round(float(np.mean(on_front & (hit == best))), 3),
+        "off_front": int((~on_front).sum()),
+    }
 
 
 def greedy_returns(trainer, state, env, params, w: np.ndarray) -> np.ndarray:
@@ -104,16 +107,24 @@ def train(seed: int, steps: int, eval_every: int, overrides: dict, out: str | No
         if chunk % eval_every and not trainer.done(state):
             continue
         t = time.perf_counter()
-        row = {"seed": seed, "env_steps": trainer.env_steps(state), "train_s": round(t - t0 - eval_s, 1),
-               "load1": round(os.getloadavg()[0], 1)}
+        row = {
+            "seed": seed,
+            "env_steps": trainer.env_steps(state),
+            "train_s": round(t - t0 - eval_s, 1),
+            "load1": round(os.getloadavg()[0], 1),
+        }
         for name, w in sets.items():
             disc = greedy_returns(trainer, state, env, params, w)
             row[name] = score(disc, w, front, true_hv)
         eval_s += time.perf_counter() - t
         rows.append(row)
         print(json.dumps(row), flush=True)
-    summary = {"seed": seed, "config": cfg, "final": rows[-1],
-               "steps_per_s": round(rows[-1]["env_steps"] / max(rows[-1]["train_s"], 1e-9), 1)}
+    summary = {
+        "seed": seed,
+        "config": cfg,
+        "final": rows[-1],
+        "steps_per_s": round(rows[-1]["env_steps"] / max(rows[-1]["train_s"], 1e-9), 1),
+    }
     print("SUMMARY " + json.dumps(summary), flush=True)
     if out:
         with open(out, "a") as f:

@@ -70,7 +70,7 @@ def test_subspaces_are_contiguous_slices_of_the_grid():
     full = grid(2, 0.01)
     assert full.shape == (101, 2) and np.allclose(full.sum(1), 1.0)
     sub = SubspaceGrid.make(2, 0.01, 10)
-    assert sub.counts.tolist() == [11] + [10] * 9            # np.array_split of 101 points
+    assert sub.counts.tolist() == [11] + [10] * 9  # np.array_split of 101 points
     parts = np.array_split(full, 10)
     ids = jnp.repeat(jnp.arange(10), 200)
     drawn = np.asarray(sub.sample(jax.random.PRNGKey(0), ids)).reshape(10, 200, 2)
@@ -92,16 +92,37 @@ def test_her_and_key_preference_samplers():
 # ----------------------------------------------------------------------------------------------- agents
 def test_registration_and_official_defaults():
     d = make_config("pd-morl-discrete")
-    assert (d.batch_size, d.hidden, d.num_layers, d.learning_rate, d.tau, d.buffer_size, d.weight_num,
-            d.epsilon_start, d.epsilon_final, d.w_step, d.num_subspaces, d.gamma) == (
-        32, 256, 4, 3e-4, 0.005, 10_000, 3, 0.8, 0.05, 0.01, 10, 0.99)
+    assert (
+        d.batch_size,
+        d.hidden,
+        d.num_layers,
+        d.learning_rate,
+        d.tau,
+        d.buffer_size,
+        d.weight_num,
+        d.epsilon_start,
+        d.epsilon_final,
+        d.w_step,
+        d.num_subspaces,
+        d.gamma,
+    ) == (32, 256, 4, 3e-4, 0.005, 10_000, 3, 0.8, 0.05, 0.01, 10, 0.99)
     ftn = make_config("pd-morl-discrete", "fruit-tree-v0")
     assert (ftn.hidden, ftn.w_step) == (512, 0.05)
     assert make_config("pd-morl-discrete", "deep-sea-treasure-v0").max_episode_steps == 30  # official DST cap
     c = make_config("pd-morl")
-    assert (c.batch_size, c.hidden, c.gamma, c.policy_freq, c.actor_loss_coeff, c.w_step, c.expl_noise,
-            c.policy_noise, c.noise_clip, c.tau, c.weight_num) == (256, 400, 0.995, 10, 10.0, 0.001, 0.1, 0.2, 0.5,
-                                                                     0.005, 3)
+    assert (
+        c.batch_size,
+        c.hidden,
+        c.gamma,
+        c.policy_freq,
+        c.actor_loss_coeff,
+        c.w_step,
+        c.expl_noise,
+        c.policy_noise,
+        c.noise_clip,
+        c.tau,
+        c.weight_num,
+    ) == (256, 400, 0.995, 10, 10.0, 0.001, 0.1, 0.2, 0.5, 0.005, 3)
     assert agent_spec("pd-morl").action_kinds == ("continuous",)
     env, _ = morl.make("deep-sea-treasure-v0")
     with pytest.raises(ValueError, match="supports continuous"):
@@ -112,17 +133,22 @@ def test_her_copies_start_after_her_start():
     env, params = morl.make("deep-sea-treasure-v0")
     trainer = make_trainer("pd-morl-discrete", env, params, her_start=5, buffer_size=100)
     n = trainer.num_envs
-    items = {"obs": jnp.zeros((n, 2), jnp.int32), "action": jnp.arange(n, dtype=jnp.int32),
-             "reward": jnp.zeros((n, 2)), "next_obs": jnp.zeros((n, 2), jnp.int32), "terminated": jnp.zeros((n,)),
-             "w": jnp.tile(jnp.array([[0.25, 0.75]]), (n, 1))}
+    items = {
+        "obs": jnp.zeros((n, 2), jnp.int32),
+        "action": jnp.arange(n, dtype=jnp.int32),
+        "reward": jnp.zeros((n, 2)),
+        "next_obs": jnp.zeros((n, 2), jnp.int32),
+        "terminated": jnp.zeros((n,)),
+        "w": jnp.tile(jnp.array([[0.25, 0.75]]), (n, 1)),
+    }
     replay = trainer.init(jax.random.PRNGKey(0)).main.replay
-    replay = trainer._store(replay, items, jax.random.PRNGKey(1), True, her_start=5)   # size 0: no copies yet
+    replay = trainer._store(replay, items, jax.random.PRNGKey(1), True, her_start=5)  # size 0: no copies yet
     assert int(replay.size) == n
-    replay = trainer._store(replay, items, jax.random.PRNGKey(2), True, her_start=5)   # size 10 > 5: 1 + 3 each
+    replay = trainer._store(replay, items, jax.random.PRNGKey(2), True, her_start=5)  # size 10 > 5: 1 + 3 each
     assert int(replay.size) == n + 4 * n
-    new = jax.tree.map(lambda x: np.asarray(x)[n:5 * n], replay.data)
-    np.testing.assert_array_equal(new["action"], np.repeat(np.arange(n), 4))            # each copy follows its original
-    np.testing.assert_allclose(new["w"][::4], 0.25 * np.ones((n, 1)) * [1, 3])        # originals keep their preference
+    new = jax.tree.map(lambda x: np.asarray(x)[n : 5 * n], replay.data)
+    np.testing.assert_array_equal(new["action"], np.repeat(np.arange(n), 4))  # each copy follows its original
+    np.testing.assert_allclose(new["w"][::4], 0.25 * np.ones((n, 1)) * [1, 3])  # originals keep their preference
     her_w = np.delete(new["w"], np.arange(0, 4 * n, 4), axis=0)
     assert np.allclose(her_w.sum(1), 1.0, atol=2e-3) and not np.allclose(her_w, [0.25, 0.75])
 
@@ -175,11 +201,29 @@ def test_pd_morl_discrete_reaches_95_percent_of_dst_hv_without_the_true_front(mo
 #:   gives 5 points but seeds 1 and 2 only 2-3 (goal-reaching data is scarce); with 1,500, seeds 0 / 1 / 2 give
 #:   6 / 7 / 6 points, HV 949k / 912k / 922k (random policy: ~870k);
 #: - gamma 0.99, the evaluation's.
-MC_CONFIG = dict(total_timesteps=120_000, key_timesteps=30_000, hidden=64, batch_size=64, key_batch_size=64,
-                 start_timesteps=1_500, key_start_timesteps=5_000, buffer_size=150_000, key_buffer_size=30_000,
-                 policy_freq=2, updates_per_step=1.0, eval_episodes=1, steps_per_chunk=500, gamma=0.99,
-                 lr_actor=3e-4, lr_critic=1e-3, tau=0.02, expl_noise=0.5, noise_correlation=0.9,
-                 critic_angle_coeff=0.1, actor_loss_coeff=1.0)
+MC_CONFIG = dict(
+    total_timesteps=120_000,
+    key_timesteps=30_000,
+    hidden=64,
+    batch_size=64,
+    key_batch_size=64,
+    start_timesteps=1_500,
+    key_start_timesteps=5_000,
+    buffer_size=150_000,
+    key_buffer_size=30_000,
+    policy_freq=2,
+    updates_per_step=1.0,
+    eval_episodes=1,
+    steps_per_chunk=500,
+    gamma=0.99,
+    lr_actor=3e-4,
+    lr_critic=1e-3,
+    tau=0.02,
+    expl_noise=0.5,
+    noise_correlation=0.9,
+    critic_angle_coeff=0.1,
+    actor_loss_coeff=1.0,
+)
 
 
 def test_pd_morl_continuous_on_mountain_car_finds_a_front_and_learns_the_fuel_objective():
