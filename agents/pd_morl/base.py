@@ -14,7 +14,7 @@ from morl.agent import Trainer
 from morl.agents import replay as rb
 from morl.agents.pd_morl.interpolator import Interpolator, key_preferences, make_interpolator, refit
 from morl.agents.preferences import SubspaceGrid, gaussian_preferences
-from morl.rollout import RolloutState, make_rollout
+from morl.rollout import RolloutState, make_rollout, require_pure_jax
 from morl.solution import Solution
 
 PyTree = Any
@@ -75,8 +75,7 @@ class PDMORLBase(Trainer):
 
     def _setup_common(self, config, env, env_params, max_episode_steps: int | None = None):
         """Settings both variants share; ``max_episode_steps`` caps training and key-evaluation episodes."""
-        if getattr(env, "is_host", False):
-            raise ValueError(f"PD-MORL trains inside jitted loops and needs a pure-JAX env; {env.name} is a host env")
+        require_pure_jax(env, "PD-MORL")
         self.config = config
         self.env = env
         self.env_params = env.default_params if env_params is None else env_params
