@@ -8,13 +8,38 @@ registers both agents. The algorithm and where it differs from the official code
 """
 
 from morl.agents.pd_morl.base import Lane, PDMORLBase, PDState
-from morl.agents.pd_morl.continuous import (CONTINUOUS_SPEC, PDMORLConfig, PDMORLTrainer,
-                                            make_continuous_trainer)
-from morl.agents.pd_morl.discrete import (DISCRETE_SPEC, PDMORLDiscreteConfig, PDMORLDiscreteTrainer,
-                                          make_discrete_trainer)
-from morl.agents.pd_morl.interpolator import (Interpolator, eval_rbf, fit_rbf, interpolate, key_preferences,
-                                              make_interpolator)
+from morl.agents.pd_morl.continuous import CONTINUOUS_SPEC, PDMORLConfig, PDMORLTrainer, make_continuous_trainer
+from morl.agents.pd_morl.discrete import (
+    DISCRETE_SPEC,
+    PDMORLDiscreteConfig,
+    PDMORLDiscreteTrainer,
+    make_discrete_trainer,
+)
+from morl.agents.pd_morl.interpolator import (
+    Interpolator,
+    eval_rbf,
+    fit_rbf,
+    interpolate,
+    key_preferences,
+    make_interpolator,
+)
 
-__all__ = ["CONTINUOUS_SPEC", "DISCRETE_SPEC", "PDMORLConfig", "PDMORLDiscreteConfig", "PDMORLTrainer",
-           "PDMORLDiscreteTrainer", "PDMORLBase", "PDState", "Lane", "Interpolator", "fit_rbf", "eval_rbf",
-           "make_interpolator", "interpolate", "key_preferences", "make_continuous_trainer", "make_discrete_trainer"]
+__all__ = [
+    "CONTINUOUS_SPEC",
+    "DISCRETE_SPEC",
+    "PDMORLConfig",
+    "PDMORLDiscreteConfig",
+    "PDMORLTrainer",
+    "PDMORLDiscreteTrainer",
+    "PDMORLBase",
+    "PDState",
+    "Lane",
+    "Interpolator",
+    "fit_rbf",
+    "eval_rbf",
+    "make_interpolator",
+    "interpolate",
+    "key_preferences",
+    "make_continuous_trainer",
+    "make_discrete_trainer",
+]

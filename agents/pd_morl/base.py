@@ -29,17 +29,17 @@ class Lane:
     opt_state: PyTree
     replay: rb.Replay
     rollout: RolloutState
-    w: jax.Array          # [N, m]
-    steps: jax.Array      # int32 env steps of this lane
-    updates: jax.Array    # int32
+    w: jax.Array  # [N, m]
+    steps: jax.Array  # int32 env steps of this lane
+    updates: jax.Array  # int32
     noise: jax.Array | None = None  # [N, A] correlated exploration noise state (continuous only)
 
 
 @struct.dataclass
 class PDState:
-    phase: jax.Array          # int32: 0 key runs, 1 main run
-    keys: Lane                # leaves with a leading K axis (one lane per key preference)
-    key_returns: jax.Array    # [K, m] best evaluated return of each key run
+    phase: jax.Array  # int32: 0 key runs, 1 main run
+    keys: Lane  # leaves with a leading K axis (one lane per key preference)
+    key_returns: jax.Array  # [K, m] best evaluated return of each key run
     main: Lane
     interp: Interpolator
     key: jax.Array
@@ -53,7 +53,7 @@ class PDMORLBase(Trainer):
     """Phase control, key evaluation and interpolator refits shared by both variants (host dispatch by phase)."""
 
     vmappable = False  # two phases with different programs: `update` dispatches on the host
-    agent_name: str    # the registered name, for error messages
+    agent_name: str  # the registered name, for error messages
 
     # ------------------------------------------------------------ what each variant defines
     @abstractmethod
@@ -61,8 +61,9 @@ class PDMORLBase(Trainer):
         """A fresh state: one lane per key preference, the main lane, an interpolator to be fitted."""
 
     @abstractmethod
-    def _iteration(self, lane: Lane, key: jax.Array, *, main: bool, w_key: jax.Array | None, interp: Interpolator,
-                   budget: int) -> tuple[Lane, dict]:
+    def _iteration(
+        self, lane: Lane, key: jax.Array, *, main: bool, w_key: jax.Array | None, interp: Interpolator, budget: int
+    ) -> tuple[Lane, dict]:
         """One vector env step of a lane and its gradient steps (key runs: ``main`` False, preference ``w_key``)."""
 
     @abstractmethod
@@ -82,12 +83,14 @@ class PDMORLBase(Trainer):
         if max_episode_steps is not None:  # training (and key-evaluation) episodes end at the official cap
             if max_episode_steps < 1:
                 raise ValueError(f"max_episode_steps must be >= 1 (or None for the env's), got {max_episode_steps}")
-            self.env_params = self.env_params.replace(max_steps=min(int(max_episode_steps),
-                                                                    int(self.env_params.max_steps)))
+            self.env_params = self.env_params.replace(
+                max_steps=min(int(max_episode_steps), int(self.env_params.max_steps))
+            )
         self.m = env.reward_dim
         if config.cosine_shift is not None and len(config.cosine_shift) != self.m:
-            raise ValueError(f"cosine_shift needs {self.m} values (one per objective of {env.name}), "
-                             f"got {config.cosine_shift}")
+            raise ValueError(
+                f"cosine_shift needs {self.m} values (one per objective of {env.name}), got {config.cosine_shift}"
+            )
         self.key_w = jnp.asarray(key_preferences(self.m))
         self.num_keys = int(self.key_w.shape[0])
         # the budget covers the key runs: the main run gets what they leave (docs/budgets.md)
@@ -95,11 +98,13 @@ class PDMORLBase(Trainer):
         self.main_budget = int(config.total_timesteps) - key_total
         if self.main_budget <= 0:
             share = max(1, config.total_timesteps // 50)
-            raise ValueError(f"{self.agent_name}: the {self.num_keys} key-preference runs ({self.num_keys} x "
-                             f"key_timesteps {config.key_timesteps:,} = {key_total:,} transitions) leave nothing of "
-                             f"the budget total_timesteps {config.total_timesteps:,} for the main run; raise --steps "
-                             f"above {key_total:,} or lower --key-timesteps (e.g. --key-timesteps {share}, 2% of the "
-                             "budget each)")
+            raise ValueError(
+                f"{self.agent_name}: the {self.num_keys} key-preference runs ({self.num_keys} x "
+                f"key_timesteps {config.key_timesteps:,} = {key_total:,} transitions) leave nothing of "
+                f"the budget total_timesteps {config.total_timesteps:,} for the main run; raise --steps "
+                f"above {key_total:,} or lower --key-timesteps (e.g. --key-timesteps {share}, 2% of the "
+                "budget each)"
+            )
         self.grid = SubspaceGrid.make(self.m, config.w_step, config.num_subspaces)
         self.num_envs = config.num_envs
         self.subspace_of_env = jnp.arange(self.num_envs, dtype=jnp.int32) % config.num_subspaces
@@ -109,8 +114,9 @@ class PDMORLBase(Trainer):
         def eval_policy(p, obs, key):
             return self._greedy(p["params"], p["w"], obs), ()
 
-        self.eval_rollout = make_rollout(env, eval_policy, config.eval_episodes, steps, gamma=config.gamma,
-                                         population=self.num_keys, emit="summary")
+        self.eval_rollout = make_rollout(
+            env, eval_policy, config.eval_episodes, steps, gamma=config.gamma, population=self.num_keys, emit="summary"
+        )
 
     # -------------------------------------------------------------- protocol
     def init(self, key: jax.Array) -> PDState:
@@ -133,8 +139,9 @@ class PDMORLBase(Trainer):
         """Mean discounted returns ``[K, m]`` of policies (one per key, leading K axis) at the key preferences."""
         k_init, k_run = jax.random.split(key)
         state = self.eval_rollout.init.pure(k_init, self.env_params)
-        _, summary = self.eval_rollout.run.pure({"params": params_per_key, "w": self.key_w}, state, k_run,
-                                                self.env_params)
+        _, summary = self.eval_rollout.run.pure(
+            {"params": params_per_key, "w": self.key_w}, state, k_run, self.env_params
+        )
         done = summary.episodes > 0  # [K, E]
         ret = jnp.where(done[..., None], summary.first_discounted_return, 0.0)
         return jnp.sum(ret, axis=1) / jnp.maximum(jnp.sum(done, axis=1), 1)[:, None]
@@ -155,8 +162,8 @@ class PDMORLBase(Trainer):
 
         def lane_chunk(lane, w_key, k):
             def body(lane, k):
-                return self._iteration(lane, k, main=False, w_key=w_key, interp=state.interp,
-                                       budget=c.key_timesteps)
+                return self._iteration(lane, k, main=False, w_key=w_key, interp=state.interp, budget=c.key_timesteps)
+
             return jax.lax.scan(body, lane, jax.random.split(k, c.steps_per_chunk))
 
         lanes, logs = jax.vmap(lane_chunk)(state.keys, self.key_w, jax.random.split(k_lanes, self.num_keys))
@@ -185,8 +192,9 @@ class PDMORLBase(Trainer):
         lane, logs = jax.lax.scan(body, state.main, jax.random.split(k_chunk, c.steps_per_chunk))
         interp = state.interp
         if c.refit_interpolator:
-            params = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.num_keys,) + x.shape),
-                                  self._policy_params(lane.params))
+            params = jax.tree.map(
+                lambda x: jnp.broadcast_to(x, (self.num_keys,) + x.shape), self._policy_params(lane.params)
+            )
             interp = refit(interp, self._evaluate_keys(params, k_eval), c.refit_norm)
         state = state.replace(main=lane, interp=interp, key=key)
         out = {"loss": jnp.mean(logs["loss"]), "phase": jnp.int32(1), "updates": lane.updates}
@@ -217,4 +225,3 @@ class PDMORLBase(Trainer):
         her_on = replay.size > her_start
         per_transition = jnp.concatenate([jnp.ones((1,), bool), jnp.broadcast_to(her_on, (c.weight_num,))])
         return rb.add_masked(replay, flat, jnp.tile(per_transition, n))
-

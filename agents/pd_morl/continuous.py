@@ -36,52 +36,68 @@ class PDMORLConfig:
     objectives the key runs take (m + 1) x 2M of it. The main run's random warm-up (``start_timesteps`` per env)
     is part of the main run."""
 
-    total_timesteps: int = 16_000_000    # the whole budget, key runs included: official main run 10M (1M
-                                         # iterations x 10 processes) + 3 key runs x 2M (two objectives)
-    key_timesteps: int = 2_000_000       # env steps of each key-preference run (official key scripts: 2M)
-    lr_actor: float = 3e-4               # Adam learning rate of the actor
-    lr_critic: float = 3e-4              # Adam learning rate of the twin critics
-    gamma: float = 0.995                 # discount of the main run (and of evaluated key returns)
-    key_gamma: float = 0.99              # discount of the key runs
-    batch_size: int = 256                # main-run minibatch
-    key_batch_size: int = 100            # key-run minibatch
-    hidden: int = 400                    # layer width of actor and critics
-    num_layers: int = 2                  # hidden ReLU layers (official: input layer + layer_N=1 hidden layer)
-    buffer_size: int = 2_000_000         # main-run replay capacity in entries (HER copies included)
-    key_buffer_size: int = 500_000       # key-run replay capacity
-    start_timesteps: int = 10_000        # per-env random-action steps at the start of the main run
-    key_start_timesteps: int = 25_000    # ... of each key run (counted over the lane's envs)
-    expl_noise: float = 0.1              # Gaussian exploration noise, times the action half-range
-    policy_noise: float = 0.2            # target policy smoothing noise, times the action half-range
-    noise_clip: float = 0.5              # ... clipped at this, times the action half-range
-    policy_freq: int = 10                # critic updates per actor update, main run (Hopper: 20)
-    key_policy_freq: int = 2             # ... key runs (Swimmer 5, Hopper 10)
-    tau: float = 0.005                   # Polyak coefficient of both targets (applied on actor-update steps)
-    actor_loss_coeff: float = 10.0       # weight of the angle term in the actor loss
-    max_grad_norm: float = 100.0         # gradient-norm clip of actor and critics
-    weight_num: int = 3                  # HER: relabelled copies per transition
-    her_start: int | None = None         # HER starts past this many buffer entries;
-                                         # None = start_timesteps x num_subspaces
-    w_step: float = 0.001                # spacing of the preference grid
-    num_subspaces: int = 10              # contiguous sub-spaces of the grid (official: process_count)
-    envs_per_subspace: int = 1           # envs drawing from each sub-space
-    updates_per_step: float = 1.0        # critic updates per env transition (official: 1)
+    total_timesteps: int = 16_000_000  # the whole budget, key runs included: official main run 10M (1M
+    # iterations x 10 processes) + 3 key runs x 2M (two objectives)
+    key_timesteps: int = 2_000_000  # env steps of each key-preference run (official key scripts: 2M)
+    lr_actor: float = 3e-4  # Adam learning rate of the actor
+    lr_critic: float = 3e-4  # Adam learning rate of the twin critics
+    gamma: float = 0.995  # discount of the main run (and of evaluated key returns)
+    key_gamma: float = 0.99  # discount of the key runs
+    batch_size: int = 256  # main-run minibatch
+    key_batch_size: int = 100  # key-run minibatch
+    hidden: int = 400  # layer width of actor and critics
+    num_layers: int = 2  # hidden ReLU layers (official: input layer + layer_N=1 hidden layer)
+    buffer_size: int = 2_000_000  # main-run replay capacity in entries (HER copies included)
+    key_buffer_size: int = 500_000  # key-run replay capacity
+    start_timesteps: int = 10_000  # per-env random-action steps at the start of the main run
+    key_start_timesteps: int = 25_000  # ... of each key run (counted over the lane's envs)
+    expl_noise: float = 0.1  # Gaussian exploration noise, times the action half-range
+    policy_noise: float = 0.2  # target policy smoothing noise, times the action half-range
+    noise_clip: float = 0.5  # ... clipped at this, times the action half-range
+    policy_freq: int = 10  # critic updates per actor update, main run (Hopper: 20)
+    key_policy_freq: int = 2  # ... key runs (Swimmer 5, Hopper 10)
+    tau: float = 0.005  # Polyak coefficient of both targets (applied on actor-update steps)
+    actor_loss_coeff: float = 10.0  # weight of the angle term in the actor loss
+    max_grad_norm: float = 100.0  # gradient-norm clip of actor and critics
+    weight_num: int = 3  # HER: relabelled copies per transition
+    her_start: int | None = None  # HER starts past this many buffer entries;
+    # None = start_timesteps x num_subspaces
+    w_step: float = 0.001  # spacing of the preference grid
+    num_subspaces: int = 10  # contiguous sub-spaces of the grid (official: process_count)
+    envs_per_subspace: int = 1  # envs drawing from each sub-space
+    updates_per_step: float = 1.0  # critic updates per env transition (official: 1)
     cosine_shift: tuple[float, ...] | None = None  # added to Q and key returns inside cosines; None = from the key runs
-    refit_interpolator: bool = True      # refit I from the conditioned policy at the key preferences after each chunk
+    refit_interpolator: bool = True  # refit I from the conditioned policy at the key preferences after each chunk
     refit_norm: Literal["l1", "l2"] = "l1"  # normalisation of refitted key returns (official: L1 on refit, L2 at first)
-    eval_episodes: int = 3               # episodes per key preference when evaluating (official eval_episodes 3)
-    steps_per_chunk: int = 1000          # vector env steps per jitted chunk
-    critic_angle_coeff: float = 1.0      # weight of the angle terms in the critic loss (official: 1, none)
-    normalize_obs: bool = True           # scale observation dims with finite Box bounds to [-1, 1] (none on MuJoCo)
-    noise_correlation: float = 0.0       # AR(1) coefficient of the exploration noise per env step (0: i.i.d.,
-                                         # official); > 0 also makes the random warm-up correlated (see module doc)
+    eval_episodes: int = 3  # episodes per key preference when evaluating (official eval_episodes 3)
+    steps_per_chunk: int = 1000  # vector env steps per jitted chunk
+    critic_angle_coeff: float = 1.0  # weight of the angle terms in the critic loss (official: 1, none)
+    normalize_obs: bool = True  # scale observation dims with finite Box bounds to [-1, 1] (none on MuJoCo)
+    noise_correlation: float = 0.0  # AR(1) coefficient of the exploration noise per env step (0: i.i.d.,
+    # official); > 0 also makes the random warm-up correlated (see module doc)
 
     def __post_init__(self):
-        check_config("pd-morl", self,
-                     at_least_one=("total_timesteps", "key_timesteps", "batch_size", "key_batch_size", "hidden",
-                                   "num_layers", "buffer_size", "key_buffer_size", "policy_freq", "key_policy_freq",
-                                   "num_subspaces", "envs_per_subspace", "steps_per_chunk", "eval_episodes"),
-                     choices={"refit_norm": ("l1", "l2")})
+        check_config(
+            "pd-morl",
+            self,
+            at_least_one=(
+                "total_timesteps",
+                "key_timesteps",
+                "batch_size",
+                "key_batch_size",
+                "hidden",
+                "num_layers",
+                "buffer_size",
+                "key_buffer_size",
+                "policy_freq",
+                "key_policy_freq",
+                "num_subspaces",
+                "envs_per_subspace",
+                "steps_per_chunk",
+                "eval_episodes",
+            ),
+            choices={"refit_norm": ("l1", "l2")},
+        )
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"pd-morl config: noise_correlation must be in [0, 1), got {self.noise_correlation!r}")
         if self.updates_per_step <= 0:
@@ -130,8 +146,10 @@ class TwinCritic(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array, a: jax.Array) -> tuple[jax.Array, jax.Array]:
         inp = jnp.concatenate([x, w, a], -1)
-        return (ReluMLP(self.reward_dim, self.hidden, "xavier_normal", name="q1")(inp),
-                ReluMLP(self.reward_dim, self.hidden, "xavier_normal", name="q2")(inp))
+        return (
+            ReluMLP(self.reward_dim, self.hidden, "xavier_normal", name="q1")(inp),
+            ReluMLP(self.reward_dim, self.hidden, "xavier_normal", name="q2")(inp),
+        )
 
 
 class PDMORLTrainer(PDMORLBase):
@@ -143,8 +161,10 @@ class PDMORLTrainer(PDMORLBase):
     def __init__(self, config: PDMORLConfig, env, env_params=None):
         space = env.action_space
         if not isinstance(space, Box) or len(space.shape) != 1:
-            raise ValueError(f"pd-morl needs a 1-D Box action space; {env.name} has {space!r} "
-                             "(use pd-morl-discrete for discrete actions)")
+            raise ValueError(
+                f"pd-morl needs a 1-D Box action space; {env.name} has {space!r} "
+                "(use pd-morl-discrete for discrete actions)"
+            )
         low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise ValueError(f"pd-morl needs a bounded action space (tanh actor); {env.name}'s is unbounded")
@@ -159,8 +179,9 @@ class PDMORLTrainer(PDMORLBase):
         self.tx_critic = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr_critic))
         self._setup_common(config, env, env_params)
         self.rollout = make_rollout(env, self._behaviour_policy, self.num_envs, 1, gamma=config.gamma)
-        self.her_start = (config.her_start if config.her_start is not None
-                          else config.start_timesteps * config.num_subspaces)
+        self.her_start = (
+            config.her_start if config.her_start is not None else config.start_timesteps * config.num_subspaces
+        )
         self._obs_center, self._obs_scale = _obs_scaling(env.observation_space, config.normalize_obs)
         x_of = self._x
 
@@ -215,9 +236,14 @@ class PDMORLTrainer(PDMORLBase):
         opt = {"actor": self.tx_actor.init(actor), "critic": self.tx_critic.init(critic)}
         rstate = self.rollout.init.pure(k_env, self.env_params)
         obs0 = rstate.obs[0]
-        example = {"obs": obs0, "action": jnp.zeros((self.action_dim,), jnp.float32),
-                   "reward": jnp.zeros((self.m,), jnp.float32), "next_obs": obs0, "terminated": jnp.float32(0.0),
-                   "w": jnp.zeros((self.m,), jnp.float32)}
+        example = {
+            "obs": obs0,
+            "action": jnp.zeros((self.action_dim,), jnp.float32),
+            "reward": jnp.zeros((self.m,), jnp.float32),
+            "next_obs": obs0,
+            "terminated": jnp.float32(0.0),
+            "w": jnp.zeros((self.m,), jnp.float32),
+        }
         replay = rb.init(example, capacity)
         noise = jnp.zeros((self.num_envs, self.action_dim), jnp.float32)
         return Lane(params, params, opt, replay, rstate, w, jnp.int32(0), jnp.int32(0), noise)
@@ -225,9 +251,9 @@ class PDMORLTrainer(PDMORLBase):
     def _init_fn(self, key: jax.Array) -> PDState:
         c = self.config
         k_keys, k_main, k_w, key = jax.random.split(key, 4)
-        keys = jax.vmap(lambda k, w: self._lane_init(k, jnp.broadcast_to(w, (self.num_envs, self.m)),
-                                                     c.key_buffer_size))(
-            jax.random.split(k_keys, self.num_keys), self.key_w)
+        keys = jax.vmap(
+            lambda k, w: self._lane_init(k, jnp.broadcast_to(w, (self.num_envs, self.m)), c.key_buffer_size)
+        )(jax.random.split(k_keys, self.num_keys), self.key_w)
         main = self._lane_init(k_main, self._episode_preferences(k_w, True, None), c.buffer_size)
         interp = make_interpolator(self.key_w, jnp.zeros((self.num_keys, self.m)), jnp.zeros((self.m,)), "l2")
         key_returns = jnp.full((self.num_keys, self.m), -1e9, jnp.float32)
@@ -239,20 +265,33 @@ class PDMORLTrainer(PDMORLBase):
         active = lane.steps < budget
         start = c.start_timesteps * self.num_envs if main else c.key_start_timesteps
         w_act = lane.w if main else jitter_preference(k_jit, jnp.broadcast_to(w_key, (self.num_envs, self.m)))
-        policy_params = {"actor": lane.params["actor"], "w": w_act, "expl_noise": c.expl_noise,
-                         "random": lane.steps < start, "noise": lane.noise}
+        policy_params = {
+            "actor": lane.params["actor"],
+            "w": w_act,
+            "expl_noise": c.expl_noise,
+            "random": lane.steps < start,
+            "noise": lane.noise,
+        }
         rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
         tr = jax.tree.map(lambda x: x[0], traj)
         lane = lane.replace(noise=jnp.where(active, tr.extras, lane.noise))
-        items = {"obs": tr.obs, "action": tr.action.astype(jnp.float32), "reward": tr.reward,
-                 "next_obs": tr.next_obs, "terminated": tr.terminated.astype(jnp.float32), "w": w_act}
+        items = {
+            "obs": tr.obs,
+            "action": tr.action.astype(jnp.float32),
+            "reward": tr.reward,
+            "next_obs": tr.next_obs,
+            "terminated": tr.terminated.astype(jnp.float32),
+            "w": w_act,
+        }
         done = (tr.terminated | tr.truncated) & active
         w = jnp.where(done[:, None], self._episode_preferences(k_w, main, w_key), lane.w)
         replay = self._store(lane.replay, items, k_her, main, her_start=self.her_start)
-        replay = replay.replace(pos=jnp.where(active, replay.pos, lane.replay.pos),
-                                size=jnp.where(active, replay.size, lane.replay.size))
-        lane = lane.replace(rollout=rstate, w=w, replay=replay,
-                            steps=jnp.where(active, lane.steps + self.num_envs, lane.steps))
+        replay = replay.replace(
+            pos=jnp.where(active, replay.pos, lane.replay.pos), size=jnp.where(active, replay.size, lane.replay.size)
+        )
+        lane = lane.replace(
+            rollout=rstate, w=w, replay=replay, steps=jnp.where(active, lane.steps + self.num_envs, lane.steps)
+        )
         batch = c.batch_size if main else c.key_batch_size
         learning = active & (replay.size >= 2 * batch * max(c.weight_num, 1))
 
@@ -271,18 +310,26 @@ class PDMORLTrainer(PDMORLBase):
         x, nx, w, a = self._x(batch["obs"]), self._x(batch["next_obs"]), batch["w"], batch["action"]
         w_p = interpolate(interp, w) if main else None
         shift = interp.shift
-        next_a = td.td3_target_action(k_noise, self.actor.apply(lane.target["actor"], nx, w),
-                                      c.policy_noise * self.half, c.noise_clip * self.half, self.low, self.high)
+        next_a = td.td3_target_action(
+            k_noise,
+            self.actor.apply(lane.target["actor"], nx, w),
+            c.policy_noise * self.half,
+            c.noise_clip * self.half,
+            self.low,
+            self.high,
+        )
         q1n, q2n = self.critic.apply(lane.target["critic"], nx, w, next_a)
-        y = jax.lax.stop_gradient(td.bootstrap(batch["reward"], batch["terminated"], gamma,
-                                               td.td3_min_vector(q1n, q2n, w)))
+        y = jax.lax.stop_gradient(
+            td.bootstrap(batch["reward"], batch["terminated"], gamma, td.td3_min_vector(q1n, q2n, w))
+        )
 
         def critic_loss(cp):
             q1, q2 = self.critic.apply(cp, x, w, a)
             loss = td.td3_critic_loss(q1, q2, y)
             if main:  # angles between w_p and the (shifted) Q vectors; official: no coefficient
-                loss = loss + c.critic_angle_coeff * (jnp.mean(td.angle_deg(w_p, q1 + shift)) +
-                                                      jnp.mean(td.angle_deg(w_p, q2 + shift)))
+                loss = loss + c.critic_angle_coeff * (
+                    jnp.mean(td.angle_deg(w_p, q1 + shift)) + jnp.mean(td.angle_deg(w_p, q2 + shift))
+                )
             return loss
 
         loss_c, g = jax.value_and_grad(critic_loss)(lane.params["critic"])
@@ -305,16 +352,25 @@ class PDMORLTrainer(PDMORLBase):
             loss_a, ga = jax.value_and_grad(actor_loss)(actor)
             ua, opt_a = self.tx_actor.update(ga, opt_a, actor)
             actor = optax.apply_updates(actor, ua)
-            target = {"actor": td.polyak(actor, target["actor"], c.tau),
-                      "critic": td.polyak(critic, target["critic"], c.tau)}
+            target = {
+                "actor": td.polyak(actor, target["actor"], c.tau),
+                "critic": td.polyak(critic, target["critic"], c.tau),
+            }
             return (actor, opt_a, target), loss_a
 
         do_actor = enabled & (updates % policy_freq == 0)
         (actor, opt_a, target), loss_a = jax.lax.cond(
-            do_actor, actor_step, lambda op: (op, jnp.float32(0.0)),
-            (lane.params["actor"], lane.opt_state["actor"], lane.target))
-        lane = lane.replace(params={"actor": actor, "critic": critic}, opt_state={"actor": opt_a, "critic": opt_c},
-                            target=target, updates=updates)
+            do_actor,
+            actor_step,
+            lambda op: (op, jnp.float32(0.0)),
+            (lane.params["actor"], lane.opt_state["actor"], lane.target),
+        )
+        lane = lane.replace(
+            params={"actor": actor, "critic": critic},
+            opt_state={"actor": opt_a, "critic": opt_c},
+            target=target,
+            updates=updates,
+        )
         return lane, {"loss": jnp.where(enabled, loss_c, 0.0), "actor_loss": loss_a}
 
 
@@ -324,13 +380,14 @@ def make_continuous_trainer(config: PDMORLConfig, env, env_params=None) -> PDMOR
 
 CONTINUOUS_ENV_DEFAULTS: dict[str, dict[str, Any]] = {}
 
-CONTINUOUS_SPEC = register_agent(AgentSpec(
-    name="pd-morl",
-    config_cls=PDMORLConfig,
-    make_trainer=make_continuous_trainer,
-    summary="PD-MORL MO-TD3-HER (Basaklar et al. 2023): one preference-conditioned actor, angle-guided twin "
-            "vector critics, key-preference interpolator, HER, sub-space envs",
-    action_kinds=("continuous",),
-    env_defaults=CONTINUOUS_ENV_DEFAULTS,
-))
-
+CONTINUOUS_SPEC = register_agent(
+    AgentSpec(
+        name="pd-morl",
+        config_cls=PDMORLConfig,
+        make_trainer=make_continuous_trainer,
+        summary="PD-MORL MO-TD3-HER (Basaklar et al. 2023): one preference-conditioned actor, angle-guided twin "
+        "vector critics, key-preference interpolator, HER, sub-space envs",
+        action_kinds=("continuous",),
+        env_defaults=CONTINUOUS_ENV_DEFAULTS,
+    )
+)

@@ -31,46 +31,57 @@ class PDMORLDiscreteConfig:
     be positive (else a one-line error). The default is the paper's main run (1M) plus the 3 key runs of a
     2-objective env (3 x 20k); fruit tree's env default adds its 7 key runs (7 x 20k) the same way."""
 
-    total_timesteps: int = 1_060_000     # the whole budget, key runs included: official main run 1M (100k per
-                                         # process x 10 processes) + 3 key runs x 20k (two objectives)
-    key_timesteps: int = 20_000          # env steps of each key-preference run (ours: the official discrete code
-                                         # has none)
-    learning_rate: float = 3e-4          # Adam learning rate
-    gamma: float = 0.99                  # discount
-    batch_size: int = 32                 # transitions per gradient step
-    hidden: int = 256                    # width of the Q-network's layers
-    num_layers: int = 4                  # hidden ReLU layers (official: input layer + layer_N=3 hidden layers)
-    buffer_size: int = 10_000            # replay capacity in entries (HER copies included)
-    weight_num: int = 3                  # HER: relabelled copies per transition
-    her_start: int = 640                 # HER starts once the buffer holds more entries (start_timesteps 64 x 10)
-    tau: float = 0.005                   # Polyak coefficient of the target network, every gradient step
-    epsilon_start: float = 0.8           # epsilon-greedy: max(final, start - t / T), t per-env steps, T per-env budget
+    total_timesteps: int = 1_060_000  # the whole budget, key runs included: official main run 1M (100k per
+    # process x 10 processes) + 3 key runs x 20k (two objectives)
+    key_timesteps: int = 20_000  # env steps of each key-preference run (ours: the official discrete code
+    # has none)
+    learning_rate: float = 3e-4  # Adam learning rate
+    gamma: float = 0.99  # discount
+    batch_size: int = 32  # transitions per gradient step
+    hidden: int = 256  # width of the Q-network's layers
+    num_layers: int = 4  # hidden ReLU layers (official: input layer + layer_N=3 hidden layers)
+    buffer_size: int = 10_000  # replay capacity in entries (HER copies included)
+    weight_num: int = 3  # HER: relabelled copies per transition
+    her_start: int = 640  # HER starts once the buffer holds more entries (start_timesteps 64 x 10)
+    tau: float = 0.005  # Polyak coefficient of the target network, every gradient step
+    epsilon_start: float = 0.8  # epsilon-greedy: max(final, start - t / T), t per-env steps, T per-env budget
     epsilon_final: float = 0.05
-    w_step: float = 0.01                 # spacing of the preference grid
-    num_subspaces: int = 10              # contiguous sub-spaces of the grid (official: process_count)
-    envs_per_subspace: int = 1           # envs drawing from each sub-space
-    updates_per_step: float = 1.0        # gradient steps per env transition (official: 1)
+    w_step: float = 0.01  # spacing of the preference grid
+    num_subspaces: int = 10  # contiguous sub-spaces of the grid (official: process_count)
+    envs_per_subspace: int = 1  # envs drawing from each sub-space
+    updates_per_step: float = 1.0  # gradient steps per env transition (official: 1)
     cosine_shift: tuple[float, ...] | None = None  # added to Q and key returns inside cosines; None = from the key runs
-    refit_interpolator: bool = True      # refit I from the conditioned policy at the key preferences after each chunk
+    refit_interpolator: bool = True  # refit I from the conditioned policy at the key preferences after each chunk
     refit_norm: Literal["l1", "l2"] = "l1"  # normalisation of refitted key returns (official: L1 on refit, L2 at first)
-    eval_episodes: int = 1               # episodes per key preference when evaluating keys (deterministic envs: 1)
-    steps_per_chunk: int = 500           # vector env steps per jitted chunk
+    eval_episodes: int = 1  # episodes per key preference when evaluating keys (deterministic envs: 1)
+    steps_per_chunk: int = 500  # vector env steps per jitted chunk
     max_episode_steps: int | None = None  # training episode cap (official DST: 30); None = the env's max_steps
-    key_jitter: float = 0.05             # key runs act on key preferences jittered by clip(N(0, s^2), +-s) per step
+    key_jitter: float = 0.05  # key runs act on key preferences jittered by clip(N(0, s^2), +-s) per step
 
     def __post_init__(self):
-        check_config("pd-morl-discrete", self,
-                     at_least_one=("total_timesteps", "key_timesteps", "batch_size", "hidden", "num_layers",
-                                   "buffer_size", "num_subspaces", "envs_per_subspace", "steps_per_chunk",
-                                   "eval_episodes"),
-                     choices={"refit_norm": ("l1", "l2")})
+        check_config(
+            "pd-morl-discrete",
+            self,
+            at_least_one=(
+                "total_timesteps",
+                "key_timesteps",
+                "batch_size",
+                "hidden",
+                "num_layers",
+                "buffer_size",
+                "num_subspaces",
+                "envs_per_subspace",
+                "steps_per_chunk",
+                "eval_episodes",
+            ),
+            choices={"refit_norm": ("l1", "l2")},
+        )
         if self.updates_per_step <= 0:
             raise ValueError(f"pd-morl-discrete config: updates_per_step must be > 0, got {self.updates_per_step!r}")
 
     @property
     def num_envs(self) -> int:
         return self.num_subspaces * self.envs_per_subspace
-
 
 
 class PDMORLDiscreteTrainer(PDMORLBase):
@@ -80,11 +91,12 @@ class PDMORLDiscreteTrainer(PDMORLBase):
 
     def __init__(self, config: PDMORLDiscreteConfig, env, env_params=None):
         if not isinstance(env.action_space, Discrete):
-            raise ValueError(f"pd-morl-discrete needs discrete actions; {env.name} has "
-                             f"{type(env.action_space).__name__} (use pd-morl)")
+            raise ValueError(
+                f"pd-morl-discrete needs discrete actions; {env.name} has "
+                f"{type(env.action_space).__name__} (use pd-morl)"
+            )
         self.num_actions = int(env.action_space.n)
-        self.net = ConditionedQ(self.num_actions, env.reward_dim, (config.hidden,) * config.num_layers,
-                                "xavier_normal")
+        self.net = ConditionedQ(self.num_actions, env.reward_dim, (config.hidden,) * config.num_layers, "xavier_normal")
         self.tx = optax.adam(config.learning_rate)
         self._setup_common(config, env, env_params, config.max_episode_steps)
         self.rollout = make_rollout(env, self._behaviour_policy, self.num_envs, 1, gamma=config.gamma)
@@ -117,15 +129,22 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         params = self.net.init(k_net, x, jnp.zeros((1, self.m), jnp.float32))
         rstate = self.rollout.init.pure(k_env, self.env_params)
         obs0 = rstate.obs[0]
-        example = {"obs": obs0, "action": jnp.int32(0), "reward": jnp.zeros((self.m,), jnp.float32),
-                   "next_obs": obs0, "terminated": jnp.float32(0.0), "w": jnp.zeros((self.m,), jnp.float32)}
+        example = {
+            "obs": obs0,
+            "action": jnp.int32(0),
+            "reward": jnp.zeros((self.m,), jnp.float32),
+            "next_obs": obs0,
+            "terminated": jnp.float32(0.0),
+            "w": jnp.zeros((self.m,), jnp.float32),
+        }
         replay = rb.init(example, self.config.buffer_size)
         return Lane(params, params, self.tx.init(params), replay, rstate, w, jnp.int32(0), jnp.int32(0))
 
     def _init_fn(self, key: jax.Array) -> PDState:
         k_keys, k_main, k_w, key = jax.random.split(key, 4)
         keys = jax.vmap(lambda k, w: self._lane_init(k, jnp.broadcast_to(w, (self.num_envs, self.m))))(
-            jax.random.split(k_keys, self.num_keys), self.key_w)
+            jax.random.split(k_keys, self.num_keys), self.key_w
+        )
         main = self._lane_init(k_main, self._episode_preferences(k_w, True, None))
         zeros = jnp.zeros((self.num_keys, self.m), jnp.float32)
         interp = make_interpolator(self.key_w, zeros, jnp.zeros((self.m,)), "l2")
@@ -141,15 +160,23 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         policy_params = {"q": lane.params, "w": w_act, "epsilon": epsilon}
         rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
         tr = jax.tree.map(lambda x: x[0], traj)
-        items = {"obs": tr.obs, "action": tr.action.astype(jnp.int32), "reward": tr.reward, "next_obs": tr.next_obs,
-                 "terminated": tr.terminated.astype(jnp.float32), "w": w_act}
+        items = {
+            "obs": tr.obs,
+            "action": tr.action.astype(jnp.int32),
+            "reward": tr.reward,
+            "next_obs": tr.next_obs,
+            "terminated": tr.terminated.astype(jnp.float32),
+            "w": w_act,
+        }
         done = (tr.terminated | tr.truncated) & active
         w = jnp.where(done[:, None], self._episode_preferences(k_w, main, w_key), lane.w)
         replay = self._store(lane.replay, items, k_her, main, her_start=c.her_start)
-        replay = replay.replace(pos=jnp.where(active, replay.pos, lane.replay.pos),
-                                size=jnp.where(active, replay.size, lane.replay.size))
-        lane = lane.replace(rollout=rstate, w=w, replay=replay,
-                            steps=jnp.where(active, lane.steps + self.num_envs, lane.steps))
+        replay = replay.replace(
+            pos=jnp.where(active, replay.pos, lane.replay.pos), size=jnp.where(active, replay.size, lane.replay.size)
+        )
+        lane = lane.replace(
+            rollout=rstate, w=w, replay=replay, steps=jnp.where(active, lane.steps + self.num_envs, lane.steps)
+        )
         learning = active & (replay.size >= 2 * c.batch_size * max(c.weight_num, 1))
 
         def grad_step(lane, k):
@@ -165,7 +192,7 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         q_next = self._q(lane.target, batch["next_obs"], w)
         if main:  # the paper's Eq. 5 with the interpolated preference
             action = td.preference_driven_action(q_next, w, interpolate(interp, w), interp.shift)
-        else:     # key runs: plain w . Q' (no interpolator yet)
+        else:  # key runs: plain w . Q' (no interpolator yet)
             action = jnp.argmax(td.scalarize(w[:, None, :], q_next), axis=-1)
         target = td.bootstrap(batch["reward"], batch["terminated"], c.gamma, td.take_action(q_next, action))
 
@@ -177,10 +204,12 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         updates, opt_state = self.tx.update(grads, lane.opt_state, lane.params)
         params = optax.apply_updates(lane.params, updates)
         target_params = td.polyak(params, lane.target, c.tau)
-        lane = lane.replace(params=td.select_params(enabled, params, lane.params),
-                            target=td.select_params(enabled, target_params, lane.target),
-                            opt_state=td.select_params(enabled, opt_state, lane.opt_state),
-                            updates=lane.updates + enabled.astype(jnp.int32))
+        lane = lane.replace(
+            params=td.select_params(enabled, params, lane.params),
+            target=td.select_params(enabled, target_params, lane.target),
+            opt_state=td.select_params(enabled, opt_state, lane.opt_state),
+            updates=lane.updates + enabled.astype(jnp.int32),
+        )
         return lane, {"loss": jnp.where(enabled, loss, 0.0)}
 
 
@@ -194,12 +223,13 @@ DISCRETE_ENV_DEFAULTS = {
     "fruit-tree-v0": {"hidden": 512, "w_step": 0.05, "total_timesteps": 1_140_000},  # 1M main + 7 keys x 20k
 }
 
-DISCRETE_SPEC = register_agent(AgentSpec(
-    name="pd-morl-discrete",
-    config_cls=PDMORLDiscreteConfig,
-    make_trainer=make_discrete_trainer,
-    summary="PD-MORL MO-DDQN-HER (Basaklar et al. 2023): preference-driven target (Eq. 5), HER, sub-space envs",
-    action_kinds=("discrete",),
-    env_defaults=DISCRETE_ENV_DEFAULTS,
-))
-
+DISCRETE_SPEC = register_agent(
+    AgentSpec(
+        name="pd-morl-discrete",
+        config_cls=PDMORLDiscreteConfig,
+        make_trainer=make_discrete_trainer,
+        summary="PD-MORL MO-DDQN-HER (Basaklar et al. 2023): preference-driven target (Eq. 5), HER, sub-space envs",
+        action_kinds=("discrete",),
+        env_defaults=DISCRETE_ENV_DEFAULTS,
+    )
+)

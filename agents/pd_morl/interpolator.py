@@ -14,12 +14,12 @@ class Interpolator:
     """Linear-kernel RBF interpolator from key preferences to normalised key returns (scipy's RBFInterpolator,
     ``kernel='linear'``, ``degree=1``, ``smoothing=0``), plus the key returns it was fitted on."""
 
-    points: jax.Array    # [K, m] key preferences
-    returns: jax.Array   # [K, m] best key returns so far (discounted, unshifted)
-    shift: jax.Array     # [m] added to returns and Q-values before cosines
-    coeffs: jax.Array    # [K + m + 1, m]
-    center: jax.Array    # [m] polynomial domain shift (scipy's)
-    scale: jax.Array     # [m] polynomial domain scale
+    points: jax.Array  # [K, m] key preferences
+    returns: jax.Array  # [K, m] best key returns so far (discounted, unshifted)
+    shift: jax.Array  # [m] added to returns and Q-values before cosines
+    coeffs: jax.Array  # [K + m + 1, m]
+    center: jax.Array  # [m] polynomial domain shift (scipy's)
+    scale: jax.Array  # [m] polynomial domain scale
 
 
 def _poly(x: jax.Array, center: jax.Array, scale: jax.Array) -> jax.Array:
@@ -84,4 +84,3 @@ def refit(interp: Interpolator, new_returns: jax.Array, norm: str) -> Interpolat
     better = jnp.sum(interp.points * new_returns, -1) > jnp.sum(interp.points * interp.returns, -1)
     returns = jnp.where(better[:, None], new_returns, interp.returns)
     return make_interpolator(interp.points, returns, interp.shift, norm)
-
