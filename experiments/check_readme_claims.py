@@ -408,7 +408,7 @@ def _resolve_script(rel: str, argv: list[str]) -> dict:
         return facts
     if Path(rel).name == "decomposition.py":
 
-        def run(name, seed=0, overrides=None, max_wall=None, eval_every=1, out=None):
+        def run(name, seed=0, overrides=None, max_wall=None, eval_every=1, out=None, trace=False):
             calls.append(
                 ("run", (name, seed), dict(overrides=overrides or {}, max_wall=max_wall, eval_every=eval_every))
             )
