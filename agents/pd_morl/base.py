@@ -212,6 +212,27 @@ class PDMORLBase(Trainer):
             return _round3(self.grid.sample(key, self.subspace_of_env))
         return jnp.broadcast_to(w_key, (self.num_envs, self.m))
 
+    def _record(self, lane, rstate, tr, action, w_act, active, k_w, k_her, *, main: bool, w_key, her_start: int):
+        """One rollout step into an active lane: its transitions (with HER copies) into the lane's replay, the
+        next episode's preferences where an episode ended, and the step count; inactive lanes keep their replay."""
+        items = {
+            "obs": tr.obs,
+            "action": action,
+            "reward": tr.reward,
+            "next_obs": tr.next_obs,
+            "terminated": tr.terminated.astype(jnp.float32),
+            "w": w_act,
+        }
+        done = (tr.terminated | tr.truncated) & active
+        w = jnp.where(done[:, None], self._episode_preferences(k_w, main, w_key), lane.w)
+        replay = self._store(lane.replay, items, k_her, main, her_start=her_start)
+        replay = replay.replace(
+            pos=jnp.where(active, replay.pos, lane.replay.pos), size=jnp.where(active, replay.size, lane.replay.size)
+        )
+        return lane.replace(
+            rollout=rstate, w=w, replay=replay, steps=jnp.where(active, lane.steps + self.num_envs, lane.steps)
+        )
+
     def _store(self, replay: rb.Replay, items: dict, key: jax.Array, main: bool, her_start: int) -> rb.Replay:
         """Store transitions; in the main run with ``weight_num`` HER copies each, once past ``her_start``."""
         c = self.config

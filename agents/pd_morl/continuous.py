@@ -275,25 +275,21 @@ class PDMORLTrainer(PDMORLBase):
         rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
         tr = jax.tree.map(lambda x: x[0], traj)
         lane = lane.replace(noise=jnp.where(active, tr.extras, lane.noise))
-        items = {
-            "obs": tr.obs,
-            "action": tr.action.astype(jnp.float32),
-            "reward": tr.reward,
-            "next_obs": tr.next_obs,
-            "terminated": tr.terminated.astype(jnp.float32),
-            "w": w_act,
-        }
-        done = (tr.terminated | tr.truncated) & active
-        w = jnp.where(done[:, None], self._episode_preferences(k_w, main, w_key), lane.w)
-        replay = self._store(lane.replay, items, k_her, main, her_start=self.her_start)
-        replay = replay.replace(
-            pos=jnp.where(active, replay.pos, lane.replay.pos), size=jnp.where(active, replay.size, lane.replay.size)
-        )
-        lane = lane.replace(
-            rollout=rstate, w=w, replay=replay, steps=jnp.where(active, lane.steps + self.num_envs, lane.steps)
+        lane = self._record(
+            lane,
+            rstate,
+            tr,
+            tr.action.astype(jnp.float32),
+            w_act,
+            active,
+            k_w,
+            k_her,
+            main=main,
+            w_key=w_key,
+            her_start=self.her_start,
         )
         batch = c.batch_size if main else c.key_batch_size
-        learning = active & (replay.size >= 2 * batch * max(c.weight_num, 1))
+        learning = active & (lane.replay.size >= 2 * batch * max(c.weight_num, 1))
 
         def grad_step(lane, k):
             return self._gradient_step(lane, k, learning, main, interp)

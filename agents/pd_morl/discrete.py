@@ -160,24 +160,20 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         policy_params = {"q": lane.params, "w": w_act, "epsilon": epsilon}
         rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
         tr = jax.tree.map(lambda x: x[0], traj)
-        items = {
-            "obs": tr.obs,
-            "action": tr.action.astype(jnp.int32),
-            "reward": tr.reward,
-            "next_obs": tr.next_obs,
-            "terminated": tr.terminated.astype(jnp.float32),
-            "w": w_act,
-        }
-        done = (tr.terminated | tr.truncated) & active
-        w = jnp.where(done[:, None], self._episode_preferences(k_w, main, w_key), lane.w)
-        replay = self._store(lane.replay, items, k_her, main, her_start=c.her_start)
-        replay = replay.replace(
-            pos=jnp.where(active, replay.pos, lane.replay.pos), size=jnp.where(active, replay.size, lane.replay.size)
+        lane = self._record(
+            lane,
+            rstate,
+            tr,
+            tr.action.astype(jnp.int32),
+            w_act,
+            active,
+            k_w,
+            k_her,
+            main=main,
+            w_key=w_key,
+            her_start=c.her_start,
         )
-        lane = lane.replace(
-            rollout=rstate, w=w, replay=replay, steps=jnp.where(active, lane.steps + self.num_envs, lane.steps)
-        )
-        learning = active & (replay.size >= 2 * c.batch_size * max(c.weight_num, 1))
+        learning = active & (lane.replay.size >= 2 * c.batch_size * max(c.weight_num, 1))
 
         def grad_step(lane, k):
             return self._gradient_step(lane, k, learning, main, interp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import jax
@@ -135,17 +136,18 @@ class MJXEnv(Environment):
         return Box(-np.inf, np.inf, (len(self.reward_names),), jnp.float32)
 
     # ------------------------------------------------------------------ per robot
+    @abstractmethod
     def observation(self, d) -> jax.Array:
-        raise NotImplementedError
+        """The robot's observation from MJX data (MO-Gymnasium's layout)."""
 
     def healthy(self, d) -> jax.Array:
         return jnp.asarray(True)
 
     terminates = False  # terminate_when_unhealthy
 
+    @abstractmethod
     def reward(self, d_before, d_after, ctrl: jax.Array) -> jax.Array:
         """The reward vector from the data before and after a step and the action written to ``ctrl``."""
-        raise NotImplementedError
 
     def reset_qpos_qvel(self, key: jax.Array, params: MujocoParams) -> tuple[jax.Array, jax.Array]:
         """Initial state + uniform noise on qpos and qvel (hopper, walker2d, swimmer, humanoid)."""
