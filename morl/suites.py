@@ -249,8 +249,15 @@ def run_suite(
     progress=None,
     log: Callable[[str], None] = print,
     dry_run: bool = False,
+    cluster=None,
+    failures: list | None = None,
+    console=None,
 ) -> Path | None:
-    """Train every missing run of a suite, then write its leaderboard Markdown; returns the file."""
+    """Train every missing run of a suite, then write its leaderboard Markdown; returns the file.
+
+    ``cluster`` (a `morl.cluster.TrainOptions`) trains the missing runs as Ray tasks: a task that fails is
+    logged and appended to ``failures`` (a `morl.cluster.Failure`) and the others go on; ``progress`` then only
+    says whether to show the suite's progress line (on ``console``)."""
     suite = load_suite(name)
     store = store_for(runs_dir)
     groups = suite_requests(suite, seeds, steps_scale)
@@ -271,13 +278,39 @@ def run_suite(
     if dry_run:
         return None
     start = time.time()
-    for missing in todo:
+    if cluster is not None:
+        from morl.cluster import train_on_ray
+
+        units = []
+        for missing in todo:
+            units += [[i] for _, i in missing if i is not None]  # interrupted runs of this suite continue
+            fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
+            if fresh:
+                units.append(fresh)
+        _, failed = train_on_ray(
+            units, cluster, store=store, log=log, display=bool(progress), console=console, title=f"suite {suite.name}"
+        )
+        if failures is not None:
+            failures.extend(failed)
+    for missing in todo if cluster is None else []:
         for info in [i for _, i in missing if i is not None]:  # interrupted runs of this suite continue
             train_runs([info], resume=True, progress=progress, store=store)
         fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
         if fresh:
             train_runs(fresh, progress=progress, store=store)
-    elapsed = time.time() - start
+    return write_leaderboard(suite, groups, store, seeds, steps_scale, out, time.time() - start)
+
+
+def write_leaderboard(
+    suite: Suite,
+    groups: list[list[RunRequest]],
+    store: Store,
+    seeds: list[int] | None = None,
+    steps_scale: float = 1.0,
+    out: str | Path | None = None,
+    elapsed: float = 0.0,
+) -> Path:
+    """Write the suite's leaderboard Markdown from the finished runs in ``store`` that match ``groups``."""
     # exactly the runs of this suite definition (not older budgets or configs), under the suite's protocol
     chosen = {}
     for group in groups:

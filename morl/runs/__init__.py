@@ -5,6 +5,7 @@
 ``folders``      run ids and folder creation, ``train.lock``, a folder's status, the store index of the folders
 ``checkpoints``  orbax checkpoints that restore a train state bit for bit
 ``driver``       build a run's trainer, train runs chunk by chunk (one vmapped program per seed group), re-evaluate
+``records``      a finished run folder as plain data, and written back as a run folder (runs trained elsewhere)
 
 Everything callers use is re-exported here (``from morl import runs as R; R.train_runs(...)``).
 """
@@ -71,8 +72,24 @@ from morl.runs.folders import (
     store_row,
     take_lock,
 )
+from morl.runs.records import (
+    ATTEMPTS_FILE,
+    CLUSTER_FILE,
+    collect_record,
+    folder_files,
+    note_attempt,
+    unpack_files,
+    write_record,
+)
 
 __all__ = [
+    "ATTEMPTS_FILE",
+    "CLUSTER_FILE",
+    "collect_record",
+    "folder_files",
+    "note_attempt",
+    "unpack_files",
+    "write_record",
     "CKPT_DIR",
     "CONFIG_FILE",
     "ERROR_FILE",

@@ -1,0 +1,282 @@
+"""Training on a Ray cluster (`morl.cluster`): a two-node cluster on loopback runs a small suite.
+
+The suite (2 agents x 2 envs x 2 seeds, 6 tasks) checks, in one cluster session:
+- the leaderboard and every run's front equal the in-process run of the same suite (same seeds, same fronts);
+- a task that raises (``toy-crash`` with ``raise_at``: its own error) is reported and the others finish;
+- a task whose worker dies (``toy-crash`` with ``kill_marker``: the first run to reach its third update kills its
+  own worker process, as a node death looks to Ray) is retried, resumes from its checkpoint (its
+  ``cluster.json`` says which step; its front equals the uninterrupted in-process run's) and is recorded once.
+
+The nodes are ``ray start --block`` processes in their own process group, stopped by that group (never
+``ray stop``, which stops every Ray process of the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import test_runs  # noqa: F401  (registers toy-hillclimb)
+from test_runs import ToyConfig, ToyTrainer
+
+from morl import runs as R
+from morl.agent import AgentSpec, register_agent
+
+TESTS = Path(__file__).parent
+RAY = Path(sys.executable).parent / "ray"
+
+
+# =============================================================================== a toy agent that fails on purpose
+@dataclass(frozen=True)
+class CrashConfig(ToyConfig):
+    """toy-hillclimb that fails on request (tests)."""
+
+    #: a file: the first run to reach its third update creates it and kills its own process (SIGKILL)
+    kill_marker: str = ""
+    #: raise ValueError at this update (the run's own error); 0: never
+    raise_at: int = 0
+
+
+class CrashTrainer(ToyTrainer):
+    vmappable = False
+
+    def update(self, state):
+        done = int(state["update"])
+        if self.config.raise_at and done + 1 >= self.config.raise_at:
+            raise ValueError(f"raise_at={self.config.raise_at}: this config fails by design")
+        if self.config.kill_marker and done == 2:
+            try:
+                fd = os.open(self.config.kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().update(state)
+
+
+register_agent(
+    AgentSpec(
+        "toy-crash",
+        CrashConfig,
+        CrashTrainer,
+        summary="toy-hillclimb that fails on request (tests)",
+        action_kinds=("discrete",),
+        env_defaults={"fruit-tree-v0": {"rollout_steps": 7}},
+    )
+)
+
+
+# =============================================================================== the cluster
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each node (``ray start --block`` stops what it started), then SIGKILL their process groups."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.time() + 15
+    for p in reversed(procs):
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # the node's own group: its raylet, GCS and workers
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.poll() is None:
+            p.wait(5)
+
+
+def _group_alive(pgid: int) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pgid=,args="], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if ln.split(None, 1)[0] == str(pgid)]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and a worker node (1 CPU each, the second with its own resource) on 127.0.0.1."""
+    ray = pytest.importorskip("ray", reason="pip install 'morl[cluster]'")  # in the dev extra: CI runs this
+    tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    port = _free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [str(RAY), "start", "--head", "--port", str(port), "--temp-dir", str(tmp), "--include-dashboard=false"]
+                + ["--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port())]
+                + common,
+                env=env,
+                stdout=open(tmp / "head.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        address = f"127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while not (tmp / "session_latest").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        procs.append(
+            subprocess.Popen(
+                [str(RAY), "start", "--address", address, "--resources", '{"second_node": 1}']
+                + ["--dashboard-agent-listen-port", str(_free_port())]
+                + common,
+                env=env,
+                stdout=open(tmp / "worker.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        while time.time() < deadline:
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                break
+            except Exception:
+                time.sleep(0.5)
+        while time.time() < deadline and sum(n["Alive"] for n in ray.nodes()) < 2:
+            time.sleep(0.5)
+        assert sum(n["Alive"] for n in ray.nodes()) == 2, (tmp / "worker.log").read_text()[-2000:]
+        yield address
+    finally:
+        try:
+            ray.shutdown()
+        finally:
+            _stop(procs)
+            left = [ln for p in procs for ln in _group_alive(p.pid) if "<defunct>" not in ln]
+            shutil.rmtree(tmp, ignore_errors=True)
+            assert not left, f"Ray processes left behind: {left}"
+
+
+# =============================================================================== the suite
+SUITE = """
+name = "cluster-test"
+agents = ["toy-hillclimb", "toy-crash"]
+seeds = [0, 1]
+metrics = ["hv", "igd"]
+eval_every = 400      # an evaluation, so a checkpoint, after every toy update (400 env steps) on DST
+
+[protocol]
+gamma = 0.99
+episodes = 1
+
+[agent_config.toy-hillclimb]
+num_policies = 2
+
+[agent_config.toy-crash]
+num_policies = 2
+
+[[envs]]
+id = "deep-sea-treasure-v0"
+steps = 1600
+agent_config = {{ toy-crash = {{ kill_marker = "{marker}" }} }}
+
+[[envs]]
+id = "fruit-tree-v0"
+kwargs = {{ depth = 5 }}
+steps = 56
+agent_config = {{ toy-crash = {{ raise_at = 2 }} }}
+"""
+
+
+def _tables(path: Path) -> list[str]:
+    return [ln for ln in Path(path).read_text().splitlines() if ln.startswith("|")]
+
+
+def _fronts(runs_dir: Path) -> dict[tuple, str]:
+    return {
+        (r.agent, r.env, r.seed): (r.path / R.FRONT_CSV).read_text()
+        for r in R.list_runs(runs_dir)[0]
+        if r.status == "done"
+    }
+
+
+def test_suite_on_two_nodes_equals_in_process_with_a_failure_and_a_retry(cluster, tmp_path, monkeypatch):
+    from morl.cluster import Resources, TrainOptions
+    from morl.suites import load_suite, suite_requests, write_leaderboard
+
+    monkeypatch.setenv("MORL_TASK_XLA_FLAGS", os.environ.get("XLA_FLAGS", "--xla_force_host_platform_device_count=1"))
+    marker = tmp_path / "killed"
+    suite_file = tmp_path / "cluster-test.toml"
+    suite_file.write_text(SUITE.format(marker=marker))
+    R.IMPORTS.extend(["test_runs", "test_cluster"])
+    try:
+        from morl.suites import run_suite
+
+        # in process: the marker exists, so nothing is killed; toy-crash on fruit tree (the last group) raises
+        marker.touch()
+        local = tmp_path / "local"
+        with pytest.raises(ValueError, match="raise_at=2"):
+            run_suite(str(suite_file), local, out=tmp_path / "local.md", log=lambda s: None)
+        suite = load_suite(str(suite_file))
+        write_leaderboard(suite, suite_requests(suite), R.store_for(local), out=tmp_path / "local.md")
+
+        # on the cluster: the first toy-crash run on DST to reach its third update kills its worker
+        marker.unlink()
+        remote = tmp_path / "remote"
+        failures: list = []
+        opts = TrainOptions(address=cluster, storage=str(tmp_path / "storage"), resources=Resources(max_retries=2))
+        t0 = time.perf_counter()
+        run_suite(
+            str(suite_file), remote, out=tmp_path / "remote.md", log=lambda s: None, cluster=opts, failures=failures
+        )
+        print(f"cluster suite: {time.perf_counter() - t0:.1f} s")
+    finally:
+        for m in ("test_runs", "test_cluster"):  # the modules the runs record (their workers import them)
+            R.IMPORTS.remove(m)
+
+    # the failing task is reported with its own error; every other run finished
+    assert [(f.runs[0].agent, f.runs[0].env) for f in failures] == [("toy-crash", "fruit-tree-v0")] * 2
+    assert all("ValueError: raise_at=2" in f.error for f in failures)
+    runs = R.list_runs(remote)[0]
+    assert sorted(r.status for r in runs) == ["done"] * 6 + ["failed"] * 2
+    assert all("raise_at=2" in r.problem for r in runs if r.status == "failed")
+    # same fronts and the same leaderboard as in process
+    assert marker.exists()
+    assert _fronts(remote) == _fronts(local) and len(_fronts(local)) == 6
+    assert _tables(tmp_path / "remote.md") == _tables(tmp_path / "local.md")
+    assert len(_tables(tmp_path / "local.md")) > 8
+    # one retry: the killed run resumed from its checkpoint at update 2, and every run is recorded once
+    attempts = {r.id: json.loads((r.path / R.CLUSTER_FILE).read_text()) for r in runs if r.status == "done"}
+    retried = [a for a in attempts.values() if a["attempts"] > 1]
+    assert len(retried) == 1 and retried[0]["attempts"] == 2
+    assert [h["resumed_from"] for h in retried[0]["history"]] == [None, 2]
+    rows = R.store_for(remote).runs()
+    assert sorted(r["run_id"] for r in rows) == sorted(attempts)
+    # a finished run's checkpoint came back with it: `morl eval` re-evaluates it to the same metrics
+    done = next(r for r in runs if r.status == "done" and r.agent == "toy-crash")
+    front, _ = R.reevaluate(done, R.protocol_from_dict(done.result["protocol"]), record=False)
+    assert front.metrics["hypervolume"] == done.result["metrics"]["hypervolume"]
+    # the work folders of finished runs are removed; a failed run's stays for its rerun
+    assert sorted(p.name for p in (tmp_path / "storage").iterdir()) == sorted(
+        r.id for r in runs if r.status == "failed"
+    )
+
+
+def test_second_driver_on_the_same_runs_dir_is_refused(tmp_path):
+    from morl.cluster import TrainOptions, driver_lock, train_on_ray
+
+    info = R.create_run(tmp_path, test_runs._request())
+    with driver_lock(tmp_path):
+        with pytest.raises(R.RunError, match="another cluster driver .* is training into"):
+            train_on_ray([[info]], TrainOptions(address="127.0.0.1:1"))
+    assert R.read_run(info.path).status == "interrupted"  # untouched: no lock left, nothing trained
