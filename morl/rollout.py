@@ -250,6 +250,7 @@ def make_rollout(
     population: int | None = None,
     seed: int | None = None,
     emit: str = "transitions",
+    episode_context: bool = False,
 ) -> Rollout:
     """Build ``init(key[, params]) -> RolloutState`` and ``run(policy_params, state, key[, params])``.
 
@@ -257,14 +258,18 @@ def make_rollout(
     ``seed``: host envs only, seeds the vector env (pure-JAX envs are seeded by the key).
     ``emit``: ``"transitions"`` (a `Transition` per step, for learning) or ``"summary"`` (one
     `EpisodeSummary` per call, for evaluation and benchmarks: nothing stored per step).
+    ``episode_context``: the policy also gets each env's running episode statistics,
+    ``policy(params, obs, key, episode_return[N, m], episode_length[N])`` (undiscounted return and steps of the
+    current episode so far; zeros right after a reset), for policies conditioned on what the episode has earned
+    (PCN follows a return-to-go).
     """
     if emit not in ("transitions", "summary"):
         raise ValueError(f"emit must be 'transitions' or 'summary', got {emit!r}")
     if num_envs < 1 or num_steps < 1:
         raise ValueError(f"num_envs and num_steps must be >= 1 (got {num_envs}, {num_steps})")
     if getattr(env, "is_host", False):
-        return _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit)
-    return _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
+        return _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit, episode_context)
+    return _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit, episode_context)
 
 
 def _check_action_shape(env, action, num_envs):
@@ -276,7 +281,7 @@ def _check_action_shape(env, action, num_envs):
         )
 
 
-def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit):
+def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit, episode_context=False):
     m = env.reward_dim
 
     def init_single(key, params):
@@ -287,7 +292,8 @@ def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit)
         def one_step(carry, key):
             state, summary = carry
             k_act, k_step, k_reset = jax.random.split(key, 3)
-            action, extras = policy(policy_params, state.obs, k_act)
+            context = (state.episode_return, state.episode_length) if episode_context else ()
+            action, extras = policy(policy_params, state.obs, k_act, *context)
             _check_action_shape(env, action, num_envs)
             step_keys = jax.random.split(k_step, num_envs)
             next_obs, env_state, reward, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
@@ -353,7 +359,7 @@ def _env_axis_sharding(num_envs: int, has_population: bool):
     return NamedSharding(mesh, PartitionSpec(None, "envs") if has_population else PartitionSpec("envs"))
 
 
-def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit):
+def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit, episode_context=False):
     """Host path: MOSyncVectorEnv steps on the host, the jitted policy runs between steps."""
     members = population or 1
     total = members * num_envs
@@ -362,7 +368,7 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
     if population is None:
         act = jax.jit(policy)
     else:
-        act = jax.jit(lambda p, o, k: jax.vmap(policy)(p, o, jax.random.split(k, population)))
+        act = jax.jit(lambda p, o, k, *c: jax.vmap(policy)(p, o, jax.random.split(k, population), *c))
 
     def to_member_axes(x):
         x = np.asarray(x)
@@ -386,7 +392,8 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
         steps = []
         summary = EpisodeSummary.zeros(total, m)
         for k in jax.random.split(key, num_steps):
-            action, extras = act(policy_params, jnp.asarray(to_member_axes(obs)), k)
+            context = (jnp.asarray(to_member_axes(ret)), jnp.asarray(to_member_axes(length))) if episode_context else ()
+            action, extras = act(policy_params, jnp.asarray(to_member_axes(obs)), k, *context)
             action_np = flat(action)
             expected = (total, *env.action_space.shape)
             if action_np.shape != expected:

@@ -34,6 +34,9 @@ class Solution:
     conditioned: bool = False
     #: [K, m] vector returns the agent measured for its candidates, when it has them
     candidate_returns: np.ndarray | None = None
+    #: True when ``act`` also takes ``(episode_return[N, m], episode_length[N])``: the running undiscounted return
+    #: and step count of each episode (PCN conditions on the return still to earn)
+    episode_context: bool = False
 
     @property
     def num_candidates(self) -> int | None:
@@ -61,4 +64,4 @@ class Solution:
                 self.candidate_returns if self.candidate_returns is not None else self.candidate_weights
             ) @ np.asarray(w)
             params = self.candidate(int(np.argmax(scores)))
-        return lambda obs, key: self.act(params, jnp.asarray(w, jnp.float32), obs, key)
+        return lambda obs, key, *context: self.act(params, jnp.asarray(w, jnp.float32), obs, key, *context)

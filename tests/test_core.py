@@ -261,3 +261,24 @@ def test_host_path_returns_the_same_trajectory_type_and_values():
         )
     np.testing.assert_allclose(a.episode_discounted_return, b.episode_discounted_return, rtol=1e-5)
     assert np.asarray(a.terminated).sum() > 0
+
+
+@pytest.mark.parametrize("env_id", ["deep-sea-treasure-v0", "gym:deep-sea-treasure-v0"])
+def test_episode_context_gives_the_policy_the_running_return_and_length(env_id):
+    """A policy built with ``episode_context`` sees, before each step, what the episode has earned so far: the
+    running stats after the previous step, zeros right after a reset (PCN follows a return-to-go with them)."""
+    env, _ = morl.make(env_id)
+
+    def down_then_right(params, obs, key, episode_return, episode_length):  # the context also decides the action
+        action = jnp.where(episode_length % 3 == 2, 3, 1).astype(jnp.int32)
+        return action, (episode_return, episode_length)
+
+    rollout = make_rollout(env, down_then_right, num_envs=2, num_steps=30, gamma=0.99, seed=0, episode_context=True)
+    _, traj = rollout.run((), rollout.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    seen_return, seen_length = (np.asarray(x) for x in traj.extras)
+    done = np.asarray(traj.terminated | traj.truncated)
+    assert done[:-1].any() and (seen_length[0] == 0).all() and (seen_return[0] == 0).all()
+    after_return = np.where(done[:-1, :, None], 0.0, np.asarray(traj.episode_return)[:-1])
+    np.testing.assert_allclose(seen_return[1:], after_return)
+    np.testing.assert_array_equal(seen_length[1:], np.where(done[:-1], 0, np.asarray(traj.episode_length)[:-1]))
+    np.testing.assert_array_equal(np.asarray(traj.action), np.where(seen_length % 3 == 2, 3, 1))
