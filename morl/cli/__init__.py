@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     boards.add_parsers(sub)
     report.add_parser(sub)
     bandit.add_parser(sub)
+    __import__("morl.cli.tune").cli.tune.add_parsers(sub)  # `morl tune`, `morl pbt`
     return parser
 
 
