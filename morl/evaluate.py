@@ -22,7 +22,7 @@ from morl import metrics
 from morl.pareto import non_dominated
 from morl.rollout import make_rollout
 from morl.solution import Solution
-from morl.weights import equally_spaced_weights
+from morl.weights import equally_spaced_weights, uniform_grid
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class EvalProtocol:
     eu_weights: int = 50  # preferences of expected utility (num_eval_weights_for_eval)
     max_steps: int | None = None  # episode cap; None = the env's own time limit (C-MORL's protocol uses 500)
     ref_point: tuple[float, ...] | None = None  # None = the env's default reference point
+    front_grid: float | None = None  # a conditioned policy's front preferences: the simplex grid of this step
+    # (PD-MORL's evaluation: 0.1, every coordinate a multiple of it); None = front_weights equally spaced ones
 
     def __post_init__(self):
         if not (isinstance(self.gamma, numbers.Real) and 0.0 <= self.gamma <= 1.0):
@@ -54,6 +56,11 @@ class EvalProtocol:
                 ok = False
             if not ok:
                 raise ValueError(f"ref_point must be finite numbers, one per objective, got {self.ref_point!r}")
+        if self.front_grid is not None:
+            step = self.front_grid
+            ok = isinstance(step, numbers.Real) and not isinstance(step, bool) and 0.0 < step <= 1.0
+            if not ok or abs(round(1.0 / step) * step - 1.0) > 1e-6:
+                raise ValueError(f"front_grid must be a step in (0, 1] that divides 1 (e.g. 0.1), got {step!r}")
 
     def check_env(self, env) -> None:
         """Raise ValueError if these settings cannot evaluate ``env`` (e.g. a reference point of the wrong length),
@@ -70,8 +77,17 @@ class EvalProtocol:
                 f"({m} comma-separated values)"
             )
 
+    def front_preferences(self, m: int) -> np.ndarray:
+        """The preferences a conditioned policy's front is evaluated at, ``[K, m]``."""
+        if self.front_grid is None:
+            return equally_spaced_weights(m, self.front_weights)
+        return uniform_grid(m, int(round(1.0 / self.front_grid)) + 1)
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["front_grid"] is None:  # unset: the recorded protocol (and its hash) is the one without the option
+            del d["front_grid"]
+        return d
 
 
 @dataclass
@@ -88,17 +104,29 @@ class Front:
 
 _ROLLOUTS: dict[tuple, Any] = {}
 
+#: most bytes of per-preference parameter copies one evaluation batch of a conditioned policy holds
+COPY_BYTES = 1 << 28
 
-def _cached_rollout(env, act, population, episodes, steps, gamma):
-    key = (id(env), id(act), population, episodes, steps, float(gamma))
+
+def _cached_rollout(env, act, population, episodes, steps, gamma, episode_context=False):
+    key = (id(env), id(act), population, episodes, steps, float(gamma), episode_context)
     if key not in _ROLLOUTS:
 
-        def policy(p, obs, k):
-            return act(p["params"], p["w"], obs, k), ()
+        def policy(p, obs, k, *context):
+            return act(p["params"], p["w"], obs, k, *context), ()
 
         _ROLLOUTS[key] = (
             env,
-            make_rollout(env, policy, episodes, steps, gamma=gamma, population=population, emit="summary"),
+            make_rollout(
+                env,
+                policy,
+                episodes,
+                steps,
+                gamma=gamma,
+                population=population,
+                emit="summary",
+                episode_context=episode_context,
+            ),
         )
     return _ROLLOUTS[key][1]
 
@@ -114,13 +142,34 @@ def evaluate_returns(
     max_steps: int | None = None,
     key: jax.Array | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Mean (discounted, undiscounted) vector returns [K, m] of every candidate, and their preferences."""
+    """Mean (discounted, undiscounted) vector returns [K, m] of every candidate, and their preferences.
+
+    A conditioned policy runs one copy of its parameters per preference; when those copies would exceed
+    ``COPY_BYTES`` (thousands of preferences of a wide network), the preferences go in consecutive batches."""
     m = env.reward_dim
     if solution.conditioned:
         if weights is None:
             raise ValueError("a preference-conditioned solution needs evaluation `weights` [K, m]")
         w = np.asarray(weights, np.float32)
         k = w.shape[0]
+        size = sum(int(np.prod(jnp.shape(x))) * jnp.asarray(x).dtype.itemsize for x in jax.tree.leaves(solution.params))
+        per_batch = 1 << max(0, (max(1, COPY_BYTES // max(size, 1))).bit_length() - 1)
+        if k > per_batch and w.ndim == 2:
+            key = jax.random.PRNGKey(0) if key is None else key
+            parts = [
+                evaluate_returns(
+                    solution,
+                    env,
+                    params,
+                    w[i : i + per_batch],
+                    episodes=episodes,
+                    gamma=gamma,
+                    max_steps=max_steps,
+                    key=jax.random.fold_in(key, i),
+                )
+                for i in range(0, k, per_batch)
+            ]
+            return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
         p = jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), solution.params)
     else:
         k = solution.num_candidates
@@ -148,7 +197,7 @@ def evaluate_returns(
         if max_steps is not None:
             params = params.replace(max_steps=max_steps)
         steps = int(params.max_steps)
-    rollout = _cached_rollout(env, solution.act, k, episodes, steps, gamma)
+    rollout = _cached_rollout(env, solution.act, k, episodes, steps, gamma, solution.episode_context)
     key = jax.random.PRNGKey(0) if key is None else key
     k_init, k_run = jax.random.split(key)
     state = rollout.init(k_init, params) if not rollout.is_host else rollout.init(k_init)
@@ -174,7 +223,7 @@ def evaluate(
 ) -> Front:
     """Evaluate a solution and compute every metric (HV, EU, sparsity, cardinality; IGD and MUL with a known front)."""
     m = env.reward_dim
-    weights = equally_spaced_weights(m, protocol.front_weights) if solution.conditioned else None
+    weights = protocol.front_preferences(m) if solution.conditioned else None
     disc, undisc, w = evaluate_returns(
         solution,
         env,
