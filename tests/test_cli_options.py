@@ -100,6 +100,9 @@ AGENT_OPTIONS = {
     "--psa-nondominated --q-lr "
     "--scalarization --shared-buffer --target-net-freq --tau --tch-tau --total-timesteps --transfer "
     "--update-passes --weight-adaptation --weight-init --weight-seed",
+    "pcn": "--batch-size --crowding-threshold --gamma --hidden-dim --iterations-per-chunk --learning-rate "
+    "--max-buffer-size --max-episode-steps --max-return --num-er-episodes --num-model-updates --num-points-pf "
+    "--num-step-episodes --obs-encoding --scaling-factor --total-timesteps",
     "pd-morl": "--actor-loss-coeff --batch-size --buffer-size --cosine-shift --critic-angle-coeff --envs-per-subspace "
     "--eval-episodes --expl-noise --gamma --her-start --hidden --key-batch-size --key-buffer-size "
     "--key-gamma --key-policy-freq --key-start-timesteps --key-timesteps --lr-actor --lr-critic "
