@@ -7,4 +7,5 @@ from morl.agents import (
     pcn,  # noqa: F401  (registers "pcn")
     pd_morl,  # noqa: F401  (registers "pd-morl", "pd-morl-discrete")
     pgmorl,  # noqa: F401  (registers "pgmorl")
+    pql,  # noqa: F401  (registers "pql")
 )
