@@ -210,39 +210,42 @@ def _fronts(runs_dir: Path) -> dict[tuple, str]:
     }
 
 
-def test_suite_on_two_nodes_equals_in_process_with_a_failure_and_a_retry(cluster, tmp_path, monkeypatch):
+@pytest.fixture
+def recorded_imports():
+    """New runs record test_runs and test_cluster (registering the toy agents), so their workers import them."""
+    saved = list(R.IMPORTS)
+    R.IMPORTS.extend(["test_runs", "test_cluster"])
+    yield
+    R.IMPORTS[:] = saved
+
+
+def test_suite_on_two_nodes_equals_in_process_with_a_failure_and_a_retry(
+    cluster, recorded_imports, tmp_path, monkeypatch
+):
     from morl.cluster import Resources, TrainOptions
-    from morl.suites import load_suite, suite_requests, write_leaderboard
+    from morl.suites import load_suite, run_suite, suite_requests, write_leaderboard
 
     monkeypatch.setenv("MORL_TASK_XLA_FLAGS", os.environ.get("XLA_FLAGS", "--xla_force_host_platform_device_count=1"))
     marker = tmp_path / "killed"
     suite_file = tmp_path / "cluster-test.toml"
     suite_file.write_text(SUITE.format(marker=marker))
-    R.IMPORTS.extend(["test_runs", "test_cluster"])
-    try:
-        from morl.suites import run_suite
 
-        # in process: the marker exists, so nothing is killed; toy-crash on fruit tree (the last group) raises
-        marker.touch()
-        local = tmp_path / "local"
-        with pytest.raises(ValueError, match="raise_at=2"):
-            run_suite(str(suite_file), local, out=tmp_path / "local.md", log=lambda s: None)
-        suite = load_suite(str(suite_file))
-        write_leaderboard(suite, suite_requests(suite), R.store_for(local), out=tmp_path / "local.md")
+    # in process: the marker exists, so nothing is killed; toy-crash on fruit tree (the last group) raises
+    marker.touch()
+    local = tmp_path / "local"
+    with pytest.raises(ValueError, match="raise_at=2"):
+        run_suite(str(suite_file), local, out=tmp_path / "local.md", log=lambda s: None)
+    suite = load_suite(str(suite_file))
+    write_leaderboard(suite, suite_requests(suite), R.store_for(local), out=tmp_path / "local.md")
 
-        # on the cluster: the first toy-crash run on DST to reach its third update kills its worker
-        marker.unlink()
-        remote = tmp_path / "remote"
-        failures: list = []
-        opts = TrainOptions(address=cluster, storage=str(tmp_path / "storage"), resources=Resources(max_retries=2))
-        t0 = time.perf_counter()
-        run_suite(
-            str(suite_file), remote, out=tmp_path / "remote.md", log=lambda s: None, cluster=opts, failures=failures
-        )
-        print(f"cluster suite: {time.perf_counter() - t0:.1f} s")
-    finally:
-        for m in ("test_runs", "test_cluster"):  # the modules the runs record (their workers import them)
-            R.IMPORTS.remove(m)
+    # on the cluster: the first toy-crash run on DST to reach its third update kills its worker
+    marker.unlink()
+    remote = tmp_path / "remote"
+    failures: list = []
+    opts = TrainOptions(address=cluster, storage=str(tmp_path / "storage"), resources=Resources(max_retries=2))
+    t0 = time.perf_counter()
+    run_suite(str(suite_file), remote, out=tmp_path / "remote.md", log=lambda s: None, cluster=opts, failures=failures)
+    print(f"cluster suite: {time.perf_counter() - t0:.1f} s")
 
     # the failing task is reported with its own error; every other run finished
     assert [(f.runs[0].agent, f.runs[0].env) for f in failures] == [("toy-crash", "fruit-tree-v0")] * 2
@@ -280,3 +283,29 @@ def test_second_driver_on_the_same_runs_dir_is_refused(tmp_path):
         with pytest.raises(R.RunError, match="another cluster driver .* is training into"):
             train_on_ray([[info]], TrainOptions(address="127.0.0.1:1"))
     assert R.read_run(info.path).status == "interrupted"  # untouched: no lock left, nothing trained
+
+
+def test_cli_train_seeds_on_the_cluster(cluster, recorded_imports, tmp_path, capsys):
+    from morl.cli import main
+
+    base = ["--import", "test_cluster", "train", "--env", "deep-sea-treasure-v0", "--seeds", "0-1", "--steps", "800"]
+    base += ["--num-policies", "2"]
+    base += ["--protocol-episodes", "1", "--quiet", "--runs-dir", str(tmp_path), "--ray", cluster]
+    assert main([*base[:3], "toy-hillclimb", *base[3:]]) == 0
+    out = capsys.readouterr().out
+    assert "final evaluation" in out and "mean ± std" in out
+    runs = R.list_runs(tmp_path)[0]
+    assert [r.status for r in runs] == ["done", "done"] and len(R.store_for(tmp_path).runs()) == 2
+    assert all(r.meta["imports"] == ["test_cluster"] for r in runs)  # what a fresh worker imports
+    # a failing task: exit status 1, its error and where the traceback is
+    assert main([*base[:3], "toy-crash", *base[3:], "--raise-at", "1"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "2 run(s) failed (ValueError: raise_at=1" in err and "error.txt" in err
+    assert sorted(r.status for r in R.list_runs(tmp_path)[0]) == ["done", "done", "failed", "failed"]
+
+
+def test_cluster_options_need_ray(tmp_path, capsys):
+    from morl.cli import main
+
+    code = main(["train", "toy-hillclimb", "--env", "deep-sea-treasure-v0", "--storage", str(tmp_path)])
+    assert code == 2 and "--storage applies to --ray only" in " ".join(capsys.readouterr().err.split())

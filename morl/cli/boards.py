@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.table import Table
 
 from morl.cli import common
-from morl.cli.common import CLIError, Parser, parse_seeds
-from morl.cli.train import ProgressUI
+from morl.cli.common import CLIError, Parser, TrainingFailed, parse_seeds
+from morl.cli.train import ProgressUI, add_cluster_options, cluster_options
 
 
 def add_parsers(sub) -> None:
@@ -46,6 +46,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be trained")
     p.add_argument("--quiet", action="store_true")
+    add_cluster_options(p)
     p.set_defaults(func=cmd_suite_run)
     p = suite.add_parser("list", help="list suites")
     p.set_defaults(func=cmd_suite_list)
@@ -116,6 +117,9 @@ def cmd_suite_run(args: argparse.Namespace) -> int:
     runs_dir = common.runs_dir(args)
     seeds = parse_seeds(args.seeds) if args.seeds else None
     out = args.out or suite_leaderboard_path(args.name)
+    cluster = cluster_options(args)
+    if cluster is not None:
+        return _suite_on_ray(args, runs_dir, seeds, out, cluster)
     with ProgressUI(args.quiet) as ui:
         try:
             path = run_suite(
@@ -132,6 +136,56 @@ def cmd_suite_run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
     if path is not None:
         common.console.print(f"wrote {path}")
+    return 0
+
+
+def _suite_on_ray(args: argparse.Namespace, runs_dir: Path, seeds, out, cluster) -> int:
+    """`morl suite run NAME --ray`: the missing runs as Ray tasks under one progress line; failed tasks are reported
+    (exit status 1) after the leaderboard of the others is written."""
+    from morl.cli import process
+    from morl.cluster import ClusterError
+    from morl.runs import ERROR_FILE
+    from morl.suites import run_suite
+
+    process.INTERRUPT_HINT["text"] = "; the same `morl suite run` command continues"
+    failures: list = []
+    try:
+        path = run_suite(
+            args.name,
+            runs_dir,
+            seeds=seeds,
+            steps_scale=args.steps_scale,
+            out=out,
+            progress=not args.quiet,
+            log=lambda s: common.console.print(s),
+            dry_run=args.dry_run,
+            cluster=cluster,
+            failures=failures,
+            console=common.console,
+        )
+    except KeyboardInterrupt:
+        exc = CLIError(
+            "interrupted (Ctrl-C); the tasks in flight are cancelled: the same `morl suite run` continues "
+            "(finished runs are kept, interrupted ones resume from their checkpoints)"
+        )
+        exc.code = common.EXIT_INTERRUPTED
+        raise exc from None
+    except (ValueError, ClusterError) as exc:
+        raise CLIError(str(exc)) from None
+    if path is not None:
+        common.console.print(f"wrote {path}")
+    if failures:
+        for f in failures:
+            common.err_console.print(
+                f"failed: {f.runs[0].agent} on {f.runs[0].env} seed(s) {[i.seed for i in f.runs]}: {f.error} "
+                f"(traceback: {f.runs[0].path / ERROR_FILE})",
+                markup=False,
+                highlight=False,
+            )
+        raise TrainingFailed(
+            f"{len(failures)} task(s) failed (above); the leaderboard holds the others; running the suite again "
+            "retries the failed runs"
+        )
     return 0
 
 

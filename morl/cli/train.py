@@ -84,7 +84,65 @@ def _train_base(prog: str = "morl train") -> Parser:
         "says otherwise); repeatable; needs pip install 'morl[tensorboard]' / 'morl[wandb]'",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_cluster_options(p)
     return p
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]`` and the options of its tasks (docs/cluster.md)."""
+    g = p.add_argument_group("cluster (pip install 'morl[cluster]'; docs/cluster.md)")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="train as Ray tasks on the cluster at ADDRESS (host:port, or 'auto'); without ADDRESS a local Ray "
+        "instance; the results come back to this process, which writes the run folders and results.sqlite",
+    )
+    g.add_argument(
+        "--storage",
+        default=None,
+        metavar="DIR",
+        help="with --ray: where tasks keep checkpoints to resume from (a path every node reaches; default: "
+        "<runs dir>/.cluster-storage)",
+    )
+    g.add_argument("--task-cpus", type=float, default=1.0, help="with --ray: CPU cores per task [default 1]")
+    g.add_argument(
+        "--task-gpus", type=float, default=0.0, help="with --ray: GPUs per task; a fraction shares a GPU [default 0]"
+    )
+    g.add_argument(
+        "--task-retries",
+        type=int,
+        default=3,
+        help="with --ray: retries of a task whose worker or node dies (it resumes from its checkpoint) [default 3]",
+    )
+    g.add_argument(
+        "--seeds-per-task",
+        type=int,
+        default=None,
+        help="with --ray: seeds per task for agents that vmap seeds (default: a group's seeds in one program, as "
+        "without --ray); other agents run one seed per task",
+    )
+
+
+def cluster_options(args: argparse.Namespace):
+    """The `morl.cluster.TrainOptions` of ``--ray`` and its options (None without ``--ray``)."""
+    given = [o for o in ("storage", "seeds_per_task") if getattr(args, o, None) is not None]
+    if args.ray is None:
+        if given:
+            raise CLIError(f"--{given[0].replace('_', '-')} applies to --ray only; add --ray [ADDRESS]")
+        return None
+    from morl.cluster import Resources, TrainOptions
+
+    if args.seeds_per_task is not None and args.seeds_per_task < 1:
+        raise CLIError(f"--seeds-per-task must be >= 1, got {args.seeds_per_task}")
+    try:
+        resources = Resources(args.task_cpus, args.task_gpus, args.task_retries)
+    except ValueError as exc:
+        raise CLIError(f"--task-cpus/--task-gpus/--task-retries: {exc}") from None
+    seeds_per_task = 1 if getattr(args, "no_vmap", False) else args.seeds_per_task
+    return TrainOptions(args.ray or None, args.storage, resources, seeds_per_task)
 
 
 def train_parser(agent: str | None, env_id: str | None) -> tuple[Parser, Any]:
@@ -152,6 +210,9 @@ def cmd_train(argv: list[str]) -> int:
         )
     runs_dir = common.runs_dir(args)
     _check_store(runs_dir)
+    cluster = cluster_options(args)
+    if cluster is not None and args.log:
+        raise CLIError("--log runs in the training process; with --ray it is not available (drop --log)")
     callback = _loggers(args.log)
     if args.resume:
         return _resume(args, agent, runs_dir, callback)
@@ -177,8 +238,50 @@ def cmd_train(argv: list[str]) -> int:
             + (f" ({how})" if how else "")
             + f" -> {runs_dir}/"
         )
+    if cluster is not None:
+        return _train_on_ray([infos], cluster, runs_dir, args.quiet)
     results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=not args.no_vmap, callback=callback)
     print_results(infos, results)
+    return 0
+
+
+def _train_on_ray(groups, cluster, runs_dir: Path, quiet: bool) -> int:
+    """`morl train ... --ray`: the groups' runs as Ray tasks under one progress line; the final table of those that
+    finished, then the failures (exit status 1)."""
+    from morl import runs as R
+    from morl.cluster import ClusterError, train_on_ray
+
+    infos = [i for g in groups for i in g]
+    ids = " ".join(i.id for i in infos)
+    words = ["morl train --resume", ids, "--ray", cluster.address or ""]
+    words += ["--storage", cluster.storage] if cluster.storage else []
+    again = "`" + " ".join(w for w in words if w) + "`"
+    process.INTERRUPT_HINT["text"] = f"; {again} continues from the last checkpoint"
+    try:
+        results, failures = train_on_ray(
+            groups,
+            cluster,
+            store=R.store_for(runs_dir),
+            log=common.console.print,
+            display=not quiet,
+            console=common.console,
+            title=f"{infos[0].agent} on {infos[0].env}",
+        )
+    except KeyboardInterrupt:
+        exc = CLIError(f"interrupted (Ctrl-C); the tasks in flight are cancelled: {again} continues")
+        exc.code = common.EXIT_INTERRUPTED
+        raise exc from None
+    except ClusterError as exc:
+        raise CLIError(str(exc)) from None
+    done = [i for i in infos if i.id in results]
+    if done:
+        print_results(done, [results[i.id] for i in done])
+    if failures:
+        f = failures[0]
+        raise TrainingFailed(
+            f"{sum(len(x.runs) for x in failures)} run(s) failed ({f.error}); the traceback is in "
+            f"{f.runs[0].path / R.ERROR_FILE}"
+        )
     return 0
 
 
@@ -232,6 +335,9 @@ def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path, callbac
                 f"resuming {info.id} from "
                 + (f"checkpoint {latest}" if latest is not None else "the start (no checkpoint was written)")
             )
+    cluster = cluster_options(args)
+    if cluster is not None:
+        return _train_on_ray([[i] for i in infos], cluster, runs_dir, args.quiet)
     results = _train_with_progress(infos, resume=True, quiet=args.quiet, vmap=False, callback=callback)
     print_results(infos, results)
     return 0
