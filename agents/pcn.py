@@ -295,7 +295,12 @@ class PCNTrainer(Trainer):
             "ret": buf.rtg[idx, 0],
             "hor": buf.length[idx].astype(jnp.float32),
         }
-        return Solution(act=self._act, params=params, candidate_returns=np.asarray(buf.rtg[idx, 0], np.float64))
+        return Solution(
+            act=self._act,
+            params=params,
+            candidate_returns=np.asarray(buf.rtg[idx, 0], np.float64),
+            episode_context=True,
+        )
 
     # ------------------------------------------------------------------ pieces
     def log_probs(self, params: PyTree, obs: jax.Array, desired_return: jax.Array, horizon: jax.Array) -> jax.Array:
@@ -304,9 +309,10 @@ class PCNTrainer(Trainer):
         return self.net.apply(params, x, desired_return, horizon)
 
     def _act(self, p, w, obs, key, episode_return=None, episode_length=None):
-        """Greedy action for the command ``(p["ret"], p["hor"])``. Given the episode's running return and length it
-        follows the command as it shrinks (return - earned, capped at max_return; horizon - steps, at least 1);
-        without them it keeps the initial command."""
+        """Greedy action for the command ``(p["ret"], p["hor"])``, followed as it shrinks: the evaluator passes each
+        episode's running return and length (``Solution.episode_context``), the command is then return - earned,
+        capped at max_return, and horizon - steps, at least 1 (MORL-Baselines caps after every step: the same
+        unless the cap binds and rewards come after it). Called without them it keeps the initial command."""
         n = obs.shape[0]
         ret = jnp.broadcast_to(p["ret"], (n, self.m))
         hor = jnp.broadcast_to(p["hor"], (n,))
@@ -508,8 +514,8 @@ class PCNTrainer(Trainer):
 
     def front(self, state: PCNState, gamma: float = 0.99) -> np.ndarray:
         """Discounted returns [K, m] of the solution's commands (`solution`'s candidates, in order), each followed
-        greedily with its return-to-go tracked: what the evaluator measures once ``act`` gets the episode's
-        running statistics."""
+        greedily once by PCN's own collection loop (its command updated step by step, as MORL-Baselines'
+        ``_run_episode``): on a deterministic env, the evaluator's returns for `solution`."""
         returns, ended = self._commands(state, float(gamma))
         idx = self._front_slots(state)
         if not np.asarray(ended)[idx].all():

@@ -16,6 +16,7 @@ from morl import metrics
 from morl.agent import agent_spec, make_config, make_trainer
 from morl.agents import pcn
 from morl.agents.pcn import EpisodeBuffer, PCNConfig, choose_command
+from morl.evaluate import EvalProtocol, evaluate
 
 # the buffer's pieces run jitted, as in training (op-by-op they take seconds each)
 crowding_distance_mb = jax.jit(pcn.crowding_distance_mb)
@@ -170,9 +171,13 @@ def test_pcn_reaches_95_percent_of_dst_hv(dst_run):
     """Acceptance: >= 95% of DST's true hypervolume (gamma 0.99, ref [0, -25]) within the budget (MORL-Baselines:
     77% at 95k steps). Every command of the solution is followed greedily with its return-to-go tracked."""
     env, trainer, state, _ = dst_run
+    evaluated = evaluate(trainer.solution(state), env, protocol=EvalProtocol(gamma=0.99))
     front = trainer.front(state, 0.99)
-    hv = metrics.hypervolume(front, env.ref_point, strict=False)
+    # the evaluator (act given each episode's running return and length) and PCN's own command loop agree
+    np.testing.assert_allclose(evaluated.returns, front, rtol=1e-5)
+    hv = evaluated.metrics["hypervolume"]
     assert hv >= 0.95 * DST_TRUE_HV, (hv, front)
+    assert hv == pytest.approx(metrics.hypervolume(front, env.ref_point, strict=False), rel=1e-6)
     # each point is a treasure reached by a shortest path: exactly a point of the true front
     true = env.pareto_front(0.99)
     assert (np.abs(front[:, None, :] - true[None]).max(-1).min(1) < 1e-3).all(), front
