@@ -228,14 +228,16 @@ def cmd_pbt(args: argparse.Namespace) -> int:
     except (PBT.PBTError, TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     out = PBT.write_result(result, common.runs_dir(args))
+    from morl.tune import METRICS
+
+    shown = [m for m in ("hv", "eu", "sp") if result["final"] and METRICS[m][0] in result["final"][0]]
     rows = [
-        [str(i), *(f"{v:.4g}" for v in m.values()), ", ".join(f"{k}={v:.3g}" for k, v in h.items())]
+        [str(i), *(f"{m[METRICS[k][0]]:.4g}" for k in shown), ", ".join(f"{k}={v:.3g}" for k, v in h.items())]
         for i, (m, h) in enumerate(zip(result["final"], result["hparams"]))
     ]
-    names = list(result["final"][0]) if result["final"] else []
     print_table(
-        f"{req.strategy} final population",
-        [Col("member", "num", justify="right")] + [Col(n, "num", justify="right") for n in names] + [Col("hparams")],
+        f"{req.strategy} final population (objectives {', '.join(req.objectives)})",
+        [Col("member", "num", justify="right")] + [Col(k, "num", justify="right") for k in shown] + [Col("hparams")],
         rows,
     )
     common.console.print(f"result: {out}", markup=False)
