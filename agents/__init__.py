@@ -2,6 +2,7 @@
 
 from morl.agents import (
     c_morl,  # noqa: F401  (registers "c-morl")
+    capql,  # noqa: F401  (registers "capql")
     envelope,  # noqa: F401  (registers "envelope")
     morld,  # noqa: F401  (registers "morld")
     pcn,  # noqa: F401  (registers "pcn")
