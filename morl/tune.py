@@ -424,12 +424,8 @@ def trial_requests(req: TuneRequest, overrides: dict[str, Any]) -> list:
     ]
 
 
-def run_trial(study, req: TuneRequest, space: dict[str, Param], progress: Callable | None = None):
-    """Ask one trial, train its runs, tell the result; returns the finished ``FrozenTrial``.
-
-    A config the agent refuses (e.g. a sampled combination it cannot train) fails the trial with the reason in
-    its ``error`` attribute; Ctrl-C fails it as ``interrupted`` (queued again on the next start) and re-raises."""
-    import optuna
+def _ask(study, req: TuneRequest, space: dict[str, Param]):
+    """A new trial and its run folders, or (the failed ``FrozenTrial``, None) when the agent refuses its config."""
     from optuna.trial import TrialState
 
     from morl import runs as R
@@ -443,9 +439,41 @@ def run_trial(study, req: TuneRequest, space: dict[str, Param], progress: Callab
         requests = trial_requests(req, overrides)
     except (TypeError, ValueError) as exc:
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
-        return study.tell(trial, state=TrialState.FAIL)
+        return study.tell(trial, state=TrialState.FAIL), None
     infos = [R.create_run(req.runs_dir, r) for r in requests]
     trial.set_user_attr("runs", [i.id for i in infos])
+    return trial, infos
+
+
+def _tell(study, req: TuneRequest, trial, results: list[dict[str, Any]]):
+    """Tell a trial the seed means of its runs' final metrics (FAIL when one is missing or not finite)."""
+    from optuna.trial import TrialState
+
+    values = []
+    for m in req.metrics:
+        name = METRICS[m][0]
+        per_seed = [r["metrics"].get(name) for r in results]
+        if any(v is None or not math.isfinite(v) for v in per_seed):
+            trial.set_user_attr("error", f"metric {name} is missing or not finite in some runs: {per_seed}")
+            return study.tell(trial, state=TrialState.FAIL)
+        trial.set_user_attr(f"{m}_per_seed", per_seed)
+        values.append(sum(per_seed) / len(per_seed))
+    return study.tell(trial, values)
+
+
+def run_trial(study, req: TuneRequest, space: dict[str, Param], progress: Callable | None = None):
+    """Ask one trial, train its runs here, tell the result; returns the finished ``FrozenTrial``.
+
+    A config the agent refuses (e.g. a sampled combination it cannot train) fails the trial with the reason in
+    its ``error`` attribute; Ctrl-C fails it as ``interrupted`` (queued again on the next start) and re-raises."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from morl import runs as R
+
+    trial, infos = _ask(study, req, space)
+    if infos is None:
+        return trial
     collector = _Collector(trial, METRICS[req.metrics[0]][0] if len(req.metrics) == 1 else None, len(infos))
 
     def on_progress(event):
@@ -464,22 +492,49 @@ def run_trial(study, req: TuneRequest, space: dict[str, Param], progress: Callab
     except Exception as exc:
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
         return study.tell(trial, state=TrialState.FAIL)
-    values = []
-    for m in req.metrics:
-        name = METRICS[m][0]
-        per_seed = [r["metrics"].get(name) for r in results]
-        if any(v is None or not math.isfinite(v) for v in per_seed):
-            trial.set_user_attr("error", f"metric {name} is missing or not finite in some runs: {per_seed}")
-            return study.tell(trial, state=TrialState.FAIL)
-        trial.set_user_attr(f"{m}_per_seed", per_seed)
-        values.append(sum(per_seed) / len(per_seed))
-    return study.tell(trial, values)
+    return _tell(study, req, trial, results)
 
 
-def tune(req: TuneRequest, progress: Callable | None = None, on_trial: Callable | None = None):
+def run_batch_on_ray(study, req: TuneRequest, space: dict[str, Param], n: int, opts) -> list:
+    """Ask ``n`` trials at once and train their runs as Ray tasks (`morl.cluster.train_on_ray`: one task per trial,
+    its seeds vmapped), telling each trial as the batch ends. No pruning: a task reports only its final result.
+    Ctrl-C leaves the batch's trials RUNNING under this process, so the next start queues them again."""
+    from optuna.trial import TrialState
+
+    from morl import runs as R
+    from morl.cluster import train_on_ray
+
+    asked = [_ask(study, req, space) for _ in range(n)]
+    done = [t for t, infos in asked if infos is None]
+    pending = [(t, infos) for t, infos in asked if infos is not None]
+    if not pending:
+        return done
+    results, failures = train_on_ray(
+        [infos for _, infos in pending], opts, store=R.store_for(req.runs_dir), display=False
+    )
+    failed = {i.id: f.error for f in failures for i in f.runs}
+    for trial, infos in pending:
+        errors = [failed[i.id] for i in infos if i.id in failed or i.id not in results]
+        if errors:
+            trial.set_user_attr("error", str(errors[0])[:500])
+            done.append(study.tell(trial, state=TrialState.FAIL))
+        else:
+            done.append(_tell(study, req, trial, [results[i.id] for i in infos]))
+    return done
+
+
+def tune(
+    req: TuneRequest,
+    progress: Callable | None = None,
+    on_trial: Callable | None = None,
+    ray: Any = None,
+    parallel: int | None = None,
+):
     """Run the study until it holds ``req.trials`` finished trials (resuming a stored one); returns the study.
 
-    At most ``3 * trials`` new trials are started in one call, so a space whose configs all fail stops."""
+    ``ray``: a `morl.cluster.TrainOptions`; trials then run ``parallel`` at a time (default: all that are left) as
+    Ray tasks through Optuna's ask/tell interface. At most ``3 * trials`` new trials are started in one call, so a
+    space whose configs all fail stops."""
     space, _ = load_space(req.agent, req.space)
     study = open_study(req)
     requeued = recover(study)
@@ -487,10 +542,16 @@ def tune(req: TuneRequest, progress: Callable | None = None, on_trial: Callable 
         on_trial(None, requeued)
     started = 0
     while finished(study) < req.trials and started < 3 * req.trials:
-        frozen = run_trial(study, req, space, progress)
-        started += 1
-        if on_trial is not None:
-            on_trial(frozen, None)
+        if ray is not None:
+            n = min(parallel or req.trials, req.trials - finished(study))
+            frozen = run_batch_on_ray(study, req, space, n, ray)
+            started += n
+        else:
+            frozen = [run_trial(study, req, space, progress)]
+            started += 1
+        for f in frozen:
+            if on_trial is not None:
+                on_trial(f, None)
     write_outputs(study, req)
     return study
 

@@ -53,6 +53,15 @@ def add_parsers(sub) -> None:
         help="env steps between the runs' evaluations, the pruner's intermediate values (default budget/10)",
     )
     p.add_argument("--runs-dir", default=None, help="where runs, results.sqlite and optuna.sqlite live")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the trials as Ray tasks (morl.cluster; no address: a local Ray instance); no pruning then",
+    )
+    p.add_argument("--parallel", type=int, default=None, help="with --ray: trials per batch (default: all left)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     g = p.add_argument_group("evaluation protocol (every run of the study)")
     options.add_dataclass_options(g, EvalProtocol, prefix="protocol-", dest_prefix="proto__")
@@ -160,8 +169,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
             markup=False,
         )
 
+    ray = None
+    if args.ray is not None:
+        from morl.cluster import ClusterError, TrainOptions, require_ray
+
+        try:
+            require_ray()
+        except ClusterError as exc:
+            raise CLIError(str(exc)) from None
+        ray = TrainOptions(address=args.ray or None)
+    elif args.parallel is not None:
+        raise CLIError("--parallel sets how many trials run at once on Ray; give it with --ray")
     try:
-        study = T.tune(req, on_trial=on_trial)
+        study = T.tune(req, on_trial=on_trial, ray=ray, parallel=args.parallel)
     except T.TuneError as exc:
         raise CLIError(str(exc)) from None
     rows = T.trial_rows(study, req.metrics)
