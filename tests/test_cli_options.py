@@ -89,6 +89,9 @@ AGENT_OPTIONS = {
     "--init-weight-max --init-weight-min --lr --max-episode-steps --max-grad-norm --normalize-obs "
     "--normalize-reward --num-envs --num-minibatches --num-select --num-steps --policy-buffer --ref-point "
     "--slack-floor --total-steps --update-iter --value-coef",
+    "capql": "--alpha --batch-size --buffer-size --gamma --gradient-updates --learning-rate --learning-starts "
+    "--net-arch --num-envs --num-q-nets --steps-per-chunk --stochastic-behaviour --tau --total-timesteps "
+    "--weight-angle",
     "envelope": "--batch-size --buffer-size --envelope --epsilon-decay-steps --final-epsilon --final-homotopy-lambda "
     "--gamma --gradient-updates --homotopy-decay-steps --initial-epsilon --initial-homotopy-lambda "
     "--learning-rate --learning-starts --max-grad-norm --net-arch --num-envs --num-sample-w --per "
