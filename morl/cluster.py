@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,9 @@ def connect(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address or None, log_to_driver=False, include_dashboard=False, configure_logging=False)
+        with warnings.catch_warnings():  # Ray starts its processes by fork + exec, which JAX's warning does not know
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            ray.init(address=address or None, log_to_driver=False, include_dashboard=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(
             f"cannot connect to the Ray cluster at {address!r} ({exc}); start one with `ray start --head` "
