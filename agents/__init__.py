@@ -4,6 +4,7 @@ from morl.agents import (
     c_morl,  # noqa: F401  (registers "c-morl")
     capql,  # noqa: F401  (registers "capql")
     envelope,  # noqa: F401  (registers "envelope")
+    eupg,  # noqa: F401  (registers "eupg")
     morld,  # noqa: F401  (registers "morld")
     pcn,  # noqa: F401  (registers "pcn")
     pd_morl,  # noqa: F401  (registers "pd-morl", "pd-morl-discrete")
