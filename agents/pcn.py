@@ -290,6 +290,8 @@ class PCNTrainer(Trainer):
         buf = state.buffer
         idx = self._front_slots(state)
         k = len(idx)
+        if k == 0:
+            raise RuntimeError("pcn: no episode has ended yet, so there is no command to follow; train longer")
         params = {
             "net": jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + x.shape), state.params),
             "ret": buf.rtg[idx, 0],
@@ -487,7 +489,7 @@ class PCNTrainer(Trainer):
 
     # ------------------------------------------------------------------ evaluation helpers
     def _front_slots(self, state: PCNState) -> np.ndarray:
-        """Buffer slots of the non-dominated episodes (first copy of each return), best-ranked first, at most
+        """Buffer slots of the non-dominated episodes (first copy of each return) in slot order, at most
         ``num_points_pf``."""
         buf = state.buffer
         size = int(buf.size)
@@ -538,9 +540,16 @@ SPEC = register_agent(
         # DST's (row, col) as two raw numbers: the greedy commands reach 5 of 10 treasures (81% of the HV at 20k
         # steps, seed 0; MORL-Baselines: 77% at 95k); one-hot coordinates, as PCN's own DST model one-hot encodes
         # the cell, reach 98-100% within 10k (docs/algorithms/pcn.md)
+        # minecart: MORL-Baselines' example (examples/pcn_minecart.py, the authors' minecart settings)
         env_defaults={
-            name: {"obs_encoding": "onehot"}
-            for name in ("deep-sea-treasure-v0", "deep-sea-treasure-concave-v0", "deep-sea-treasure-mirrored-v0")
+            **{
+                name: {"obs_encoding": "onehot"}
+                for name in ("deep-sea-treasure-v0", "deep-sea-treasure-concave-v0", "deep-sea-treasure-mirrored-v0")
+            },
+            **{
+                name: {"scaling_factor": (1.0, 1.0, 0.1, 0.1), "max_return": (1.5, 1.5, 0.0), "max_buffer_size": 50}
+                for name in ("minecart-v0", "minecart-deterministic-v0")
+            },
         },
     )
 )
