@@ -5,6 +5,7 @@ from morl.agents import (
     capql,  # noqa: F401  (registers "capql")
     envelope,  # noqa: F401  (registers "envelope")
     eupg,  # noqa: F401  (registers "eupg")
+    gpi,  # noqa: F401  (registers "gpi-ls", "gpi-pd")
     morld,  # noqa: F401  (registers "morld")
     pcn,  # noqa: F401  (registers "pcn")
     pd_morl,  # noqa: F401  (registers "pd-morl", "pd-morl-discrete")

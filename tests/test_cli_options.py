@@ -96,6 +96,18 @@ AGENT_OPTIONS = {
     "--gamma --gradient-updates --homotopy-decay-steps --initial-epsilon --initial-homotopy-lambda "
     "--learning-rate --learning-starts --max-grad-norm --net-arch --num-envs --num-sample-w --per "
     "--per-alpha --steps-per-chunk --target-net-update-freq --tau --total-timesteps",
+    "gpi-ls": "--alpha-per --batch-size --buffer-size --corner-top-k --drop-rate --epsilon-decay-steps --eval-episodes "
+    "--final-epsilon --gamma --gpi-priority --gradient-updates --gradient-updates-starts --initial-epsilon "
+    "--layer-norm --learning-rate --learning-starts --max-grad-norm --max-support --min-priority --net-arch "
+    "--num-nets --per --steps-per-chunk --target-net-update-freq --tau --timesteps-per-iter --total-timesteps "
+    "--use-gpi",
+    "gpi-pd": "--alpha-per --batch-size --buffer-size --corner-top-k --drop-rate --dyna --dynamics-buffer-size "
+    "--dynamics-ensemble-size --dynamics-learning-rate --dynamics-net-arch --dynamics-num-elites "
+    "--dynamics-rollout-batch-size --dynamics-rollout-freq --dynamics-rollout-len --dynamics-rollout-starts "
+    "--dynamics-train-freq --dynamics-uncertainty-threshold --epsilon-decay-steps --eval-episodes --final-epsilon "
+    "--gamma --gpi-priority --gradient-updates --gradient-updates-starts --initial-epsilon --layer-norm "
+    "--learning-rate --learning-starts --max-grad-norm --max-support --min-priority --net-arch --num-nets --per "
+    "--real-ratio --steps-per-chunk --target-net-update-freq --tau --timesteps-per-iter --total-timesteps --use-gpi",
     "morld": "--alpha --archive-size --autotune --batch-size --buffer-size --epsilon-decay-steps --eval-episodes "
     "--eval-gamma --exchange-every --final-epsilon --gamma --gradient-updates --initial-epsilon "
     "--learning-starts --max-episode-steps --max-grad-norm --neighborhood-size --net-arch "
