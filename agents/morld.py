@@ -74,6 +74,7 @@ class MORLDConfig:
     target_net_freq: int = 1  # gradient steps between target updates
     q_lr: float = 1e-3  # critic / Q-network learning rate
     max_grad_norm: float | None = None  # global gradient-norm clip (None: none, as MOSAC)
+    weighted_loss: bool = False  # DQN learner: objective i of the squared TD error counts m * w_i (ours)
     # ---- DQN learner (discrete actions)
     initial_epsilon: float = 1.0
     final_epsilon: float = 0.05
@@ -215,6 +216,7 @@ class MORLDTrainer(Trainer):
                 c.tau,
                 c.target_net_freq,
                 c.max_grad_norm,
+                c.weighted_loss,
             )
         elif isinstance(env.action_space, Box):
             sac = SAC(

@@ -89,6 +89,7 @@ class DQNLearner:
     tau: float
     target_net_freq: int
     max_grad_norm: float | None
+    weighted_loss: bool = False
 
     @property
     def net(self) -> ReluMLP:
@@ -142,9 +143,12 @@ class DQNLearner:
         target = jax.lax.stop_gradient(batch["reward"] + self.gamma * not_term[:, None] * nxt)
         action = batch["action"].astype(jnp.int32).reshape(-1)
 
+        # weighted_loss: component i of the squared error counts m * w_i (the greedy action reads only w . Q)
+        lw = self.reward_dim * w / jnp.sum(w) if self.weighted_loss else jnp.ones_like(w)
+
         def loss_fn(params):
             q = jnp.take_along_axis(self.q_values(params, batch["obs"]), action[:, None, None], axis=1)[:, 0]
-            return jnp.mean(jnp.square(q - target)), q
+            return jnp.mean(jnp.square(q - target) * lw), q
 
         (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.q)
         updates, opt = self.tx.update(grads, state.opt, state.q)

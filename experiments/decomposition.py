@@ -185,6 +185,81 @@ def run(
     return summary
 
 
+def run_seeds(
+    name: str, seeds: list[int], overrides: dict | None = None, eval_every: int = 1, out: str | None = None
+) -> list[dict]:
+    """Train several seeds of one experiment as ONE vmapped program (the trainer must be ``vmappable``); evaluate
+    every seed after every ``eval_every`` updates and at the end; print one JSON row per seed and evaluation and one
+    ``SUMMARY`` line per seed (also appended to ``out``)."""
+    t0 = time.perf_counter()
+    import jax
+    import jax.numpy as jnp
+
+    import morl
+    import morl.envs  # noqa: F401
+    from morl.agent import make_trainer
+    from morl.evaluate import EvalProtocol, evaluate
+
+    agent, env_id, env_kwargs, cfg, proto, true_hv = EXPERIMENTS[name]
+    cfg = {**cfg, **(overrides or {})}
+    env, params = morl.make(env_id, **env_kwargs)
+    protocol = EvalProtocol(**proto)
+    trainer = make_trainer(agent, env, params, **cfg)
+    if not getattr(trainer, "vmappable", False):
+        raise SystemExit(f"{agent} is not vmappable over seeds; run one --seed at a time")
+    states = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds)))
+    vupdate = jax.jit(jax.vmap(trainer.update))
+    pick = lambda i: jax.tree.map(lambda x: x[i], states)  # noqa: E731
+    rows: dict[int, list[dict]] = {s: [] for s in seeds}
+    updates, eval_wall = 0, 0.0
+    while not trainer.done(pick(0)):
+        states, _ = vupdate(states)
+        jax.block_until_ready(states)
+        updates += 1
+        if updates % eval_every == 0 or trainer.done(pick(0)):
+            now = time.perf_counter()
+            for i, seed in enumerate(seeds):
+                state = pick(i)
+                front = evaluate(trainer.solution(state), env, params, protocol, key=jax.random.PRNGKey(10_000 + seed))
+                hv, eu = front.metrics["hypervolume"], front.metrics["expected_utility"]
+                row = {
+                    "seed": seed,
+                    "env_steps": trainer.env_steps(state),
+                    "updates": updates,
+                    "train_wall_s": round(now - t0 - eval_wall, 1),
+                    "hv": round(hv, 3),
+                    "hv_pct": round(100 * hv / true_hv, 2) if true_hv else None,
+                    "eu": round(eu, 4),
+                    "points": len(front.front),
+                    "front": np.round(np.asarray(front.front, np.float64), 3).tolist(),
+                }
+                rows[seed].append(row)
+                print(json.dumps(row), flush=True)
+            eval_wall += time.perf_counter() - now
+    summaries = []
+    for seed in seeds:
+        summary = {
+            "experiment": name,
+            "agent": agent,
+            "env": env_id,
+            "seeds_in_one_program": seeds,
+            "seed": seed,
+            "config": cfg,
+            "updates": updates,
+            "train_wall_s_all_seeds": round(time.perf_counter() - t0 - eval_wall, 1),
+            "final": rows[seed][-1],
+            "true_hv": true_hv,
+            "protocol": protocol.as_dict(),
+            "machine": machine(),
+        }
+        summaries.append(summary)
+        print("SUMMARY " + json.dumps(summary), flush=True)
+        if out:
+            with open(out, "a") as f:
+                f.write(json.dumps(summary) + "\n")
+    return summaries
+
+
 def suite_timing(
     suite: str = "classic",
     scale: float = 0.1,
@@ -260,6 +335,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", choices=sorted(EXPERIMENTS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="several seeds as one vmapped program")
     p.add_argument("--max-wall", type=float, default=None, help="stop after the update that ends past this many s")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N trainer updates (and at the end)")
     p.add_argument("--out", default=None, help="append the summary JSON line to this file")
@@ -271,6 +347,9 @@ def main(argv=None) -> None:
     )
     args = p.parse_args(argv)
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.seeds:
+        run_seeds(args.experiment, args.seeds, overrides, args.eval_every, args.out)
+        return
     run(args.experiment, args.seed, overrides, args.max_wall, args.eval_every, args.out, args.trace)
 
 

@@ -114,7 +114,7 @@ AGENT_OPTIONS = {
     "--normalize-rewards --num-envs --obs-encoding --policy-freq --policy-lr --pop-size --psa-delta "
     "--psa-nondominated --q-lr "
     "--scalarization --shared-buffer --target-net-freq --tau --tch-tau --total-timesteps --transfer "
-    "--update-passes --weight-adaptation --weight-init --weight-seed",
+    "--update-passes --weight-adaptation --weight-init --weight-seed --weighted-loss",
     "pcn": "--batch-size --crowding-threshold --gamma --hidden-dim --iterations-per-chunk --learning-rate "
     "--max-buffer-size --max-episode-steps --max-return --num-er-episodes --num-model-updates --num-points-pf "
     "--num-step-episodes --obs-encoding --scaling-factor --total-timesteps",
@@ -135,6 +135,15 @@ AGENT_OPTIONS = {
     "--num-minibatches --num-performance-buffer --num-weight-candidates --performance-buffer-size "
     "--pop-size --ref-point --sparsity-coef --steps-per-iteration --total-timesteps --value-coef "
     "--warmup-iterations",
+    "eupg": "--episodes-per-chunk --gamma --learning-rate --max-episode-steps --net-arch --total-timesteps --utility "
+    "--utility-input --weights",
+    "mo-q": "--epsilon-decay-steps --final-epsilon --gamma --initial-epsilon --learning-rate --learning-starts "
+    "--steps-per-chunk --total-timesteps --weights",
+    "ols": "--epsilon-decay-steps --epsilon-ols --eval-episodes --final-epsilon --gamma --initial-epsilon "
+    "--learning-rate --learning-starts --steps-per-chunk --timesteps-per-iteration --total-timesteps "
+    "--transfer-q-table",
+    "pql": "--action-eval --epsilon-decay-steps --final-epsilon --gamma --initial-epsilon --ref-point --set-capacity "
+    "--steps-per-chunk --total-timesteps --track-tolerance",
 }
 
 
