@@ -110,46 +110,47 @@ def test_gpi_agents_register_with_morl_baselines_defaults():
 
 
 # ----------------------------------------------------------------------------------------------- learning DST
-#: the CI settings: MORL-Baselines' defaults except a smaller network and minibatch, 1,000-step iterations and
-#: gradient_updates from the first step, so that a run fits the CI budget on 2 CPU cores (see DST_BUDGET)
+#: the CI settings: MORL-Baselines' defaults except a smaller network (64-64-64) and minibatch (32), 1,000-step
+#: iterations and 5 gradient steps per env step from the start (MORL-Baselines: 10,000-step iterations, 20 steps
+#: after 5,000 env steps), so that a run fits the CI budget on 2 CPU cores; experiments/gpi_dst.py runs the same
+#: settings (and --reference the defaults) until 100%.
+#: Threshold and budget: the run stops at its first evaluation (one per iteration) at >= 95% of the true HV. Measured
+#: (seed 0, jax 0.10.2, CPU): 95.3% first at 8k steps, then at 10k, 12k and from 16k on (98.5% at 19k); between
+#: them the HV swings down to 93.8% (a far treasure lost and found again). 20k steps leave 2.5x over the first hit.
 DST_CONFIG = dict(
     net_arch=(64, 64, 64),
     batch_size=32,
     timesteps_per_iter=1000,
-    gradient_updates=1,
+    gradient_updates=5,
     gradient_updates_starts=0,
     eval_episodes=1,
     buffer_size=20_000,
 )
 DST_BUDGET = 20_000
 DST_TRUE_HV = 360.40
+DST_FRACTION = 0.95
 DST_SEED = 0
 
 
-@pytest.fixture(scope="module")
-def dst():
+def test_gpi_ls_reaches_95_percent_of_dst_hypervolume():
+    """Acceptance (CI scale): >= 95% of DST's true hypervolume (gamma .99, ref [0, -25]) within the budget; every
+    chunk runs one compiled program. 100% and its time: experiments/gpi_dst.py (docs/algorithms/gpi.md)."""
     env, params = morl.make("deep-sea-treasure-v0")
-    return env, make_trainer("gpi-ls", env, params, total_timesteps=DST_BUDGET, **DST_CONFIG)
-
-
-def _run(trainer, key, steps):
-    state = trainer.init(key)
-    while trainer.env_steps(state) < steps and not trainer.done(state):
+    trainer = make_trainer("gpi-ls", env, params, total_timesteps=DST_BUDGET, **DST_CONFIG)
+    state = trainer.init(jax.random.PRNGKey(DST_SEED))
+    quick = EvalProtocol(gamma=0.99, episodes=1)  # DST and the greedy GPI policy are deterministic
+    history, it = [], 0
+    while not trainer.done(state):
         state, _ = trainer.update(state)
-    return state
-
-
-def test_same_seed_same_front_and_one_compile_per_chunk(dst):
-    env, trainer = dst
-    a = _run(trainer, jax.random.PRNGKey(3), 2000)
-    b = _run(trainer, jax.random.PRNGKey(3), 2000)
-    assert int(a.iteration) == 2 and int(a.ls["ccs_count"]) >= 1
-    np.testing.assert_array_equal(a.ls["ccs"], b.ls["ccs"])
-    quick = EvalProtocol(gamma=0.99, episodes=1)
-    fa = evaluate(trainer.solution(a), env, protocol=quick)
-    fb = evaluate(trainer.solution(b), env, protocol=quick)
-    np.testing.assert_array_equal(fa.returns, fb.returns)
-    # 16 chunks of two runs: one compiled program
+        if int(state.iteration) != it and trainer.env_steps(state) % DST_CONFIG["timesteps_per_iter"] == 0:
+            it = int(state.iteration)
+            hv = evaluate(trainer.solution(state), env, protocol=quick).metrics["hypervolume"]
+            history.append((trainer.env_steps(state), round(hv, 2)))
+            if hv >= DST_FRACTION * DST_TRUE_HV:
+                break
+    assert history[-1][1] >= DST_FRACTION * DST_TRUE_HV, history
+    # the CCS linear support keeps is a subset of the GPI policy's front (GPI combines the support's policies)
+    assert 1 <= int(state.ls["ccs_count"]) <= len(env.pareto_front(0.99))
     assert trainer._chunks[(True, False)]._cache_size() == 1
 
 
@@ -175,9 +176,7 @@ def test_gpi_pd_without_per_learns_a_model_and_spends_only_real_steps():
         dynamics_rollout_batch_size=400,
         dynamics_buffer_size=2000,
     )
-    state = trainer.init(jax.random.PRNGKey(0))
-    while not trainer.done(state):
-        state, logs = trainer.update(state)
+    state, logs = _train(trainer, 0)
     assert trainer.env_steps(state) == 1000
     assert 0 < int(state.learner.model_replay.size) <= 2 * 400  # rollouts at 500 and 750 steps
     # the model beats predicting "no change, no reward" on the real data by far
@@ -196,3 +195,23 @@ def test_gpi_pd_without_per_learns_a_model_and_spends_only_real_steps():
     real_next = np.asarray(step(pos, jnp.asarray(mb["action"])))
     agree = np.mean(np.all(real_next == mb["next_obs"], axis=1))
     assert agree > 0.9, agree
+    # same seed, same run: the CCS, the model buffer and the front (the compiled programs are reused)
+    again, _ = _train(trainer, 0)
+    np.testing.assert_array_equal(again.ls["ccs"], state.ls["ccs"])
+    imagined = again.learner.model_replay.data["next_obs"]
+    np.testing.assert_array_equal(imagined, state.learner.model_replay.data["next_obs"])
+    quick = EvalProtocol(gamma=0.99, episodes=1, front_weights=8)
+    np.testing.assert_array_equal(
+        evaluate(trainer.solution(again), env, protocol=quick).returns,
+        evaluate(trainer.solution(state), env, protocol=quick).returns,
+    )
+    # before 500 steps: one gradient step, real data; after: two, with model data: one program each, two runs
+    sizes = {k: f._cache_size() for k, f in trainer._chunks.items()}
+    assert sizes == {(False, False): 1, (False, True): 0, (True, False): 0, (True, True): 1}
+
+
+def _train(trainer, seed):
+    state = trainer.init(jax.random.PRNGKey(seed))
+    while not trainer.done(state):
+        state, logs = trainer.update(state)
+    return state, logs
