@@ -6,6 +6,7 @@ from morl.agents import (
     envelope,  # noqa: F401  (registers "envelope")
     eupg,  # noqa: F401  (registers "eupg")
     gpi,  # noqa: F401  (registers "gpi-ls", "gpi-pd")
+    hyper_ppo,  # noqa: F401  (registers "hyper-ppo")
     mo_q,  # noqa: F401  (registers "mo-q", "ols")
     morld,  # noqa: F401  (registers "morld")
     pcn,  # noqa: F401  (registers "pcn")

@@ -184,41 +184,61 @@ class ActorCritic:
         """Vector values ``[B, reward_dim]``."""
         return self.critic.apply(critic_params, x)
 
-    def _to_env(self, raw: jax.Array) -> jax.Array:
-        if self.discrete:
-            return (raw + self.action_space.start).astype(self.action_space.dtype)
-        low = jnp.asarray(self.action_space.low, jnp.float32)
-        high = jnp.asarray(self.action_space.high, jnp.float32)
-        return jnp.clip(raw, low, high).astype(self.action_space.dtype)
-
     def sample(self, actor_params: PyTree, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``(env_action, raw_action, log_prob)`` for a batch of features."""
-        if self.discrete:
-            logits = self.actor.apply(actor_params, x)
-            raw = jax.random.categorical(key, logits, axis=-1)
-            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), raw[:, None], axis=-1)[:, 0]
-            return self._to_env(raw), raw, logp
-        mean, log_std = self.actor.apply(actor_params, x)
-        raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-        return self._to_env(raw), raw, _gaussian_log_prob(raw, mean, log_std)
+        return head_sample(self.action_space, self.actor.apply(actor_params, x), key)
 
     def log_prob_entropy(self, actor_params: PyTree, x: jax.Array, raw: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Log-probability of ``raw`` actions and the policy's entropy, both ``[B]``."""
-        if self.discrete:
-            logp_all = jax.nn.log_softmax(self.actor.apply(actor_params, x))
-            logp = jnp.take_along_axis(logp_all, raw.astype(jnp.int32)[:, None], axis=-1)[:, 0]
-            entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
-            return logp, entropy
-        mean, log_std = self.actor.apply(actor_params, x)
-        entropy = jnp.sum(0.5 * (1.0 + _LOG_2PI) + log_std, axis=-1)
-        return _gaussian_log_prob(raw, mean, log_std), entropy
+        return head_log_prob_entropy(self.action_space, self.actor.apply(actor_params, x), raw)
 
     def mode(self, actor_params: PyTree, x: jax.Array) -> jax.Array:
         """The deterministic (evaluation) action: argmax of the logits, or the Gaussian mean (clipped)."""
-        if self.discrete:
-            return self._to_env(jnp.argmax(self.actor.apply(actor_params, x), axis=-1))
-        mean, _ = self.actor.apply(actor_params, x)
-        return self._to_env(mean)
+        return head_mode(self.action_space, self.actor.apply(actor_params, x))
+
+
+# ----------------------------------------------------------------------------------- policy heads
+# What an actor's output means: logits [B, A] for Discrete actions, (mean, log_std) [B, a] for a Box. Functions of
+# that output, so that any network producing it (`ActorCritic`, a hypernetwork-generated actor) shares them.
+
+
+def to_env_action(action_space, raw: jax.Array) -> jax.Array:
+    """What the env receives: the index shifted by the space's start, or the raw action clipped to the bounds."""
+    if isinstance(action_space, Discrete):
+        return (raw + action_space.start).astype(action_space.dtype)
+    low = jnp.asarray(action_space.low, jnp.float32)
+    high = jnp.asarray(action_space.high, jnp.float32)
+    return jnp.clip(raw, low, high).astype(action_space.dtype)
+
+
+def head_sample(action_space, out, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(env_action, raw_action, log_prob)`` from an actor output."""
+    if isinstance(action_space, Discrete):
+        raw = jax.random.categorical(key, out, axis=-1)
+        logp = jnp.take_along_axis(jax.nn.log_softmax(out), raw[:, None], axis=-1)[:, 0]
+        return to_env_action(action_space, raw), raw, logp
+    mean, log_std = out
+    raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return to_env_action(action_space, raw), raw, _gaussian_log_prob(raw, mean, log_std)
+
+
+def head_log_prob_entropy(action_space, out, raw: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Log-probability of ``raw`` actions and the policy's entropy, both ``[B]``."""
+    if isinstance(action_space, Discrete):
+        logp_all = jax.nn.log_softmax(out)
+        logp = jnp.take_along_axis(logp_all, raw.astype(jnp.int32)[:, None], axis=-1)[:, 0]
+        entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+        return logp, entropy
+    mean, log_std = out
+    entropy = jnp.sum(0.5 * (1.0 + _LOG_2PI) + log_std, axis=-1)
+    return _gaussian_log_prob(raw, mean, log_std), entropy
+
+
+def head_mode(action_space, out) -> jax.Array:
+    """The deterministic action: argmax of the logits, or the Gaussian mean (clipped)."""
+    if isinstance(action_space, Discrete):
+        return to_env_action(action_space, jnp.argmax(out, axis=-1))
+    return to_env_action(action_space, out[0])
 
 
 def _gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:

@@ -108,6 +108,9 @@ AGENT_OPTIONS = {
     "--gamma --gpi-priority --gradient-updates --gradient-updates-starts --initial-epsilon --layer-norm "
     "--learning-rate --learning-starts --max-grad-norm --max-support --min-priority --net-arch --num-nets --per "
     "--real-ratio --steps-per-chunk --target-net-update-freq --tau --timesteps-per-iter --total-timesteps --use-gpi",
+    "hyper-ppo": "--clip-eps --dirichlet-alpha --entropy-coef --epochs --gae-lambda --gamma --hidden --hyper-hidden "
+    "--iterations-per-chunk --learning-rate --max-grad-norm --network --normalize-obs --num-clusters --num-envs "
+    "--num-features --num-minibatches --num-steps --sampling --total-timesteps --value-coef",
     "morld": "--alpha --archive-size --autotune --batch-size --buffer-size --epsilon-decay-steps --eval-episodes "
     "--eval-gamma --exchange-every --final-epsilon --gamma --gradient-updates --initial-epsilon "
     "--learning-starts --max-episode-steps --max-grad-norm --neighborhood-size --net-arch "
