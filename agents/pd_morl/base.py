@@ -1,5 +1,12 @@
 """What both PD-MORL variants share: the lane (one learner and its envs), the two-phase train state, phase control,
-key-preference evaluation, interpolator fits and the HER store."""
+key-preference evaluation, interpolator fits and the HER store.
+
+Phases: one seed's ``update`` runs the key-run chunk or the main-run chunk, picked on the host from ``state.phase``
+(two programs, each compiled once). Several seeds (the run driver's ``jit(vmap(update))``) run one program whose
+phase switch is a ``lax.cond`` on the first seed's phase, with each phase vmapped over the seeds (a custom vmap
+rule: a plain vmap of a ``cond`` on a batched flag would run both phases every chunk). Seeds of one group share
+their config, so their key runs end at the same chunk and every seed is always in the first seed's phase.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax import custom_batching
 
 from morl.agent import Trainer
 from morl.agents import replay as rb
@@ -52,7 +60,7 @@ def _round3(w: jax.Array) -> jax.Array:
 class PDMORLBase(Trainer):
     """Phase control, key evaluation and interpolator refits shared by both variants (host dispatch by phase)."""
 
-    vmappable = False  # two phases with different programs: `update` dispatches on the host
+    vmappable = True  # seeds in one program: `update` under the driver's jit(vmap) (module docstring)
     agent_name: str  # the registered name, for error messages
 
     # ------------------------------------------------------------ what each variant defines
@@ -123,6 +131,10 @@ class PDMORLBase(Trainer):
         return self._init(key)
 
     def update(self, state: PDState) -> tuple[PDState, dict]:
+        if isinstance(state.phase, jax.core.Tracer):  # traced: the seeds-in-one-program path (module docstring)
+            if self._update_traced is None:
+                self._update_traced = self._traced_update()
+            return self._update_traced(state)
         return self._key_chunk(state) if int(state.phase) == 0 else self._main_chunk(state)
 
     def done(self, state: PDState) -> bool:
@@ -206,6 +218,43 @@ class PDMORLBase(Trainer):
         self._key_chunk_jit = jax.jit(self._key_chunk_fn)
         self._finish_keys_jit = jax.jit(self._finish_keys)
         self._main_chunk = jax.jit(self._main_chunk_fn)
+        self._update_traced = None  # built on first use
+
+    def _traced_update(self):
+        """``update`` as one traceable function of the state: both phases behind a ``lax.cond`` on the phase, and
+        a vmap rule that keeps the cond unbatched (on the first seed's phase) and vmaps each phase. Logs: both
+        phases' names; a phase's missing ones are NaN (float) or 0 (int)."""
+        template = jax.eval_shape(self._init_fn, jax.random.PRNGKey(0))
+        shapes = {**jax.eval_shape(self._main_chunk_fn, template)[1], **jax.eval_shape(self._key_chunk_fn, template)[1]}
+
+        def filled(logs):
+            def fill(s):
+                return jnp.full(s.shape, jnp.nan if jnp.issubdtype(s.dtype, jnp.floating) else 0, s.dtype)
+
+            return {k: logs[k] if k in logs else fill(v) for k, v in sorted(shapes.items())}
+
+        def key_phase(state):
+            state, logs = self._key_chunk_fn(state)
+            finished = jnp.min(state.keys.steps) >= self.config.key_timesteps
+            return jax.lax.cond(finished, self._finish_keys, lambda s: s, state), filled(logs)
+
+        def main_phase(state):
+            state, logs = self._main_chunk_fn(state)
+            return state, filled(logs)
+
+        @custom_batching.custom_vmap
+        def update(state):
+            return jax.lax.cond(state.phase == 0, key_phase, main_phase, state)
+
+        @update.def_vmap
+        def update_seeds(axis_size, in_batched, state):
+            state = jax.tree.map(
+                lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), state, in_batched[0]
+            )
+            out = jax.lax.cond(state.phase[0] == 0, jax.vmap(key_phase), jax.vmap(main_phase), state)
+            return out, jax.tree.map(lambda _: True, out)
+
+        return update
 
     def _episode_preferences(self, key: jax.Array, main: bool, w_key: jax.Array | None) -> jax.Array:
         if main:
