@@ -184,7 +184,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         study = T.tune(req, on_trial=on_trial, ray=ray, parallel=args.parallel)
     except T.TuneError as exc:
         raise CLIError(str(exc)) from None
-    rows = T.trial_rows(study, req.metrics)
+    from morl.tune_outputs import trial_rows
+
+    rows = trial_rows(study, req.metrics)
     params = sorted({k for r in rows for k in r if k.startswith("param:")})
     print_table(
         f"study {req.study_name}",
