@@ -154,7 +154,9 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         eval_episodes=1,
     ),
     # minecart (deterministic): MORL-Baselines' PCN example protocol (gamma 1 evaluation, ref (0, 0, -200));
-    # training gamma 0.98 as MORL-Baselines' minecart examples
+    # training gamma 0.98 as MORL-Baselines' minecart examples. weighted_loss: with the plain vector loss the
+    # normalised sparse ore errors swamp every member, the fuel-only member idles at the base and the one-hot ore
+    # members settle on mixtures (measured; docs/algorithms/morld.md)
     "minecart-deterministic-v0": dict(
         gamma=0.98,
         eval_gamma=1.0,
@@ -163,6 +165,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         weight_adaptation="psa",
         eval_episodes=1,
         max_grad_norm=1.0,
+        weighted_loss=True,
     ),
 }
 
