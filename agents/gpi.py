@@ -36,7 +36,7 @@ from morl.agent import AgentSpec, Trainer, check_config, register_agent
 from morl.agents import dynamics as dyn
 from morl.agents import replay as rb
 from morl.agents import td
-from morl.agents.linear_support import LinearSupport
+from morl.agents.linear_support import LinearSupport, unique_tol
 from morl.agents.networks import observation_dim, orthogonal, preprocess_obs
 from morl.evaluate import evaluate_returns
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
@@ -255,14 +255,6 @@ def clip_per_net(grads: PyTree, max_norm: float) -> PyTree:
     return jax.tree.map(lambda g: g * scale.reshape((-1,) + (1,) * (g.ndim - 1)), grads)
 
 
-def _unique_tol(ws: list[np.ndarray]) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    for w in ws:
-        if not any(np.allclose(k, w, 1e-4) for k in out):
-            out.append(np.asarray(w, np.float64))
-    return out
-
-
 def _pow2(n: int, least: int = 8) -> int:
     """The next power of two >= n (at least ``least``): padded sizes that compile O(log n) programs."""
     return max(least, 1 << max(0, (n - 1).bit_length()))
@@ -472,7 +464,7 @@ class GPITrainer(Trainer):
             ls.ended = True
             return state.replace(ls=self._ls_arrays(ls, []), eval_episodes=np.int64(episodes))
         big_m = [np.asarray(x, np.float64) for x in ls.weight_support] + ls.corner_queue(c.corner_top_k) + [w]
-        learner = self._set_support(learner, _unique_tol(big_m))
+        learner = self._set_support(learner, unique_tol(big_m))
         learner = learner.replace(w=jnp.asarray(w, jnp.float32), key=key)
         if c.per and int(learner.replay.size) > 0:
             learner = self._reset_priorities(learner, self._support_rows(learner))

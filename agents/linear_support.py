@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["corner_weights", "LinearSupport"]
+__all__ = ["corner_weights", "unique_tol", "LinearSupport"]
 
 #: enumerate vertices while the number of candidate systems ``C(n + m, m)`` is at most this; Qhull beyond it
 ENUMERATION_LIMIT = 50_000
@@ -102,12 +102,13 @@ def _unique_rows(x: np.ndarray, tol: float) -> np.ndarray:
     return np.array(keep, np.float64).reshape(-1, x.shape[1])
 
 
-def _unique_tol(ws: list[np.ndarray], rtol: float = 1e-4) -> list[np.ndarray]:
-    """MORL-Baselines' ``unique_tol``: drop later rows ``np.allclose`` (rtol) to an earlier kept one."""
+def unique_tol(ws: list[np.ndarray], rtol: float = 1e-4) -> list[np.ndarray]:
+    """MORL-Baselines' ``unique_tol``: the weights in order, without those ``np.allclose`` (``rtol``) to an earlier
+    kept one (float64 copies)."""
     out: list[np.ndarray] = []
     for w in ws:
         if not any(np.allclose(k, w, rtol) for k in out):
-            out.append(w)
+            out.append(np.array(w, np.float64))
     return out
 
 
@@ -213,7 +214,7 @@ class LinearSupport:
 
     def support(self) -> list[np.ndarray]:
         """The weight support without near-duplicates (MORL-Baselines' ``unique_tol``)."""
-        return _unique_tol([w.copy() for w in self.weight_support])
+        return unique_tol(self.weight_support)
 
     # ------------------------------------------------------------------ fixed-shape state
     def arrays(self, capacity: int) -> dict[str, np.ndarray]:
