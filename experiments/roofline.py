@@ -34,7 +34,7 @@ DST = "deep-sea-treasure-v0"
 CASES = {
     "envelope-paper": ("envelope", DST, {"net_arch": (256, 256, 256, 256), "batch_size": 256}),
     "envelope-b32": ("envelope", DST, {"net_arch": (256, 256, 256, 256), "batch_size": 32}),
-    "envelope-dst-default": ("envelope", DST, {}),
+    "envelope-4x128": ("envelope", DST, {"net_arch": (128, 128, 128, 128), "batch_size": 32}),
     "pd-paper": ("pd-morl-discrete", DST, {"hidden": 256, "num_layers": 4}),
     "pd-dst-default": ("pd-morl-discrete", DST, {}),
 }

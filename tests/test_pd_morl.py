@@ -108,7 +108,9 @@ def test_registration_and_official_defaults():
     ) == (32, 256, 4, 3e-4, 0.005, 10_000, 3, 0.8, 0.05, 0.01, 10, 0.99)
     ftn = make_config("pd-morl-discrete", "fruit-tree-v0")
     assert (ftn.hidden, ftn.w_step) == (512, 0.05)
-    assert make_config("pd-morl-discrete", "deep-sea-treasure-v0").max_episode_steps == 30  # official DST cap
+    dst = make_config("pd-morl-discrete", "deep-sea-treasure-v0")
+    assert dst.max_episode_steps == 30  # official DST cap
+    assert (dst.hidden, dst.num_layers) == (64, 2)  # ours: DST's whole front with 2 x 64 (docs/algorithms/pd-morl.md)
     c = make_config("pd-morl")
     assert (
         c.batch_size,
