@@ -11,9 +11,14 @@ slow test at the end.
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import sqlite3
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -149,6 +154,46 @@ def test_study_resumes_after_a_killed_process_and_ends_with_all_trials(study_dir
     # a third call with the same --trials has nothing left to do
     assert _tune(runs, space, 4, "--pruner", "none") == 0
     assert len(optuna.load_study(study_name=name, storage=url).trials) == 5
+
+
+def test_sigkilled_study_resumes_to_all_trials(tmp_path):
+    """A real kill: `morl tune --trials 4` in a subprocess, SIGKILLed once a trial has completed; the same command
+    in this process ends the study with 4 completed trials, the killed trial (if one was running) failed and run
+    again with its parameters, and every completed trial's runs in the store."""
+    runs = tmp_path / "runs"
+    (tmp_path / "space.toml").write_text(SPACE)
+    args = ["tune", "tune-dive", "--env", ENV, "--trials", "4", "--seeds", "0-1", "--steps", "400", "--eval-every",
+            "100", "--space", str(tmp_path / "space.toml"), "--runs-dir", str(runs), "--protocol-episodes", "1",
+            "--pruner", "none", "--quiet"]  # fmt: skip
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_tune; "
+        f"from morl.cli import main; sys.exit(main({args!r}))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = runs / T.STORAGE_FILE
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(db, timeout=1) as con:
+                done = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+        except sqlite3.Error:  # not created yet
+            done = 0
+        if done >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert main(args) == 0
+    study = optuna.load_study(study_name=f"tune-dive_{ENV}_hv_400", storage=f"sqlite:///{db.absolute()}")
+    by_state = {s: [t for t in study.trials if t.state.name == s] for s in ("COMPLETE", "FAIL", "RUNNING")}
+    assert len(by_state["COMPLETE"]) == 4 and not by_state["RUNNING"]
+    retried = {t.user_attrs.get("retry_of"): t for t in study.trials if "retry_of" in t.user_attrs}
+    assert set(retried) == {t.number for t in by_state["FAIL"]}  # the killed trial (if any) was run again
+    for number, retry in retried.items():
+        assert retry.params == study.trials[number].params and retry.state.name == "COMPLETE"
+    stored = {r["run_id"] for r in Store(runs / "results.sqlite").runs(suite=f"tune:tune-dive_{ENV}_hv_400")}
+    assert {i for t in by_state["COMPLETE"] for i in t.user_attrs["runs"]} <= stored
 
 
 def test_best_config_reproduces_the_best_trial_with_morl_train(study_dir):
