@@ -63,10 +63,10 @@ def connect(address: str | None = None) -> None:
         with warnings.catch_warnings():  # Ray starts its processes by fork + exec, which JAX's warning does not know
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
             ray.init(address=address or None, log_to_driver=False, include_dashboard=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises bare Exceptions too (a node that timed out during start-up)
         raise ClusterError(
-            f"cannot connect to the Ray cluster at {address!r} ({exc}); start one with `ray start --head` "
-            "(docs/cluster.md) or drop the address to use a local instance"
+            f"cannot start or reach Ray ({'address ' + repr(address) if address else 'a local instance'}: {exc}); "
+            "for a cluster, start it with `ray start --head` (docs/cluster.md) and give its address"
         ) from None
 
 
@@ -356,15 +356,20 @@ class driver_lock:
 
     def __init__(self, runs_dir: Path):
         self.path = Path(runs_dir) / DRIVER_LOCK
+        self.nested = False
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": now_iso()})
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        text = json.dumps({**me, "started": now_iso()})
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 held = _lock_holder(self.path)
+                if held is not None and {k: held.get(k) for k in me} == me:  # this process holds it already
+                    self.nested = True
+                    return self
                 if held is not None:
                     raise RunError(
                         f"another cluster driver (pid {held.get('pid')} on {held.get('host')}, since "
@@ -379,7 +384,8 @@ class driver_lock:
         raise RunError(f"cannot take {self.path}; delete it if no cluster driver is running")
 
     def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
+        if not self.nested:
+            self.path.unlink(missing_ok=True)
         return False
 
 

@@ -279,17 +279,24 @@ def run_suite(
         return None
     start = time.time()
     if cluster is not None:
-        from morl.cluster import train_on_ray
+        from morl.cluster import driver_lock, train_on_ray
 
-        units = []
-        for missing in todo:
-            units += [[i] for _, i in missing if i is not None]  # interrupted runs of this suite continue
-            fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
-            if fresh:
-                units.append(fresh)
-        _, failed = train_on_ray(
-            units, cluster, store=store, log=log, display=bool(progress), console=console, title=f"suite {suite.name}"
-        )
+        with driver_lock(runs_dir):  # before any run folder is made: a second driver makes none
+            units = []
+            for missing in todo:
+                units += [[i] for _, i in missing if i is not None]  # interrupted runs of this suite continue
+                fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
+                if fresh:
+                    units.append(fresh)
+            _, failed = train_on_ray(
+                units,
+                cluster,
+                store=store,
+                log=log,
+                display=bool(progress),
+                console=console,
+                title=f"suite {suite.name}",
+            )
         if failures is not None:
             failures.extend(failed)
     for missing in todo if cluster is None else []:

@@ -105,66 +105,101 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 def _group_alive(pgid: int) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pgid=,args="], capture_output=True, text=True).stdout
+    """``ps`` lines (pgid, pid, command) of the processes in group ``pgid``."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pgid=,pid=,args="], capture_output=True, text=True).stdout
     return [ln for ln in out.splitlines() if ln.split(None, 1)[0] == str(pgid)]
+
+
+class LoopbackCluster:
+    """Ray nodes on 127.0.0.1, each a ``ray start --block`` process in its own process group."""
+
+    def __init__(self, head_cpus: int = 1, **system_config: int):
+        import ray
+
+        self.ray = ray
+        self.tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join([str(TESTS), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # loopback only: no token, so a token another Ray user left in ~/.ray does not lock this process out
+        self.env["RAY_AUTH_MODE"] = "disabled"
+        self.auth_before = os.environ.get("RAY_AUTH_MODE")
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        self.env.update({f"RAY_{k}": str(v) for k, v in system_config.items()})
+        self.procs: list[subprocess.Popen] = []
+        head = ["--head", "--port", str(self.port), "--temp-dir", str(self.tmp), "--include-dashboard=false"]
+        self._start("head", head + ["--ray-client-server-port", str(_free_port())], head_cpus)
+        deadline = time.time() + 60
+        while not (self.tmp / "session_latest").exists() and time.time() < deadline:
+            time.sleep(0.5)
+
+    def _start(self, name: str, args: list[str], cpus: int) -> subprocess.Popen:
+        common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--disable-usage-stats"]
+        p = subprocess.Popen(
+            [str(RAY), "start", *args, "--dashboard-agent-listen-port", str(_free_port()), *common],
+            env=self.env,
+            stdout=open(self.tmp / f"{name}.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(p)
+        return p
+
+    def add_node(self, name: str, cpus: int = 1) -> subprocess.Popen:
+        return self._start(name, ["--address", self.address], cpus)
+
+    def connect(self, nodes: int) -> None:
+        """``ray.init`` in this process once ``nodes`` nodes are alive."""
+        deadline = time.time() + 90
+        while not self.ray.is_initialized() and time.time() < deadline:
+            try:
+                self.ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            except Exception:
+                time.sleep(0.5)
+        self.wait_nodes(nodes, deadline)
+
+    def wait_nodes(self, nodes: int, deadline: float | None = None) -> None:
+        deadline = deadline or time.time() + 90
+        while time.time() < deadline and self.alive() != nodes:
+            time.sleep(0.5)
+        assert self.alive() == nodes, [p.read_text()[-1500:] for p in self.tmp.glob("*.log")]
+
+    def alive(self) -> int:
+        return sum(n["Alive"] for n in self.ray.nodes())
+
+    def kill_raylet(self, node: subprocess.Popen) -> None:
+        """SIGKILL the raylet of ``node`` (the node dies; ``ray start --block`` then stops the rest of it)."""
+        pids = [int(ln.split()[1]) for ln in _group_alive(node.pid) if "raylet/raylet" in ln.split(None, 2)[2]]
+        assert len(pids) == 1, f"node {node.pid} has no raylet (it died before): {_group_alive(node.pid)}"
+        os.kill(pids[0], signal.SIGKILL)
+
+    def stop(self) -> None:
+        try:
+            self.ray.shutdown()
+        finally:
+            _stop(self.procs)
+            if self.auth_before is None:
+                os.environ.pop("RAY_AUTH_MODE", None)
+            else:
+                os.environ["RAY_AUTH_MODE"] = self.auth_before
+            left = [ln for p in self.procs for ln in _group_alive(p.pid) if "<defunct>" not in ln]
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            assert not left, f"Ray processes left behind: {left}"
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head node and a worker node (1 CPU each, the second with its own resource) on 127.0.0.1."""
-    ray = pytest.importorskip("ray", reason="pip install 'morl[cluster]'")  # in the dev extra: CI runs this
-    tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
-    port = _free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
-    procs: list[subprocess.Popen] = []
+    """A head node and a worker node (1 CPU each) on 127.0.0.1; its address."""
+    pytest.importorskip("ray", reason="pip install 'morl[cluster]'")  # in the dev extra: CI runs this
+    c = LoopbackCluster(head_cpus=1)
     try:
-        procs.append(
-            subprocess.Popen(
-                [str(RAY), "start", "--head", "--port", str(port), "--temp-dir", str(tmp), "--include-dashboard=false"]
-                + ["--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port())]
-                + common,
-                env=env,
-                stdout=open(tmp / "head.log", "w"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        address = f"127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while not (tmp / "session_latest").exists() and time.time() < deadline:
-            time.sleep(0.5)
-        procs.append(
-            subprocess.Popen(
-                [str(RAY), "start", "--address", address, "--resources", '{"second_node": 1}']
-                + ["--dashboard-agent-listen-port", str(_free_port())]
-                + common,
-                env=env,
-                stdout=open(tmp / "worker.log", "w"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        while time.time() < deadline:
-            try:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-                break
-            except Exception:
-                time.sleep(0.5)
-        while time.time() < deadline and sum(n["Alive"] for n in ray.nodes()) < 2:
-            time.sleep(0.5)
-        assert sum(n["Alive"] for n in ray.nodes()) == 2, (tmp / "worker.log").read_text()[-2000:]
-        yield address
+        c.add_node("worker")
+        c.connect(nodes=2)
+        yield c.address
     finally:
-        try:
-            ray.shutdown()
-        finally:
-            _stop(procs)
-            left = [ln for p in procs for ln in _group_alive(p.pid) if "<defunct>" not in ln]
-            shutil.rmtree(tmp, ignore_errors=True)
-            assert not left, f"Ray processes left behind: {left}"
+        c.stop()
 
 
 # =============================================================================== the suite
@@ -276,13 +311,28 @@ def test_suite_on_two_nodes_equals_in_process_with_a_failure_and_a_retry(
 
 
 def test_second_driver_on_the_same_runs_dir_is_refused(tmp_path):
-    from morl.cluster import TrainOptions, driver_lock, train_on_ray
+    from morl.cluster import DRIVER_LOCK, TrainOptions, train_on_ray
+    from morl.suites import run_suite
 
     info = R.create_run(tmp_path, test_runs._request())
-    with driver_lock(tmp_path):
-        with pytest.raises(R.RunError, match="another cluster driver .* is training into"):
-            train_on_ray([[info]], TrainOptions(address="127.0.0.1:1"))
+    other = {"pid": os.getppid(), "host": socket.gethostname(), "started": "now"}  # a live process, not this one
+    (tmp_path / DRIVER_LOCK).write_text(json.dumps(other))
+    with pytest.raises(R.RunError, match=f"another cluster driver \\(pid {other['pid']} .* is training into"):
+        train_on_ray([[info]], TrainOptions(address="127.0.0.1:1"))
     assert R.read_run(info.path).status == "interrupted"  # untouched: no lock left, nothing trained
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.format(marker=tmp_path / "m"))
+    with pytest.raises(R.RunError, match="another cluster driver"):
+        run_suite(str(suite), tmp_path, out=tmp_path / "s.md", log=lambda s: None, cluster=TrainOptions())
+    assert len(R.list_runs(tmp_path)[0]) == 1  # the second driver made no run folder
+    assert json.loads((tmp_path / DRIVER_LOCK).read_text()) == other  # and left the first one's lock alone
+    other["pid"] = 2**22 + 1  # a dead holder's lock is taken over (and released)
+    (tmp_path / DRIVER_LOCK).write_text(json.dumps(other))
+    from morl.cluster import driver_lock
+
+    with driver_lock(tmp_path):
+        assert json.loads((tmp_path / DRIVER_LOCK).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / DRIVER_LOCK).exists()
 
 
 def test_cli_train_seeds_on_the_cluster(cluster, recorded_imports, tmp_path, capsys):
@@ -309,3 +359,60 @@ def test_cluster_options_need_ray(tmp_path, capsys):
 
     code = main(["train", "toy-hillclimb", "--env", "deep-sea-treasure-v0", "--storage", str(tmp_path)])
     assert code == 2 and "--storage applies to --ray only" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.slow
+def test_a_node_whose_raylet_is_killed_mid_run_is_replaced_and_its_task_resumes(recorded_imports, tmp_path):
+    """The worker node's raylet is killed while a run trains there (after its third checkpoint); a new node joins;
+    the task is retried there, resumes from the checkpoint in the shared storage, and every run is written once
+    with the front of the uninterrupted in-process run."""
+    import threading
+
+    from morl.cluster import Resources, TrainOptions, train_on_ray
+
+    pytest.importorskip("ray", reason="pip install 'morl[cluster]'")
+
+    def requests(delay):  # the delay (seconds per chunk) leaves time to kill the node mid-run
+        return [test_runs._request(seed, total_timesteps=8000, delay=delay) for seed in (0, 1)]
+
+    local = [R.create_run(tmp_path / "local", r) for r in requests(0.0)]
+    for info in local:
+        R.train_runs([info], store=False)
+    # the head runs no task: the runs train on node a, then on node b
+    c = LoopbackCluster(head_cpus=0, health_check_period_ms=1000, health_check_failure_threshold=10)
+    try:
+        node_a = c.add_node("a")
+        c.connect(nodes=2)
+        remote = [R.create_run(tmp_path / "remote", r) for r in requests(0.5)]
+        storage = tmp_path / "storage"
+        opts = TrainOptions(c.address, str(storage), Resources(max_retries=2), seeds_per_task=1)
+        box: dict = {}
+        driver = threading.Thread(
+            target=lambda: box.update(out=train_on_ray([remote], opts, store=R.store_for(tmp_path / "remote"))),
+            daemon=True,
+        )
+        driver.start()
+        deadline = time.time() + 300
+        victim = None
+        while victim is None and time.time() < deadline:
+            for info in remote:
+                steps = [int(p.name) for p in (storage / info.id / R.CKPT_DIR).glob("*") if p.name.isdigit()]
+                if steps and max(steps) >= 3:
+                    victim = info
+            time.sleep(0.2)
+        assert victim is not None, "no run reached its third checkpoint"
+        c.kill_raylet(node_a)
+        c.wait_nodes(1)
+        c.add_node("b")
+        driver.join(timeout=300)
+        assert not driver.is_alive()
+    finally:
+        c.stop()
+    results, failures = box["out"]
+    assert failures == [] and sorted(results) == sorted(i.id for i in remote)
+    rows = R.store_for(tmp_path / "remote").runs()
+    assert sorted(r["run_id"] for r in rows) == sorted(i.id for i in remote)  # each run once
+    history = json.loads((victim.path / R.CLUSTER_FILE).read_text())["history"]
+    assert len(history) == 2 and history[0]["resumed_from"] is None and history[1]["resumed_from"] >= 3
+    for a, b in zip(local, remote):
+        assert (a.path / R.FRONT_CSV).read_text() == (b.path / R.FRONT_CSV).read_text()

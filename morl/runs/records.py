@@ -41,12 +41,14 @@ _TEXT_FILES = (CONFIG_FILE, METRICS_JSONL, METRICS_CSV, FRONT_CSV, RETURNS_CSV)
 
 
 def folder_files(path: Path, names: tuple[str, ...] = (METRICS_JSONL,), checkpoints: bool = True) -> dict[str, bytes]:
-    """The named files of a run folder and (``checkpoints``) every file under its ``checkpoints/``, keyed by their
-    path relative to the folder."""
+    """The named files of a run folder and (``checkpoints``) the files of its latest committed checkpoint step,
+    keyed by their path relative to the folder."""
     path = Path(path)
     out = {n: (path / n).read_bytes() for n in names if (path / n).is_file()}
-    if checkpoints and (path / CKPT_DIR).is_dir():
-        for f in sorted((path / CKPT_DIR).rglob("*")):
+    steps = [p for p in (path / CKPT_DIR).glob("*") if p.name.isdigit()] if checkpoints else []
+    if steps:
+        latest = max(steps, key=lambda p: int(p.name))
+        for f in sorted(latest.rglob("*")):
             if f.is_file():
                 out[str(f.relative_to(path))] = f.read_bytes()
     return out
