@@ -78,6 +78,8 @@ class OLSConfig:
     learning_starts: int = 0  # env steps before the decay starts
     epsilon_ols: float = 0.0  # corner weights with an optimistic improvement below this are not tried
     transfer_q_table: bool = True  # start each policy from the table of the CCS policy best for its weight
+    restart_epsilon: bool = False  # each iteration's policy restarts the epsilon schedule (ours; MORL-Baselines:
+    # one schedule over the run, so later policies explore at final_epsilon)
     eval_episodes: int = 5  # episodes of each policy's evaluation (num_eval_episodes_for_front)
     steps_per_chunk: int = 10_000  # env steps per jitted training chunk (one `update` call)
 
@@ -111,8 +113,9 @@ class MOQState:
     w: jax.Array  # [m] the preference being learned
     rollout: RolloutState
     key: jax.Array
-    env_steps: jax.Array  # int32, the whole run's (the epsilon schedule's clock)
+    env_steps: jax.Array  # int32, the whole run's
     stop_at: jax.Array  # int32: steps at and past this are computed and discarded
+    clock_start: jax.Array  # int32: the epsilon schedule counts env steps from here
 
 
 class MOQLearner:
@@ -141,7 +144,7 @@ class MOQLearner:
         self.act = act
         self.chunk = jax.jit(self._chunk)
 
-    def init(self, key: jax.Array, w: jax.Array, env_steps, stop_at) -> MOQState:
+    def init(self, key: jax.Array, w: jax.Array, env_steps, stop_at, clock_start=0) -> MOQState:
         k_env, key = jax.random.split(key)
         return MOQState(
             q=jnp.zeros((self.num_states, self.num_actions, self.m), jnp.float32),
@@ -151,6 +154,7 @@ class MOQLearner:
             key=key,
             env_steps=jnp.asarray(env_steps, jnp.int32),
             stop_at=jnp.asarray(stop_at, jnp.int32),
+            clock_start=jnp.asarray(clock_start, jnp.int32),
         )
 
     def _behaviour_policy(self, p, obs, key):
@@ -162,8 +166,9 @@ class MOQLearner:
         c = self.config
         key, k_roll = jax.random.split(state.key)
         active = state.env_steps < state.stop_at
+        clock = state.env_steps - state.clock_start
         epsilon = td.linear_schedule(
-            c.initial_epsilon, c.final_epsilon, c.epsilon_decay_steps, state.env_steps, c.learning_starts
+            c.initial_epsilon, c.final_epsilon, c.epsilon_decay_steps, clock, c.learning_starts
         )
         pp = {"q": state.q, "seen": state.seen, "w": state.w, "epsilon": epsilon}
         rstate, traj = self.rollout.run.pure(pp, state.rollout, k_roll, self.env_params)
@@ -339,7 +344,8 @@ class OLSTrainer(Trainer):
         ended = w is None
         if ended:  # MORL-Baselines: no corner weight left, train a random weight
             w = np.asarray(jax.random.dirichlet(k_w, jnp.ones(self.m)), np.float64)
-        learner = self.learner.init(k_next, w, lr.env_steps, (iteration + 1) * c.timesteps_per_iteration)
+        start = int(lr.env_steps) if c.restart_epsilon else 0
+        learner = self.learner.init(k_next, w, lr.env_steps, (iteration + 1) * c.timesteps_per_iteration, start)
         if c.transfer_q_table and ls.ccs:
             best = int(np.argmax([np.dot(w, v) for v in ls.ccs]))
             learner = learner.replace(q=jnp.asarray(tables[best]), seen=jnp.asarray(seen[best]))

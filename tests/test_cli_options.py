@@ -143,8 +143,8 @@ AGENT_OPTIONS = {
     "mo-q": "--epsilon-decay-steps --final-epsilon --gamma --initial-epsilon --learning-rate --learning-starts "
     "--steps-per-chunk --total-timesteps --weights",
     "ols": "--epsilon-decay-steps --epsilon-ols --eval-episodes --final-epsilon --gamma --initial-epsilon "
-    "--learning-rate --learning-starts --steps-per-chunk --timesteps-per-iteration --total-timesteps "
-    "--transfer-q-table",
+    "--learning-rate --learning-starts --restart-epsilon --steps-per-chunk --timesteps-per-iteration "
+    "--total-timesteps --transfer-q-table",
     "pql": "--action-eval --epsilon-decay-steps --final-epsilon --gamma --initial-epsilon --ref-point --set-capacity "
     "--steps-per-chunk --total-timesteps --track-tolerance",
 }
