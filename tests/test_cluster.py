@@ -416,3 +416,23 @@ def test_a_node_whose_raylet_is_killed_mid_run_is_replaced_and_its_task_resumes(
     assert len(history) == 2 and history[0]["resumed_from"] is None and history[1]["resumed_from"] >= 3
     for a, b in zip(local, remote):
         assert (a.path / R.FRONT_CSV).read_text() == (b.path / R.FRONT_CSV).read_text()
+
+
+def test_task_resources_and_grouping(tmp_path):
+    from morl.cluster import Resources, task_groups
+
+    # a quarter of a GPU preallocates 90% of a quarter of its memory; a CPU task stays off the GPUs
+    assert Resources(gpus=0.25).env_vars() == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"}
+    assert Resources(cpus=2).env_vars()["JAX_PLATFORMS"] == "cpu"
+    opts = Resources(cpus=2, gpus=0.5, max_retries=1).ray_options()
+    assert (opts["num_cpus"], opts["num_gpus"], opts["max_retries"], opts["retry_exceptions"]) == (2, 0.5, 1, False)
+    for bad in ({"cpus": 0}, {"gpus": 1.5}, {"max_retries": -1}):
+        with pytest.raises(ValueError):
+            Resources(**bad)
+    # a vmappable group is one program (or programs of --seeds-per-task seeds); other agents: one seed per task
+    hill = [R.create_run(tmp_path, test_runs._request(s)) for s in range(5)]
+    crash = [R.create_run(tmp_path, test_runs._request(s)) for s in range(2)]
+    for c in crash:
+        c.meta["agent"] = "toy-crash"
+    assert [len(t) for t in task_groups([hill, crash], None)] == [5, 1, 1]
+    assert [len(t) for t in task_groups([hill], 2)] == [2, 2, 1]
