@@ -409,8 +409,8 @@ def test_minecart_fuel_only_member_drives_home_with_the_weighted_loss():
     """The corner fix on a small instance: the three one-hot weights on minecart-deterministic with reward
     normalisation (its defaults), 150k transitions. The fuel-only member must find the cheapest episode, leaving the
     base and coming straight back (fuel about -0.26 at gamma 1; idling to the 1,000-step cap costs -20), and the
-    archive must keep that point. Measured with the plain vector loss: the member idles at -20 for the whole run
-    (docs/algorithms/morld.md)."""
+    archive must keep that point. Measured with the plain vector loss at these settings: seeds 0 and 1 both end
+    with the single point (0, 0, -20), the member idling (docs/algorithms/morld.md)."""
     env, params = morl.make("minecart-deterministic-v0")
     cfg = make_config(
         "morld",
