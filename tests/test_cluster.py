@@ -436,3 +436,42 @@ def test_task_resources_and_grouping(tmp_path):
         c.meta["agent"] = "toy-crash"
     assert [len(t) for t in task_groups([hill, crash], None)] == [5, 1, 1]
     assert [len(t) for t in task_groups([hill], 2)] == [2, 2, 1]
+
+
+def test_task_resumes_from_the_drivers_checkpoint_and_the_record_writes_the_same_folder(tmp_path):
+    """Without Ray: `train_task` is the function a worker runs. A run interrupted in process (its checkpoints in
+    its own folder) is sent with its files, resumes in the task's work folder, and the record the driver writes
+    holds the same front, metrics rows and store row as an uninterrupted in-process run."""
+    from morl.cluster import train_task
+
+    ref = R.create_run(tmp_path / "a", test_runs._request(seed=3))
+    R.train_runs([ref])
+    part = R.create_run(tmp_path / "b", test_runs._request(seed=3))
+    calls = []
+
+    def stop_after_two(event):
+        calls.append(event)
+        if len(calls) == 3:  # start event + 2 chunks
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        R.train_runs([part], progress=stop_after_two, store=False)
+    storage = tmp_path / "storage"
+    (record,) = train_task([part.meta], str(storage), {part.id: R.folder_files(part.path)})
+    assert [a["resumed_from"] for a in record["attempts"]] == [2]
+    result = R.write_record(part.path, record, R.store_for(tmp_path / "b"))
+    info = R.read_run(part.path)
+    assert info.status == "done" and info.result == result
+    for name in (R.FRONT_CSV, R.RETURNS_CSV):
+        assert (ref.path / name).read_text() == (part.path / name).read_text()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
+    assert strip(R.read_jsonl(ref.path / R.METRICS_JSONL)) == strip(R.read_jsonl(part.path / R.METRICS_JSONL))
+    (row,) = R.store_for(tmp_path / "b").runs()
+    (want,) = R.store_for(tmp_path / "a").runs()
+    assert row["metrics"] == want["metrics"] and row["run_id"] == part.id
+    # the checkpoint came back: `morl eval` reproduces the final metrics from it
+    front, _ = R.reevaluate(info, R.protocol_from_dict(result["protocol"]), record=False)
+    assert front.metrics == result["metrics"]
+    # a retried task whose work folder is finished sends that run again, untrained
+    (again,) = train_task([part.meta], str(storage), {})
+    assert again["result"] == record["result"]
