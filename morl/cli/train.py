@@ -73,6 +73,13 @@ def _train_base(prog: str = "morl train") -> Parser:
     g.add_argument(
         "--runs-dir", default=None, help="where run folders and results.sqlite live (default: $MORL_RUNS_DIR or ./runs)"
     )
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="start the agent's config from FILE: a run's config.json or `morl tune`'s best.json (its \"config\" "
+        "object); options given here override it",
+    )
     g.add_argument("--resume", nargs="+", metavar="RUN", help="continue run(s) from their last checkpoint")
     g.add_argument("--no-vmap", action="store_true", help="train several seeds one after another")
     g.add_argument(
@@ -310,6 +317,7 @@ def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path, callbac
             ("--seeds", args.seeds),
             ("--steps", args.steps),
             ("--eval-every", args.eval_every),
+            ("--config", args.config),
         )
         if v is not None
     ]
@@ -388,18 +396,27 @@ def train_requests(args: argparse.Namespace, spec) -> list:
         raise CLIError(str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise CLIError(f"cannot make env {args.env!r}: {exc}") from None
+    from_file = {}
+    if args.config:
+        from morl.tune import config_file_overrides
+
+        try:
+            from_file = config_file_overrides(args.config, spec.name)
+        except ValueError as exc:
+            raise CLIError(f"--config {args.config}: {exc}") from None
     try:  # what nested config fields given on the command line start from
-        base = make_config(spec.name, args.env)
+        base = make_config(spec.name, args.env, **from_file)
     except Exception:
         base = spec.config_cls
-    overrides = options.collect(args, "cfg__", base)
+    given = options.collect(args, "cfg__", base)
     if args.steps is not None:
         bf = R.budget_field(spec)
-        if bf in overrides and overrides[bf] != args.steps:
-            raise CLIError(f"--steps {args.steps} and --{bf.replace('_', '-')} {overrides[bf]} disagree; give one")
+        if bf in given and given[bf] != args.steps:
+            raise CLIError(f"--steps {args.steps} and --{bf.replace('_', '-')} {given[bf]} disagree; give one")
         if args.steps <= 0:
             raise CLIError(f"--steps must be positive, got {args.steps}")
-        overrides[bf] = args.steps
+        given[bf] = args.steps
+    overrides = {**from_file, **given}
     try:
         config = make_config(spec.name, args.env, **overrides)
     except (TypeError, ValueError) as exc:
