@@ -75,8 +75,21 @@ def test_eupg_learns_fishwood(fishwood):
     policy earns more than 12 (measured: docs/algorithms/eupg.md has the curve and MORL-Baselines' figure)."""
     env, params, tr = fishwood
     state = tr.init(jax.random.PRNGKey(0))
-    while not tr.done(state):
-        state, logs = tr.update(state)
+    lowered = []  # one event per program lowered: the chunk compiles in the first update, never again
+
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            lowered.append(updates)
+
+    updates = 0
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        while not tr.done(state):
+            state, logs = tr.update(state)
+            updates += 1
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert updates == 3 and set(lowered) <= {0}, lowered
     assert tr.env_steps(state) == CI_STEPS and int(state.episodes) == CI_STEPS // 200
     eu = tr.expected_utility(state, jax.random.PRNGKey(1))
     assert eu > 12.0, eu
