@@ -123,21 +123,38 @@ def test_mo_pbt_beats_the_same_population_without_exploit(runs):
     assert sum(len(e["moves"]) for e in mo["rankings"][:-1]) == 2 * (len(mo["rankings"]) - 1)
 
 
-def test_pbt_cli_writes_its_record(tmp_path, capsys):
-    from morl.cli import main
-
-    code = main(
-        ["pbt", "envelope", "--env", "deep-sea-treasure-v0", "--population", "3", "--steps", "250", "--interval",
-         "250", "--set", "steps_per_chunk=250", "--set", "net_arch=[32,32]", "--set", "batch_size=32", "--set",
-         "learning_starts=100", "--set", "buffer_size=5000", "--protocol-episodes", "1", "--protocol-front-weights",
-         "16", "--protocol-eu-weights", "16", "--runs-dir", str(tmp_path), "--quiet"]
-    )  # fmt: skip
-    assert code == 0
-    (path,) = (tmp_path / "pbt").glob("*.json")
+def test_pbt_cli_passes_its_options_and_writes_the_record(runs, tmp_path, capsys, monkeypatch):
+    """The command line builds the request (training itself is the run above, handed back here)."""
     import json
 
+    from morl.cli import main
+
+    seen = {}
+
+    def fake_run(req, log=None):
+        seen["req"] = req
+        return runs["mo-pbt"]
+
+    monkeypatch.setattr(PBT, "run_pbt", fake_run)
+    code = main(
+        ["pbt", "envelope", "--env", "deep-sea-treasure-v0", "--population", "8", "--objectives", "hv,eu", "--strategy",
+         "pbt", "--steps", "3000", "--interval", "500", "--set", "net_arch=[32,32]", "--protocol-episodes", "1",
+         "--runs-dir", str(tmp_path), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    req = seen["req"]
+    assert (req.population, req.objectives, req.strategy, req.steps, req.interval) == (
+        8,
+        ("hv", "eu"),
+        "pbt",
+        3000,
+        500,
+    )
+    assert req.overrides == {"net_arch": [32, 32]} and req.protocol.episodes == 1
+    (path,) = (tmp_path / "pbt").glob("*.json")
     rec = json.loads(path.read_text())
-    assert rec["objectives"] == ["hv", "sp"] and rec["strategy"] == "mo-pbt" and len(rec["final"]) == 3
+    assert rec["objectives"] == ["hv", "sp"] and len(rec["final"]) == 8
+    assert "final population" in capsys.readouterr().out
     assert main(["pbt", "pgmorl", "--env", "deep-sea-treasure-v0", "--runs-dir", str(tmp_path)]) == 2
     assert "no population adapter" in capsys.readouterr().err
 
