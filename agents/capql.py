@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import observation_dim, preprocess_obs
@@ -152,7 +152,7 @@ class CAPQLState:
     updates: jax.Array  # int32 gradient updates so far
 
 
-class CAPQLTrainer(Trainer):
+class CAPQLTrainer(JitTrainer):
     """Chunked trainer (`morl.agent.Trainer`); ``update`` is one jitted chunk, pure, vmappable over seeds."""
 
     vmappable = True
@@ -178,22 +178,9 @@ class CAPQLTrainer(Trainer):
         self.rollout = make_rollout(env, self._behaviour_policy, config.num_envs, 1, gamma=config.gamma)
         # a buffer larger than the whole budget never evicts: cap it (exact, and XLA then copies less per step)
         self.capacity = min(config.buffer_size, config.total_timesteps + config.num_envs)
-        self._init = jax.jit(self._init_fn)
-        self._update = jax.jit(self._chunk)
+        self._compile()
 
     # ------------------------------------------------------------------ protocol
-    def init(self, key: jax.Array) -> CAPQLState:
-        return self._init(key)
-
-    def update(self, state: CAPQLState) -> tuple[CAPQLState, dict]:
-        return self._update(state)
-
-    def done(self, state: CAPQLState) -> bool:
-        return int(state.env_steps) >= self.config.total_timesteps
-
-    def env_steps(self, state: CAPQLState) -> int:
-        return int(state.env_steps)
-
     def solution(self, state: CAPQLState) -> Solution:
         return Solution(act=self._act, params=state.actor, conditioned=True)
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
@@ -108,7 +108,7 @@ class EnvelopeState:
     updates: jax.Array  # int32 gradient steps so far
 
 
-class EnvelopeTrainer(Trainer):
+class EnvelopeTrainer(JitTrainer):
     """Chunked trainer (`morl.agent.Trainer`); ``update`` is one jitted chunk, pure, vmappable over seeds."""
 
     vmappable = True
@@ -136,22 +136,9 @@ class EnvelopeTrainer(Trainer):
             return jnp.argmax(td.scalarize(wb[:, None, :], self.net.apply(params, x, wb)), axis=-1).astype(jnp.int32)
 
         self._act = act
-        self._init = jax.jit(self._init_fn)
-        self._update = jax.jit(self._chunk)
+        self._compile()
 
     # ------------------------------------------------------------------ protocol
-    def init(self, key: jax.Array) -> EnvelopeState:
-        return self._init(key)
-
-    def update(self, state: EnvelopeState) -> tuple[EnvelopeState, dict]:
-        return self._update(state)
-
-    def done(self, state: EnvelopeState) -> bool:
-        return int(state.env_steps) >= self.config.total_timesteps
-
-    def env_steps(self, state: EnvelopeState) -> int:
-        return int(state.env_steps)
-
     def solution(self, state: EnvelopeState) -> Solution:
         return Solution(act=self._act, params=state.q_params, conditioned=True)
 

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
 from morl.agents.networks import MLP, observation_dim, preprocess_obs
 from morl.rollout import episode_limit, make_rollout, require_pure_jax
 from morl.solution import Solution
@@ -86,7 +86,7 @@ class EUPGState:
     episodes: jax.Array  # int32
 
 
-class EUPGTrainer(Trainer):
+class EUPGTrainer(JitTrainer):
     """Chunked trainer (`morl.agent.Trainer`); ``update`` is one jitted chunk, pure, vmappable over seeds."""
 
     vmappable = True
@@ -139,22 +139,9 @@ class EUPGTrainer(Trainer):
         }
         self._eval = jax.jit(self._eval_fn, static_argnums=2)
         self._in_dim = observation_dim(space) + self.m
-        self._init = jax.jit(self._init_fn)
-        self._update = jax.jit(self._chunk)
+        self._compile()
 
     # ------------------------------------------------------------------ protocol
-    def init(self, key: jax.Array) -> EUPGState:
-        return self._init(key)
-
-    def update(self, state: EUPGState) -> tuple[EUPGState, dict]:
-        return self._update(state)
-
-    def done(self, state: EUPGState) -> bool:
-        return int(state.env_steps) >= self.config.total_timesteps
-
-    def env_steps(self, state: EUPGState) -> int:
-        return int(state.env_steps)
-
     def solution(self, state: EUPGState) -> Solution:
         """One policy (the accrued-reward policy, sampling its actions from the evaluator's keys), for the weights it
         was trained with."""

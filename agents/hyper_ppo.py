@@ -30,7 +30,7 @@ import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
 from morl.agents.networks import (
     MLP,
     CategoricalActor,
@@ -241,7 +241,7 @@ class HyperPPOState:
     env_steps: jax.Array  # int32 real transitions consumed
 
 
-class HyperPPOTrainer(Trainer):
+class HyperPPOTrainer(JitTrainer):
     """Chunked trainer (`morl.agent.Trainer`): ``update`` is ``iterations_per_chunk`` iterations in one jitted scan
     (the iterations past the budget are computed and discarded); pure, vmappable over seeds."""
 
@@ -272,22 +272,12 @@ class HyperPPOTrainer(Trainer):
             return head_mode(env.action_space, self.net.actor_out(params["net"], x, wb))
 
         self._act = act
-        self._init = jax.jit(self._init_fn)
-        self._update = jax.jit(self._chunk)
+        self._compile()
 
     # ------------------------------------------------------------------ protocol
-    def init(self, key: jax.Array) -> HyperPPOState:
-        return self._init(key)
-
-    def update(self, state: HyperPPOState) -> tuple[HyperPPOState, dict]:
-        state, logs = self._update(state)
-        return state, logs
-
-    def done(self, state: HyperPPOState) -> bool:
-        return int(state.iteration) >= self.config.iterations
-
-    def env_steps(self, state: HyperPPOState) -> int:
-        return int(state.env_steps)
+    @property
+    def budget(self) -> int:
+        return self.config.iterations * self.config.num_envs * self.config.num_steps
 
     def solution(self, state: HyperPPOState) -> Solution:
         return Solution(act=self._act, params={"net": state.params, "obs_rms": state.obs_rms}, conditioned=True)

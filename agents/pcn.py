@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
 from morl.agents.morld_learners import ObsEncoder
 from morl.pareto import non_dominated_mask_jax
 from morl.rollout import RolloutState, episode_limit, make_rollout, require_pure_jax
@@ -234,7 +234,7 @@ class PCNState:
     iterations: jax.Array  # int32
 
 
-class PCNTrainer(Trainer):
+class PCNTrainer(JitTrainer):
     """Chunked trainer (`morl.agent.Trainer`); ``update`` is one jitted chunk of iterations, pure, vmappable."""
 
     vmappable = True
@@ -268,23 +268,10 @@ class PCNTrainer(Trainer):
         self.fill_rollout = make_rollout(env, self._behaviour, c.num_er_episodes, 1)
         self.step_rollout = make_rollout(env, self._behaviour, c.num_step_episodes, 1)
         self.eval_rollout = make_rollout(env, self._behaviour, c.max_buffer_size, 1)
-        self._init = jax.jit(self._init_fn)
-        self._update = jax.jit(self._chunk)
+        self._compile()
         self._commands = jax.jit(self._command_returns, static_argnums=1)
 
     # ------------------------------------------------------------------ protocol
-    def init(self, key: jax.Array) -> PCNState:
-        return self._init(key)
-
-    def update(self, state: PCNState) -> tuple[PCNState, dict]:
-        return self._update(state)
-
-    def done(self, state: PCNState) -> bool:
-        return int(state.env_steps) >= self.config.total_timesteps
-
-    def env_steps(self, state: PCNState) -> int:
-        return int(state.env_steps)
-
     def solution(self, state: PCNState) -> Solution:
         """The non-dominated episodes' commands (their return and length), at most ``num_points_pf``."""
         buf = state.buffer

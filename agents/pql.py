@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
 from morl.agents import td
 from morl.pareto import crowding_distance_jax, non_dominated_mask_jax
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
@@ -160,7 +160,7 @@ class PQLState:
     overflow: jax.Array  # int32 set updates that had more non-dominated points than set_capacity
 
 
-class PQLTrainer(Trainer):
+class PQLTrainer(JitTrainer):
     """Chunked trainer (`morl.agent.Trainer`); ``update`` is one jitted chunk, pure, vmappable over seeds."""
 
     vmappable = True
@@ -198,23 +198,10 @@ class PQLTrainer(Trainer):
             return params["table"][index(obs)]
 
         self._act = act
-        self._init = jax.jit(self._init_fn)
-        self._update = jax.jit(self._chunk)
+        self._compile()
         self._extract = jax.jit(self._extract_fn)
 
     # ------------------------------------------------------------------ protocol
-    def init(self, key: jax.Array) -> PQLState:
-        return self._init(key)
-
-    def update(self, state: PQLState) -> tuple[PQLState, dict]:
-        return self._update(state)
-
-    def done(self, state: PQLState) -> bool:
-        return int(state.env_steps) >= self.config.total_timesteps
-
-    def env_steps(self, state: PQLState) -> int:
-        return int(state.env_steps)
-
     def solution(self, state: PQLState) -> Solution:
         """One track-and-follow policy per point of the start state's front (its Q-vector: ``candidate_returns``)."""
         front, valid, tables, _ = self._extract(state)

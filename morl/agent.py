@@ -57,6 +57,39 @@ class Trainer(ABC):
         """The current solution (policy set or conditioned policy)."""
 
 
+class JitTrainer(Trainer):
+    """A `Trainer` made of two pure functions, jitted once: ``_init_fn(key) -> state`` and ``_chunk(state) ->
+    (state, logs)``, whose state counts the real transitions it consumed in ``state.env_steps``. Subclasses call
+    ``_compile()`` at the end of ``__init__``; ``done`` compares the count with ``budget`` (the config's
+    ``total_timesteps``; override it where an agent spends its budget in whole units)."""
+
+    @abstractmethod
+    def _init_fn(self, key: jax.Array) -> PyTree: ...
+
+    @abstractmethod
+    def _chunk(self, state: PyTree) -> tuple[PyTree, dict]: ...
+
+    def _compile(self) -> None:
+        self._init = jax.jit(self._init_fn)
+        self._update = jax.jit(self._chunk)
+
+    @property
+    def budget(self) -> int:
+        return self.config.total_timesteps
+
+    def init(self, key: jax.Array) -> PyTree:
+        return self._init(key)
+
+    def update(self, state: PyTree) -> tuple[PyTree, dict]:
+        return self._update(state)
+
+    def done(self, state: PyTree) -> bool:
+        return int(state.env_steps) >= self.budget
+
+    def env_steps(self, state: PyTree) -> int:
+        return int(state.env_steps)
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     name: str
