@@ -1,4 +1,5 @@
-"""Toy environments shared by the tests: problems small enough that their answer is known by hand.
+"""Toy environments shared by the tests: problems small enough that their answer is known by hand (and the order
+the test files run in: the slowest first).
 
 - `OneStep`: one step from a constant observation, reward ``reward_fn(action)`` (bandits, continuous arcs);
   `bandit2`, `arc` and `gaussian_bandit` build the ones the PPO and C-MORL tests use.
@@ -16,6 +17,28 @@ from flax import struct
 
 from morl.env import Environment, EnvParams, time_limit
 from morl.spaces import Box, Discrete, Space
+
+#: the test files that take longest (cold compilation cache), started first: the parallel workers of the README's
+#: `pytest -n ... --dist loadfile` take one file at a time, so a long file started last would run alone at the end
+SLOWEST_FIRST = (
+    "test_morld.py",
+    "test_c_morl.py",
+    "test_pd_morl.py",
+    "test_gpi.py",
+    "test_budgets.py",
+    "test_envs_mujoco.py",
+    "test_pbt.py",
+    "test_envelope.py",
+    "test_hyper_ppo.py",
+    "test_cluster.py",
+    "test_pgmorl.py",
+    "test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: every file keeps its tests' order
 
 
 @struct.dataclass
