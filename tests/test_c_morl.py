@@ -384,6 +384,8 @@ def test_checkpoint_restores_the_typed_state(dst_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- fruit tree
+# slow (55 s cold): CI keeps C-MORL's DST result, resume and compile-once tests
+@pytest.mark.slow
 def test_fruit_tree_depth5_reaches_80_percent_of_true_hv():
     env, params = morl.make("fruit-tree-v0", depth=5)
     # the official per-env settings (PPO sizes, corner preferences, eval gamma) on a smaller budget: 20 PPO updates

@@ -230,6 +230,8 @@ MC_CONFIG = dict(
 )
 
 
+# slow (80 s cold): CI keeps PD-MORL's DST result test and the continuous variant's budget test
+@pytest.mark.slow
 def test_pd_morl_continuous_on_mountain_car_finds_a_front_and_learns_the_fuel_objective():
     """Small-budget check of MO-TD3-HER end to end: preferences that weigh time reach the goal with different fuel
     budgets, fuel-weighted preferences spend (almost) nothing, so the front has >= 3 non-dominated points.
