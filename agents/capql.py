@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import observation_dim, preprocess_obs
@@ -333,10 +333,7 @@ class CAPQLTrainer(JitTrainer):
         )
         episodes = jnp.sum(finished)
         out = {k: jnp.mean(v) for k, v in logs.items()}
-        out.update({"episodes": episodes, "updates": state.updates})
-        mean_ret = jnp.sum(ep_return, axis=0) / jnp.maximum(episodes, 1)
-        for i in range(self.m):
-            out[f"episode_return_{i}"] = mean_ret[i]
+        out.update({"episodes": episodes, "updates": state.updates, **episode_return_logs(ep_return, episodes)})
         return state, out
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
@@ -303,10 +303,8 @@ class EnvelopeTrainer(JitTrainer):
             "epsilon": epsilon[-1],
             "episodes": episodes,
             "updates": state.updates,
+            **episode_return_logs(ep_return, episodes),
         }
-        mean_ret = jnp.sum(ep_return, axis=0) / jnp.maximum(episodes, 1)
-        for i in range(self.m):
-            out[f"episode_return_{i}"] = mean_ret[i]
         return state, out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
 from morl.agents.networks import MLP, observation_dim, preprocess_obs
 from morl.rollout import episode_limit, make_rollout, require_pure_jax
 from morl.solution import Solution
@@ -217,17 +217,16 @@ class EUPGTrainer(JitTrainer):
 
     def _chunk(self, state: EUPGState) -> tuple[EUPGState, dict]:
         state, (finished, loss, ret) = jax.lax.scan(self._episode, state, None, length=self.config.episodes_per_chunk)
-        n = jnp.maximum(jnp.sum(finished), 1)
+        episodes = jnp.sum(finished)
+        n = jnp.maximum(episodes, 1)
         u = utility(self.config.utility, ret, self.weights)
         out = {
-            "episodes": jnp.sum(finished),
+            "episodes": episodes,
             "loss": jnp.sum(loss) / n,
             #: the ESR objective on the chunk's training episodes (stochastic policy, undiscounted returns)
             "expected_utility": jnp.sum(jnp.where(finished, u, 0.0)) / n,
+            **episode_return_logs(ret, episodes),
         }
-        mean_ret = jnp.sum(ret, axis=0) / n
-        for i in range(self.m):
-            out[f"episode_return_{i}"] = mean_ret[i]
         return state, out
 
 

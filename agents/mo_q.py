@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, episode_return_logs, register_agent
 from morl.agents import td
 from morl.agents.linear_support import LinearSupport
 from morl.agents.pql import tabular_states
@@ -194,11 +194,7 @@ class MOQLearner:
     def _chunk(self, state: MOQState) -> tuple[MOQState, dict]:
         state, (done, ret, epsilon) = jax.lax.scan(self._iteration, state, None, length=self.config.steps_per_chunk)
         n = jnp.sum(done)
-        out = {"episodes": n, "epsilon": epsilon[-1]}
-        mean_ret = jnp.sum(ret, axis=0) / jnp.maximum(n, 1)
-        for i in range(self.m):
-            out[f"episode_return_{i}"] = mean_ret[i]
-        return state, out
+        return state, {"episodes": n, "epsilon": epsilon[-1], **episode_return_logs(ret, n)}
 
 
 def _preference(weights, m: int, who: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, episode_return_logs, register_agent
 from morl.agents import replay as rb
 from morl.agents.morld_learners import DQNLearner, DQNState, ObsEncoder, SACLearner
 from morl.agents.ppo import NORM_EPS, RunningMeanStd
@@ -517,11 +517,10 @@ class MORLDTrainer(Trainer):
             "episodes": episodes,
             "eval_episodes": state.eval_episodes,
             **logs,
+            **episode_return_logs(ep_ret, episodes),
         }
-        mean_ret = jnp.sum(ep_ret, axis=0) / jnp.maximum(episodes, 1)
         scale = self.reward_scale(state)
         for i in range(self.m):
-            out[f"episode_return_{i}"] = mean_ret[i]
             out[f"reward_scale_{i}"] = scale[i]
         return state, out
 

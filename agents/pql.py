@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
 from morl.agents import td
 from morl.pareto import crowding_distance_jax, non_dominated_mask_jax
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
@@ -316,10 +316,8 @@ class PQLTrainer(JitTrainer):
             "front_hypervolume": hypervolume_jax(front, valid, self.ref),
             "set_overflow": state.overflow,
             "track_revisits": revisits,
+            **episode_return_logs(ep_return, episodes),
         }
-        mean_ret = jnp.sum(ep_return, axis=0) / jnp.maximum(episodes, 1)
-        for i in range(self.m):
-            out[f"episode_return_{i}"] = mean_ret[i]
         return state, out
 
     def _extract_fn(self, state: PQLState):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 
 from morl.solution import Solution
 
@@ -88,6 +89,15 @@ class JitTrainer(Trainer):
 
     def env_steps(self, state: PyTree) -> int:
         return int(state.env_steps)
+
+
+def episode_return_logs(returns: jax.Array, episodes: jax.Array) -> dict[str, jax.Array]:
+    """A chunk's ``episode_return_{i}`` logs: the mean vector return of the training episodes that ended in it.
+
+    ``returns`` ``[T, m]`` holds, per step (or episode) of the chunk, the summed returns of the episodes that ended
+    there (zeros elsewhere); ``episodes`` counts them. A chunk where none ended logs zeros."""
+    mean = jnp.sum(returns, axis=0) / jnp.maximum(episodes, 1)
+    return {f"episode_return_{i}": mean[i] for i in range(mean.shape[0])}
 
 
 @dataclass(frozen=True)

@@ -282,3 +282,15 @@ def test_episode_context_gives_the_policy_the_running_return_and_length(env_id):
     np.testing.assert_allclose(seen_return[1:], after_return)
     np.testing.assert_array_equal(seen_length[1:], np.where(done[:-1], 0, np.asarray(traj.episode_length)[:-1]))
     np.testing.assert_array_equal(np.asarray(traj.action), np.where(seen_length % 3 == 2, 3, 1))
+
+
+def test_episode_return_logs_average_the_episodes_that_ended():
+    from morl.agent import episode_return_logs
+
+    # two steps where one episode ended each, one step where none did: the mean of the two, per objective
+    returns = jnp.array([[3.0, -2.0], [0.0, 0.0], [5.0, -4.0]], jnp.float32)
+    logs = episode_return_logs(returns, jnp.int32(2))
+    assert sorted(logs) == ["episode_return_0", "episode_return_1"]
+    assert float(logs["episode_return_0"]) == 4.0 and float(logs["episode_return_1"]) == -3.0
+    none = episode_return_logs(jnp.zeros((3, 2), jnp.float32), jnp.int32(0))
+    assert float(none["episode_return_0"]) == 0.0 and float(none["episode_return_1"]) == 0.0
