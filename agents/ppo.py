@@ -15,7 +15,9 @@ Follows the official C-MORL / PGMORL code (``a2c_ppo_acktr`` + baselines' ``VecN
   ret[done] = 0``;
 - clipped surrogate (0.2), clipped vector value loss ``0.5 * mean(max(...))`` with coefficient 0.5, entropy
   coefficient 0, 10 epochs x 32 minibatches, global grad-norm clip 0.5, Adam (eps 1e-5) with a learning rate
-  passed in per update (linear decay is the caller's schedule, `linear_lr`).
+  passed in per update (linear decay is the caller's schedule, `linear_lr`). Each epoch's minibatches come from
+  `shuffled_minibatches`, a shuffle that costs one sort of one array on a CPU (`jax.random.permutation` sorts
+  key-value pairs twice, a quarter of a small update's time).
 
 Everything is a pure function over a `PPOState` pytree, for **one** policy; an optional `Penalty` adds a term to
 the update's objective (C-MORL's log barrier). The rollout itself is the engine's (`morl.rollout`): `PPO.policy` is
@@ -178,6 +180,29 @@ def gae(
     return adv, adv + values
 
 
+def shuffled_minibatches(key: jax.Array, n: int, num_minibatches: int) -> jax.Array:
+    """A random permutation of ``range(n)`` split into ``num_minibatches`` rows (PPO's epoch shuffle).
+
+    On a CPU, XLA sorts a key-value pair far slower than one array, and ``jax.random.permutation`` sorts pairs in
+    two rounds: for PPO's small batches that was a quarter of an update. Here each round sorts one uint32 array
+    whose high bits are random and whose low ``b = ceil(log2 n)`` bits are the index (unpacked after the sort):
+    one round up to 2,048 rows, two up to 65,536, ``jax.random.permutation`` above. The result is a uniform
+    permutation except that two rows whose ``32 - b`` random bits tie keep their order (about one pair per
+    round at 2,048 rows), which a minibatch shuffle does not notice.
+    """
+    bits = max(1, (n - 1).bit_length())
+    if bits > 16:
+        idx = jax.random.permutation(key, n)
+    else:
+        low = jnp.uint32((1 << bits) - 1)
+        idx = jnp.arange(n, dtype=jnp.uint32)
+        for k in jax.random.split(key, 1 if bits <= 11 else 2):
+            order = jnp.sort((jax.random.bits(k, (n,), jnp.uint32) & ~low) | jnp.arange(n, dtype=jnp.uint32)) & low
+            idx = idx[order]
+        idx = idx.astype(jnp.int32)
+    return idx.reshape(num_minibatches, n // num_minibatches)
+
+
 def linear_lr(lr: float, iteration: int, total: int) -> np.float32:
     """a2c_ppo_acktr's ``update_linear_schedule``: ``lr * (1 - iteration / total)`` (iteration counts from 0).
 
@@ -336,7 +361,6 @@ class PPO:
         n = scalar.shape[0]
         adv_scale = jnp.std(scalar) * jnp.sqrt(n / (n - 1.0)) + 1e-5
         batch["scalar_adv"] = (scalar - jnp.mean(scalar)) / adv_scale
-        mb_size = n // cfg.num_minibatches
         optimizer = self.optimizer
         grad_fn = jax.grad(self.loss, has_aux=True)
 
@@ -349,8 +373,7 @@ class PPO:
             return (params, opt_state), stats
 
         def epoch(carry, k):
-            idx = jax.random.permutation(k, n).reshape(cfg.num_minibatches, mb_size)
-            return jax.lax.scan(minibatch_step, carry, idx)
+            return jax.lax.scan(minibatch_step, carry, shuffled_minibatches(k, n, cfg.num_minibatches))
 
         (params, opt_state), stats = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(key, cfg.epochs)
