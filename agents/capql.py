@@ -219,15 +219,8 @@ class CAPQLTrainer(JitTrainer):
         actor = self.sac.actor_net.init(k_actor, x)
         critic = jax.vmap(lambda k: self.sac.critic_net.init(k, x, a))(jax.random.split(k_critic, c.num_q_nets))
         rstate = self.rollout.init.pure(k_env, self.env_params)
-        obs0 = rstate.obs[0]
-        example = {
-            "obs": obs0,
-            "action": jnp.zeros((self.sac.action_dim,), jnp.float32),
-            "w": jnp.zeros((self.m,), jnp.float32),
-            "reward": jnp.zeros((self.m,), jnp.float32),
-            "next_obs": obs0,
-            "terminated": jnp.float32(0.0),
-        }
+        action = jnp.zeros((self.sac.action_dim,), jnp.float32)
+        example = rb.transition_example(rstate.obs[0], action, self.m, w=jnp.zeros((self.m,), jnp.float32))
         replay = rb.init(example, self.capacity)
         return CAPQLState(
             actor,

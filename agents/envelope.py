@@ -160,14 +160,7 @@ class EnvelopeTrainer(JitTrainer):
         x = jnp.zeros((1, observation_dim(self.env.observation_space)), jnp.float32)
         params = self.net.init(k_net, x, jnp.zeros((1, self.m), jnp.float32))
         rstate = self.rollout.init.pure(k_env, self.env_params)
-        obs0 = rstate.obs[0]
-        example = {
-            "obs": obs0,
-            "action": jnp.int32(0),
-            "reward": jnp.zeros((self.m,), jnp.float32),
-            "next_obs": obs0,
-            "terminated": jnp.float32(0.0),
-        }
+        example = rb.transition_example(rstate.obs[0], jnp.int32(0), self.m)
         replay = rb.init(example, self.capacity, prioritized=c.per)
         w = gaussian_preferences(k_w, c.num_envs, self.m)
         return EnvelopeState(params, params, self.tx.init(params), replay, rstate, w, key, jnp.int32(0), jnp.int32(0))

@@ -554,14 +554,7 @@ class GPITrainer(Trainer):
             jax.random.split(k_net, c.num_nets)
         )
         rstate = self.rollout.init.pure(k_env, self.env_params)
-        obs0 = rstate.obs[0]
-        example = {
-            "obs": obs0,
-            "action": jnp.int32(0),
-            "reward": jnp.zeros((self.m,), jnp.float32),
-            "next_obs": obs0,
-            "terminated": jnp.float32(0.0),
-        }
+        example = rb.transition_example(rstate.obs[0], jnp.int32(0), self.m)
         replay = rb.init(example, self.capacity, prioritized=c.per)
         model_replay = rb.init(example, c.dynamics_buffer_size) if self.dyna else None
         support = jnp.zeros((c.max_support, self.m), jnp.float32).at[0].set(1.0 / self.m)

@@ -325,15 +325,8 @@ class MORLDTrainer(Trainer):
             weights = jax.random.dirichlet(k_w, jnp.ones((m,), jnp.float32), (P,))
         learner = jax.vmap(self.learner.init)(jax.random.split(k_net, P))
         rstate = self.rollout.init.pure(k_env, self.env_params)
-        obs0 = rstate.obs[0, 0]
         act0 = jnp.zeros(self.env.action_space.shape, self.env.action_space.dtype)
-        example = {
-            "obs": obs0,
-            "action": act0,
-            "reward": jnp.zeros((m,), jnp.float32),
-            "next_obs": obs0,
-            "terminated": jnp.float32(0.0),
-        }
+        example = rb.transition_example(rstate.obs[0, 0], act0, m)
         if c.shared_buffer:
             replay = rb.init(example, c.buffer_size)
         else:

@@ -66,6 +66,20 @@ def init(example: PyTree, capacity: int, prioritized: bool = False, initial_prio
     return Replay(data, jnp.int32(0), jnp.int32(0), tree, jnp.float32(initial_priority))
 
 
+def transition_example(obs: jax.Array, action: jax.Array, num_objectives: int, **extra: jax.Array) -> dict:
+    """One transition as the off-policy agents store it, the ``example`` for `init`: ``obs`` and ``next_obs`` shaped
+    like ``obs``, ``action`` as given (its shape and dtype are stored), a float32 vector ``reward``, a float32
+    ``terminated`` flag, and any ``extra`` leaves (a preference ``w``)."""
+    return {
+        "obs": obs,
+        "action": action,
+        "reward": jnp.zeros((num_objectives,), jnp.float32),
+        "next_obs": obs,
+        "terminated": jnp.float32(0.0),
+        **extra,
+    }
+
+
 def add(buffer: Replay, items: PyTree) -> Replay:
     """Write a batch of items (leaves ``[B, ...]``, ``B <= capacity``) at the write head, overwriting the oldest."""
     leaves = jax.tree.leaves(items)

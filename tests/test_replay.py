@@ -55,6 +55,17 @@ def test_ring_buffer_wraps_and_keeps_the_newest():
     np.testing.assert_array_equal(np.asarray(items["x"]), np.asarray(buf.data["x"])[np.asarray(idx)])
 
 
+def test_transition_example_lays_out_a_stored_transition():
+    obs = jnp.zeros((3,), jnp.float32)
+    example = rb.transition_example(obs, jnp.int32(0), 2, w=jnp.zeros((2,), jnp.float32))
+    assert sorted(example) == ["action", "next_obs", "obs", "reward", "terminated", "w"]
+    buf = rb.init(example, capacity=4)
+    shapes = {k: (v.shape, v.dtype) for k, v in buf.data.items()}
+    assert shapes["obs"] == shapes["next_obs"] == ((4, 3), jnp.float32)
+    assert shapes["action"] == ((4,), jnp.int32) and shapes["terminated"] == ((4,), jnp.float32)
+    assert shapes["reward"] == shapes["w"] == ((4, 2), jnp.float32)
+
+
 def test_ring_buffer_samples_only_valid_items_and_jits():
     buf = rb.init(_item(0), capacity=100)
     add = jax.jit(rb.add)

@@ -235,15 +235,8 @@ class PDMORLTrainer(PDMORLBase):
         params = {"actor": actor, "critic": critic}
         opt = {"actor": self.tx_actor.init(actor), "critic": self.tx_critic.init(critic)}
         rstate = self.rollout.init.pure(k_env, self.env_params)
-        obs0 = rstate.obs[0]
-        example = {
-            "obs": obs0,
-            "action": jnp.zeros((self.action_dim,), jnp.float32),
-            "reward": jnp.zeros((self.m,), jnp.float32),
-            "next_obs": obs0,
-            "terminated": jnp.float32(0.0),
-            "w": jnp.zeros((self.m,), jnp.float32),
-        }
+        action = jnp.zeros((self.action_dim,), jnp.float32)
+        example = rb.transition_example(rstate.obs[0], action, self.m, w=jnp.zeros((self.m,), jnp.float32))
         replay = rb.init(example, capacity)
         noise = jnp.zeros((self.num_envs, self.action_dim), jnp.float32)
         return Lane(params, params, opt, replay, rstate, w, jnp.int32(0), jnp.int32(0), noise)

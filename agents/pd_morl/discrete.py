@@ -128,15 +128,7 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         x = jnp.zeros((1, observation_dim(self.env.observation_space)), jnp.float32)
         params = self.net.init(k_net, x, jnp.zeros((1, self.m), jnp.float32))
         rstate = self.rollout.init.pure(k_env, self.env_params)
-        obs0 = rstate.obs[0]
-        example = {
-            "obs": obs0,
-            "action": jnp.int32(0),
-            "reward": jnp.zeros((self.m,), jnp.float32),
-            "next_obs": obs0,
-            "terminated": jnp.float32(0.0),
-            "w": jnp.zeros((self.m,), jnp.float32),
-        }
+        example = rb.transition_example(rstate.obs[0], jnp.int32(0), self.m, w=jnp.zeros((self.m,), jnp.float32))
         replay = rb.init(example, self.config.buffer_size)
         return Lane(params, params, self.tx.init(params), replay, rstate, w, jnp.int32(0), jnp.int32(0))
 
