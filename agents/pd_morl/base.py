@@ -75,6 +75,12 @@ class PDMORLBase(Trainer):
         """One vector env step of a lane and its gradient steps (key runs: ``main`` False, preference ``w_key``)."""
 
     @abstractmethod
+    def _gradient_step(
+        self, lane: Lane, key: jax.Array, enabled: jax.Array, main: bool, interp: Interpolator
+    ) -> tuple[Lane, dict]:
+        """One gradient step of a lane (the main run's target uses the interpolator), kept only where ``enabled``."""
+
+    @abstractmethod
     def _greedy(self, params: PyTree, w: jax.Array, obs: jax.Array) -> jax.Array:
         """Deterministic actions of the conditioned policy (key evaluation)."""
 
@@ -261,12 +267,16 @@ class PDMORLBase(Trainer):
             return _round3(self.grid.sample(key, self.subspace_of_env))
         return jnp.broadcast_to(w_key, (self.num_envs, self.m))
 
-    def _record(self, lane, rstate, tr, action, w_act, active, k_w, k_her, *, main: bool, w_key, her_start: int):
-        """One rollout step into an active lane: its transitions (with HER copies) into the lane's replay, the
-        next episode's preferences where an episode ended, and the step count; inactive lanes keep their replay."""
+    def _step(self, lane, policy_params, w_act, active, k_roll, k_w, k_her, *, main: bool, w_key, her_start: int):
+        """One vector env step of a lane's envs under ``policy_params`` (acting with preferences ``w_act``), recorded
+        where the lane is ``active``: its transitions (with HER copies) into the lane's replay, the next episode's
+        preferences where an episode ended, and the step count; inactive lanes keep their replay. Returns the lane
+        and the step's transitions."""
+        rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
+        tr = jax.tree.map(lambda x: x[0], traj)
         items = {
             "obs": tr.obs,
-            "action": action,
+            "action": tr.action.astype(lane.replay.data["action"].dtype),
             "reward": tr.reward,
             "next_obs": tr.next_obs,
             "terminated": tr.terminated.astype(jnp.float32),
@@ -278,9 +288,19 @@ class PDMORLBase(Trainer):
         replay = replay.replace(
             pos=jnp.where(active, replay.pos, lane.replay.pos), size=jnp.where(active, replay.size, lane.replay.size)
         )
-        return lane.replace(
+        lane = lane.replace(
             rollout=rstate, w=w, replay=replay, steps=jnp.where(active, lane.steps + self.num_envs, lane.steps)
         )
+        return lane, tr
+
+    def _learn(self, lane: Lane, key: jax.Array, learning: jax.Array, main: bool, interp: Interpolator):
+        """``upd_per_vec`` gradient steps of a lane (`_gradient_step`), kept only where ``learning``; returns the lane
+        and the steps' logs, stacked."""
+
+        def grad_step(lane, k):
+            return self._gradient_step(lane, k, learning, main, interp)
+
+        return jax.lax.scan(grad_step, lane, jax.random.split(key, self.upd_per_vec))
 
     def _store(self, replay: rb.Replay, items: dict, key: jax.Array, main: bool, her_start: int) -> rb.Replay:
         """Store transitions; in the main run with ``weight_num`` HER copies each, once past ``her_start``."""

@@ -265,29 +265,13 @@ class PDMORLTrainer(PDMORLBase):
             "random": lane.steps < start,
             "noise": lane.noise,
         }
-        rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
-        tr = jax.tree.map(lambda x: x[0], traj)
-        lane = lane.replace(noise=jnp.where(active, tr.extras, lane.noise))
-        lane = self._record(
-            lane,
-            rstate,
-            tr,
-            tr.action.astype(jnp.float32),
-            w_act,
-            active,
-            k_w,
-            k_her,
-            main=main,
-            w_key=w_key,
-            her_start=self.her_start,
+        lane, tr = self._step(
+            lane, policy_params, w_act, active, k_roll, k_w, k_her, main=main, w_key=w_key, her_start=self.her_start
         )
+        lane = lane.replace(noise=jnp.where(active, tr.extras, lane.noise))
         batch = c.batch_size if main else c.key_batch_size
         learning = active & (lane.replay.size >= 2 * batch * max(c.weight_num, 1))
-
-        def grad_step(lane, k):
-            return self._gradient_step(lane, k, learning, main, interp)
-
-        lane, logs = jax.lax.scan(grad_step, lane, jax.random.split(k_upd, self.upd_per_vec))
+        lane, logs = self._learn(lane, k_upd, learning, main, interp)
         return lane, jax.tree.map(jnp.mean, logs)
 
     def _gradient_step(self, lane: Lane, key: jax.Array, enabled, main: bool, interp: Interpolator):

@@ -150,27 +150,11 @@ class PDMORLDiscreteTrainer(PDMORLBase):
         epsilon = jnp.maximum(c.epsilon_final, c.epsilon_start - lane.steps.astype(jnp.float32) / budget)
         w_act = lane.w if main or c.key_jitter == 0 else jitter_preference(k_jit, lane.w, c.key_jitter)
         policy_params = {"q": lane.params, "w": w_act, "epsilon": epsilon}
-        rstate, traj = self.rollout.run.pure(policy_params, lane.rollout, k_roll, self.env_params)
-        tr = jax.tree.map(lambda x: x[0], traj)
-        lane = self._record(
-            lane,
-            rstate,
-            tr,
-            tr.action.astype(jnp.int32),
-            w_act,
-            active,
-            k_w,
-            k_her,
-            main=main,
-            w_key=w_key,
-            her_start=c.her_start,
+        lane, _ = self._step(
+            lane, policy_params, w_act, active, k_roll, k_w, k_her, main=main, w_key=w_key, her_start=c.her_start
         )
         learning = active & (lane.replay.size >= 2 * c.batch_size * max(c.weight_num, 1))
-
-        def grad_step(lane, k):
-            return self._gradient_step(lane, k, learning, main, interp)
-
-        lane, logs = jax.lax.scan(grad_step, lane, jax.random.split(k_upd, self.upd_per_vec))
+        lane, logs = self._learn(lane, k_upd, learning, main, interp)
         return lane, {"loss": jnp.mean(logs["loss"]), "epsilon": epsilon}
 
     def _gradient_step(self, lane: Lane, key: jax.Array, enabled, main: bool, interp: Interpolator):
