@@ -18,14 +18,13 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent, require_discrete
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
 from morl.agents.preferences import gaussian_preferences
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
 from morl.solution import Solution
-from morl.spaces import Discrete
 
 PyTree = Any
 
@@ -114,8 +113,7 @@ class EnvelopeTrainer(JitTrainer):
     vmappable = True
 
     def __init__(self, config: EnvelopeConfig, env, env_params=None):
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(f"Envelope needs discrete actions; {env.name} has {type(env.action_space).__name__}")
+        require_discrete(env, "Envelope")
         require_pure_jax(env, "Envelope")
         self.config = config
         self.env = env

@@ -24,11 +24,10 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent, require_discrete
 from morl.agents.networks import MLP, observation_dim, preprocess_obs
 from morl.rollout import episode_limit, make_rollout, require_pure_jax
 from morl.solution import Solution
-from morl.spaces import Discrete
 
 PyTree = Any
 
@@ -92,8 +91,7 @@ class EUPGTrainer(JitTrainer):
     vmappable = True
 
     def __init__(self, config: EUPGConfig, env, env_params=None):
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(f"EUPG needs discrete actions; {env.name} has {type(env.action_space).__name__}")
+        require_discrete(env, "EUPG")
         require_pure_jax(env, "EUPG")
         self.config = config
         self.env = env

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, register_agent, require_discrete
 from morl.agents import dynamics as dyn
 from morl.agents import replay as rb
 from morl.agents import td
@@ -41,7 +41,7 @@ from morl.agents.networks import observation_dim, orthogonal, preprocess_obs
 from morl.evaluate import evaluate_returns
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
 from morl.solution import Solution
-from morl.spaces import Box, Discrete
+from morl.spaces import Box
 
 PyTree = Any
 
@@ -300,8 +300,7 @@ class GPITrainer(Trainer):
 
     def __init__(self, config: GPILSConfig, env, env_params=None):
         c = config
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(f"{c.name} needs discrete actions; {env.name} has {type(env.action_space).__name__}")
+        require_discrete(env, c.name)
         require_pure_jax(env, c.name)
         self.config = config
         self.env = env

@@ -23,13 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, episode_return_logs, register_agent
+from morl.agent import AgentSpec, Trainer, check_config, episode_return_logs, register_agent, require_discrete
 from morl.agents import td
 from morl.agents.linear_support import LinearSupport
 from morl.agents.pql import tabular_states
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
 from morl.solution import Solution
-from morl.spaces import Discrete
 
 PyTree = Any
 
@@ -122,8 +121,7 @@ class MOQLearner:
     """The tabular learner both agents share: a jitted chunk of ``steps_per_chunk`` env steps, and the greedy act."""
 
     def __init__(self, config, env, env_params, who: str):
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(f"{who} needs discrete actions; {env.name} has {type(env.action_space).__name__}")
+        require_discrete(env, who)
         require_pure_jax(env, who)
         self.config = config
         self.env = env

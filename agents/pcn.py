@@ -25,12 +25,11 @@ import numpy as np
 import optax
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, register_agent, require_discrete
 from morl.agents.morld_learners import ObsEncoder
 from morl.pareto import non_dominated_mask_jax
 from morl.rollout import RolloutState, episode_limit, make_rollout, require_pure_jax
 from morl.solution import Solution
-from morl.spaces import Discrete
 
 PyTree = Any
 
@@ -240,10 +239,7 @@ class PCNTrainer(JitTrainer):
     vmappable = True
 
     def __init__(self, config: PCNConfig, env, env_params=None):
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(
-                f"PCN here has the discrete head only; {env.name} has {type(env.action_space).__name__} actions"
-            )
+        require_discrete(env, "PCN", " (this PCN has the discrete head only)")
         require_pure_jax(env, "PCN")
         self.config = c = config
         self.env = env

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent, require_discrete
 from morl.agents import td
 from morl.pareto import crowding_distance_jax, non_dominated_mask_jax
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
@@ -166,8 +166,7 @@ class PQLTrainer(JitTrainer):
     vmappable = True
 
     def __init__(self, config: PQLConfig, env, env_params=None):
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(f"PQL needs discrete actions; {env.name} has {type(env.action_space).__name__}")
+        require_discrete(env, "PQL")
         require_pure_jax(env, "PQL")
         self.config = config
         self.env = env

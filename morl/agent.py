@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from morl.solution import Solution
+from morl.spaces import Discrete
 
 PyTree = Any
 
@@ -143,6 +144,13 @@ def check_config(
             raise ValueError(
                 f"{agent} config: {name} must be one of {', '.join(map(repr, allowed))}, got {getattr(config, name)!r}"
             )
+
+
+def require_discrete(env, who: str, hint: str = "") -> None:
+    """For trainers built directly (``make_trainer`` checks `AgentSpec.action_kinds` first): a clear error when the
+    env's actions are not discrete; ``hint`` ends the message (where to go instead)."""
+    if not isinstance(env.action_space, Discrete):
+        raise ValueError(f"{who} needs discrete actions; {env.name} has {type(env.action_space).__name__}{hint}")
 
 
 _AGENTS: dict[str, AgentSpec] = {}

@@ -6,6 +6,8 @@ The check runs before the agent builds anything, so nothing here compiles.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import morl
@@ -99,3 +101,12 @@ def test_agents_with_their_own_jitted_loop_refuse_host_envs(agent):
     env, params = morl.make("gym:deep-sea-treasure-v0")
     with pytest.raises(ValueError, match="needs a pure-JAX env"):
         make_trainer(agent, env, params)
+
+
+@pytest.mark.parametrize("agent", ["envelope", "eupg", "gpi-ls", "mo-q", "pcn", "pd-morl-discrete", "pql"])
+def test_discrete_trainers_built_directly_refuse_continuous_actions(agent):
+    """`make_trainer` checks the action kind first; a trainer built by its spec's factory says so itself."""
+    env, params = morl.make(CONTINUOUS_ENV)
+    spec = agent_spec(agent)
+    with pytest.raises(ValueError, match=f"needs discrete actions; {re.escape(env.name)} has Box"):
+        spec.make_trainer(spec.config_cls(), env, params)

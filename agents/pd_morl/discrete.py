@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from morl.agent import AgentSpec, check_config, register_agent
+from morl.agent import AgentSpec, check_config, register_agent, require_discrete
 from morl.agents import replay as rb
 from morl.agents import td
 from morl.agents.networks import ConditionedQ, observation_dim, preprocess_obs
@@ -18,7 +18,6 @@ from morl.agents.pd_morl.base import Lane, PDMORLBase, PDState
 from morl.agents.pd_morl.interpolator import Interpolator, interpolate, make_interpolator
 from morl.agents.preferences import jitter_preference
 from morl.rollout import make_rollout
-from morl.spaces import Discrete
 
 
 @dataclass(frozen=True)
@@ -90,11 +89,7 @@ class PDMORLDiscreteTrainer(PDMORLBase):
     agent_name = "pd-morl-discrete"
 
     def __init__(self, config: PDMORLDiscreteConfig, env, env_params=None):
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(
-                f"pd-morl-discrete needs discrete actions; {env.name} has "
-                f"{type(env.action_space).__name__} (use pd-morl)"
-            )
+        require_discrete(env, "pd-morl-discrete", " (use pd-morl)")
         self.num_actions = int(env.action_space.n)
         self.net = ConditionedQ(self.num_actions, env.reward_dim, (config.hidden,) * config.num_layers, "xavier_normal")
         self.tx = optax.adam(config.learning_rate)
