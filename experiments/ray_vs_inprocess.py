@@ -26,7 +26,7 @@ cache of its own (``MORL_COMPILATION_CACHE``), so neither reuses the other's pro
 are printed to show that the Ray workers used theirs.
 
 Then it checks that the two leaderboards' tables and every run's ``front.csv`` are equal, reads each run's wall
-time from its ``result.json`` (from the trainer's first update to the end of its final evaluation: compiles
+time from its ``result.json`` (from the trainer's init to the end of its final evaluation: compiles
 included, process start, imports and trainer construction not), and prints one table: the two end-to-end walls,
 Ray's start-up, the sums of the task walls, Ray's overhead per task (Ray's wall minus its start-up minus the sum of
 its task walls, over the tasks; the in-process path's own overhead outside its runs is printed beside it), the
