@@ -214,9 +214,7 @@ class EnvelopeTrainer(JitTrainer):
         if c.per:
             td_err = q[:bsz] - target[:bsz]
             prio = (jnp.abs(td.scalarize(w_rows[:bsz], td_err)) + replay.max_priority) ** c.per_alpha
-            keep = rb.priorities(replay)[idx]
-            new_replay = rb.update_priorities(replay, idx, jnp.where(enabled, prio, keep))
-            replay = new_replay.replace(max_priority=jnp.where(enabled, new_replay.max_priority, replay.max_priority))
+            replay = rb.update_priorities(replay, idx, prio, enabled)
         state = state.replace(
             q_params=td.select_params(enabled, params, state.q_params),
             opt_state=td.select_params(enabled, opt_state, state.opt_state),

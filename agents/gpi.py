@@ -666,9 +666,7 @@ class GPITrainer(Trainer):
             err = jnp.max(jnp.abs(q - (target if gpi_target is None else gpi_target)), axis=0)  # [R, m]
             prio = jnp.abs(td.scalarize(w_rows[:n_real], err[:n_real]))
             prio = jnp.maximum(prio, c.min_priority) ** c.alpha_per
-            keep = rb.priorities(replay)[idx]
-            new_replay = rb.update_priorities(replay, idx, jnp.where(enabled, prio, keep))
-            replay = new_replay.replace(max_priority=jnp.where(enabled, new_replay.max_priority, replay.max_priority))
+            replay = rb.update_priorities(replay, idx, prio, enabled)
         lr = lr.replace(
             q_params=td.select_params(enabled, params, lr.q_params),
             opt_state=td.select_params(enabled, opt_state, lr.opt_state),

@@ -128,10 +128,19 @@ def sample(buffer: Replay, key: jax.Array, batch_size: int) -> tuple[PyTree, jax
     return jax.tree.map(lambda store: store[idx], buffer.data), idx
 
 
-def update_priorities(buffer: Replay, idx: jax.Array, priorities: jax.Array) -> Replay:
-    """Set the priorities of slots ``idx``; ``max_priority`` becomes the largest priority seen."""
+def update_priorities(
+    buffer: Replay, idx: jax.Array, priorities: jax.Array, enabled: jax.Array | None = None
+) -> Replay:
+    """Set the priorities of slots ``idx``; ``max_priority`` becomes the largest priority seen.
+
+    ``enabled`` (a traced flag: whether the gradient step that computed them counts) False leaves the priorities
+    and ``max_priority`` as they were, by a `where` rather than a `cond`, so XLA still updates the tree in place."""
     if not buffer.prioritized:
         raise ValueError("update_priorities needs a buffer made with prioritized=True")
+    if enabled is not None:
+        keep = buffer.tree[-1][: buffer.capacity][idx]
+        updated = update_priorities(buffer, idx, jnp.where(enabled, priorities, keep))
+        return updated.replace(max_priority=jnp.where(enabled, updated.max_priority, buffer.max_priority))
     priorities = priorities.astype(jnp.float32)
     buffer = buffer.replace(max_priority=jnp.maximum(buffer.max_priority, jnp.max(priorities)))
     return _set_priorities(buffer, idx, priorities)

@@ -121,6 +121,20 @@ def test_prioritized_sum_tree_and_max_priority():
     assert float(buf.max_priority) == pytest.approx(4.0)
 
 
+def test_priority_update_switched_off_leaves_the_buffer_as_it_was():
+    buf = rb.add(rb.init(_item(0), capacity=4, prioritized=True), _batch([0, 1, 2]))
+    buf = rb.update_priorities(buf, jnp.array([0, 1, 2]), jnp.array([1.0, 2.0, 3.0]))
+    idx, prio = jnp.array([0, 2]), jnp.array([7.0, 0.5])
+    update = jax.jit(rb.update_priorities)
+    off = update(buf, idx, prio, jnp.bool_(False))
+    for a, b in zip(jax.tree.leaves(off), jax.tree.leaves(buf), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    on = update(buf, idx, prio, jnp.bool_(True))
+    for a, b in zip(jax.tree.leaves(on), jax.tree.leaves(rb.update_priorities(buf, idx, prio)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(on.max_priority) == 7.0 and np.asarray(rb.priorities(on)).tolist() == [7.0, 2.0, 0.5, 0.0]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_prioritized_sampling_is_proportional_to_priority_to_the_alpha(seed):
     """Envelope stores ``priority ** alpha`` (MORL-Baselines' proportional PER); the buffer must then draw slot i
