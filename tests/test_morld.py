@@ -435,3 +435,22 @@ def test_minecart_fuel_only_member_drives_home_with_the_weighted_loss():
     home = (front[:, 0] == 0) & (front[:, 1] == 0)
     # the true front's point is (0, 0, -0.26); -1 leaves room for a detour but not for idling (-20) or looping
     assert home.any() and front[home, 2].max() > -1.0, front
+
+
+def test_accelerator_defaults_take_fewer_wider_gradient_steps(monkeypatch):
+    """On a GPU/TPU, make_config steps 16 envs per member (8 where exchange_every is not a multiple of 16) with a
+    quarter of the gradient steps per transition on 4x batches: every transition is sampled as often. On a CPU
+    today's settings; the caller's overrides win. The backend is faked: no GPU is needed."""
+    cpu = make_config("morld", "deep-sea-treasure-v0")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    gpu = make_config("morld", "deep-sea-treasure-v0")  # exchange_every 1,000: a multiple of 8, not of 16
+    assert (cpu.num_envs, cpu.gradient_updates, cpu.batch_size) == (1, 1, 64)
+    assert (gpu.num_envs, gpu.gradient_updates, gpu.batch_size) == (8, 2, 256)
+    for c in (cpu, gpu):  # samples per transition, and the budget
+        assert c.gradient_updates * c.batch_size / c.num_envs == 64 and c.total_timesteps == cpu.total_timesteps
+    default = make_config("morld")  # exchange_every 40,000
+    assert (default.num_envs, default.gradient_updates, default.batch_size) == (16, 4, 512)
+    assert make_config("morld", "deep-sea-treasure-v0", gradient_updates=3).gradient_updates == 3
+    assert make_config("morld", "deep-sea-treasure-v0", batch_size=64).batch_size == 64
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert make_config("morld", "deep-sea-treasure-v0") == cpu
