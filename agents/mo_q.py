@@ -27,6 +27,7 @@ from morl.agent import AgentSpec, Trainer, check_config, episode_return_logs, re
 from morl.agents import td
 from morl.agents.linear_support import LinearSupport
 from morl.agents.pql import tabular_states
+from morl.envs.deep_sea_treasure import DST_IDS
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
 from morl.solution import Solution
 
@@ -382,10 +383,6 @@ SPEC_OLS = register_agent(
         make_trainer=make_ols,
         summary="Optimistic Linear Support (Roijers 2016) over tabular MO Q-learning: the convex coverage set",
         action_kinds=("discrete",),
-        env_defaults={
-            "deep-sea-treasure-v0": _OLS_DST,
-            "deep-sea-treasure-concave-v0": _OLS_DST,
-            "deep-sea-treasure-mirrored-v0": _OLS_DST,
-        },
+        env_defaults=dict.fromkeys(DST_IDS, _OLS_DST),
     )
 )

@@ -27,6 +27,7 @@ from flax import struct
 
 from morl.agent import AgentSpec, JitTrainer, check_config, register_agent, require_discrete
 from morl.agents.morld_learners import ObsEncoder
+from morl.envs.deep_sea_treasure import DST_IDS
 from morl.pareto import non_dominated_mask_jax
 from morl.rollout import RolloutState, episode_limit, make_rollout, require_pure_jax
 from morl.solution import Solution
@@ -525,10 +526,7 @@ SPEC = register_agent(
         # the cell, reach 98-100% within 10k (docs/algorithms/pcn.md)
         # minecart: MORL-Baselines' example (examples/pcn_minecart.py, the authors' minecart settings)
         env_defaults={
-            **{
-                name: {"obs_encoding": "onehot"}
-                for name in ("deep-sea-treasure-v0", "deep-sea-treasure-concave-v0", "deep-sea-treasure-mirrored-v0")
-            },
+            **{name: {"obs_encoding": "onehot"} for name in DST_IDS},
             **{
                 name: {"scaling_factor": (1.0, 1.0, 0.1, 0.1), "max_return": (1.5, 1.5, 0.0), "max_buffer_size": 50}
                 for name in ("minecart-v0", "minecart-deterministic-v0")

@@ -27,6 +27,7 @@ from flax import struct
 
 from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent, require_discrete
 from morl.agents import td
+from morl.envs.deep_sea_treasure import DST_IDS
 from morl.pareto import crowding_distance_jax, non_dominated_mask_jax
 from morl.rollout import RolloutState, make_rollout, require_pure_jax
 from morl.solution import Solution
@@ -369,10 +370,6 @@ SPEC = register_agent(
         make_trainer=make_trainer,
         summary="Pareto Q-learning (Van Moffaert & Nowé 2014): tabular non-dominated Q-sets, track-and-follow policies",
         action_kinds=("discrete",),
-        env_defaults={
-            "deep-sea-treasure-v0": _DST_EXAMPLE,
-            "deep-sea-treasure-concave-v0": _DST_EXAMPLE,
-            "deep-sea-treasure-mirrored-v0": _DST_EXAMPLE,
-        },
+        env_defaults=dict.fromkeys(DST_IDS, _DST_EXAMPLE),
     )
 )

@@ -151,6 +151,7 @@ class DeepSeaTreasure(Environment):
         return np.stack([treasure, time], axis=1)
 
 
-register("deep-sea-treasure-v0", DeepSeaTreasure, map_name="convex")
-register("deep-sea-treasure-concave-v0", DeepSeaTreasure, map_name="concave")
-register("deep-sea-treasure-mirrored-v0", DeepSeaTreasure, map_name="mirrored")
+#: the three maps' ids (agents give them the same per-env settings)
+DST_IDS = ("deep-sea-treasure-v0", "deep-sea-treasure-concave-v0", "deep-sea-treasure-mirrored-v0")
+for _id, _map in zip(DST_IDS, ("convex", "concave", "mirrored")):
+    register(_id, DeepSeaTreasure, map_name=_map)
