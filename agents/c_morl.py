@@ -834,7 +834,7 @@ SPEC = register_agent(
         action_kinds=("discrete", "continuous"),
         env_defaults=ENV_DEFAULTS,
         budget_field="total_steps",
-        # GPU/TPU: 512 envs per policy, the same transitions per update (deep-sea-treasure 512 x 4, MuJoCo 512 x 8)
+        # GPU/TPU: 512 envs per policy with the same transitions per update where rollouts are long (MuJoCo 512 x 8)
         accelerator_defaults=wide_batch("num_envs", "num_steps", 512),
     )
 )

@@ -439,17 +439,18 @@ def test_host_path_gym_deep_sea_treasure():
 # ----------------------------------------------------------------------------------------------- accelerators
 def test_accelerator_defaults_widen_the_env_batch(monkeypatch):
     """On a GPU/TPU, make_config gives 512 envs per policy with the same transitions per update (so the same
-    budget plan); on a CPU today's settings; the caller's overrides win. The backend is faked: no GPU is needed."""
-    cpu = make_config("c-morl", "deep-sea-treasure-v0")
+    budget plan) where the CPU rollouts are long (MuJoCo: 8 x 512); deep-sea-treasure's 64-step rollouts keep their
+    layout; on a CPU today's settings; the caller's overrides win. The backend is faked: no GPU is needed."""
+    cpu = make_config("c-morl", "mo-hopper-2obj-v5")
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    gpu = make_config("c-morl", "deep-sea-treasure-v0")
-    assert (cpu.num_envs, cpu.num_steps) == (32, 64) and (gpu.num_envs, gpu.num_steps) == (512, 4)
-    assert plan_budget(gpu, 2) == plan_budget(cpu, 2)
-    hopper = make_config("c-morl", "mo-hopper-2obj-v5")
-    assert (hopper.num_envs, hopper.num_steps, hopper.total_steps) == (512, 8, 11_960_320)
-    assert make_config("c-morl", "deep-sea-treasure-v0", num_envs=8).num_envs == 8
+    gpu = make_config("c-morl", "mo-hopper-2obj-v5")
+    assert (cpu.num_envs, cpu.num_steps) == (8, 512) and (gpu.num_envs, gpu.num_steps) == (512, 8)
+    assert gpu.total_steps == 11_960_320 and plan_budget(gpu, 2) == plan_budget(cpu, 2)
+    dst = make_config("c-morl", "deep-sea-treasure-v0")
+    assert (dst.num_envs, dst.num_steps) == (32, 64)
+    assert make_config("c-morl", "mo-hopper-2obj-v5", num_envs=16).num_envs == 16
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert make_config("c-morl", "deep-sea-treasure-v0") == cpu
+    assert make_config("c-morl", "mo-hopper-2obj-v5") == cpu
 
 
 def test_trainers_with_the_same_settings_share_their_programs():
