@@ -34,6 +34,7 @@ import tomllib
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ TRIALS_CSV = "trials.csv"
 HISTORY_PNG = "history.png"
 IMPORTANCES_PNG = "importances.png"
 PRUNERS = ("median", "halving", "none")
+#: a RUNNING trial with no owner process recorded is abandoned after this long (`recover`)
+ORPHAN_AFTER = timedelta(minutes=1)
 
 
 class TuneError(ValueError):
@@ -330,8 +333,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def recover(study) -> list[int]:
-    """Trials left behind by a process that died: a RUNNING trial whose process (on this host) is gone is marked
-    FAIL; every such trial, and every trial stopped by Ctrl-C, has its parameters queued again (once).
+    """Trials left behind by a process that died: a RUNNING trial whose process (on this host) is gone, or that has
+    had no owner for a minute, is marked FAIL; every such trial, and every trial stopped by Ctrl-C, has its
+    parameters queued again (once).
 
     Returns the numbers of the trials queued again."""
     from optuna.trial import TrialState
@@ -341,11 +345,11 @@ def recover(study) -> list[int]:
     host = socket.gethostname()
     requeued = []
     for t in trials:
-        stale = (
-            t.state == TrialState.RUNNING
-            and t.user_attrs.get("host") == host
-            and isinstance(t.user_attrs.get("pid"), int)
-            and not _pid_alive(t.user_attrs["pid"])
+        owned = isinstance(t.user_attrs.get("pid"), int)
+        stale = t.state == TrialState.RUNNING and (
+            (owned and t.user_attrs.get("host") == host and not _pid_alive(t.user_attrs["pid"]))
+            # a queued retry taken by a process killed before it wrote its owner: after a minute it is nobody's
+            or (not owned and t.datetime_start is not None and datetime.now() - t.datetime_start > ORPHAN_AFTER)
         )
         if stale:
             study.tell(t.number, state=TrialState.FAIL)
@@ -429,9 +433,14 @@ def _ask(study, req: TuneRequest, space: dict[str, Param]):
 
     from morl import runs as R
 
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        # the trial is born with its owner (a queued trial that ask() takes), so a kill between ask() and the
+        # attributes below cannot leave a RUNNING trial that `recover` cannot attribute to a dead process
+        study.enqueue_trial({}, user_attrs=owner)
     trial = study.ask()
-    trial.set_user_attr("pid", os.getpid())
-    trial.set_user_attr("host", socket.gethostname())
+    for name, value in owner.items():  # ask() may have taken a queued retry, or another process's queued trial
+        trial.set_user_attr(name, value)
     try:
         overrides = suggest(trial, space, _field_types(req.agent))
         trial.set_user_attr("overrides", _jsonable(overrides))

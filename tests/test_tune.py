@@ -302,3 +302,31 @@ def test_envelope_study_resumes_and_reproduces(tmp_path):
                  "--quiet"]) == 0  # fmt: skip
     rows = Store(tmp_path / "again" / "results.sqlite").runs()
     assert sorted(r["metrics"]["hypervolume"] for r in rows) == sorted(study.best_trial.user_attrs["hv_per_seed"])
+
+
+def test_trials_are_born_with_their_owner_and_ownerless_ones_are_recovered(monkeypatch):
+    """A trial gets its owner (pid, host) from the queued trial ask() takes, so no kill can leave a RUNNING trial
+    without one; a RUNNING trial that still has none (a queued retry taken by a process killed at once) is failed
+    once it is older than ORPHAN_AFTER, and run again only if it had parameters."""
+    from datetime import timedelta
+
+    from optuna.trial import TrialState
+
+    study = optuna.create_study()
+    owner = {"pid": 123, "host": "h"}
+    study.enqueue_trial({}, user_attrs=owner)
+    born = study.ask()
+    assert born.user_attrs == owner and born.params == {}  # the owner is there before ask() returns
+    study.tell(born, 1.0)
+    no_params = study.ask()  # ownerless, killed before it drew parameters
+    with_params = study.ask()
+    with_params.suggest_float("x", 0.0, 1.0)
+    assert T.recover(study) == []  # younger than ORPHAN_AFTER: maybe a live process between ask and its owner
+    monkeypatch.setattr(T, "ORPHAN_AFTER", timedelta(0))
+    assert T.recover(study) == [with_params.number]
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[no_params.number] == states[with_params.number] == TrialState.FAIL
+    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert [(t.system_attrs["fixed_params"], t.user_attrs) for t in queued] == [
+        ({"x": with_params.params["x"]}, {"retry_of": with_params.number})
+    ]
