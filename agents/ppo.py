@@ -184,7 +184,7 @@ def shuffled_minibatches(key: jax.Array, n: int, num_minibatches: int) -> jax.Ar
     """A random permutation of ``range(n)`` split into ``num_minibatches`` rows (PPO's epoch shuffle).
 
     On a CPU, XLA sorts a key-value pair far slower than one array, and ``jax.random.permutation`` sorts pairs in
-    two rounds: for PPO's small batches that was a quarter of an update. Here each round sorts one uint32 array
+    two rounds: for PPO's small batches that costs a quarter of an update. Here each round sorts one uint32 array
     whose high bits are random and whose low ``b = ceil(log2 n)`` bits are the index (unpacked after the sort):
     one round up to 2,048 rows, two up to 65,536, ``jax.random.permutation`` above. The result is a uniform
     permutation except that two rows whose ``32 - b`` random bits tie keep their order (about one pair per
