@@ -196,7 +196,7 @@ CLAIMS = [
     Claim(
         "c-morl-hopper",
         r"^morl train c-morl --env mo-hopper-2obj",
-        "C-MORL mo-hopper-2obj-v5 at the official budget (native MuJoCo, 500-step cap): 11.96M steps, HV 139,449",
+        "C-MORL mo-hopper-2obj-v5 at the official budget (native MuJoCo, 500-step cap): 11.96M steps, HV 143,527",
         needs=dict(
             agent="c-morl",
             env="mo-hopper-2obj-v5",
