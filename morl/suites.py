@@ -154,7 +154,10 @@ def suite_requests(suite: Suite, seeds: list[int] | None = None, steps_scale: fl
 
     groups = []
     for agent in suite.agents:
-        spec = agent_spec(agent)
+        try:
+            spec = agent_spec(agent)
+        except KeyError as exc:
+            raise ValueError(f"{suite.path}: `agents`: {exc.args[0]}") from None
         bf = budget_field(spec)
         for env in suite.envs:
             steps = max(1, int(env.steps * steps_scale))
