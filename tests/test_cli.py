@@ -385,6 +385,21 @@ def test_shipped_classic_suite_is_valid():
     assert len(s.seeds) >= 3 and s.protocol
 
 
+
+def test_shipped_mujoco_suite_is_valid():
+    """Its every (agent, robot) config resolves (budget shares, per-env overrides) without building an env."""
+    from morl.agent import agent_spec
+    from morl.suites import load_suite, suite_requests
+
+    s = load_suite("mujoco")
+    assert s.protocol["max_steps"] == 500 and len(s.seeds) >= 3
+    assert all("continuous" in agent_spec(a).action_kinds for a in s.agents)
+    assert all(e.kwargs.get("backend") == "mjx" and e.kwargs.get("max_steps") == 500 for e in s.envs)
+    requests = [r for group in suite_requests(s) for r in group]
+    assert len(requests) == len(s.agents) * len(s.envs) * len(s.seeds)
+    cmorl_cheetah = next(r for r in requests if r.agent == "c-morl" and r.env == "mo-halfcheetah-v5")
+    assert cmorl_cheetah.config.max_episode_steps == 500
+
 @pytest.mark.parametrize(
     "argv",
     [
