@@ -590,9 +590,11 @@ class GPITrainer(Trainer):
         mask = jnp.where(small, jnp.arange(5) < lr.support_count, True)
         return rows, mask
 
-    def _targets(self, lr: Learner, batch: dict, w_rows: jax.Array, key: jax.Array, sampled: tuple | None):
-        """The TD target (min over the target nets, greedy in ``w . Q``) and, for GPI prioritisation, the GPI
-        target over ``sampled`` preferences. Both ``[R, m]``."""
+    def _targets(self, lr: Learner, batch: dict, w_rows: jax.Array, key: jax.Array, sampled: tuple | None, n: int):
+        """The TD target (min over the target nets, greedy in ``w . Q``), ``[R, m]``, and, for GPI prioritisation,
+        the GPI target over ``sampled`` preferences for the first ``n`` rows only, ``[n, m]``: the rows whose
+        priorities are updated (the real transitions with the acting preference); the reference computes it for
+        every row and discards the rest."""
         c = self.config
         k1, k2 = jax.random.split(key)
         nx = preprocess_obs(self.space, batch["next_obs"])
@@ -603,10 +605,10 @@ class GPITrainer(Trainer):
             return target, None
         rows, mask = sampled
         return target, td.bootstrap(
-            batch["reward"],
-            batch["terminated"],
+            batch["reward"][:n],
+            batch["terminated"][:n],
             c.gamma,
-            self._gpi_next_value(lr.target_params, nx, w_rows, rows, mask, k2),
+            self._gpi_next_value(lr.target_params, nx[:n], w_rows[:n], rows, mask, k2),
         )
 
     def _gpi_next_value(self, params, nx, w_rows, rows, mask, key) -> jax.Array:
@@ -647,7 +649,7 @@ class GPITrainer(Trainer):
         batch = jax.tree.map(lambda x: jnp.concatenate([x, x]), batch)
         w_rows = jnp.concatenate([jnp.broadcast_to(lr.w, (b, self.m)), self._sample_support(lr, k_w, b)])
         sampled = self._gpi_weights(lr, k_gw) if (c.gpi_priority and c.per) else None
-        target, gpi_target = jax.lax.stop_gradient(self._targets(lr, batch, w_rows, k_t, sampled))
+        target, gpi_target = jax.lax.stop_gradient(self._targets(lr, batch, w_rows, k_t, sampled, n_real))
         x = preprocess_obs(self.space, batch["obs"])
         keys = jax.random.split(k_drop, c.num_nets)
 
@@ -663,8 +665,8 @@ class GPITrainer(Trainer):
         params = optax.apply_updates(lr.q_params, updates)
         replay = lr.replay
         if c.per:
-            err = jnp.max(jnp.abs(q - (target if gpi_target is None else gpi_target)), axis=0)  # [R, m]
-            prio = jnp.abs(td.scalarize(w_rows[:n_real], err[:n_real]))
+            err = jnp.max(jnp.abs(q[:, :n_real] - (target[:n_real] if gpi_target is None else gpi_target)), axis=0)
+            prio = jnp.abs(td.scalarize(w_rows[:n_real], err))
             prio = jnp.maximum(prio, c.min_priority) ** c.alpha_per
             replay = rb.update_priorities(replay, idx, prio, enabled)
         lr = lr.replace(
@@ -752,7 +754,10 @@ class GPITrainer(Trainer):
         mask = jnp.arange(rows) < lr.support_count
 
         def one(args):
-            d, key = args
+            i, d, key = args
+            return jax.lax.cond(i * block < lr.replay.size, block_priorities, lambda *_: jnp.zeros((block,)), d, key)
+
+        def block_priorities(d, key):
             k1, k2, k3 = jax.random.split(key, 3)
             w = jnp.broadcast_to(lr.w, (block, self.m))
             x = preprocess_obs(self.space, d["obs"])
@@ -766,7 +771,7 @@ class GPITrainer(Trainer):
             err = td.bootstrap(d["reward"], d["terminated"], c.gamma, nxt) - q_a
             return jnp.maximum(jnp.abs(td.scalarize(w, err)), c.min_priority) ** c.alpha_per
 
-        prio = jax.lax.map(one, (data, keys)).reshape(-1)[:cap]
+        prio = jax.lax.map(one, (jnp.arange(n_blocks), data, keys)).reshape(-1)[:cap]  # empty blocks: skipped
         prio = jnp.where(jnp.arange(cap) < lr.replay.size, prio, 0.0)
         replay = rb.update_priorities(lr.replay, jnp.arange(cap, dtype=jnp.int32), prio)
         return lr.replace(replay=replay)
