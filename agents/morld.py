@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from morl.agent import AgentSpec, Trainer, check_config, episode_return_logs, register_agent
+from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
 from morl.agents import replay as rb
 from morl.agents.morld_learners import DQNLearner, DQNState, ObsEncoder, SACLearner
 from morl.agents.ppo import NORM_EPS, RunningMeanStd
@@ -190,8 +190,9 @@ class MORLDState:
     eval_episodes: jax.Array  # int32 evaluation episodes run
 
 
-class MORLDTrainer(Trainer):
-    """Chunked trainer (`morl.agent.Trainer`): ``update`` is one exchange round, one jitted, vmappable program."""
+class MORLDTrainer(JitTrainer):
+    """`morl.agent.JitTrainer`: ``update`` is one exchange round, one jitted, vmappable program; the budget is
+    spent in whole rounds (``budget``)."""
 
     vmappable = True
 
@@ -280,21 +281,13 @@ class MORLDTrainer(Trainer):
             emit="summary",
         )
         self._act = learner.act  # one bound method: the evaluator caches compiled rollouts by its identity
-        self._init = jax.jit(self._init_fn)
-        self._update = jax.jit(self._round)
+        self._compile()
 
     # ------------------------------------------------------------------ protocol
-    def init(self, key: jax.Array) -> MORLDState:
-        return self._init(key)
-
-    def update(self, state: MORLDState) -> tuple[MORLDState, dict]:
-        return self._update(state)
-
-    def done(self, state: MORLDState) -> bool:
-        return int(state.env_steps) >= self.budget_used
-
-    def env_steps(self, state: MORLDState) -> int:
-        return int(state.env_steps)
+    @property
+    def budget(self) -> int:
+        """The transitions of the whole rounds that fit in ``total_timesteps``."""
+        return self.budget_used
 
     def solution(self, state: MORLDState) -> Solution:
         valid = np.asarray(state.archive.valid)
@@ -476,7 +469,8 @@ class MORLDTrainer(Trainer):
         )
         return state.replace(learner=learner)
 
-    def _round(self, state: MORLDState) -> tuple[MORLDState, dict]:
+    def _chunk(self, state: MORLDState) -> tuple[MORLDState, dict]:
+        """One exchange round."""
         c, P = self.config, self.P
         state, (logs, finished, ep_ret) = jax.lax.scan(self._env_step, state, None, length=self.steps_per_round)
         logs = jax.tree.map(jnp.mean, logs)
