@@ -385,7 +385,6 @@ def test_shipped_classic_suite_is_valid():
     assert len(s.seeds) >= 3 and s.protocol
 
 
-
 def test_shipped_mujoco_suite_is_valid():
     """Its every (agent, robot) config resolves (budget shares, per-env overrides) without building an env."""
     from morl.agent import agent_spec
@@ -399,6 +398,7 @@ def test_shipped_mujoco_suite_is_valid():
     assert len(requests) == len(s.agents) * len(s.envs) * len(s.seeds)
     cmorl_cheetah = next(r for r in requests if r.agent == "c-morl" and r.env == "mo-halfcheetah-v5")
     assert cmorl_cheetah.config.max_episode_steps == 500
+
 
 @pytest.mark.parametrize(
     "argv",

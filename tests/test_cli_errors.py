@@ -384,7 +384,6 @@ def test_a_user_suite_writes_its_leaderboard_beside_the_suite_file(tmp_path, mon
     assert package not in boards.suite_leaderboard_path(str(suite)).resolve().parents
 
 
-
 def test_a_suite_with_an_unknown_agent_fails_in_one_line_with_close_names(tmp_path, capsys):
     suite = tmp_path / "typo.toml"
     suite.write_text('agents = ["c-mrl"]\nseeds = [0]\n[[envs]]\nid = "deep-sea-treasure-v0"\nsteps = 500\n')
@@ -392,6 +391,7 @@ def test_a_suite_with_an_unknown_agent_fails_in_one_line_with_close_names(tmp_pa
     assert code != 0
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "unknown agent 'c-mrl'" in err and "c-morl" in err and str(suite) in err
+
 
 # ------------------------------------------------------------------------------------------ tables
 LONG_ID = "c-morl_mo-mountaincarcontinuous-v0_s12_20261204-130850_1e87"
