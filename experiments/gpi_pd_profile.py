@@ -3,7 +3,7 @@ the GPIPDConfig defaults: 256x4 Q-nets, batches of 128, 20 gradient steps per en
 25,000-state Dyna rollouts), on a replay holding ``--replay`` random transitions and a support of 6 preferences.
 
     python experiments/gpi_pd_profile.py
-    git show 65289c7:agents/gpi.py > /tmp/gpi_before.py                     # an older agents/gpi.py ...
+    git show REV:agents/gpi.py > /tmp/gpi_before.py                         # an older agents/gpi.py ...
     python experiments/gpi_pd_profile.py --baseline /tmp/gpi_before.py      # ... timed first, in the same process
 
 Times, after compiling: a late chunk with Dyna minibatches (``steps_per_chunk`` 10 here, so one call is 200 gradient
