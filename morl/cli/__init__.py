@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         process.install_sigint()
     argv = list(sys.argv[1:] if argv is None else argv)
     process.INTERRUPT_HINT["text"] = ""
+    process.ERROR_LINE["started"] = False
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         argv = process.setup(argv)

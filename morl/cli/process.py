@@ -100,6 +100,9 @@ def os_error_message(exc: OSError, command: str | None) -> str:
 #: what the Ctrl-C line adds (set once runs exist: how to resume them)
 INTERRUPT_HINT = {"text": ""}
 
+#: set once the command's one error line is being written: a later Ctrl-C then adds no second line
+ERROR_LINE = {"started": False}
+
 
 def _on_sigint(signum, frame) -> None:
     """Ctrl-C in the CLI. Inside a training loop: KeyboardInterrupt (the loop checkpoints its last finished chunk
@@ -107,6 +110,8 @@ def _on_sigint(signum, frame) -> None:
     are safe to leave at any instant (atomic files, WAL store, checkpoint saves hold Ctrl-C back until committed)."""
     from morl import runs as R
 
+    if ERROR_LINE["started"]:  # the one line is out (or going out): an impatient Ctrl-C only hurries the exit
+        os._exit(EXIT_INTERRUPTED)
     if R.INTERRUPT["depth"] > 0:
         R.INTERRUPT["requested"] = True
         raise KeyboardInterrupt
@@ -132,6 +137,16 @@ def install_sigint() -> None:
 
 def fail(message: str, code: int) -> int:
     """Print ``morl: error: MESSAGE`` (one line) to stderr; returns the exit status ``code``."""
+    if threading.current_thread() is threading.main_thread():
+        old = signal.getsignal(signal.SIGINT)
+        if old is _on_sigint:  # the command line: hold Ctrl-C back while the line is written, then exit at once
+            ERROR_LINE["started"] = True
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                common.err_console.print(f"[red]morl: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+            finally:
+                signal.signal(signal.SIGINT, old)
+            return code
     common.err_console.print(f"[red]morl: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return code
 
