@@ -4,6 +4,11 @@ preference gets; outside CI.
     python experiments/pdmorl_fruit_tree.py oracle                      # what an exact policy scores per preference set
     python experiments/pdmorl_fruit_tree.py train --seed 0              # the paper's budget (1.14M transitions)
     python experiments/pdmorl_fruit_tree.py train --steps 200000 --set updates_per_step=0.1
+    python experiments/pdmorl_fruit_tree.py train --seed 1 --checkpoint DIR   # resumable: run it again to go on
+
+``--checkpoint DIR`` saves the trainer state and the rows printed so far after every evaluation (orbax, via
+`morl.runs.checkpoints.Checkpointer`); the same command later continues from there and prints the same rows an
+uninterrupted run prints (``train_s`` counts training time across the pieces).
 
 Every fruit of depth 6 is linearly supported (each is the argmax of ``w . F`` for some preference), so an exact
 conditioned policy covers the whole front only if the evaluation preferences reach every fruit's region. The
@@ -89,7 +94,9 @@ def oracle() -> None:
         print(json.dumps({"set": name, "preferences": len(w), **score(exact, w, front, true_hv)}))
 
 
-def train(seed: int, steps: int, eval_every: int, overrides: dict, out: str | None) -> None:
+def train(
+    seed: int, steps: int, eval_every: int, overrides: dict, out: str | None, checkpoint: str | None = None
+) -> None:
     env, params = morl.make("fruit-tree-v0", depth=6)
     front = env.pareto_front(GAMMA)
     true_hv = hypervolume(front, REF)
@@ -98,6 +105,19 @@ def train(seed: int, steps: int, eval_every: int, overrides: dict, out: str | No
     trainer = make_trainer("pd-morl-discrete", env, params, **cfg)
     state = trainer.init(jax.random.PRNGKey(seed))
     t0, eval_s, chunk, rows = time.perf_counter(), 0.0, 0, []
+    ckpt = None
+    if checkpoint:
+        from morl.runs.checkpoints import Checkpointer
+
+        ckpt = Checkpointer(checkpoint, max_to_keep=1)
+        if ckpt.latest() is not None:
+            state, meta = ckpt.restore(state)
+            if meta["seed"] != seed or meta["config"] != cfg:
+                raise SystemExit(f"{checkpoint} holds seed {meta['seed']} with {meta['config']}; use another folder")
+            chunk, rows = meta["chunk"], meta["rows"]
+            t0 -= rows[-1]["train_s"] if rows else 0.0  # train_s goes on from where it stopped
+            for row in rows:
+                print(json.dumps(row), flush=True)
     while not trainer.done(state):
         state, logs = trainer.update(state)
         jax.block_until_ready(state)
@@ -119,6 +139,9 @@ def train(seed: int, steps: int, eval_every: int, overrides: dict, out: str | No
         eval_s += time.perf_counter() - t
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if ckpt is not None:
+            meta = {"seed": seed, "config": cfg, "chunk": chunk, "rows": rows}
+            ckpt.save(trainer.env_steps(state), jax.device_get(state), meta)
     summary = {
         "seed": seed,
         "config": cfg,
@@ -138,6 +161,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1_140_000, help="total_timesteps, key runs included")
     p.add_argument("--eval-every", type=int, default=5, help="evaluate after every N main-run chunks")
     p.add_argument("--out", default=None, help="append the summary JSON line to this file")
+    p.add_argument("--checkpoint", default=None, metavar="DIR", help="save after every evaluation; resume from DIR")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides (Python literals)")
     args = p.parse_args()
     if args.command == "oracle":
@@ -147,7 +171,7 @@ def main() -> None:
     for item in args.set:
         k, v = item.split("=", 1)
         overrides[k] = eval(v, {}, {})  # noqa: S307  (a local experiment script)
-    train(args.seed, args.steps, args.eval_every, overrides, args.out)
+    train(args.seed, args.steps, args.eval_every, overrides, args.out, args.checkpoint)
 
 
 if __name__ == "__main__":
