@@ -354,6 +354,30 @@ def test_ctrl_c_during_checkpoint_writes_is_one_line_and_resumable(tmp_path):
     assert json.loads((run_dir / "result.json").read_text())["env_steps"] == 16000
 
 
+def test_ctrl_c_after_the_error_line_adds_nothing(tmp_path):
+    """A second Ctrl-C that comes once the error line is out (while the process ends): still exit 130, still one
+    line (it once found Python's default handler during shutdown, or printed a second line)."""
+    d = tmp_path / "runs"
+    cmd = ["train", "toy-hillclimb", "--env", DST, "--steps", "16000", "--num-policies", "2", "--eval-every", "0"]
+    proc = subprocess.Popen(
+        morl_cmd(*cmd, "--runs-dir", str(d), *FAST),
+        env=sub_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.stat().st_size for p in d.glob("*/metrics.jsonl")):  # training
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    first = proc.stderr.readline()  # blocks until the error line is written
+    proc.send_signal(signal.SIGINT)
+    out, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (first, rest)
+    one_line_error(first + rest, "interrupted", "morl train --resume")
+
+
 # ------------------------------------------------------------------------------------------ modes, suites
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_run_files_follow_the_umask(tmp_path, umask):

@@ -43,8 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one `morl` command; returns its exit status (0; 1: training failed; 2: a user error; 130: Ctrl-C)."""
-    if argv is None:  # the command line itself; in-process callers (tests, notebooks) keep Python's own Ctrl-C
-        process.install_sigint()
+    if argv is not None:  # in-process callers (tests, notebooks) keep Python's own Ctrl-C
+        return _run(argv)
+    process.install_sigint()  # the command line itself
+    code = _run(argv)
+    if code == EXIT_INTERRUPTED:  # the line is out and the runs are checkpointed: leave before Python's shutdown,
+        process.exit_now(code)  # where a further Ctrl-C would find the default handler and kill the process
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     process.INTERRUPT_HINT["text"] = ""
     process.ERROR_LINE["started"] = False

@@ -116,6 +116,11 @@ def _on_sigint(signum, frame) -> None:
         R.INTERRUPT["requested"] = True
         raise KeyboardInterrupt
     try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Python handlers nest: a second Ctrl-C must not add a line
+    except (ValueError, OSError):
+        pass
+    ERROR_LINE["started"] = True
+    try:
         sys.stdout.flush()
     except Exception:
         pass
@@ -124,6 +129,16 @@ def _on_sigint(signum, frame) -> None:
         sys.stderr.flush()
     finally:
         os._exit(EXIT_INTERRUPTED)
+
+
+def exit_now(code: int) -> None:
+    """Flush stdout and stderr and end the process with ``code`` at once (no interpreter shutdown)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
 
 
 def install_sigint() -> None:
