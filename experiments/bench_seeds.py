@@ -43,6 +43,20 @@ def fronts(runs_dir: Path) -> dict[int, list[tuple[float, ...]]]:
     return out
 
 
+def compare(agent: str, env: str, n: int, extra: list[str] = ()) -> dict:
+    """Wall seconds of ``n`` one-seed calls and of one ``--seeds 0-(n-1)`` call, and the seeds whose fronts agree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        common = [agent, "--env", env, "--eval-every", "0", *extra]
+        one = [
+            train([*common, "--seed", str(s), "--runs-dir", str(tmp / "one")], str(tmp / "cache-one")) for s in range(n)
+        ]
+        many = train([*common, "--seeds", f"0-{n - 1}", "--runs-dir", str(tmp / "many")], str(tmp / "cache-many"))
+        f_one, f_many = fronts(tmp / "one"), fronts(tmp / "many")
+    same = [s for s in range(n) if f_one.get(s) == f_many.get(s)]
+    return dict(one=one, many=many, ratio=many / sum(one), per_one_seed=many / min(one), same=same)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--agent", default="c-morl")
@@ -51,15 +65,8 @@ def main() -> int:
     p.add_argument("extra", nargs="*", help="after --: arguments for every `morl train` call")
     a = p.parse_args()
     n = a.seeds
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        common = [a.agent, "--env", a.env, "--eval-every", "0", *a.extra]
-        one = [
-            train([*common, "--seed", str(s), "--runs-dir", str(tmp / "one")], str(tmp / "cache-one")) for s in range(n)
-        ]
-        many = train([*common, "--seeds", f"0-{n - 1}", "--runs-dir", str(tmp / "many")], str(tmp / "cache-many"))
-        f_one, f_many = fronts(tmp / "one"), fronts(tmp / "many")
-    same = [s for s in range(n) if f_one.get(s) == f_many.get(s)]
+    r = compare(a.agent, a.env, n, a.extra)
+    one, many, same = r["one"], r["many"], r["same"]
     load = os.getloadavg()[0]
     print(f"{a.agent} on {a.env}, {n} seeds; load average {load:.1f}; {os.cpu_count()} cores")
     print(
@@ -67,7 +74,7 @@ def main() -> int:
         f"then {min(one[1:] or one):.1f}-{max(one[1:] or one):.1f} s)"
     )
     print(f"  one call with --seeds 0-{n - 1}: {many:.1f} s")
-    print(f"  ratio: {many / sum(one):.2f}x the wall of the one-seed calls")
+    print(f"  ratio: {r['ratio']:.2f}x the wall of the one-seed calls ({r['per_one_seed']:.2f}x the fastest one)")
     print(
         f"  same final front as its one-seed run: {len(same)} of {n} seeds"
         + ("" if len(same) == n else f" (differ: {sorted(set(range(n)) - set(same))})")

@@ -9,6 +9,8 @@ Rows (sizes by device: a GPU/TPU gets the issue's sizes, a CPU smaller ones so t
   cold (an empty compilation cache, compile included) and once warm (the cache the cold runs filled).
 - cmorl-hopper: C-MORL on mo-hopper-2obj-v5 for a fixed wall time: training transitions/s after the first
   update, and the policy buffer's HV when the time is up.
+- seeds: C-MORL on deep-sea-treasure, one `morl train --seeds 0-(n-1)` call against n one-seed calls
+  (`bench_seeds.py`; n = 8 on a GPU/TPU, 2 on a CPU): the wall ratio to the n calls and to one seed's call.
 - compile: first-compile time of every agent on classic envs (cache off): JAX's compile events (tracing,
   lowering, XLA) during init + the first update.
 Every measurement runs in its own process, so compile caches and JAX's in-memory caches never leak
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("engine", "mjx", "cmorl-dst", "cmorl-hopper", "compile")
+PARTS = ("engine", "mjx", "cmorl-dst", "cmorl-hopper", "seeds", "compile")
 #: (agent, env) pairs whose first compile is measured: every agent on deep-sea-treasure (discrete actions) or
 #: mo-mountaincarcontinuous (continuous), and every discrete agent but the tabular ones on minecart-v0 too (the
 #: classic env with the largest step: float64 physics); EUPG on fishwood, its paper's env
@@ -56,8 +58,8 @@ COMPILE_OVERRIDES = {
 
 def sizes(accelerator: bool) -> dict:
     if accelerator:
-        return dict(engine_envs=65_536, mjx_envs=(4_096, 65_536), hopper_seconds=120.0, hopper_envs=1_024)
-    return dict(engine_envs=4_096, mjx_envs=(64, 256), hopper_seconds=60.0, hopper_envs=None)
+        return dict(engine_envs=65_536, mjx_envs=(4_096, 65_536), hopper_seconds=120.0, hopper_envs=1_024, seeds=8)
+    return dict(engine_envs=4_096, mjx_envs=(64, 256), hopper_seconds=60.0, hopper_envs=None, seeds=2)
 
 
 # ------------------------------------------------------------------------------------ one measurement each
@@ -156,6 +158,24 @@ def part_cmorl_hopper(accelerator: bool) -> list[dict]:
     ]
 
 
+def part_seeds(accelerator: bool) -> list[dict]:
+    sys.path.insert(0, str(HERE))
+    from bench_seeds import compare
+
+    n = sizes(accelerator)["seeds"]
+    r = compare("c-morl", "deep-sea-treasure-v0", n)
+    return [
+        dict(
+            row="seeds",
+            what=f"c-morl DST --seeds 0-{n - 1} vs {n} one-seed calls",
+            seconds=r["many"],
+            ratio=r["ratio"],
+            per_one_seed=r["per_one_seed"],
+            note=f"{len(r['same'])} of {n} fronts equal; one-seed calls {min(r['one']):.1f}-{max(r['one']):.1f} s",
+        )
+    ]
+
+
 def part_compile(agent: str, env_id: str) -> list[dict]:
     """Compile seconds of ``init`` + the first ``update`` (cache off): JAX's own compile events (tracing, lowering,
     XLA compilation) summed, so a long first update does not blur the figure."""
@@ -239,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             "mjx": lambda: part_mjx(accelerator, rest[0], int(rest[1]) if len(rest) > 1 else 0),
             "cmorl-dst": lambda: part_cmorl_dst(int(rest[0]), rest[1]),
             "cmorl-hopper": lambda: part_cmorl_hopper(accelerator),
+            "seeds": lambda: part_seeds(accelerator),
             "compile": lambda: part_compile(rest[0], rest[1]),
         }[name]()
         print(json.dumps(rows))
@@ -270,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows += run_part(["cmorl-dst", str(seed), "warm"], warm, 300)
         if "cmorl-hopper" in args.only:
             rows += run_part(["cmorl-hopper"], None, size["hopper_seconds"] + 300)
+        if "seeds" in args.only:
+            rows += run_part(["seeds"], None, 600)
         if "compile" in args.only:
             for agent, env_id in COMPILE_PAIRS:
                 rows += run_part(["compile", agent, env_id], None, 300)
@@ -288,9 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         "compile_s",
         "xla_s",
         "first_update_s",
+        "seconds",
         "seconds_to_100",
         "hv_pct",
         "hv",
+        "ratio",
+        "per_one_seed",
         "note",
     )
     used = [c for c in cols if any(c in r for r in rows)]
