@@ -358,7 +358,18 @@ def test_ctrl_c_after_the_error_line_adds_nothing(tmp_path):
     """A second Ctrl-C that comes once the error line is out (while the process ends): still exit 130, still one
     line (it once found Python's default handler during shutdown, or printed a second line)."""
     d = tmp_path / "runs"
-    cmd = ["train", "toy-hillclimb", "--env", DST, "--steps", "16000", "--num-policies", "2", "--eval-every", "0"]
+    cmd = [
+        "train",
+        "toy-hillclimb",
+        "--env",
+        DST,
+        "--steps",
+        "100000000",
+        "--num-policies",
+        "2",
+        "--eval-every",
+        "0",
+    ]  # no end
     proc = subprocess.Popen(
         morl_cmd(*cmd, "--runs-dir", str(d), *FAST),
         env=sub_env(),
