@@ -354,7 +354,7 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
 
 def test_vmapped_seeds_one_program(tmp_path):
     infos = [R.create_run(tmp_path, _request(seed=s)) for s in (0, 1, 2)]
-    results = R.train_runs(infos)
+    results = R.train_runs(infos, vmap_seeds=True)  # as on a GPU/TPU (`R.seeds_in_one_program`)
     assert len(results) == 3 and len({r["run_id"] for r in results}) == 3
     fronts = [(i.path / "returns.csv").read_text() for i in infos]
     assert len(set(fronts)) > 1  # different seeds, different candidates
@@ -365,6 +365,17 @@ def test_vmapped_seeds_one_program(tmp_path):
     b = np.loadtxt(infos[1].path / "returns.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     assert R.store_for(tmp_path).count() == 3
+
+
+def test_seeds_on_a_cpu_train_one_after_another_bit_identical_to_one_seed_runs(tmp_path):
+    assert not R.seeds_in_one_program()  # the default on a CPU
+    assert R.seeds_in_one_program(True) and not R.seeds_in_one_program(False)
+    infos = [R.create_run(tmp_path, _request(seed=s)) for s in (0, 1)]
+    R.train_runs(infos, store=False)
+    alone = R.create_run(tmp_path / "alone", _request(seed=1))
+    R.train_runs([alone], store=False)
+    for name in ("returns.csv", "front.csv"):
+        assert (alone.path / name).read_text() == (infos[1].path / name).read_text()
 
 
 def test_sigkill_and_resume_gives_the_same_front(tmp_path):

@@ -81,7 +81,13 @@ def _train_base(prog: str = "morl train") -> Parser:
         "object); options given here override it",
     )
     g.add_argument("--resume", nargs="+", metavar="RUN", help="continue run(s) from their last checkpoint")
-    g.add_argument("--no-vmap", action="store_true", help="train several seeds one after another")
+    g.add_argument(
+        "--vmap",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train several seeds of a vmappable agent as one vmapped program (default: on a GPU/TPU only; on a "
+        "CPU one seed after another is faster and bit-identical to one-seed runs)",
+    )
     g.add_argument(
         "--log",
         action="append",
@@ -148,7 +154,7 @@ def cluster_options(args: argparse.Namespace):
         resources = Resources(args.task_cpus, args.task_gpus, args.task_retries)
     except ValueError as exc:
         raise CLIError(f"--task-cpus/--task-gpus/--task-retries: {exc}") from None
-    seeds_per_task = 1 if getattr(args, "no_vmap", False) else args.seeds_per_task
+    seeds_per_task = 1 if getattr(args, "vmap", None) is False else args.seeds_per_task
     return TrainOptions(args.ray or None, args.storage, resources, seeds_per_task)
 
 
@@ -235,7 +241,7 @@ def cmd_train(argv: list[str]) -> int:
     if not args.quiet:
         how = (
             "one vmapped program"
-            if len(infos) > 1 and not args.no_vmap and R.build(infos[0].meta)[4].vmappable
+            if len(infos) > 1 and R.seeds_in_one_program(args.vmap) and R.build(infos[0].meta)[4].vmappable
             else "one after another"
             if len(infos) > 1
             else ""
@@ -247,7 +253,7 @@ def cmd_train(argv: list[str]) -> int:
         )
     if cluster is not None:
         return _train_on_ray([infos], cluster, runs_dir, args.quiet)
-    results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=not args.no_vmap, callback=callback)
+    results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=args.vmap, callback=callback)
     print_results(infos, results)
     return 0
 
@@ -495,7 +501,7 @@ class ProgressUI:
         )
 
 
-def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool, callback=None) -> list[dict[str, Any]]:
+def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool | None, callback=None) -> list[dict[str, Any]]:
     """`runs.train_runs` under a progress bar; Ctrl-C and failures become one line that says how to continue."""
     from morl import runs as R
 

@@ -31,6 +31,7 @@ from morl.runs.driver import (
     evaluate_state,
     final_eval_key,
     reevaluate,
+    seeds_in_one_program,
     train_runs,
 )
 from morl.runs.files import (
@@ -141,6 +142,7 @@ __all__ = [
     "store_for",
     "store_row",
     "take_lock",
+    "seeds_in_one_program",
     "train_runs",
     "write_front_files",
     "write_metrics_csv",
