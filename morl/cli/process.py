@@ -152,17 +152,16 @@ def install_sigint() -> None:
 
 def fail(message: str, code: int) -> int:
     """Print ``morl: error: MESSAGE`` (one line) to stderr; returns the exit status ``code``."""
-    if threading.current_thread() is threading.main_thread():
-        old = signal.getsignal(signal.SIGINT)
-        if old is _on_sigint:  # the command line: hold Ctrl-C back while the line is written, then exit at once
-            ERROR_LINE["started"] = True
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                common.err_console.print(f"[red]morl: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-            finally:
-                signal.signal(signal.SIGINT, old)
-            return code
-    common.err_console.print(f"[red]morl: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    # the command line holds Ctrl-C back while the line is written; after it, a Ctrl-C only hurries the exit
+    held = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is _on_sigint
+    if held:
+        ERROR_LINE["started"] = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        common.err_console.print(f"[red]morl: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    finally:
+        if held:
+            signal.signal(signal.SIGINT, _on_sigint)
     return code
 
 
