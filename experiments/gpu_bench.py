@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the sibling benchmarks (bench_c_morl, bench_seeds) the parts call
 PARTS = ("engine", "mjx", "cmorl-dst", "cmorl-hopper", "seeds", "compile")
 #: (agent, env) pairs whose first compile is measured: every agent on deep-sea-treasure (discrete actions) or
 #: mo-mountaincarcontinuous (continuous), and every discrete agent but the tabular ones on minecart-v0 too (the
@@ -104,7 +105,6 @@ def part_mjx(accelerator: bool, physics: str, num_envs: int) -> list[dict]:
 
 
 def part_cmorl_dst(seed: int, cache: str) -> list[dict]:
-    sys.path.insert(0, str(HERE))
     from bench_c_morl import bench_c_morl
 
     r = bench_c_morl("deep-sea-treasure-v0", seed, stop_at_full=True)
@@ -159,7 +159,6 @@ def part_cmorl_hopper(accelerator: bool) -> list[dict]:
 
 
 def part_seeds(accelerator: bool) -> list[dict]:
-    sys.path.insert(0, str(HERE))
     from bench_seeds import compare
 
     n = sizes(accelerator)["seeds"]

@@ -55,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     process.INTERRUPT_HINT["text"] = ""
-    process.ERROR_LINE["started"] = False
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         argv = process.setup(argv)

@@ -100,9 +100,6 @@ def os_error_message(exc: OSError, command: str | None) -> str:
 #: what the Ctrl-C line adds (set once runs exist: how to resume them)
 INTERRUPT_HINT = {"text": ""}
 
-#: set once the command's one error line is being written: a later Ctrl-C then adds no second line
-ERROR_LINE = {"started": False}
-
 
 def _on_sigint(signum, frame) -> None:
     """Ctrl-C in the CLI. Inside a training loop: KeyboardInterrupt (the loop checkpoints its last finished chunk
@@ -110,25 +107,23 @@ def _on_sigint(signum, frame) -> None:
     are safe to leave at any instant (atomic files, WAL store, checkpoint saves hold Ctrl-C back until committed)."""
     from morl import runs as R
 
-    if ERROR_LINE["started"]:  # the one line is out (or going out): an impatient Ctrl-C only hurries the exit
-        os._exit(EXIT_INTERRUPTED)
     if R.INTERRUPT["depth"] > 0:
         R.INTERRUPT["requested"] = True
         raise KeyboardInterrupt
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Python handlers nest: a second Ctrl-C must not add a line
-    except (ValueError, OSError):
-        pass
-    ERROR_LINE["started"] = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Python handlers nest: a second Ctrl-C must not add a line
     try:
         sys.stdout.flush()
     except Exception:
         pass
     try:
         sys.stderr.write("morl: error: interrupted (Ctrl-C)" + INTERRUPT_HINT["text"] + "\n")
-        sys.stderr.flush()
     finally:
-        os._exit(EXIT_INTERRUPTED)
+        exit_now(EXIT_INTERRUPTED)
+
+
+def _exit_quietly(signum, frame) -> None:
+    """Ctrl-C once the command's error line is out: it only hurries the exit (no second line)."""
+    os._exit(EXIT_INTERRUPTED)
 
 
 def exit_now(code: int) -> None:
@@ -155,13 +150,12 @@ def fail(message: str, code: int) -> int:
     # the command line holds Ctrl-C back while the line is written; after it, a Ctrl-C only hurries the exit
     held = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is _on_sigint
     if held:
-        ERROR_LINE["started"] = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         common.err_console.print(f"[red]morl: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     finally:
         if held:
-            signal.signal(signal.SIGINT, _on_sigint)
+            signal.signal(signal.SIGINT, _exit_quietly)
     return code
 
 
