@@ -46,7 +46,8 @@ class EnvelopeConfig:
     epsilon_decay_steps: int | None = None  # env steps of the linear decay; None = fixed epsilon
     tau: float = 1.0  # target update: 1 = hard copy every target_net_update_freq steps,
     # < 1 = Polyak every step
-    target_net_update_freq: int = 200  # env steps between hard target copies (ignored when tau < 1)
+    target_net_update_freq: int = 200  # vector env steps (learner iterations) between hard target copies
+    # (ignored when tau < 1); with MORL-Baselines' one env these are its env steps
     buffer_size: int = 1_000_000  # replay capacity (transitions)
     net_arch: tuple[int, ...] = (256, 256, 256, 256)  # hidden layer widths of the Q-network (ReLU)
     batch_size: int = 256  # transitions per gradient step (each paired with num_sample_w preferences)
@@ -273,7 +274,11 @@ class EnvelopeTrainer(JitTrainer):
             sync = td.polyak(new_state.q_params, new_state.target_params, c.tau)
             new_state = new_state.replace(target_params=td.select_params(learning, sync, new_state.target_params))
         else:
-            crossed = (env_steps // c.target_net_update_freq) > (state.env_steps // c.target_net_update_freq)
+            # counted in vector steps (learner iterations), not transitions: with N envs in lockstep a copy every
+            # 200 transitions would come every 200 / N gradient steps and the target would chase the online net
+            # (DST, 16 envs, 1 gradient step per vector step: HV swung 4-99% and ended on one point)
+            period = c.target_net_update_freq * c.num_envs
+            crossed = (env_steps // period) > (state.env_steps // period)
             new_state = new_state.replace(
                 target_params=td.select_params(learning & crossed, new_state.q_params, new_state.target_params)
             )

@@ -32,7 +32,7 @@ from morl.runs import (
     machine_info,
     package_version,
     protocol_from_dict,
-    store_for,
+    synced_store,
     train_runs,
 )
 from morl.store import Store, dumps
@@ -262,7 +262,7 @@ def run_suite(
     logged and appended to ``failures`` (a `morl.cluster.Failure`) and the others go on; ``progress`` then only
     says whether to show the suite's progress line (on ``console``)."""
     suite = load_suite(name)
-    store = store_for(runs_dir)
+    store = synced_store(runs_dir)
     groups = suite_requests(suite, seeds, steps_scale)
     _check_trainers(suite, groups)  # every (agent, env) can be built, before hours of training start
     todo = []

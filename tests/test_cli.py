@@ -369,6 +369,18 @@ agent_config = { toy-random = { chunk = "25%" } }
     assert out_md.exists() and "# Leaderboard: tiny" in out_md.read_text()
     assert len(R.list_runs(tmp_path / "runs")[0]) == n_runs  # nothing retrained from scratch
     assert R.read_run(victim.path).status == "done"
+    # the finished folders alone (as committed to a repository: no results.sqlite, no checkpoints), somewhere
+    # else, count as finished: the suite trains nothing and the leaderboard reads them
+    import shutil
+
+    moved = tmp_path / "committed"
+    shutil.copytree(tmp_path / "runs", moved, ignore=shutil.ignore_patterns("results.sqlite*", "checkpoints"))
+    assert not (moved / "results.sqlite").exists()
+    code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", moved, "--quiet")
+    assert code == 0 and out.count("2 seeds, 2 already finished") == 4, out
+    assert len(R.list_runs(moved)[0]) == n_runs
+    code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", moved, "--suite", "tiny", "--metric", "hv")
+    assert code == 0 and out.count("(n=2)") == 4, out
     code, _, err = run_cli(capsys, "suite", "run", "no-such-suite")
     assert code == 2 and "no suite 'no-such-suite'" in err
 

@@ -107,3 +107,33 @@ def test_envelope_seeds_in_one_program_match_their_single_seed_runs():
                 np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
             else:
                 np.testing.assert_array_equal(b, a)
+
+
+def test_target_copies_count_learner_iterations_not_transitions():
+    """With N envs in lockstep the target is copied every ``target_net_update_freq`` vector steps (gradient steps),
+    as MORL-Baselines' one env does; counting transitions copied it N times as often and made DST's front collapse
+    (docs/algorithms/envelope.md). 4 envs, a copy every 3 vector steps: after 5 vector steps (20 transitions) the
+    last copy was at vector step 3, so the target is the online net of then, not of now."""
+    env, params = morl.make("deep-sea-treasure-v0")
+    cfg = dict(
+        total_timesteps=1000,
+        num_envs=4,
+        target_net_update_freq=3,
+        learning_starts=0,
+        batch_size=8,
+        net_arch=(8,),
+        steps_per_chunk=1,
+        per=False,
+    )
+    trainer = make_trainer("envelope", env, params, **cfg)
+    state = trainer.init(jax.random.PRNGKey(0))
+    online = []
+    for _ in range(5):
+        state, _ = trainer.update(state)
+        online.append(state.q_params)
+    same = lambda a, b: all(  # noqa: E731
+        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+    assert int(state.updates) == 5 and trainer.env_steps(state) == 20
+    assert same(state.target_params, online[2])  # copied at vector step 3
+    assert not same(state.target_params, online[4])  # not at 4 or 5 (transitions 16 and 20 cross multiples of 3)

@@ -66,12 +66,17 @@ def add_parsers(sub) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """`morl leaderboard`: agents x envs, mean and 95% bootstrap CI over seeds, from the results store."""
     from morl.leaderboard import leaderboard_from_store, render
-    from morl.runs import atomic_write_text, store_for
+    from morl.runs import atomic_write_text, synced_store
 
     runs_dir = common.runs_dir(args)
     try:
         lb = leaderboard_from_store(
-            store_for(runs_dir), args.metric, env=args.env, agent=args.agent, suite=args.suite, protocol=args.protocol
+            synced_store(runs_dir),
+            args.metric,
+            env=args.env,
+            agent=args.agent,
+            suite=args.suite,
+            protocol=args.protocol,
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from None

@@ -27,7 +27,7 @@ from morl.runs import (
     read_front_csv,
     read_jsonl,
     read_run,
-    store_for,
+    synced_store,
 )
 from morl.suites import load_suite
 
@@ -132,7 +132,7 @@ def collect(runs_dir: str | Path, suite: str | None = None, metrics: list[str] |
                 metrics, description = s.metrics, s.description
             except ValueError:  # a suite name with no suite file here: its stored runs still make a report
                 pass
-    store = store_for(runs_dir)
+    store = synced_store(runs_dir)
     boards = [b for b in (leaderboard_from_store(store, m, suite=suite) for m in metrics) if b.columns]
     if not boards:
         where = runs_dir / "results.sqlite"

@@ -71,6 +71,7 @@ from morl.runs.folders import (
     release_lock,
     store_for,
     store_row,
+    synced_store,
     take_lock,
 )
 from morl.runs.records import (
@@ -140,6 +141,7 @@ __all__ = [
     "release_lock",
     "state_template",
     "store_for",
+    "synced_store",
     "store_row",
     "take_lock",
     "seeds_in_one_program",

@@ -291,11 +291,14 @@ def store_row(meta: dict[str, Any], result: dict[str, Any], path: Path) -> dict[
     }
 
 
-def reindex(runs_dir: str | Path, moved: list[Path] | None = None) -> tuple[int, list[RunInfo]]:
+def reindex(
+    runs_dir: str | Path, moved: list[Path] | None = None, only_unindexed: bool = False
+) -> tuple[int, list[RunInfo]]:
     """Rebuild the store's rows from finished run folders (e.g. copied from another machine).
 
     A damaged database (truncated, overwritten) is renamed ``results.sqlite.damaged-<time>`` and rebuilt from
-    the folders; its new name is appended to ``moved``."""
+    the folders; its new name is appended to ``moved``. ``only_unindexed`` skips folders whose row already
+    points at them (see `synced_store`)."""
     good, bad = list_runs(runs_dir)
     st = store_for(runs_dir)
     problem = st.check()
@@ -304,9 +307,10 @@ def reindex(runs_dir: str | Path, moved: list[Path] | None = None) -> tuple[int,
         if moved is not None:
             moved.append(aside)
         st = store_for(runs_dir)
+    indexed = {r["run_id"]: r.get("path") for r in st.runs()} if only_unindexed else {}
     n = 0
     for info in good:
-        if info.status != "done":
+        if info.status != "done" or indexed.get(info.id) == str(info.path.absolute()):
             continue
         st.record_run(store_row(info.meta, info.result, info.path))
         for ev in sorted((info.path / EVALS_DIR).glob("*.json")):
@@ -317,3 +321,15 @@ def reindex(runs_dir: str | Path, moved: list[Path] | None = None) -> tuple[int,
                 bad.append(RunInfo(info.id, info.path, "corrupt", info.meta, problem=f"unreadable {ev.name}"))
         n += 1
     return n, bad
+
+
+def synced_store(runs_dir: str | Path) -> Store:
+    """The store of ``runs_dir`` with every finished run folder in it indexed at its present path.
+
+    Run folders are the source of truth and may arrive without the database: a results folder committed to a
+    repository (``experiments/leaderboards/runs/<suite>``, whose ``.gitignore`` leaves out ``results.sqlite``
+    and checkpoints) or copied from another machine. Suites and leaderboards read through this, so such
+    folders count as finished runs in a fresh clone instead of being trained again."""
+    if Path(runs_dir).is_dir():
+        reindex(runs_dir, only_unindexed=True)
+    return store_for(runs_dir)
