@@ -113,13 +113,17 @@ def test_store_rebuilds_from_run_folders(trained, capsys, tmp_path):
 
     d = tmp_path / "copy"
     shutil.copytree(trained, d, ignore=shutil.ignore_patterns("results.sqlite*"))  # folders from another machine
-    code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", d)
-    assert "toy-" not in out
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", d, "--reindex")
     assert code == 0 and "indexed 6 finished run(s)" in out
     assert R.store_for(d).count() == 6
     code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", d)
     assert "| toy-hillclimb |" in out and "(n=3)" in out
+    # the leaderboard indexes folders that arrive without the database by itself (committed suite runs)
+    fresh = tmp_path / "fresh"
+    shutil.copytree(trained, fresh, ignore=shutil.ignore_patterns("results.sqlite*"))
+    code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", fresh)
+    assert code == 0 and "| toy-hillclimb |" in out and "(n=3)" in out
+    assert R.store_for(fresh).count() == 6
 
 
 def test_a_live_lock_blocks_a_second_trainer(trained, tmp_path):

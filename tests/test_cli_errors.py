@@ -389,6 +389,58 @@ def test_ctrl_c_after_the_error_line_adds_nothing(tmp_path):
     one_line_error(first + rest, "interrupted", "morl train --resume")
 
 
+def test_ctrl_c_with_seeds_in_lanes_is_one_line_and_every_seed_resumes_to_its_own_front(tmp_path):
+    """Three seeds in two lanes (threads): Ctrl-C while both lanes train stops each after its chunk in flight with a
+    checkpoint, the third seed never starts, one line, exit 130; resuming the three ends each with the same front
+    as the seeds trained one after another without interruption."""
+    cmd = ["train", "toy-hillclimb", "--env", DST, "--steps", "16000", "--num-policies", "2", "--eval-every", "0"]
+    d = tmp_path / "runs"
+    proc = subprocess.Popen(
+        morl_cmd(*cmd, "--seeds", "0-2", "--lanes", "2", "--checkpoint-secs", "0", "--runs-dir", str(d), *FAST),
+        env=sub_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # both lanes are training
+        rows = [len(p.read_text().splitlines()) for p in d.glob("*/metrics.jsonl")]
+        if len(rows) == 2 and min(rows) >= 3:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err, err
+    one_line_error(err, "interrupted", "morl train --resume")
+    runs = sorted(d.glob("toy-hillclimb_*"), key=lambda p: R.read_run(p).meta["seed"])
+    assert [R.read_run(p).status for p in runs] == ["interrupted"] * 3
+    started = [p for p in runs if list((p / "checkpoints").glob("[0-9]*"))]
+    assert len(started) == 2 and not list(d.glob("*/checkpoints/*.orbax-checkpoint-tmp*"))
+    resumed = subprocess.run(
+        morl_cmd("train", "--resume", *[p.name for p in runs], "--lanes", "2", "--runs-dir", str(d), "--quiet"),
+        env=sub_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    plain = tmp_path / "plain"
+    done = subprocess.run(
+        morl_cmd(*cmd, "--seeds", "0-2", "--lanes", "1", "--runs-dir", str(plain), *FAST),
+        env=sub_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for run in runs:
+        seed = R.read_run(run).meta["seed"]
+        (twin,) = [p for p in plain.glob("toy-hillclimb_*") if R.read_run(p).meta["seed"] == seed]
+        assert (run / "front.csv").read_text() == (twin / "front.csv").read_text(), seed
+
+
 # ------------------------------------------------------------------------------------------ modes, suites
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_run_files_follow_the_umask(tmp_path, umask):

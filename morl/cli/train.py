@@ -50,7 +50,8 @@ def _train_base(prog: str = "morl train") -> Parser:
     g.add_argument(
         "--seeds",
         default=None,
-        help="several seeds, e.g. 0-4 or 0,2,5 (vmapped in one program when the agent allows, else one after another)",
+        help="several seeds, e.g. 0-4 or 0,2,5 (on a GPU/TPU vmapped in one program when the agent allows; "
+        "else --lanes at a time)",
     )
     g.add_argument(
         "--steps",
@@ -86,7 +87,15 @@ def _train_base(prog: str = "morl train") -> Parser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="train several seeds of a vmappable agent as one vmapped program (default: on a GPU/TPU only; on a "
-        "CPU one seed after another is faster and bit-identical to one-seed runs)",
+        "CPU seeds in lanes are faster and bit-identical to one-seed runs)",
+    )
+    g.add_argument(
+        "--lanes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs trained at once (threads, each its one-seed program) when seeds are not vmapped (default: one "
+        "per core on a CPU, at most 8; 1 on a GPU/TPU; loggers keep to 1)",
     )
     g.add_argument(
         "--log",
@@ -221,6 +230,8 @@ def cmd_train(argv: list[str]) -> int:
             f"unknown option {tok} for agent {agent!r}.{options.closest_option(tok, parser)} "
             f"`morl train {agent} --help` lists every option."
         )
+    if args.lanes is not None and args.lanes < 1:
+        raise CLIError(f"--lanes must be >= 1 (runs trained at once), got {args.lanes}")
     runs_dir = common.runs_dir(args)
     _check_store(runs_dir)
     cluster = cluster_options(args)
@@ -239,9 +250,12 @@ def cmd_train(argv: list[str]) -> int:
     requests = train_requests(args, spec)
     infos = [R.create_run(runs_dir, r) for r in requests]
     if not args.quiet:
+        lanes = 1 if callback is not None else R.seed_lanes(len(infos), args.lanes)
         how = (
             "one vmapped program"
             if len(infos) > 1 and R.seeds_in_one_program(args.vmap) and R.build(infos[0].meta)[4].vmappable
+            else f"{lanes} at a time"
+            if lanes > 1
             else "one after another"
             if len(infos) > 1
             else ""
@@ -253,7 +267,9 @@ def cmd_train(argv: list[str]) -> int:
         )
     if cluster is not None:
         return _train_on_ray([infos], cluster, runs_dir, args.quiet)
-    results = _train_with_progress(infos, resume=False, quiet=args.quiet, vmap=args.vmap, callback=callback)
+    results = _train_with_progress(
+        infos, resume=False, quiet=args.quiet, vmap=args.vmap, callback=callback, lanes=args.lanes
+    )
     print_results(infos, results)
     return 0
 
@@ -352,7 +368,9 @@ def _resume(args: argparse.Namespace, agent: str | None, runs_dir: Path, callbac
     cluster = cluster_options(args)
     if cluster is not None:
         return _train_on_ray([[i] for i in infos], cluster, runs_dir, args.quiet)
-    results = _train_with_progress(infos, resume=True, quiet=args.quiet, vmap=False, callback=callback)
+    results = _train_with_progress(
+        infos, resume=True, quiet=args.quiet, vmap=False, callback=callback, lanes=args.lanes
+    )
     print_results(infos, results)
     return 0
 
@@ -501,7 +519,9 @@ class ProgressUI:
         )
 
 
-def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool | None, callback=None) -> list[dict[str, Any]]:
+def _train_with_progress(
+    infos, resume: bool, quiet: bool, vmap: bool | None, callback=None, lanes: int | None = None
+) -> list[dict[str, Any]]:
     """`runs.train_runs` under a progress bar; Ctrl-C and failures become one line that says how to continue."""
     from morl import runs as R
 
@@ -509,7 +529,7 @@ def _train_with_progress(infos, resume: bool, quiet: bool, vmap: bool | None, ca
     process.INTERRUPT_HINT["text"] = f"; `morl train --resume {ids}` continues from the last checkpoint"
     with ProgressUI(quiet) as ui:
         try:
-            return R.train_runs(infos, resume=resume, progress=ui, vmap_seeds=vmap, callback=callback)
+            return R.train_runs(infos, resume=resume, progress=ui, vmap_seeds=vmap, callback=callback, lanes=lanes)
         except KeyboardInterrupt:
             exc = CLIError(
                 f"interrupted (Ctrl-C); the last finished chunk is checkpointed: `morl train --resume {ids}` continues"

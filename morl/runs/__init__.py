@@ -31,6 +31,7 @@ from morl.runs.driver import (
     evaluate_state,
     final_eval_key,
     reevaluate,
+    seed_lanes,
     seeds_in_one_program,
     train_runs,
 )
@@ -144,6 +145,7 @@ __all__ = [
     "synced_store",
     "store_row",
     "take_lock",
+    "seed_lanes",
     "seeds_in_one_program",
     "train_runs",
     "write_front_files",

@@ -330,6 +330,11 @@ def synced_store(runs_dir: str | Path) -> Store:
     repository (``experiments/leaderboards/runs/<suite>``, whose ``.gitignore`` leaves out ``results.sqlite``
     and checkpoints) or copied from another machine. Suites and leaderboards read through this, so such
     folders count as finished runs in a fresh clone instead of being trained again."""
-    if Path(runs_dir).is_dir():
+    st = store_for(runs_dir)
+    db = Path(runs_dir) / DB_NAME
+    # a damaged database is left as it is, for the reader's error to name it (`morl runs --reindex` repairs it);
+    # a read-only folder (an archive) is read as it is
+    writable = Path(runs_dir).is_dir() and os.access(runs_dir, os.W_OK)
+    if writable and (not db.exists() or st.check() is None):
         reindex(runs_dir, only_unindexed=True)
-    return store_for(runs_dir)
+    return st
