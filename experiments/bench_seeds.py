@@ -5,8 +5,8 @@
 
 Both sides run as a user would, each in fresh processes with the persistent compilation cache on, in a folder of
 its own that starts empty: the one-seed calls run one after another (the first fills the cache, the others reuse
-it); the many-seed call compiles once (a vmappable agent trains every seed in one program; the others train the
-seeds one after another in one process, sharing compiled programs). Wall times include process start, compiles,
+it); the many-seed call compiles once (on a GPU/TPU a vmappable agent trains every seed in one program; otherwise the
+seeds in lanes, one thread per core on a CPU, sharing compiled programs). Wall times include process start, compiles,
 the final evaluation and the writes. Each seed's final front must be the same on both sides (printed).
 Arguments after ``--`` go to every `morl train` call.
 """
