@@ -28,6 +28,7 @@ from morl.runs import (
     budget_field,
     config_to_dict,
     create_run,
+    default_runs_dir,
     list_runs,
     machine_info,
     package_version,
@@ -255,8 +256,10 @@ def run_suite(
     cluster=None,
     failures: list | None = None,
     console=None,
+    train: bool = True,
 ) -> Path | None:
-    """Train every missing run of a suite, then write its leaderboard Markdown; returns the file.
+    """Train every missing run of a suite, then write its leaderboard Markdown; returns the file. With
+    ``train=False`` only the leaderboard of the runs already finished is written (its header lists the missing).
 
     ``cluster`` (a `morl.cluster.TrainOptions`) trains the missing runs as Ray tasks: a task that fails is
     logged and appended to ``failures`` (a `morl.cluster.Failure`) and the others go on; ``progress`` then only
@@ -275,11 +278,14 @@ def run_suite(
             f"{group[0].agent} on {group[0].env}: {len(group)} seeds, {len(group) - len(missing)} already finished"
             + (f", {n_resume} to resume" if n_resume else "")
             + (" (dry run)" if dry_run and missing else "")
+            + (" (not trained: --no-train)" if not train and missing and not dry_run else "")
         )
         if missing:
             todo.append([(r, resumable[id(r)]) for r in missing])
     if dry_run:
         return None
+    if not train:
+        todo = []
     start = time.time()
     if cluster is not None:
         from morl.cluster import driver_lock, train_on_ray
@@ -308,7 +314,7 @@ def run_suite(
         fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
         if fresh:
             train_runs(fresh, progress=progress, store=store)
-    return write_leaderboard(suite, groups, store, seeds, steps_scale, out, time.time() - start)
+    return write_leaderboard(suite, groups, store, seeds, steps_scale, out, time.time() - start, runs_dir=runs_dir)
 
 
 def write_leaderboard(
@@ -319,15 +325,26 @@ def write_leaderboard(
     steps_scale: float = 1.0,
     out: str | Path | None = None,
     elapsed: float = 0.0,
+    runs_dir: str | Path | None = None,
 ) -> Path:
-    """Write the suite's leaderboard Markdown from the finished runs in ``store`` that match ``groups``."""
+    """Write the suite's leaderboard Markdown from the finished runs in ``store`` that match ``groups``
+    (``runs_dir``, where they live, goes into the header's command when it is not the default)."""
+    where = ""
+    if runs_dir is not None and Path(runs_dir).resolve() != default_runs_dir().resolve():
+        try:
+            where = f" --runs-dir {Path(runs_dir).resolve().relative_to(Path.cwd().resolve())}"
+        except ValueError:  # outside the working directory
+            where = f" --runs-dir {runs_dir}"
     # exactly the runs of this suite definition (not older budgets or configs), under the suite's protocol
-    chosen = {}
+    chosen, missing = {}, Counter()
     for group in groups:
         for req in group:
             match = _finished_match(store, req)
             if match is not None:
                 chosen[match["run_id"]] = match["protocol_hash"]
+            else:
+                missing[(req.agent, req.env)] += 1
+    n_runs = sum(len(g) for g in groups)
     rows = [r for r in store.evaluations(suite=suite.name) if chosen.get(r["run_id"]) == r["protocol_hash"]]
     text = [f"# Leaderboard: {suite.name}", ""]
     if suite.description:
@@ -348,12 +365,20 @@ def write_leaderboard(
         + "; ".join(f"{n} evaluation(s) from version {v}" for v, n in versions.items())
         + " on "
         + "; ".join(f"{m}" for m in machines),
+        f"- runs finished: {len(chosen)} of {n_runs}"
+        + (
+            "; not yet trained (empty cells, or fewer seeds): "
+            + "; ".join(f"{a} on {e} ({n} seed(s))" for (a, e), n in missing.items())
+            if missing
+            else ""
+        ),
         f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}; training wall time of these runs: "
         f"{sum(float(r.get('wall_time') or 0) for r in rows):,.0f} s (this invocation: {elapsed:,.0f} s)",
         "- reproduce: `"
         + (f"XLA_FLAGS={os.environ['XLA_FLAGS']} " if os.environ.get("XLA_FLAGS") else "")
         + f"morl suite run {suite.name}"
         + (f" --steps-scale {steps_scale}" if steps_scale != 1 else "")
+        + where
         + "`",
         "",
     ]

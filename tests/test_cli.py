@@ -385,6 +385,16 @@ agent_config = { toy-random = { chunk = "25%" } }
     assert len(R.list_runs(moved)[0]) == n_runs
     code, out, _ = run_cli(capsys, "leaderboard", "--runs-dir", moved, "--suite", "tiny", "--metric", "hv")
     assert code == 0 and out.count("(n=2)") == 4, out
+    # --no-train: the leaderboard of what is there, the missing named in its header, nothing trained
+    gone = next(r for r in R.list_runs(moved)[0] if r.agent == "toy-random" and r.env == DST)
+    shutil.rmtree(gone.path)
+    partial = tmp_path / "partial.md"
+    code, out, _ = run_cli(capsys, "suite", "run", suite, "--runs-dir", moved, "--no-train", "--out", partial)
+    assert code == 0 and "not trained: --no-train" in out, out
+    assert len(R.list_runs(moved)[0]) == n_runs - 1
+    header = partial.read_text()
+    assert f"runs finished: {n_runs - 1} of {n_runs}" in header and f"toy-random on {DST} (1 seed(s))" in header
+    assert f"--runs-dir {moved}" in header  # where the runs are, in the command that reproduces the table
     code, _, err = run_cli(capsys, "suite", "run", "no-such-suite")
     assert code == 2 and "no suite 'no-such-suite'" in err
 

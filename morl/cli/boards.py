@@ -45,6 +45,11 @@ def add_parsers(sub) -> None:
         "checkout, else ./NAME.md)",
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be trained")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: write the leaderboard of the runs already finished (its header lists the missing)",
+    )
     p.add_argument("--quiet", action="store_true")
     add_cluster_options(p)
     p.set_defaults(func=cmd_suite_run)
@@ -123,7 +128,7 @@ def cmd_suite_run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds else None
     out = args.out or suite_leaderboard_path(args.name)
     cluster = cluster_options(args)
-    if cluster is not None:
+    if cluster is not None and not args.no_train:
         return _suite_on_ray(args, runs_dir, seeds, out, cluster)
     with ProgressUI(args.quiet) as ui:
         try:
@@ -136,6 +141,7 @@ def cmd_suite_run(args: argparse.Namespace) -> int:
                 progress=ui,
                 log=lambda s: common.console.print(s),
                 dry_run=args.dry_run,
+                train=not args.no_train,
             )
         except ValueError as exc:
             raise CLIError(str(exc)) from None
