@@ -389,6 +389,13 @@ def test_ctrl_c_after_the_error_line_adds_nothing(tmp_path):
     one_line_error(first + rest, "interrupted", "morl train --resume")
 
 
+def test_lanes_below_one_are_refused_before_training(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "toy-random", "--env", DST, "--lanes", "0", "--runs-dir", tmp_path)
+    assert code == 2
+    one_line_error(err, "--lanes must be >= 1")
+    assert not list(tmp_path.iterdir())
+
+
 def test_ctrl_c_with_seeds_in_lanes_is_one_line_and_every_seed_resumes_to_its_own_front(tmp_path):
     """Three seeds in two lanes (threads): Ctrl-C while both lanes train stops each after its chunk in flight with a
     checkpoint, the third seed never starts, one line, exit 130; resuming the three ends each with the same front

@@ -367,9 +367,12 @@ def test_vmapped_seeds_one_program(tmp_path):
     assert R.store_for(tmp_path).count() == 3
 
 
-def test_seeds_on_a_cpu_train_one_after_another_bit_identical_to_one_seed_runs(tmp_path):
+def test_seeds_on_a_cpu_train_in_lanes_bit_identical_to_one_seed_runs(tmp_path):
     assert not R.seeds_in_one_program()  # the default on a CPU
     assert R.seeds_in_one_program(True) and not R.seeds_in_one_program(False)
+    cores = len(os.sched_getaffinity(0))
+    assert R.seed_lanes(16) == min(cores, R.MAX_LANES) and R.seed_lanes(1) == 1  # a lane per core, never idle ones
+    assert R.seed_lanes(5, lanes=3) == 3 and R.seed_lanes(2, lanes=8) == 2
     infos = [R.create_run(tmp_path, _request(seed=s)) for s in (0, 1)]
     R.train_runs(infos, store=False)
     alone = R.create_run(tmp_path / "alone", _request(seed=1))

@@ -26,6 +26,7 @@ from morl.runs.config import (
 from morl.runs.driver import (
     _BUILT,  # noqa: F401  (the CLI reuses the trainer it built to check a request)
     INTERRUPT,
+    MAX_LANES,
     ProgressEvent,
     build,
     evaluate_state,
@@ -146,6 +147,7 @@ __all__ = [
     "store_row",
     "take_lock",
     "seed_lanes",
+    "MAX_LANES",
     "seeds_in_one_program",
     "train_runs",
     "write_front_files",
