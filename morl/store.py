@@ -179,15 +179,17 @@ class Store:
         """This process's (and thread's) connection, opened once: reopening per write would make SQLite
         checkpoint the WAL at every close."""
         owner = (os.getpid(), threading.get_ident())
-        if self._conn is not None and self._conn[0] == owner:
-            return self._conn[1]
+        held = self._conn  # read once: another thread (a training lane) may replace it meanwhile
+        if held is not None and held[0] == owner:
+            return held[1]
         conn = self._open()
         self._conn = (owner, conn)
         return conn
 
     def close(self) -> None:
-        if self._conn is not None and self._conn[0] == (os.getpid(), threading.get_ident()):
-            self._conn[1].close()
+        held = self._conn
+        if held is not None and held[0] == (os.getpid(), threading.get_ident()):
+            held[1].close()
         self._conn = None
 
     def __del__(self):

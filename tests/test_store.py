@@ -136,6 +136,31 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert sorted(r["run_id"] for r in st.runs(agent="agent2")) == sorted(f"p2-{i}" for i in range(50))
 
 
+def test_threads_sharing_one_store_lose_nothing(tmp_path):
+    """Training lanes (threads) share one `Store`: each thread writes through its own connection (SQLite's are
+    bound to their thread), however their calls interleave."""
+    import threading
+
+    st = Store(tmp_path / "results.sqlite")
+    errors = []
+
+    def write(t):
+        try:
+            for i in range(40):
+                st.record_run(row(f"t{t}-{i}", agent=f"agent{t}", seed=i))
+                st.runs(agent=f"agent{t}")
+        except Exception as exc:  # collected: an exception in a thread would not fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert st.count() == 160 and len(st.runs(agent="agent3")) == 40
+
+
 def test_concurrent_creators_of_a_new_database(tmp_path):
     db = tmp_path / "fresh" / "results.sqlite"
     run_writers(db, 3, tmp_path / "go")
