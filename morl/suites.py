@@ -33,6 +33,7 @@ from morl.runs import (
     machine_info,
     package_version,
     protocol_from_dict,
+    seeds_in_one_program,
     synced_store,
     train_runs,
 )
@@ -308,12 +309,22 @@ def run_suite(
             )
         if failures is not None:
             failures.extend(failed)
-    for missing in todo if cluster is None else []:
-        for info in [i for _, i in missing if i is not None]:  # interrupted runs of this suite continue
-            train_runs([info], resume=True, progress=progress, store=store)
-        fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
-        if fresh:
-            train_runs(fresh, progress=progress, store=store)
+    if cluster is None:
+        resumed = [i for missing in todo for _, i in missing if i is not None]
+        if resumed:  # interrupted runs of this suite continue
+            train_runs(resumed, resume=True, progress=progress, store=store)
+        if seeds_in_one_program():  # a GPU/TPU: each group's seeds as one vmapped program
+            for missing in todo:
+                fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
+                if fresh:
+                    train_runs(fresh, progress=progress, store=store)
+        else:  # a CPU: an agent's missing runs (every env, every seed) in one call, so its lanes stay busy
+            for agent in dict.fromkeys(missing[0][0].agent for missing in todo):
+                fresh = [
+                    create_run(runs_dir, r) for missing in todo for r, i in missing if i is None and r.agent == agent
+                ]
+                if fresh:
+                    train_runs(fresh, progress=progress, store=store)
     return write_leaderboard(suite, groups, store, seeds, steps_scale, out, time.time() - start, runs_dir=runs_dir)
 
 
