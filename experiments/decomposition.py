@@ -275,7 +275,7 @@ def suite_timing(
     out: str | None = None,
 ) -> list[dict]:
     """Wall time of one suite run per (agent, env) at ``scale`` (``seeds`` > 1: the group's first seeds together,
-    as the suite trains them: one vmapped program where the trainer allows, else one after another)."""
+    as the suite trains them: one vmapped program on a GPU/TPU where the trainer allows, else in lanes)."""
     import tempfile
 
     from morl.runs import METRICS_JSONL, create_run, read_jsonl, train_runs

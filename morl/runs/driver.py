@@ -321,7 +321,7 @@ def seeds_in_one_program(vmap_seeds: bool | None = None) -> bool:
     only on a GPU or TPU. On a CPU a vmapped program of S seeds does S seeds' arithmetic and costs more than S
     one-seed programs (measured on deep-sea-treasure, 4 seeds: Envelope 135 vs 118 s, PD-MORL 11.4 vs 8.7 s,
     MORL/D 20.0 vs 16.5 s), and its batched kernels round differently, so there one seed after another is both
-    faster and bit-identical to each seed's own run."""
+    faster and bit-identical to each seed's own run (in `seed_lanes`)."""
     if vmap_seeds is not None:
         return bool(vmap_seeds)
     import jax
