@@ -244,6 +244,20 @@ def _finished_match(store: Store, req) -> dict | None:
     return None
 
 
+def _training_batches(todo: list[list[tuple]], vmapped: bool) -> list[list]:
+    """The fresh requests of ``todo`` (per group: (request, unfinished run or None)) in the batches one
+    `train_runs` call each trains: a group's seeds where they vmap into one program (a GPU/TPU), else all of one
+    agent's runs, every env and seed, so the CPU's lanes stay busy across groups."""
+    fresh = [[r for r, i in missing if i is None] for missing in todo]
+    if vmapped:
+        return [g for g in fresh if g]
+    by_agent: dict[str, list] = {}
+    for group in fresh:
+        for r in group:
+            by_agent.setdefault(r.agent, []).append(r)
+    return list(by_agent.values())
+
+
 def run_suite(
     name: str,
     runs_dir: str | Path,
@@ -313,18 +327,8 @@ def run_suite(
         resumed = [i for missing in todo for _, i in missing if i is not None]
         if resumed:  # interrupted runs of this suite continue
             train_runs(resumed, resume=True, progress=progress, store=store)
-        if seeds_in_one_program():  # a GPU/TPU: each group's seeds as one vmapped program
-            for missing in todo:
-                fresh = [create_run(runs_dir, r) for r, i in missing if i is None]
-                if fresh:
-                    train_runs(fresh, progress=progress, store=store)
-        else:  # a CPU: an agent's missing runs (every env, every seed) in one call, so its lanes stay busy
-            for agent in dict.fromkeys(missing[0][0].agent for missing in todo):
-                fresh = [
-                    create_run(runs_dir, r) for missing in todo for r, i in missing if i is None and r.agent == agent
-                ]
-                if fresh:
-                    train_runs(fresh, progress=progress, store=store)
+        for batch in _training_batches(todo, vmapped=seeds_in_one_program()):
+            train_runs([create_run(runs_dir, r) for r in batch], progress=progress, store=store)
     return write_leaderboard(suite, groups, store, seeds, steps_scale, out, time.time() - start, runs_dir=runs_dir)
 
 

@@ -399,6 +399,21 @@ agent_config = { toy-random = { chunk = "25%" } }
     assert code == 2 and "no suite 'no-such-suite'" in err
 
 
+def test_suite_batches_groups_on_an_accelerator_and_agents_on_a_cpu():
+    """A GPU/TPU trains one (agent, env) group of seeds per call; a CPU all of one agent's fresh runs per call;
+    runs being resumed are in no batch."""
+    from types import SimpleNamespace as R
+
+    from morl.suites import _training_batches
+
+    a0, a1, b0 = R(agent="a", seed=0), R(agent="a", seed=1), R(agent="b", seed=0)
+    a2, resumed = R(agent="a", seed=2), object()
+    todo = [[(a0, None), (a1, resumed)], [(b0, None)], [(a2, None)]]
+    assert _training_batches(todo, vmapped=True) == [[a0], [b0], [a2]]
+    assert _training_batches(todo, vmapped=False) == [[a0, a2], [b0]]
+    assert _training_batches([[(a1, resumed)]], vmapped=False) == []
+
+
 def test_shipped_classic_suite_is_valid():
     from morl.suites import load_suite
 

@@ -292,16 +292,19 @@ def store_row(meta: dict[str, Any], result: dict[str, Any], path: Path) -> dict[
 
 
 def reindex(
-    runs_dir: str | Path, moved: list[Path] | None = None, only_unindexed: bool = False
+    runs_dir: str | Path,
+    moved: list[Path] | None = None,
+    only_unindexed: bool = False,
+    known_sound: bool = False,
 ) -> tuple[int, list[RunInfo]]:
     """Rebuild the store's rows from finished run folders (e.g. copied from another machine).
 
     A damaged database (truncated, overwritten) is renamed ``results.sqlite.damaged-<time>`` and rebuilt from
     the folders; its new name is appended to ``moved``. ``only_unindexed`` skips folders whose row already
-    points at them (see `synced_store`)."""
+    points at them (see `synced_store`); ``known_sound`` skips the database check a caller has just made."""
     good, bad = list_runs(runs_dir)
     st = store_for(runs_dir)
-    problem = st.check()
+    problem = None if known_sound else st.check()
     if problem is not None:
         aside = st.move_aside()
         if moved is not None:
@@ -336,5 +339,5 @@ def synced_store(runs_dir: str | Path) -> Store:
     # a read-only folder (an archive) is read as it is
     writable = Path(runs_dir).is_dir() and os.access(runs_dir, os.W_OK)
     if writable and (not db.exists() or st.check() is None):
-        reindex(runs_dir, only_unindexed=True)
+        reindex(runs_dir, only_unindexed=True, known_sound=True)
     return st
