@@ -58,7 +58,6 @@ class MORLDConfig:
     transfer: str = "none"  # "none" | "first_round" (MORL-Baselines) | "improvement" (ours)
     update_passes: int = 10  # extra gradient steps per member and round = update_passes * (pop_size - 1)
     normalize_rewards: bool = True  # divide the learners' rewards by the running std of the discounted return
-    env_unit_members: int = 0  # the last k members read their weight in env units, not learner units (ours)
     archive_size: int = 256  # capacity of the Pareto archive (crowding-distance pruning above it)
     eval_episodes: int = 5  # evaluation episodes per member and round (num_eval_episodes_for_front)
     eval_gamma: float | None = None  # discount of the evaluated returns; None = gamma (MORL-Baselines)
@@ -103,7 +102,7 @@ class MORLDConfig:
                 "archive_size",
                 "policy_freq",
             ),
-            non_negative=("update_passes", "learning_starts", "env_unit_members"),
+            non_negative=("update_passes", "learning_starts"),
             unit_interval=("tau", "gamma"),
             choices={
                 "scalarization": ("ws", "tch"),
@@ -117,10 +116,6 @@ class MORLDConfig:
             raise ValueError(
                 f"morld config: neighborhood_size must be in [0, pop_size - 1] = [0, "
                 f"{self.pop_size - 1}], got {self.neighborhood_size!r}"
-            )
-        if self.env_unit_members > self.pop_size:
-            raise ValueError(
-                f"morld config: env_unit_members ({self.env_unit_members}) must be at most pop_size ({self.pop_size})"
             )
         if self.exchange_every % self.num_envs:
             raise ValueError(
@@ -249,20 +244,14 @@ class MORLDTrainer(JitTrainer):
         if c.weight_init == "uniform":
             from morl.weights import equally_spaced_weights
 
-            sizes = [n for n in (P - c.env_unit_members, c.env_unit_members) if n]
-            if min(sizes) < m:
+            if P < m:
                 raise ValueError(
-                    f"MORL/D: uniform weights need pop_size >= {m} objectives (and as many env-unit members, "
-                    f"and as many others, where env_unit_members is set), got {P} ({c.env_unit_members} in env "
-                    "units); raise pop_size or use weight_init='random'"
+                    f"MORL/D: uniform weights need pop_size >= {m} objectives, got {P}; raise pop_size "
+                    "or use weight_init='random'"
                 )
-            # one equally spaced set per kind of member: learner units, then env units
-            self.init_weights = np.concatenate(
-                [np.asarray(equally_spaced_weights(m, n, c.weight_seed), np.float32) for n in sizes]
-            )
+            self.init_weights = np.asarray(equally_spaced_weights(m, P, c.weight_seed), np.float32)
         else:
             self.init_weights = None
-        self.env_unit = np.arange(P) >= P - c.env_unit_members  # [P] members whose weight is in env units
         self.eval_gamma = c.gamma if c.eval_gamma is None else c.eval_gamma
         self.steps_per_round = c.exchange_every // c.num_envs
         # the budget rule (docs/budgets.md): whole rounds, never more than total_timesteps
@@ -309,9 +298,7 @@ class MORLDTrainer(JitTrainer):
             weights = np.asarray(state.archive.weights)[idx]
             returns = np.asarray(state.archive.returns, np.float64)[idx]
         else:  # nothing evaluated yet: the current population
-            policy = jax.vmap(learner.archived, in_axes=(0, 0, None))(
-                state.learner, self.learner_weights(state), state.utopia
-            )
+            policy = jax.vmap(learner.archived, in_axes=(0, 0, None))(state.learner, state.weights, state.utopia)
             weights, returns = np.asarray(state.weights), None
         return Solution(
             act=self._act, params=policy, candidate_weights=np.asarray(weights, np.float64), candidate_returns=returns
@@ -364,16 +351,6 @@ class MORLDTrainer(JitTrainer):
             return jnp.ones((self.m,), jnp.float32)
         return jnp.sqrt(state.reward_rms.var + NORM_EPS)
 
-    def learner_weights(self, state: MORLDState) -> jax.Array:
-        """``[P, m]``: each member's weight on its learner's (normalised) values. A weight in env units ``w``
-        becomes ``w * scale`` renormalised (``w . Q_env = (w * scale) . Q_learner``), so it trades the objectives
-        off as the evaluation does, at every step of the running normaliser."""
-        if not self.env_unit.any():
-            return state.weights
-        env = state.weights * self.reward_scale(state)
-        env = env / jnp.sum(env, axis=1, keepdims=True)
-        return jnp.where(jnp.asarray(self.env_unit)[:, None], env, state.weights)
-
     def _epsilon(self, member_steps: jax.Array) -> jax.Array:
         c = self.config
         frac = jnp.clip((member_steps - c.learning_starts).astype(jnp.float32) / self.epsilon_decay, 0.0, 1.0)
@@ -394,7 +371,7 @@ class MORLDTrainer(JitTrainer):
         k_batch, k_upd = jax.random.split(key)
         batch = self.learner_batch(state, k_batch)
         learner, z_seen, logs = jax.vmap(self.learner.update, in_axes=(0, 0, None, 0, 0))(
-            state.learner, self.learner_weights(state), state.utopia, batch, jax.random.split(k_upd, self.P)
+            state.learner, state.weights, state.utopia, batch, jax.random.split(k_upd, self.P)
         )
         utopia = (
             jnp.maximum(state.utopia, jnp.max(z_seen, axis=0)) if self.config.scalarization == "tch" else state.utopia
@@ -411,11 +388,10 @@ class MORLDTrainer(JitTrainer):
     def _env_step(self, state: MORLDState, _) -> tuple[MORLDState, dict]:
         c, P, N = self.config, self.P, self.config.num_envs
         key, k_roll, k_learn = jax.random.split(state.key, 3)
-        w = self.learner_weights(state)
-        pp = jax.vmap(self.learner.archived, in_axes=(0, 0, None))(state.learner, w, state.utopia)
+        pp = jax.vmap(self.learner.archived, in_axes=(0, 0, None))(state.learner, state.weights, state.utopia)
         pp = dict(
             pp,
-            w=w,
+            w=state.weights,
             z=jnp.broadcast_to(state.utopia, (P, self.m)),
             epsilon=jnp.broadcast_to(self._epsilon(state.member_steps), (P,)),
             random=jnp.broadcast_to(state.member_steps < c.learning_starts, (P,)),
@@ -461,9 +437,7 @@ class MORLDTrainer(JitTrainer):
     def _evaluate(self, state: MORLDState, key: jax.Array) -> jax.Array:
         """Mean ``eval_gamma``-discounted return of every member ``[P, m]`` (deterministic actions)."""
         k_init, k_run = jax.random.split(key)
-        pp = jax.vmap(self.learner.archived, in_axes=(0, 0, None))(
-            state.learner, self.learner_weights(state), state.utopia
-        )
+        pp = jax.vmap(self.learner.archived, in_axes=(0, 0, None))(state.learner, state.weights, state.utopia)
         es = self.eval_rollout.init.pure(k_init, self.env_params)
         _, summary = self.eval_rollout.run.pure(pp, es, k_run, self.env_params)
         return jnp.mean(summary.first_discounted_return, axis=1)
@@ -483,9 +457,8 @@ class MORLDTrainer(JitTrainer):
             scale = self.reward_scale(state)
             v = evals / scale  # learner units
             z = update_utopia(state.utopia, v, c.tch_tau)
-            w = self.learner_weights(state)
-            own = self.scal(w, v, z)  # [P]
-            theirs = self.scal(w[:, None, :], v[nb], z)  # [P, k]
+            own = self.scal(state.weights, v, z)  # [P]
+            theirs = self.scal(state.weights[:, None, :], v[nb], z)  # [P, k]
             best = jnp.argmax(theirs, axis=1)
             src = jnp.take_along_axis(nb, best[:, None], axis=1)[:, 0]
             do = jnp.max(theirs, axis=1) > own
@@ -511,9 +484,7 @@ class MORLDTrainer(JitTrainer):
 
             state = jax.lax.cond(state.member_steps >= c.learning_starts, extra, lambda s: s, state)
         evals = self._evaluate(state, k_eval)
-        policy = jax.vmap(self.learner.archived, in_axes=(0, 0, None))(
-            state.learner, self.learner_weights(state), state.utopia
-        )
+        policy = jax.vmap(self.learner.archived, in_axes=(0, 0, None))(state.learner, state.weights, state.utopia)
         archive = archive_insert(state.archive, evals, state.weights, policy, jnp.all(jnp.isfinite(evals), axis=1))
         state = state.replace(archive=archive, last_eval=evals, eval_episodes=state.eval_episodes + P * c.eval_episodes)
         state = self._transfer(state, evals)

@@ -278,39 +278,6 @@ def test_reward_normalisation_reaches_the_learners():
     np.testing.assert_array_equal(np.asarray(off.reward_scale(off.init(jax.random.PRNGKey(0)))), [1.0, 1.0])
 
 
-def test_env_unit_members_trade_off_in_env_units_through_the_normaliser():
-    """``env_unit_members=k``: the last k members' weights are env-unit trade-offs. Their learners act and learn on
-    ``w * scale`` renormalised (``w . Q_env == (w * scale) . Q_learner`` up to a positive factor), the archive keeps
-    the weight actually acted on beside the stated one, and the other members are untouched."""
-    env, params = morl.make("deep-sea-treasure-v0")
-    over = dict(
-        TINY, normalize_rewards=True, pop_size=5, env_unit_members=3, weight_adaptation="none", total_timesteps=1000
-    )
-    cfg = make_config("morld", "deep-sea-treasure-v0", **over)
-    trainer = make_trainer("morld", env, params, config=cfg)
-    state, _ = trainer.update(trainer.init(jax.random.PRNGKey(1)))
-    scale = np.asarray(trainer.reward_scale(state))
-    assert not np.allclose(scale[0], scale[1])  # the two objectives are scaled differently
-    w = np.asarray(state.weights)
-    lw = np.asarray(trainer.learner_weights(state))
-    np.testing.assert_array_equal(lw[:2], w[:2])
-    assert np.all(w[2:] > 0, axis=1).any()  # an env-unit weight that is a real trade-off
-    expected = w[2:] * scale / np.sum(w[2:] * scale, axis=1, keepdims=True)
-    np.testing.assert_allclose(lw[2:], expected, rtol=1e-6)
-    values = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)  # learner-unit value vectors
-    for i in (2, 3, 4):  # the same ranking as the stated weight on env-unit values
-        assert np.array_equal(np.argsort(values @ lw[i]), np.argsort((values * scale) @ w[i]))
-    valid = np.asarray(state.archive.valid)
-    kept = np.asarray(state.archive.weights)[valid]
-    acted = np.asarray(state.archive.policy["w"])[valid]
-    assert len(kept) > 0
-    for stated, used in zip(kept, acted):
-        member = int(np.argmin(np.abs(w - stated).sum(axis=1)))
-        np.testing.assert_allclose(used, lw[member], rtol=1e-6)
-    with pytest.raises(ValueError, match="env_unit_members"):
-        make_config("morld", "deep-sea-treasure-v0", **dict(over, env_unit_members=6))
-
-
 # =============================================================================================== transfer
 def _flat(tree, i) -> np.ndarray:
     """Member ``i``'s parameters as one vector."""
