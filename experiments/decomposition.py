@@ -41,6 +41,8 @@ Measured (seed 0, the shared 2-core x86_64 CPU, 1-min load 5-7 from other jobs, 
   With it, ``--seeds 0 1 2 --eval-every 8 --set total_timesteps=3_000_000 pop_size=15 'net_arch=(64,64)'
   batch_size=64 num_envs=4`` (one vmapped program, 1,154 s for the three seeds, load 10-29): HV 99.80 / 99.49 /
   99.44% and EU 0.425 / 0.432 / 0.427, every seed with both 1.5-ore corners, the home point and the three mixtures.
+  With ``num_envs=1`` instead (one gradient step per transition; one-seed runs ``--seed S --set ...
+  num_envs=1``, 650-800 s each beside three other jobs): EU 0.479 / 0.472 / 0.469, HV 96.54 / 87.65 / 99.70%.
   MORL-Baselines' MORL/D default budget is 1M steps with pop 6 and 256-256 nets, one gradient step per
   transition: ~300 env steps/s here (measured, same script), i.e. 0.27M steps in 15 min.
 - ``pgmorl-mcc --eval-every 1000``: the whole default budget, 4.96M env steps (101 PPO iterations x 6 tasks x
