@@ -130,7 +130,7 @@ def equally_spaced_weights(m: int, n: int, seed: int = 42) -> np.ndarray:
     ``equally_spaced_weights(dim, n, seed=42)`` returns, as an ``(n, m)`` float64 array). Expected utility
     uses ``n=50``; MORL-Baselines builds fronts of preference-conditioned agents with ``n=100``.
 
-    Shipped precomputed for seed 42, ``m`` in 2..9 and ``n`` in {6 (m <= 6), 50, 100}
+    Shipped precomputed for seed 42, ``m`` in 2..9 and ``n`` in {6 (m <= 6), 50, 100}, and (3, 15)
     (:func:`available_energy_weights`). Other triples are computed with pymoo if it is installed
     (a second or so, then cached), else a ValueError says how to get them.
     """

@@ -20,11 +20,12 @@ OBJECTIVES = range(2, 10)  # 2..9 objectives
 # 50: expected utility and MUL; 100: MORL-Baselines' front building (num_eval_weights_for_front);
 # 6: MORL/D's default population: equally_spaced_weights(m, pop_size=6, seed) with its default seed 42 (m <= 6)
 SIZES = (6, 50, 100)
+EXTRA = [(3, 15)]  # MORL/D's minecart population (agents/morld.py ENV_DEFAULTS)
 
 
 def pairs():
     """The (m, n) pairs shipped (pymoo's energy method needs n >= m)."""
-    return [(m, n) for m in OBJECTIVES for n in SIZES if n >= m]
+    return [(m, n) for m in OBJECTIVES for n in SIZES if n >= m] + EXTRA
 
 
 def main() -> None:
