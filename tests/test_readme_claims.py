@@ -59,7 +59,7 @@ def test_proposed_commands_resolve_to_their_figures_settings(claims, key, tmp_pa
 def test_settings_that_differ_from_the_figure_are_named(claims, tmp_path):
     claim = next(c for c in claims.CLAIMS if c.key == "morld-minecart")
     diffs = claims.differences(claim, claims.resolve("python experiments/decomposition.py morld-minecart", tmp_path))
-    assert any(d.startswith("pop_size: the command gets 6, the figure needs 15") for d in diffs), diffs
+    assert any(d.startswith("num_envs: the command gets 1, the figure needs 4") for d in diffs), diffs
 
 
 def test_a_broken_readme_command_is_an_error(claims, tmp_path):
