@@ -110,6 +110,15 @@ def _shape_decomposition(true_hv: float | None) -> Callable[[str, Path], list[st
     return check
 
 
+def _shape_pdmorl_ftn(out: str, tmp: Path) -> list[str]:
+    s = _summary(out)
+    if s is None:
+        return ["no SUMMARY line"]
+    grid = s.get("final", {}).get("grid0.1", {})
+    missing = [k for k in ("hv_pct", "eu", "fruits") if k not in grid]
+    return [f"SUMMARY's final grid0.1 evaluation has no {k!r}" for k in missing]
+
+
 def _shape_run_folder(out: str, tmp: Path) -> list[str]:
     runs = [p for p in (tmp / "runs").iterdir() if p.is_dir()] if (tmp / "runs").is_dir() else []
     if len(runs) != 1:
@@ -255,6 +264,32 @@ CLAIMS = [
         proposed="morl suite run classic --runs-dir experiments/leaderboards/runs/classic",
         small=("--dry-run",),  # hours of training: its dry run shows what it would train
         shape=_shape_suite,
+    ),
+    Claim(
+        "pdmorl-ftn",
+        r"^python experiments/pdmorl_fruit_tree\.py train",
+        "PD-MORL discrete, fruit-tree-v0 depth 6 at the paper's budget: 98.55 / 100 / 98.55% of the true HV on the "
+        "step-0.1 preference grid (seeds 0/1/2)",
+        needs=dict(
+            agent="pd-morl-discrete",
+            env="fruit-tree-v0",
+            env_kwargs={"depth": 6},
+            total_timesteps=1_140_000,
+            updates_per_step=1.0,
+            hidden=512,
+        ),
+        proposed="python experiments/pdmorl_fruit_tree.py train --seed S --eval-every 10",
+        small=(
+            "--steps",
+            "3000",
+            "--eval-every",
+            "1",
+            "--set",
+            "key_timesteps=200",
+            "hidden=32",
+            "steps_per_chunk=100",
+        ),
+        shape=_shape_pdmorl_ftn,
     ),
     Claim(
         "envelope-dst",
@@ -425,6 +460,19 @@ def _resolve_script(rel: str, argv: list[str]) -> dict:
         agent, env_id, env_kwargs, cfg, _proto, _true_hv = module.EXPERIMENTS[name]
         facts = _trainer_facts(agent, env_id, env_kwargs, {**cfg, **kw["overrides"]})
         facts.update(experiment=name, seeds=[seed], max_wall=kw["max_wall"], eval_every=kw["eval_every"])
+        return facts
+    if Path(rel).name == "pdmorl_fruit_tree.py":
+        module.train = lambda seed, steps, eval_every, overrides, out, checkpoint=None: calls.append(
+            ("train", (seed, steps), dict(eval_every=eval_every, overrides=overrides))
+        )
+        _call_main(module.main, argv)
+        if not calls:
+            raise ValueError(f"{rel} {' '.join(argv)}: not a training run")
+        _, (seed, steps), kw = calls[0]
+        facts = _trainer_facts(
+            "pd-morl-discrete", "fruit-tree-v0", {"depth": 6}, {"total_timesteps": steps, **kw["overrides"]}
+        )
+        facts.update(seeds=[seed], eval_every=kw["eval_every"])
         return facts
     raise ValueError(f"{rel}: no resolver for this script (add one to experiments/check_readme_claims.py)")
 

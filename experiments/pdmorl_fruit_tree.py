@@ -154,7 +154,7 @@ def train(
             f.write(json.dumps(summary) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["oracle", "train"])
     p.add_argument("--seed", type=int, default=0)
@@ -163,7 +163,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="append the summary JSON line to this file")
     p.add_argument("--checkpoint", default=None, metavar="DIR", help="save after every evaluation; resume from DIR")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config overrides (Python literals)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.command == "oracle":
         oracle()
         return

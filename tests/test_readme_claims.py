@@ -47,7 +47,16 @@ def test_every_readme_command_resolves_and_has_a_claim(claims):
 
 @pytest.mark.parametrize(
     "key",
-    ["c-morl-dst", "c-morl-minecart", "morld-minecart", "c-morl-hopper", "pgmorl-mcc", "suite-classic", "envelope-dst"],
+    [
+        "c-morl-dst",
+        "c-morl-minecart",
+        "morld-minecart",
+        "c-morl-hopper",
+        "pgmorl-mcc",
+        "suite-classic",
+        "envelope-dst",
+        "pdmorl-ftn",
+    ],
 )
 def test_proposed_commands_resolve_to_their_figures_settings(claims, key, tmp_path):
     claim = next(c for c in claims.CLAIMS if c.key == key)
