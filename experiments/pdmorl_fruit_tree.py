@@ -23,6 +23,8 @@ on the grid the HV rose 65.0 -> 90.7 -> 95.2 -> 98.9 -> 99.2 -> 99.2 -> 99.8% (f
 45k-105k transitions, while at the 100 energy preferences it read 57.2, 82.6, 81.9, 82.3, 83.5, 85.4, 82.8%: above
 the exact policy's 74.3% only through wrong fruits, and falling as more preferences get their argmax fruit. With
 ``updates_per_step=0.1`` (the classic suite's) the same budget learns far less (grid 74.8%, exact 19% at 235k).
+At the paper's budget (``train --seed S --eval-every 10``, 1.14M transitions, 2-3 h a seed) seeds 0 / 1 / 2 end at
+98.55 / 100 / 98.55% on the grid (62 / 64 / 62 fruits), and above 96% at every evaluation from 240k on.
 """
 
 from __future__ import annotations
