@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
+import shlex
 import time
 import tomllib
 from collections import Counter
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import morl
 from morl.leaderboard import build_leaderboard, fmt_budget, render_markdown, resolve_metric
 from morl.runs import (
     RunRequest,
@@ -390,7 +391,7 @@ def write_leaderboard(
         f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}; training wall time of these runs: "
         f"{sum(float(r.get('wall_time') or 0) for r in rows):,.0f} s (this invocation: {elapsed:,.0f} s)",
         "- reproduce: `"
-        + (f"XLA_FLAGS={os.environ['XLA_FLAGS']} " if os.environ.get("XLA_FLAGS") else "")
+        + (f"XLA_FLAGS={shlex.quote(morl.user_xla_flags())} " if morl.user_xla_flags() else "")
         + f"morl suite run {suite.name}"
         + (f" --steps-scale {steps_scale}" if steps_scale != 1 else "")
         + where

@@ -35,8 +35,11 @@ def use_all_cpu_cores() -> None:
     effect on accelerators (their devices come first) and respects a user-set XLA_FLAGS.
     """
     # XLA reads the flag when the CPU backend starts (first use), so importing jax before this is fine
-    if "XLA_FLAGS" not in os.environ:
-        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+    import morl
+
+    if morl.USER_XLA_FLAGS is None:  # morl's own defaults (morl.DEFAULT_XLA_FLAGS) may be there already
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1} {flags}".strip()
 
 
 def _imports(argv: list[str]) -> list[str]:
