@@ -21,10 +21,16 @@ USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 DEFAULT_XLA_FLAGS = ("--xla_cpu_copy_insertion_use_region_analysis=true",)
 
 
+def _flag_name(flag: str) -> str:
+    """`--name=value` and `--name` both name `--name`; a user's setting of it wins over morl's default."""
+    return flag.split("=", 1)[0]
+
+
 def _add_default_xla_flags() -> None:
     """XLA reads XLA_FLAGS when its first backend starts, so this runs at import, before JAX can."""
     flags = os.environ.get("XLA_FLAGS", "")
-    extra = [f for f in DEFAULT_XLA_FLAGS if f.split("=")[0] not in flags]
+    named = {_flag_name(f) for f in flags.split()}
+    extra = [f for f in DEFAULT_XLA_FLAGS if _flag_name(f) not in named]
     if extra:
         os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
 

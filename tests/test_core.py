@@ -294,3 +294,32 @@ def test_episode_return_logs_average_the_episodes_that_ended():
     assert float(logs["episode_return_0"]) == 4.0 and float(logs["episode_return_1"]) == -3.0
     none = episode_return_logs(jnp.zeros((3, 2), jnp.float32), jnp.int32(0))
     assert float(none["episode_return_0"]) == 0.0 and float(none["episode_return_1"]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("user_flags", "expected"),
+    [
+        (None, "--xla_cpu_copy_insertion_use_region_analysis=true"),
+        # the user's own setting of the flag wins, with or without a value
+        ("--xla_cpu_copy_insertion_use_region_analysis=false", "--xla_cpu_copy_insertion_use_region_analysis=false"),
+        ("--xla_cpu_copy_insertion_use_region_analysis", "--xla_cpu_copy_insertion_use_region_analysis"),
+        # a flag whose name only starts with morl's is another flag: morl's default is still added
+        (
+            "--xla_cpu_copy_insertion_use_region_analysis_x=1",
+            "--xla_cpu_copy_insertion_use_region_analysis_x=1 --xla_cpu_copy_insertion_use_region_analysis=true",
+        ),
+    ],
+)
+def test_import_adds_morls_xla_flags_unless_the_user_named_them(user_flags, expected):
+    """XLA reads XLA_FLAGS once, when its backend starts, so `import morl` sets its defaults in a fresh process."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if user_flags is not None:
+        env["XLA_FLAGS"] = user_flags
+    code = "import os, morl; print(os.environ['XLA_FLAGS']); print(repr(morl.user_xla_flags()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    flags, user = out.splitlines()
+    assert flags == expected
+    assert user == repr(user_flags or "")  # what a reproduce command sets: the user's flags, not morl's
