@@ -426,19 +426,32 @@ def test_shipped_classic_suite_is_valid():
     assert len(s.seeds) >= 3 and s.protocol
 
 
-def test_shipped_mujoco_suite_is_valid():
-    """Its every (agent, robot) config resolves (budget shares, per-env overrides) without building an env."""
+@pytest.mark.parametrize(("suite", "backend"), [("mujoco", "mjx"), ("mujoco-native", "mujoco")])
+def test_shipped_mujoco_suites_are_valid(suite, backend):
+    """Their every (agent, robot) config resolves (budget shares, per-env overrides) without building an env."""
     from morl.agent import agent_spec
     from morl.suites import load_suite, suite_requests
 
-    s = load_suite("mujoco")
+    s = load_suite(suite)
     assert s.protocol["max_steps"] == 500 and len(s.seeds) >= 3
     assert all("continuous" in agent_spec(a).action_kinds for a in s.agents)
-    assert all(e.kwargs.get("backend") == "mjx" and e.kwargs.get("max_steps") == 500 for e in s.envs)
+    assert all(e.kwargs.get("backend") == backend and e.kwargs.get("max_steps") == 500 for e in s.envs)
     requests = [r for group in suite_requests(s) for r in group]
     assert len(requests) == len(s.agents) * len(s.envs) * len(s.seeds)
     cmorl_cheetah = next(r for r in requests if r.agent == "c-morl" and r.env == "mo-halfcheetah-v5")
     assert cmorl_cheetah.config.max_episode_steps == 500
+
+
+def test_the_native_mujoco_suite_differs_from_mujoco_only_in_backend_and_agents():
+    from morl.suites import load_suite
+
+    mjx, native = load_suite("mujoco"), load_suite("mujoco-native")
+    assert [(e.id, e.steps) for e in native.envs] == [(e.id, e.steps) for e in mjx.envs]
+    assert native.protocol == mjx.protocol and native.seeds == mjx.seeds and set(native.agents) <= set(mjx.agents)
+    for a in native.agents:
+        assert native.agent_config.get(a) == mjx.agent_config.get(a)
+        for e_native, e_mjx in zip(native.envs, mjx.envs):
+            assert e_native.agent_config.get(a) == e_mjx.agent_config.get(a), (a, e_native.id)
 
 
 @pytest.mark.parametrize(
