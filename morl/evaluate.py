@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -109,7 +110,10 @@ COPY_BYTES = 1 << 28
 
 
 def _cached_rollout(env, act, population, episodes, steps, gamma, episode_context=False):
-    key = (id(env), id(act), population, episodes, steps, float(gamma), episode_context)
+    """Evaluation rollouts are built once per (env, policy, shape). A host env's rollout steps vector envs in place,
+    so threads (training lanes) that evaluate at the same time each get their own."""
+    thread = threading.get_ident() if getattr(env, "is_host", False) else None
+    key = (id(env), id(act), population, episodes, steps, float(gamma), episode_context, thread)
     if key not in _ROLLOUTS:
 
         def policy(p, obs, k, *context):

@@ -381,6 +381,34 @@ def test_seeds_on_a_cpu_train_in_lanes_bit_identical_to_one_seed_runs(tmp_path):
         assert (alone.path / name).read_text() == (infos[1].path / name).read_text()
 
 
+def test_host_env_seeds_in_lanes_step_their_own_simulators(tmp_path):
+    """A host env's trainer holds vector envs that step in place: seeds in lanes must not share one (they did, and
+    C-MORL's MuJoCo seeds crashed on each other's resets). Each lane's run equals the same seed trained alone."""
+
+    def request(seed):
+        cfg = make_config(
+            "c-morl",
+            DST,
+            total_steps=256,
+            init_steps=128,
+            init_weight_delta=1.0,
+            num_select=1,
+            num_envs=2,
+            num_steps=32,
+            num_minibatches=2,
+            epochs=2,
+        )
+        kwargs = {"max_episode_steps": 20}
+        return R.RunRequest("c-morl", f"gym:{DST}", seed, cfg, env_kwargs=kwargs, protocol=FAST, eval_every=0)
+
+    infos = [R.create_run(tmp_path, request(s)) for s in (0, 1)]
+    R.train_runs(infos, store=False, lanes=2)
+    alone = R.create_run(tmp_path / "alone", request(1))
+    R.train_runs([alone], store=False)
+    for name in ("returns.csv", "front.csv"):
+        assert (alone.path / name).read_text() == (infos[1].path / name).read_text()
+
+
 def test_sigkill_and_resume_gives_the_same_front(tmp_path):
     """A run killed with SIGKILL mid-training and resumed ends with the same front as an uninterrupted run."""
     common = [

@@ -89,9 +89,11 @@ _BUILT: dict[str, tuple] = {}
 def build(meta: dict[str, Any]):
     """(spec, env, env_params, config, trainer, protocol) for a run's ``config.json``.
 
-    Envs and trainers are cached per (agent, env, env kwargs, config) within a process: both are
+    Envs and trainers of pure-JAX envs are cached per (agent, env, env kwargs, config) within a process: both are
     stateless (the protocol keeps everything in the state pytree), and reusing them reuses their
-    compiled functions, so the seeds of a group and the runs of a suite compile once.
+    compiled functions, so the seeds of a group and the runs of a suite compile once. A host env's trainer is not
+    a value (its rollouts hold vector envs that step in place), so every run gets its own: runs in lanes step
+    their own simulators.
     """
     import morl
     from morl.agent import agent_spec, make_trainer
@@ -123,7 +125,10 @@ def build(meta: dict[str, Any]):
                 "pass `--import MODULE` naming the module that registers it "
                 f"(e.g. `morl --import my_package.envs eval {rid}`)"
             ) from None
-        _BUILT[key] = (env, env_params, make_trainer(meta["agent"], env, env_params, config=config), env_key)
+        trainer = make_trainer(meta["agent"], env, env_params, config=config)
+        if getattr(env, "is_host", False):
+            return spec, env, env_params, config, trainer, protocol_from_dict(meta.get("protocol") or {})
+        _BUILT[key] = (env, env_params, trainer, env_key)
     env, env_params, trainer, _ = _BUILT[key]
     protocol = protocol_from_dict(meta.get("protocol") or {})
     return spec, env, env_params, config, trainer, protocol
