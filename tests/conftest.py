@@ -85,6 +85,19 @@ class OneStep(Environment):
         return jnp.ones((1,), jnp.float32), StepCount(state.time + 1), reward, jnp.bool_(True), jnp.bool_(False), {}
 
 
+#: C-MORL on a host env in a few seconds: two policies, one update of each stage, 2 envs x 32 steps (tests of the
+#: host path: gym:deep-sea-treasure-v0 with a 20-step time limit)
+CMORL_HOST_TINY = dict(
+    total_steps=256,
+    init_steps=128,
+    init_weight_delta=1.0,
+    num_select=1,
+    num_envs=2,
+    num_steps=32,
+    num_minibatches=2,
+    epochs=2,
+)
+
 # A 2-objective bandit whose constrained optimum is known (C-MORL's extension test): a0 = (1, 1) is pi_r's
 # favourite; maximising G_0 subject to G_1 >= 0.9 G_1(pi_r) is answered by a1 = (1.3, 0.95), without the constraint
 # by a2 = (1.5, 0.2); symmetrically for G_1.

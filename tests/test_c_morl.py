@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import BANDIT, Chain, arc, bandit2
+from conftest import BANDIT, CMORL_HOST_TINY, Chain, arc, bandit2
 
 import morl
 from morl.agent import agent_spec, make_config, make_trainer
@@ -409,18 +409,7 @@ def test_host_path_gym_deep_sea_treasure():
     # so the buffer is never empty and the extension round runs
     env, _ = morl.make("gym:deep-sea-treasure-v0", max_episode_steps=20)
     assert getattr(env, "is_host", False) and env.max_steps == 20
-    cfg = make_config(
-        "c-morl",
-        "deep-sea-treasure-v0",
-        total_steps=256,
-        init_steps=128,
-        init_weight_delta=1.0,
-        num_select=1,
-        num_envs=2,
-        num_steps=32,
-        num_minibatches=2,
-        epochs=2,
-    )
+    cfg = make_config("c-morl", "deep-sea-treasure-v0", **CMORL_HOST_TINY)
     trainer = make_trainer("c-morl", env, config=cfg)
     assert (trainer.M, trainer.init_updates, trainer.ext_updates) == (2, 1, 1)
     state = trainer.init(jax.random.PRNGKey(0))

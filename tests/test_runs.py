@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import CMORL_HOST_TINY
 
 from morl.agent import AgentSpec, Trainer, register_agent
 from morl.rollout import make_rollout
@@ -386,18 +387,7 @@ def test_host_env_seeds_in_lanes_step_their_own_simulators(tmp_path):
     C-MORL's MuJoCo seeds crashed on each other's resets). Each lane's run equals the same seed trained alone."""
 
     def request(seed):
-        cfg = make_config(
-            "c-morl",
-            DST,
-            total_steps=256,
-            init_steps=128,
-            init_weight_delta=1.0,
-            num_select=1,
-            num_envs=2,
-            num_steps=32,
-            num_minibatches=2,
-            epochs=2,
-        )
+        cfg = make_config("c-morl", DST, **CMORL_HOST_TINY)
         kwargs = {"max_episode_steps": 20}
         return R.RunRequest("c-morl", f"gym:{DST}", seed, cfg, env_kwargs=kwargs, protocol=FAST, eval_every=0)
 
