@@ -81,13 +81,28 @@ def list_suites() -> list[str]:
     return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
 
 
-def load_suite(name: str) -> Suite:
-    """A suite by name (``experiments/suites/NAME.toml``) or path, validated."""
-    from morl.evaluate import EvalProtocol
+_SUITE_KEYS = {
+    "name",
+    "description",
+    "extends",
+    "agents",
+    "envs",
+    "env_kwargs",
+    "seeds",
+    "protocol",
+    "metrics",
+    "agent_config",
+    "eval_every",
+}
 
+
+def _suite_path(name: str, base: Path | None = None) -> Path:
     p = Path(name)
-    if not (p.suffix == ".toml" and p.exists()):
-        p = suites_dir() / f"{name}.toml"
+    if base is not None and not p.is_absolute() and p.suffix == ".toml":
+        p = base / p
+    if p.suffix == ".toml" and p.exists():
+        return p
+    p = suites_dir() / f"{name}.toml"
     if not p.exists():
         close = difflib.get_close_matches(name, list_suites(), n=3, cutoff=0.4)
         raise ValueError(
@@ -95,15 +110,59 @@ def load_suite(name: str) -> Suite:
             + (f"; did you mean: {', '.join(close)}?" if close else "")
             + f" (suites: {', '.join(list_suites()) or 'none'})"
         )
+    return p
+
+
+def _suite_data(p: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A suite file's keys with ``extends`` resolved: the parent's keys, then this file's on top of them.
+
+    ``protocol`` and ``agent_config`` merge key by key (an agent's overrides merge per setting), every other key
+    replaces the parent's, ``name`` is never inherited, and ``env_kwargs`` is merged into every env's kwargs
+    (the inherited envs' included), overriding them: a variant of a suite states only what differs.
+    """
+    if p.resolve() in chain:
+        cycle = " -> ".join(str(c) for c in (*chain, p.resolve()))
+        raise ValueError(f"{p}: `extends` forms a cycle ({cycle}); a suite cannot extend itself")
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{p}: invalid TOML: {exc}") from None
-    where = str(p)
-    known = {"name", "description", "agents", "envs", "seeds", "protocol", "metrics", "agent_config", "eval_every"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - _SUITE_KEYS)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        raise ValueError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(_SUITE_KEYS)}")
+    data.setdefault("name", p.stem)
+    parent_name = data.pop("extends", None)
+    if parent_name is not None:
+        if not isinstance(parent_name, str):
+            raise ValueError(f'{p}: `extends` names one suite (e.g. extends = "mujoco"), got {parent_name!r}')
+        parent = _suite_data(_suite_path(parent_name, p.parent), (*chain, p.resolve()))
+        parent.pop("name")
+        for k in ("protocol", "agent_config"):
+            if k in data:
+                merged = dict(parent.get(k, {}))
+                for sub, value in data[k].items():
+                    both = isinstance(value, dict) and isinstance(merged.get(sub), dict)
+                    merged[sub] = {**merged[sub], **value} if both else value
+                data[k] = merged
+        data = {**parent, **data}
+    env_kwargs = data.pop("env_kwargs", None)
+    if env_kwargs:
+        if not isinstance(env_kwargs, dict):
+            raise ValueError(f"{p}: `env_kwargs` is a table of env keyword arguments, got {env_kwargs!r}")
+        data["envs"] = [
+            {**e, "kwargs": {**e.get("kwargs", {}), **env_kwargs}} if isinstance(e, dict) else e
+            for e in data.get("envs", [])
+        ]
+    return data
+
+
+def load_suite(name: str) -> Suite:
+    """A suite by name (``experiments/suites/NAME.toml``) or path, validated; ``extends`` resolved."""
+    from morl.evaluate import EvalProtocol
+
+    p = _suite_path(name)
+    data = _suite_data(p)
+    where = str(p)
     for k in ("agents", "envs", "seeds"):
         if not data.get(k):
             raise ValueError(f"{where}: `{k}` is required and must not be empty")
@@ -138,7 +197,7 @@ def load_suite(name: str) -> Suite:
         resolve_metric(m)
     agent_config = {str(k): dict(v) for k, v in data.get("agent_config", {}).items()}
     return Suite(
-        str(data.get("name", p.stem)),
+        str(data["name"]),
         p,
         str(data.get("description", "")),
         list(data["agents"]),

@@ -454,6 +454,46 @@ def test_the_native_mujoco_suite_differs_from_mujoco_only_in_backend_and_agents(
             assert e_native.agent_config.get(a) == e_mjx.agent_config.get(a), (a, e_native.id)
 
 
+def test_a_suite_that_extends_another_states_only_what_differs(tmp_path):
+    """``extends``: protocol and agent configs merge key by key, other keys replace, the name is the child's, and
+    ``env_kwargs`` overrides every inherited env's kwargs."""
+    from morl.suites import load_suite
+
+    (tmp_path / "base.toml").write_text(
+        'name = "base"\nagents = ["c-morl", "pgmorl"]\nseeds = [0, 1]\neval_every = 0\n'
+        "[protocol]\ngamma = 0.99\nepisodes = 5\n"
+        "[agent_config.c-morl]\nnum_envs = 4\nnum_steps = 64\n"
+        '[[envs]]\nid = "deep-sea-treasure-v0"\nsteps = 1000\nkwargs = { backend = "a", size = 2 }\n'
+        '[[envs]]\nid = "minecart-v0"\nsteps = 2000\n'
+    )
+    (tmp_path / "child.toml").write_text(
+        'extends = "base.toml"\nagents = ["c-morl"]\nenv_kwargs = { backend = "b" }\n'
+        "[protocol]\nepisodes = 1\n[agent_config.c-morl]\nnum_steps = 32\n"
+    )
+    base, child = load_suite(str(tmp_path / "base.toml")), load_suite(str(tmp_path / "child.toml"))
+    assert child.name == "child" and base.name == "base"
+    assert child.agents == ["c-morl"] and child.seeds == [0, 1] and child.eval_every == 0
+    assert child.protocol == {"gamma": 0.99, "episodes": 1}
+    assert child.agent_config == {"c-morl": {"num_envs": 4, "num_steps": 32}}
+    assert [(e.id, e.steps, e.kwargs) for e in child.envs] == [
+        ("deep-sea-treasure-v0", 1000, {"backend": "b", "size": 2}),
+        ("minecart-v0", 2000, {"backend": "b"}),
+    ]
+    assert base.envs[0].kwargs == {"backend": "a", "size": 2}  # the parent is not changed
+
+
+def test_a_suite_extending_itself_or_a_missing_suite_fails_with_the_cause(tmp_path):
+    from morl.suites import load_suite
+
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\nagents = ["c-morl"]\n')
+    with pytest.raises(ValueError, match="cycle"):
+        load_suite(str(tmp_path / "a.toml"))
+    (tmp_path / "c.toml").write_text('extends = "mujocoo"\n')
+    with pytest.raises(ValueError, match="no suite 'mujocoo'.*did you mean: mujoco"):
+        load_suite(str(tmp_path / "c.toml"))
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -114,9 +114,11 @@ def build(meta: dict[str, Any]):
         sort_keys=True,
         default=str,
     )
-    if key not in _BUILT:
+    if key in _BUILT:
+        env, env_params, trainer, _ = _BUILT[key]
+    else:
         env_key = json.dumps([meta["env"], meta.get("env_kwargs") or {}], sort_keys=True, default=str)
-        env_pair = next((v[:2] for k, v in _BUILT.items() if v[3] == env_key), None)
+        env_pair = next((v[:2] for v in _BUILT.values() if v[3] == env_key), None)
         try:
             env, env_params = env_pair or morl.make(meta["env"], **(meta.get("env_kwargs") or {}))
         except UnknownEnvError:
@@ -126,12 +128,9 @@ def build(meta: dict[str, Any]):
                 f"(e.g. `morl --import my_package.envs eval {rid}`)"
             ) from None
         trainer = make_trainer(meta["agent"], env, env_params, config=config)
-        if getattr(env, "is_host", False):
-            return spec, env, env_params, config, trainer, protocol_from_dict(meta.get("protocol") or {})
-        _BUILT[key] = (env, env_params, trainer, env_key)
-    env, env_params, trainer, _ = _BUILT[key]
-    protocol = protocol_from_dict(meta.get("protocol") or {})
-    return spec, env, env_params, config, trainer, protocol
+        if not getattr(env, "is_host", False):
+            _BUILT[key] = (env, env_params, trainer, env_key)
+    return spec, env, env_params, config, trainer, protocol_from_dict(meta.get("protocol") or {})
 
 
 def _eval_key(seed: int, update: int):
