@@ -20,7 +20,8 @@ from flax import struct
 
 from morl.agent import AgentSpec, JitTrainer, check_config, episode_return_logs, register_agent
 from morl.agents import replay as rb
-from morl.agents.morld_learners import DQNLearner, DQNState, ObsEncoder, SACLearner
+from morl.agents.morld_learners import DQNLearner, DQNState, SACLearner
+from morl.agents.networks import ObsEncoder
 from morl.agents.ppo import NORM_EPS, RunningMeanStd
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import Scalarization, initial_utopia, neighbourhoods, psa_weights, update_utopia

@@ -11,14 +11,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
-from morl.agents.networks import ReluMLP, observation_dim, preprocess_obs
+from morl.agents.networks import ObsEncoder, ReluMLP
 from morl.agents.sac import SAC, SACState
 from morl.agents.scalarization import Scalarization, initial_utopia, update_utopia
-from morl.spaces import Box
 
 PyTree = Any
 
@@ -31,48 +29,6 @@ class DQNState:
     target: PyTree
     opt: PyTree
     steps: jax.Array  # int32
-
-
-@dataclass(frozen=True)
-class ObsEncoder:
-    """Observation features for the inner learners' networks.
-
-    ``"raw"``: `agents.networks.preprocess_obs` (Box flattened as floats, Discrete one-hot). ``"onehot"``: an
-    integer Box with finite bounds (a grid position such as deep-sea-treasure's (row, col)) becomes the
-    concatenated one-hot codes of its coordinates; other spaces stay raw. A small ReLU network on raw
-    coordinates overestimates the values of unvisited moves on DST and its greedy policies wander (measured);
-    the coordinate code removes that without a larger network.
-    """
-
-    space: Any
-    encoding: str = "raw"
-
-    @property
-    def _onehot(self) -> bool:
-        sp = self.space
-        return (
-            self.encoding == "onehot"
-            and isinstance(sp, Box)
-            and jnp.issubdtype(sp.dtype, jnp.integer)
-            and bool(np.all(np.isfinite(sp.low)) and np.all(np.isfinite(sp.high)))
-        )
-
-    @property
-    def dim(self) -> int:
-        if not self._onehot:
-            return observation_dim(self.space)
-        return int(np.sum(self.space.high - self.space.low + 1))
-
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        if not self._onehot:
-            return preprocess_obs(self.space, obs)
-        low = np.asarray(self.space.low, np.int64).reshape(-1)
-        sizes = (np.asarray(self.space.high, np.int64) - np.asarray(self.space.low, np.int64) + 1).reshape(-1)
-        flat = obs.reshape(obs.shape[0], -1).astype(jnp.int32)
-        return jnp.concatenate(
-            [jax.nn.one_hot(flat[:, i] - int(low[i]), int(sizes[i]), dtype=jnp.float32) for i in range(len(sizes))],
-            axis=-1,
-        )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import optax
 from flax import struct
 
 from morl.agent import AgentSpec, JitTrainer, check_config, register_agent, require_discrete
-from morl.agents.morld_learners import ObsEncoder
+from morl.agents.networks import ObsEncoder
 from morl.envs.deep_sea_treasure import DST_IDS
 from morl.pareto import non_dominated_mask_jax
 from morl.rollout import RolloutState, episode_limit, make_rollout, require_pure_jax

@@ -376,7 +376,8 @@ def test_weighted_loss_ignores_the_objectives_a_member_does_not_weigh():
     vector loss it does not: under reward normalisation the sparse ore rewards are divided by a small std and their
     errors dominate the shared network's gradient (on minecart the fuel-only member then idled at the base; see
     docs/algorithms/morld.md)."""
-    from morl.agents.morld_learners import DQNLearner, ObsEncoder
+    from morl.agents.morld_learners import DQNLearner
+    from morl.agents.networks import ObsEncoder
     from morl.spaces import Box
 
     space = Box(-1.0, 1.0, (6,))
