@@ -65,11 +65,15 @@ class Suite:
 
 
 def suites_dir() -> Path:
-    """``experiments/suites`` of the checkout (or of the current directory)."""
+    """``experiments/suites`` of the current directory or of the checkout; in an installed wheel, the copy of the
+    built-in suites it carries (``morl/suite_files``)."""
     here = Path.cwd() / "experiments" / "suites"
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parent.parent / "experiments" / "suites"
+    checkout = Path(__file__).resolve().parent.parent / "experiments" / "suites"
+    if checkout.is_dir():
+        return checkout
+    return Path(__file__).resolve().parent / "suite_files"
 
 
 def leaderboards_dir() -> Path:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -480,6 +481,34 @@ def test_a_suite_that_extends_another_states_only_what_differs(tmp_path):
         ("minecart-v0", 2000, {"backend": "b"}),
     ]
     assert base.envs[0].kwargs == {"backend": "a", "size": 2}  # the parent is not changed
+
+
+def test_an_installed_wheel_carries_the_built_in_suites(tmp_path, monkeypatch):
+    """pyproject ships experiments/suites as ``morl/suite_files``, and outside a checkout ``suites_dir`` finds them
+    there: `morl suite run classic` works from a wheel and writes ``./classic.md``."""
+    import shutil
+    import tomllib
+
+    import morl.suites as suites
+    from morl.cli.boards import suite_leaderboard_path
+
+    root = Path(__file__).resolve().parent.parent
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "morl.suite_files" in setuptools["packages"]
+    assert setuptools["package-dir"]["morl.suite_files"] == "experiments/suites"
+    assert "*.toml" in setuptools["package-data"]["morl.suite_files"]
+    shipped = sorted(p.stem for p in (root / "experiments" / "suites").glob("*.toml"))
+    # an installed layout: site/morl/suites.py beside site/morl/suite_files/*.toml, no experiments/ anywhere
+    site = tmp_path / "site" / "morl"
+    shutil.copytree(root / "experiments" / "suites", site / "suite_files")
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.setattr(suites, "__file__", str(site / "suites.py"))
+    monkeypatch.chdir(elsewhere)
+    assert suites.suites_dir() == site / "suite_files"
+    assert suites.list_suites() == shipped
+    assert suites.load_suite("mujoco-native").envs[0].kwargs["backend"] == "mujoco"  # `extends` resolves there
+    assert suite_leaderboard_path("classic") == elsewhere / "classic.md"
 
 
 def test_a_suite_extending_itself_or_a_missing_suite_fails_with_the_cause(tmp_path):
