@@ -72,6 +72,30 @@ def test_envelope_reaches_the_whole_dst_front():
     assert (found < 1e-3).all(), f"treasures not reached: {env.pareto_front(0.99)[found >= 1e-3]}"
 
 
+def test_dst_full_hv_under_the_100_preference_protocol_needs_a_lucky_error_not_an_exact_policy():
+    # Why "time to 100% of DST's HV" swings so much between seeds: the 20.3 treasure (discounted (17.81, -13.13)) is
+    # the argmax of w . F only for w_treasure in [0.6658, 0.6721], and none of MORL-Baselines' 100 equally spaced
+    # preferences lies there (the nearest, 0.6654, prefers the 19.6 treasure by 0.0005, 7e-5 of the value). An exact
+    # conditioned policy therefore scores 359.26 (99.68% of 360.40); 100% needs the Q-network to err in that
+    # treasure's favour at that one preference while still choosing its neighbours elsewhere. A plain 100-point
+    # linspace would select every treasure: it is the set's spacing, not its size.
+    from morl.metrics import hypervolume
+
+    env, _ = morl.make("deep-sea-treasure-v0")
+    front = np.asarray(env.pareto_front(0.99))
+    w = np.asarray(EvalProtocol(gamma=0.99).front_preferences(2))
+    scores = w @ front.T
+    chosen = np.unique(np.argmax(scores, axis=1))
+    missing = sorted(set(range(len(front))) - set(chosen))
+    assert len(missing) == 1 and np.allclose(front[missing[0]], [17.8137, -13.1254], atol=1e-3), front[missing]
+    exact_hv = hypervolume(front[chosen], env.ref_point)
+    assert abs(exact_hv - 359.264) < 1e-2 and abs(hypervolume(front, env.ref_point) - DST_TRUE_HV) < 1e-2
+    shortfall = scores.max(axis=1) - scores[:, missing[0]]
+    assert 0 < shortfall.min() < 1e-3
+    lin = np.linspace(0.0, 1.0, 100)
+    assert len(np.unique(np.argmax(np.stack([lin, 1 - lin], 1) @ front.T, axis=1))) == len(front)
+
+
 def test_envelope_seeds_in_one_program_match_their_single_seed_runs():
     """The run driver trains seeds as ``jit(vmap(update))``: every seed's state equals its single-seed run's, integer
     leaves (steps, replay heads, stored transitions) exactly, floats up to float32 rounding. XLA's batched kernels sum
