@@ -2,7 +2,8 @@
 
 Suites (``experiments/suites/NAME.toml``) are data: envs (with kwargs, budgets, and per-env protocol and
 agent-config overrides), agents (with config overrides; a value like ``"40%"`` is that share of the env's
-budget, so it follows ``--steps-scale``), seeds and the evaluation protocol. ``run_suite`` trains what is
+budget, so it follows ``--steps-scale``), seeds and the evaluation protocol; a suite can ``extends`` another and
+state only what differs (``_suite_data``). ``run_suite`` trains what is
 missing (finished runs with the same settings are reused, so an interrupted suite picks up where it stopped)
 and writes ``experiments/leaderboards/NAME.md`` with the machine and version it ran on.
 """
