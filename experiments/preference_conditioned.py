@@ -14,9 +14,10 @@ trainer's construction (compiles included) but not the evaluations; CPU time is 
 
 ``dst-speed`` prints, for Envelope and PD-MORL discrete and seeds 0-2 (every seed), the wall time to 100% of DST's
 HV with the paper's network (4 x 256), with the agent's deep-sea-treasure default network and with the measured
-recipes in ``RECIPES`` (not defaults), beside MORL-Baselines' 530 s (goal with the DST default: <= 10.6 s, 50x). ``seeds`` trains ``--num-seeds`` Envelope seeds on DST as the
-run driver does (``jit(vmap(update))``, one program) and as as many one-seed runs that each build and compile their
-own trainer (separate ``morl train`` runs), and prints both walls, their ratio and each seed's final HV both ways.
+recipes in ``RECIPES`` (not defaults), beside MORL-Baselines' 530 s (goal with the DST default: <= 10.6 s, 50x).
+``seeds`` trains ``--num-seeds`` Envelope seeds on DST as the run driver does (``jit(vmap(update))``, one program)
+and as as many one-seed runs that each build and compile their own trainer (separate ``morl train`` runs), and
+prints both walls, their ratio and each seed's final HV both ways.
 """
 
 from __future__ import annotations

@@ -39,14 +39,12 @@ def test_envelope_registers_with_morl_baselines_defaults():
 #: the CI learning test's settings: MORL-Baselines' defaults, but minibatches of 32 transitions (x 4 preferences)
 #: instead of 256 so that a gradient step costs ~5 ms on 2 CPU cores (256: ~40 ms)
 #: Budget: the run stops at its first full-HV evaluation (as the 530 s MORL-Baselines figure does), so the budget is
-#: a cap that only slow trajectories reach. The HV of consecutive evaluations swings by up to 80 (far treasures won
-#: and lost again), so when 100% first comes is trajectory luck: measured (AVX-512 Xeon, jax 0.10.2) seeds
-#: 1 / 2 / 3 / 4 / 5 first reach 100% at 29k / 9k / 46k / 13k / 23k env steps (a 30k cap would fail seeds 3 and 5
-#: and pass seed 1 by 1k steps). 60k leaves 1.3x over the slowest of the five; another CPU's float kernels
-#: give another trajectory, i.e. another draw from this spread. Seed 2 is the CI seed (the quickest: ~40 s).
-#: Why it is luck: under this protocol an exact policy scores 99.68%, and 100% needs a Q error in the 20.3
-#: treasure's favour at one preference (test_dst_full_hv_under_the_100_preference_protocol_needs_a_lucky_error_...).
-#: These settings reached 100% within 46k steps on all 8 seeds measured (0-7); 2 x 128 networks on about 60%.
+#: a cap that only slow trajectories reach. When 100% first comes is trajectory luck: under this protocol an exact
+#: policy scores 99.68%, and 100% needs a Q error in the 20.3 treasure's favour at one preference
+#: (test_dst_full_hv_under_the_100_preference_protocol_needs_a_lucky_error_...). Latest measurement (AVX-512 Xeon,
+#: jax 0.10.2, docs/algorithms/envelope.md): seeds 1-7 first reach 100% at 28k / 26k / 34k / 3k / 30k / 3k / 2k env
+#: steps; seed 0 not within 60k (best 98.5%). 60k leaves 1.8x over the slowest seed that reached it; another CPU's
+#: float kernels give another trajectory, i.e. another draw from this spread. Seed 2 is the CI seed (~80 s).
 DST_CONFIG = dict(batch_size=32, total_timesteps=60_000, steps_per_chunk=1000)
 DST_TRUE_HV = 360.40
 DST_SEED = 2
