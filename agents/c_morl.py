@@ -791,7 +791,11 @@ class CMORLTrainer(Trainer):
         stored = _take(buf.policy, idx)
         params = jax.tree.map(jnp.asarray, {"actor": stored["params"]["actor"], "obs_rms": stored["obs_rms"]})
         return Solution(
-            act=self._act, params=params, candidate_weights=buf.weights[idx], candidate_returns=buf.returns[idx]
+            act=self._act,
+            params=params,
+            candidate_weights=buf.weights[idx],
+            candidate_returns=buf.returns[idx],
+            greedy=True,
         )
 
     def front(self, state: CMORLState) -> np.ndarray:

@@ -182,7 +182,7 @@ class CAPQLTrainer(JitTrainer):
 
     # ------------------------------------------------------------------ protocol
     def solution(self, state: CAPQLState) -> Solution:
-        return Solution(act=self._act, params=state.actor, conditioned=True)
+        return Solution(act=self._act, params=state.actor, conditioned=True, greedy=True)
 
     # ------------------------------------------------------------------ pieces
     def features(self, obs: jax.Array, w: jax.Array) -> jax.Array:

@@ -139,7 +139,7 @@ class EnvelopeTrainer(JitTrainer):
 
     # ------------------------------------------------------------------ protocol
     def solution(self, state: EnvelopeState) -> Solution:
-        return Solution(act=self._act, params=state.q_params, conditioned=True)
+        return Solution(act=self._act, params=state.q_params, conditioned=True, greedy=True)
 
     # ------------------------------------------------------------------ pieces
     def q_values(self, params: PyTree, obs: jax.Array, w: jax.Array) -> jax.Array:

@@ -280,7 +280,9 @@ class HyperPPOTrainer(JitTrainer):
         return self.config.iterations * self.config.num_envs * self.config.num_steps
 
     def solution(self, state: HyperPPOState) -> Solution:
-        return Solution(act=self._act, params={"net": state.params, "obs_rms": state.obs_rms}, conditioned=True)
+        return Solution(
+            act=self._act, params={"net": state.params, "obs_rms": state.obs_rms}, conditioned=True, greedy=True
+        )
 
     # ------------------------------------------------------------------ pieces
     def features(self, obs_rms: RunningMeanStd, obs: jax.Array) -> jax.Array:

@@ -308,7 +308,11 @@ class MORLDTrainer(JitTrainer):
             policy = jax.vmap(learner.archived, in_axes=(0, 0, None))(state.learner, state.weights, state.utopia)
             weights, returns = np.asarray(state.weights), None
         return Solution(
-            act=self._act, params=policy, candidate_weights=np.asarray(weights, np.float64), candidate_returns=returns
+            act=self._act,
+            params=policy,
+            candidate_weights=np.asarray(weights, np.float64),
+            candidate_returns=returns,
+            greedy=True,
         )
 
     def front(self, state: MORLDState) -> np.ndarray:

@@ -286,6 +286,7 @@ class PCNTrainer(JitTrainer):
             params=params,
             candidate_returns=np.asarray(buf.rtg[idx, 0], np.float64),
             episode_context=True,
+            greedy=True,
         )
 
     # ------------------------------------------------------------------ pieces

@@ -566,12 +566,14 @@ class PGMORLTrainer(Trainer):
         if not valid.any():  # nothing evaluated yet: the current tasks
             return Solution(
                 act=self._act,
+                greedy=True,
                 params=self._stored(state.tasks),
                 candidate_weights=np.asarray(state.task_weights, np.float64),
             )
         idx = np.flatnonzero(valid)
         return Solution(
             act=self._act,
+            greedy=True,
             params=jax.tree.map(lambda x: x[idx], ep.policy),
             candidate_weights=np.asarray(ep.weights, np.float64)[idx],
             candidate_returns=np.asarray(ep.returns, np.float64)[idx],

@@ -210,6 +210,7 @@ class PQLTrainer(JitTrainer):
             act=self._act,
             params={"table": tables[:k]},
             candidate_returns=np.asarray(front[:k], np.float64),
+            greedy=True,
         )
 
     def front(self, state: PQLState) -> np.ndarray:

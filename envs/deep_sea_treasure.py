@@ -90,6 +90,7 @@ class DSTParams(EnvParams):
 
 class DeepSeaTreasure(Environment):
     reward_names = ("treasure", "time")
+    deterministic = True  # a fixed start cell, moves without noise
 
     def __init__(self, map_name: str = "convex", float_state: bool = False):
         if map_name not in MAPS:

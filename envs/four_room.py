@@ -81,6 +81,8 @@ class FourRoom(Environment):
     point scoring 0 on some objective still adds hypervolume (with 0 it would add none).
     """
 
+    deterministic = True  # a fixed start cell, moves without noise
+
     reward_names = ("shape_1", "shape_2", "shape_3")
     ref_point = (-1.0, -1.0, -1.0)
 

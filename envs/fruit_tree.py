@@ -276,6 +276,7 @@ class FruitTreeParams(EnvParams):
 
 class FruitTree(Environment):
     reward_names = ("protein", "carbs", "fats", "vitamins", "minerals", "water")
+    deterministic = True  # the root, then the chosen child
 
     def __init__(self, depth: int = 6):
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or int(depth) not in FRUITS:

@@ -48,6 +48,9 @@ class Environment(ABC):
     ref_point: tuple[float, ...] | None = None
     #: the id this env was made under (set by `morl.make`)
     spec_id: str | None = None
+    #: True when ``reset`` and ``step`` never use their keys, so a greedy policy repeats one episode: the evaluator
+    #: then runs it once instead of ``EvalProtocol.episodes`` times (same mean). Leave False when unsure.
+    deterministic: bool = False
 
     # ----------------------------------------------------------------- to implement
     @property

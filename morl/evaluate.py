@@ -3,8 +3,9 @@
 Protocol (written down once, recorded with every result): each candidate policy (or, for a
 preference-conditioned policy, each evaluation preference) runs ``episodes`` episodes with deterministic
 actions; its point is the mean **discounted** vector return with discount ``gamma`` (MORL-Baselines'
-convention, MORL-Baselines #194), and the mean undiscounted return is kept too. Candidates and episodes
-run as one vmapped program on pure-JAX envs, on the host for ``gym:`` envs.
+convention, MORL-Baselines #194), and the mean undiscounted return is kept too. Where every episode is the same (a
+``deterministic`` env and a ``greedy`` solution) one episode is run and stands for all of them. Candidates and
+episodes run as one vmapped program on pure-JAX envs, on the host for ``gym:`` envs.
 """
 
 from __future__ import annotations
@@ -201,6 +202,10 @@ def evaluate_returns(
         if max_steps is not None:
             params = params.replace(max_steps=max_steps)
         steps = int(params.max_steps)
+    # a greedy policy on a deterministic env repeats one episode: run it once; the mean of ``episodes`` copies of a
+    # float32 return is that return exactly in float64, so the result is the same
+    if solution.greedy and getattr(env, "deterministic", False) and not getattr(env, "is_host", False):
+        episodes = 1
     rollout = _cached_rollout(env, solution.act, k, episodes, steps, gamma, solution.episode_context)
     key = jax.random.PRNGKey(0) if key is None else key
     k_init, k_run = jax.random.split(key)

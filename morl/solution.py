@@ -37,6 +37,9 @@ class Solution:
     #: True when ``act`` also takes ``(episode_return[N, m], episode_length[N])``: the running undiscounted return
     #: and step count of each episode (PCN conditions on the return still to earn)
     episode_context: bool = False
+    #: True when ``act`` never uses its key (argmax, the mode of a distribution): on a ``deterministic`` env every
+    #: evaluation episode of a candidate is then the same, and the evaluator runs one
+    greedy: bool = False
 
     @property
     def num_candidates(self) -> int | None:

@@ -91,3 +91,69 @@ def test_candidate_axis_is_padded_to_a_power_of_two_on_jax_envs_only():
         Solution(act=act, params=jnp.asarray([9, 0, 4])), host, episodes=1, gamma=0.99, max_steps=100
     )
     assert disc.shape == (3, 2) and populations(host) == [3]
+
+
+def _rollout_episodes(act) -> set[int]:
+    """The episode counts of the evaluation rollouts built for ``act``."""
+    from morl import evaluate as ev
+
+    return {k[3] for k in ev._ROLLOUTS if k[1] == id(act)}
+
+
+def test_a_greedy_solution_on_a_deterministic_env_runs_one_episode_with_the_same_result():
+    def zigzag(p, w, obs, key):  # ignores its key; wanders before it goes down
+        return jnp.where((obs[:, 0] + obs[:, 1] + p) % 3 == 0, 3, 1).astype(jnp.int32)
+
+    def zigzag_too(p, w, obs, key):  # the same policy under another identity (the rollout cache is per act)
+        return zigzag(p, w, obs, key)
+
+    protocol = EvalProtocol(gamma=0.99, episodes=5)
+    every = evaluate(Solution(act=zigzag, params=jnp.arange(4)), ENV, protocol=protocol)
+    once = evaluate(Solution(act=zigzag_too, params=jnp.arange(4), greedy=True), ENV, protocol=protocol)
+    assert _rollout_episodes(zigzag) == {5} and _rollout_episodes(zigzag_too) == {1}
+    np.testing.assert_array_equal(once.returns, every.returns)
+    np.testing.assert_array_equal(once.undiscounted_returns, every.undiscounted_returns)
+    assert once.metrics == every.metrics and once.protocol == every.protocol
+
+
+def test_a_greedy_solution_on_a_stochastic_env_still_runs_every_episode():
+    env, _ = morl.make("resource-gathering-v0")
+    assert not env.deterministic
+
+    def home(p, w, obs, key):
+        return jnp.zeros(obs.shape[0], jnp.int32)
+
+    evaluate(Solution(act=home, params=jnp.zeros(1), greedy=True), env, protocol=EvalProtocol(episodes=3, max_steps=5))
+    assert _rollout_episodes(home) == {3}
+
+
+@pytest.mark.parametrize(
+    "env_id", ["deep-sea-treasure-v0", "fruit-tree-v0", "four-room-v0", "minecart-deterministic-v0"]
+)
+def test_an_env_that_says_it_is_deterministic_ignores_its_keys(env_id):
+    """Two runs of the same random actions under different keys are the same, step by step."""
+    import jax
+
+    env, params = morl.make(env_id)
+    assert env.deterministic
+    n = env.action_space.n
+    actions = np.random.default_rng(0).integers(0, n, 60)
+    reset, step = jax.jit(env.reset), jax.jit(env.step)
+
+    def run(seed):
+        key = jax.random.PRNGKey(seed)
+        key, k = jax.random.split(key)
+        obs, state = reset(k, params)
+        out = [np.asarray(obs)]
+        for a in actions:
+            key, k = jax.random.split(key)
+            obs, state, r, term, trunc, _ = step(k, state, jnp.int32(a), params)
+            out += [np.asarray(obs), np.asarray(r), np.asarray(term), np.asarray(trunc)]
+            if term or trunc:
+                key, k = jax.random.split(key)
+                obs, state = reset(k, params)
+                out.append(np.asarray(obs))
+        return out
+
+    for x, y in zip(run(0), run(1), strict=True):
+        np.testing.assert_array_equal(x, y)

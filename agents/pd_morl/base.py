@@ -150,7 +150,7 @@ class PDMORLBase(Trainer):
         return int(jnp.sum(state.keys.steps)) + int(state.main.steps)
 
     def solution(self, state: PDState) -> Solution:
-        return Solution(act=self._act, params=state.main.params, conditioned=True)
+        return Solution(act=self._act, params=state.main.params, conditioned=True, greedy=True)
 
     # -------------------------------------------------------------- evaluation at the key preferences
     def _evaluate_keys(self, params_per_key: PyTree, key: jax.Array) -> jax.Array:

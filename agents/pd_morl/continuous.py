@@ -201,7 +201,7 @@ class PDMORLTrainer(PDMORLBase):
         return params["actor"]
 
     def solution(self, state: PDState) -> Solution:
-        return Solution(act=self._act, params=state.main.params["actor"], conditioned=True)
+        return Solution(act=self._act, params=state.main.params["actor"], conditioned=True, greedy=True)
 
     def _x(self, obs):
         x = preprocess_obs(self.env.observation_space, obs)
