@@ -525,6 +525,19 @@ class Minecart(Environment):
             pos, dist, capacity, self.frame_skip, self.incremental_frame_skip, float(gamma), bool(symmetric)
         )
 
+    def route_returns(
+        self, gamma: float = 1.0, symmetric: bool = False, params: MinecartParams | None = None
+    ) -> np.ndarray:
+        """The discounted return of every action sequence `pareto_front` enumerates, dominated ones included,
+        ``[n, ore_cnt + 1]``; row ``i`` is the same sequence for every ``gamma`` (to pair discounted with
+        undiscounted returns)."""
+        from morl.envs.minecart_front import route_returns
+
+        pos, dist, capacity = self._host_config(params)
+        return route_returns(
+            pos, dist, capacity, self.frame_skip, self.incremental_frame_skip, float(gamma), bool(symmetric)
+        )
+
     def convex_coverage_set(
         self, gamma: float = 1.0, symmetric: bool = True, params: MinecartParams | None = None
     ) -> np.ndarray:

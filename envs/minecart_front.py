@@ -27,7 +27,7 @@ from morl.envs.minecart import (
     ROTATION,
 )
 
-__all__ = ["approximate_front"]
+__all__ = ["approximate_front", "route_returns"]
 
 
 def _truncated_mean(mean: float, std: float) -> float:
@@ -82,6 +82,31 @@ def approximate_front(
     symmetric: bool,
 ) -> np.ndarray:
     """The non-dominated discounted returns of MO-Gymnasium's enumerated action sequences, ``[n, ore_cnt + 1]``."""
+    front: list[np.ndarray] = []
+    for group in _route_groups(mine_pos, mine_dist, capacity, frame_skip, incremental, gamma, symmetric):
+        front = _non_dominated(front + group)  # pruned mine by mine, as MO-Gymnasium
+    return np.array(front)
+
+
+def route_returns(
+    mine_pos: np.ndarray,
+    mine_dist: np.ndarray,
+    capacity: float,
+    frame_skip: int,
+    incremental: bool,
+    gamma: float,
+    symmetric: bool,
+) -> np.ndarray:
+    """The discounted return of every enumerated action sequence, dominated ones included, ``[n, ore_cnt + 1]``.
+
+    Row ``i`` is the same sequence for every ``gamma``, so two calls pair a route's discounted and undiscounted
+    returns: which routes a learner that discounts would choose, and what they score undiscounted."""
+    groups = _route_groups(mine_pos, mine_dist, capacity, frame_skip, incremental, gamma, symmetric)
+    return np.array([r for group in groups for r in group])
+
+
+def _route_groups(mine_pos, mine_dist, capacity, frame_skip, incremental, gamma, symmetric):
+    """Per mine (and the empty one by the base), the discounted returns of its enumerated action sequences."""
     fs = frame_skip
     ore_cnt = mine_dist.shape[1]
     fuel = np.array([FUEL_MINE + FUEL_IDLE, FUEL_IDLE, FUEL_IDLE, FUEL_IDLE + FUEL_ACC, FUEL_IDLE, FUEL_IDLE]) * fs
@@ -89,7 +114,6 @@ def approximate_front(
     mines = [(p, np.array([_truncated_mean(m, s) for m, s in d])) for p, d in zip(mine_pos, mine_dist)]
     mines.append((np.array([corner, corner]), np.zeros(ore_cnt)))
     turn_around = [ACT_LEFT] * (180 // (ROTATION * fs))
-    front: list[np.ndarray] = []
     for pos, means in mines:
         pos = np.asarray(pos, np.float64)
         distance = np.sqrt(np.dot(pos, pos)) - MINE_RADIUS - BASE_RADIUS / 2
@@ -116,11 +140,11 @@ def approximate_front(
         longest = max((len(p) for p in patterns), default=0)
         max_len = rotations + 2 * longest + 1 + len(turn_around) + max((len(m) for m in minings), default=0)
         discount = gamma ** np.arange(max_len)
+        group = []
         for s in seqs:
             rewards = np.zeros((len(s), ore_cnt + 1))
             rewards[:, -1] = fuel[s]
             n_mine = s.count(ACT_MINE)
             rewards[-1, :-1] = means * n_mine / max(1, (total * n_mine) / capacity)
-            front.append(np.dot(discount[: len(s)], rewards))
-        front = _non_dominated(front)
-    return np.array(front)
+            group.append(np.dot(discount[: len(s)], rewards))
+        yield group
