@@ -106,15 +106,13 @@ class Front:
 
 _ROLLOUTS: dict[tuple, Any] = {}
 
-#: most bytes of per-preference parameter copies one evaluation batch of a conditioned policy holds
-COPY_BYTES = 1 << 28
 
-
-def _cached_rollout(env, act, population, episodes, steps, gamma, episode_context=False):
+def _cached_rollout(env, act, population, episodes, steps, gamma, episode_context=False, conditioned=False):
     """Evaluation rollouts are built once per (env, policy, shape). A host env's rollout steps vector envs in place,
-    so threads (training lanes) that evaluate at the same time each get their own."""
+    so threads (training lanes) that evaluate at the same time each get their own. A conditioned policy's one
+    network serves every preference (``policy_axes``): no copy of it per preference."""
     thread = threading.get_ident() if getattr(env, "is_host", False) else None
-    key = (id(env), id(act), population, episodes, steps, float(gamma), episode_context, thread)
+    key = (id(env), id(act), population, episodes, steps, float(gamma), episode_context, conditioned, thread)
     if key not in _ROLLOUTS:
 
         def policy(p, obs, k, *context):
@@ -131,6 +129,7 @@ def _cached_rollout(env, act, population, episodes, steps, gamma, episode_contex
                 population=population,
                 emit="summary",
                 episode_context=episode_context,
+                policy_axes={"params": None, "w": 0} if conditioned else 0,
             ),
         )
     return _ROLLOUTS[key][1]
@@ -147,35 +146,14 @@ def evaluate_returns(
     max_steps: int | None = None,
     key: jax.Array | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Mean (discounted, undiscounted) vector returns [K, m] of every candidate, and their preferences.
-
-    A conditioned policy runs one copy of its parameters per preference; when those copies would exceed
-    ``COPY_BYTES`` (thousands of preferences of a wide network), the preferences go in consecutive batches."""
+    """Mean (discounted, undiscounted) vector returns [K, m] of every candidate, and their preferences."""
     m = env.reward_dim
     if solution.conditioned:
         if weights is None:
             raise ValueError("a preference-conditioned solution needs evaluation `weights` [K, m]")
         w = np.asarray(weights, np.float32)
         k = w.shape[0]
-        size = sum(int(np.prod(jnp.shape(x))) * jnp.asarray(x).dtype.itemsize for x in jax.tree.leaves(solution.params))
-        per_batch = 1 << max(0, (max(1, COPY_BYTES // max(size, 1))).bit_length() - 1)
-        if k > per_batch and w.ndim == 2:
-            key = jax.random.PRNGKey(0) if key is None else key
-            parts = [
-                evaluate_returns(
-                    solution,
-                    env,
-                    params,
-                    w[i : i + per_batch],
-                    episodes=episodes,
-                    gamma=gamma,
-                    max_steps=max_steps,
-                    key=jax.random.fold_in(key, i),
-                )
-                for i in range(0, k, per_batch)
-            ]
-            return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
-        p = jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + jnp.shape(x)), solution.params)
+        p = solution.params  # one network for every preference: the rollout does not copy it per member
     else:
         k = solution.num_candidates
         w = (
@@ -194,7 +172,8 @@ def evaluate_returns(
         k = 1 << max(0, (k - 1).bit_length())
     if k != k_real:
         pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], k - k_real, axis=0)])  # noqa: E731
-        p, w = jax.tree.map(pad, p), np.concatenate([w, np.repeat(w[-1:], k - k_real, axis=0)])
+        w = np.concatenate([w, np.repeat(w[-1:], k - k_real, axis=0)])
+        p = p if solution.conditioned else jax.tree.map(pad, p)
     if getattr(env, "is_host", False):
         steps = max_steps or env.max_steps or 1000
     else:
@@ -206,7 +185,9 @@ def evaluate_returns(
     # float32 return is that return exactly in float64, so the result is the same
     if solution.greedy and getattr(env, "deterministic", False) and not getattr(env, "is_host", False):
         episodes = 1
-    rollout = _cached_rollout(env, solution.act, k, episodes, steps, gamma, solution.episode_context)
+    rollout = _cached_rollout(
+        env, solution.act, k, episodes, steps, gamma, solution.episode_context, solution.conditioned
+    )
     key = jax.random.PRNGKey(0) if key is None else key
     k_init, k_run = jax.random.split(key)
     state = rollout.init(k_init, params) if not rollout.is_host else rollout.init(k_init)

@@ -251,10 +251,14 @@ def make_rollout(
     seed: int | None = None,
     emit: str = "transitions",
     episode_context: bool = False,
+    policy_axes: Any = 0,
 ) -> Rollout:
     """Build ``init(key[, params]) -> RolloutState`` and ``run(policy_params, state, key[, params])``.
 
     ``population``: number of members P (leading axis of ``policy_params``), or None for a single policy.
+    ``policy_axes``: with a population, which leaves of ``policy_params`` have the member axis, as a ``jax.vmap``
+    ``in_axes`` prefix: 0 (all of them), or e.g. ``{"params": None, "w": 0}`` for one network that every member
+    runs with its own preference (no per-member copies of the network).
     ``seed``: host envs only, seeds the vector env (pure-JAX envs are seeded by the key).
     ``emit``: ``"transitions"`` (a `Transition` per step, for learning) or ``"summary"`` (one
     `EpisodeSummary` per call, for evaluation and benchmarks: nothing stored per step).
@@ -268,8 +272,10 @@ def make_rollout(
     if num_envs < 1 or num_steps < 1:
         raise ValueError(f"num_envs and num_steps must be >= 1 (got {num_envs}, {num_steps})")
     if getattr(env, "is_host", False):
-        return _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit, episode_context)
-    return _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit, episode_context)
+        return _make_host_rollout(
+            env, policy, num_envs, num_steps, gamma, population, seed, emit, episode_context, policy_axes
+        )
+    return _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit, episode_context, policy_axes)
 
 
 def _check_action_shape(env, action, num_envs):
@@ -281,7 +287,7 @@ def _check_action_shape(env, action, num_envs):
         )
 
 
-def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit, episode_context=False):
+def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit, episode_context=False, policy_axes=0):
     m = env.reward_dim
 
     def init_single(key, params):
@@ -323,7 +329,7 @@ def _make_jax_rollout(env, policy, num_envs, num_steps, gamma, population, emit,
             return jax.vmap(init_single, in_axes=(0, None))(jax.random.split(key, population), params)
 
         def run_fn(policy_params, state, key, params):
-            state, traj = jax.vmap(run_single, in_axes=(0, 0, 0, None))(
+            state, traj = jax.vmap(run_single, in_axes=(policy_axes, 0, 0, None))(
                 policy_params, state, jax.random.split(key, population), params
             )
             if emit == "summary":
@@ -359,7 +365,9 @@ def _env_axis_sharding(num_envs: int, has_population: bool):
     return NamedSharding(mesh, PartitionSpec(None, "envs") if has_population else PartitionSpec("envs"))
 
 
-def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed, emit, episode_context=False):
+def _make_host_rollout(
+    env, policy, num_envs, num_steps, gamma, population, seed, emit, episode_context=False, policy_axes=0
+):
     """Host path: MOSyncVectorEnv steps on the host, the jitted policy runs between steps."""
     members = population or 1
     total = members * num_envs
@@ -368,7 +376,11 @@ def _make_host_rollout(env, policy, num_envs, num_steps, gamma, population, seed
     if population is None:
         act = jax.jit(policy)
     else:
-        act = jax.jit(lambda p, o, k, *c: jax.vmap(policy)(p, o, jax.random.split(k, population), *c))
+        act = jax.jit(
+            lambda p, o, k, *c: jax.vmap(policy, in_axes=(policy_axes,) + (0,) * (2 + len(c)))(
+                p, o, jax.random.split(k, population), *c
+            )
+        )
 
     def to_member_axes(x):
         x = np.asarray(x)

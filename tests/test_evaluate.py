@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import morl
-from morl.evaluate import EvalProtocol, evaluate
+from morl.evaluate import EvalProtocol, evaluate, evaluate_returns
 from morl.solution import Solution
+from morl.weights import equally_spaced_weights
 
 ENV, PARAMS = morl.make("deep-sea-treasure-v0")
 
@@ -157,3 +158,19 @@ def test_an_env_that_says_it_is_deterministic_ignores_its_keys(env_id):
 
     for x, y in zip(run(0), run(1), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_a_conditioned_policy_scores_as_the_policy_set_of_its_copies():
+    """The evaluator runs a conditioned policy's one network for every preference (no copy per preference): the
+    returns are those of K copies of it, each evaluated at its preference as a policy set."""
+    w = equally_spaced_weights(2, 20)
+    conditioned = evaluate_returns(CONDITIONED, ENV, weights=w, episodes=2, gamma=0.99)
+    copies = Solution(
+        act=lambda p, w, obs, key: conditioned_act(p, w, obs, key),
+        params=jnp.full(len(w), 9, jnp.int32),
+        candidate_weights=w,
+    )
+    as_set = evaluate_returns(copies, ENV, episodes=2, gamma=0.99)
+    for a, b in zip(conditioned, as_set, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len({tuple(r) for r in conditioned[0]}) >= 5  # the preferences reach different treasures

@@ -312,10 +312,8 @@ def test_fruit_tree_hv_of_an_exact_policy_needs_a_preference_grid_not_100_energy
     assert abs(hv["energy100"] - 0.7426) < 1e-3 and hv["grid0.1"] > 0.9999, hv
 
 
-def test_the_grid_protocol_evaluates_a_conditioned_policy_on_the_simplex_grid(monkeypatch):
-    # EvalProtocol(front_grid=0.1): the paper's evaluation grid, in batches when the per-preference parameter copies
-    # would be large (here forced: 512 copies of the 64 x 6 front per batch, 3,003 preferences -> 6 batches)
-    import morl.evaluate as ev
+def test_the_grid_protocol_evaluates_a_conditioned_policy_on_the_simplex_grid():
+    # EvalProtocol(front_grid=0.1): the paper's evaluation grid, 3,003 preferences of one network in one program
     from morl.metrics import hypervolume
 
     env, params = morl.make("fruit-tree-v0", depth=6)
@@ -323,7 +321,6 @@ def test_the_grid_protocol_evaluates_a_conditioned_policy_on_the_simplex_grid(mo
     protocol = EvalProtocol(gamma=0.99, episodes=1, front_grid=0.1)
     assert protocol.front_preferences(6).shape == (3003, 6) and protocol.as_dict()["front_grid"] == 0.1
     assert "front_grid" not in EvalProtocol().as_dict()  # unset: recorded protocols (and their hashes) unchanged
-    monkeypatch.setattr(ev, "COPY_BYTES", 512 * 64 * 6 * 4)
     front = evaluate(_exact_fruit_tree_solution(env), env, params, protocol)
     assert len(front.returns) == 3003 and len(front.front) == 64
     assert abs(front.metrics["hypervolume"] / true_hv - 1.0) < 1e-6
