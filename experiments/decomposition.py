@@ -93,9 +93,13 @@ def run(
     eval_every: int = 1,
     out: str | None = None,
     trace: bool = False,
+    then_at: int | None = None,
+    then_overrides: dict | None = None,
 ) -> dict:
     """Train one experiment; return (and print) its summary. ``trace`` (MORL/D): after every update print a
-    ``TRACE`` line with each member's weight and latest evaluation and the archive's points."""
+    ``TRACE`` line with each member's weight and latest evaluation and the archive's points. ``then_at``: from the
+    first update that ends at or past this many env steps, go on training the same state with the config changed
+    by ``then_overrides`` (e.g. a weighted-sum start, then Tchebycheff)."""
     t0 = time.perf_counter()
     import jax
 
@@ -132,6 +136,8 @@ def run(
         state, logs = trainer.update(state)
         jax.block_until_ready(state)
         updates += 1
+        if then_at is not None and trainer.env_steps(state) >= then_at:
+            trainer, then_at = make_trainer(agent, env, params, **{**cfg, **(then_overrides or {})}), None
         if trace:
             rounded = lambda x: np.round(np.asarray(x, np.float64), 3).tolist()  # noqa: E731
             arch = state.archive
@@ -352,12 +358,28 @@ def main(argv=None) -> None:
         action="store_true",
         help="MORL/D: print every member's weight and evaluation and the archive after every update (TRACE lines)",
     )
+    p.add_argument("--then-at", type=int, default=None, help="env steps after which --then-set applies")
+    p.add_argument("--then-set", nargs="*", default=[], metavar="FIELD=VALUE", help="config changes from --then-at")
     args = p.parse_args(argv)
-    overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+
+    def parsed(items):
+        return {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in items)}
+
+    overrides = parsed(args.set)
     if args.seeds:
         run_seeds(args.experiment, args.seeds, overrides, args.eval_every, args.out)
         return
-    run(args.experiment, args.seed, overrides, args.max_wall, args.eval_every, args.out, args.trace)
+    run(
+        args.experiment,
+        args.seed,
+        overrides,
+        args.max_wall,
+        args.eval_every,
+        args.out,
+        args.trace,
+        args.then_at,
+        parsed(args.then_set),
+    )
 
 
 if __name__ == "__main__":
