@@ -445,7 +445,11 @@ def _resolve_script(rel: str, argv: list[str]) -> dict:
         return facts
     if Path(rel).name == "decomposition.py":
 
-        def run(name, seed=0, overrides=None, max_wall=None, eval_every=1, out=None, trace=False):
+        def run(
+            name, seed=0, overrides=None, max_wall=None, eval_every=1, out=None, trace=False, then_at=None, then=None
+        ):
+            if then_at is not None:
+                raise ValueError(f"{rel} {' '.join(argv)}: --then-at changes the config mid-run; no figure uses it")
             calls.append(
                 ("run", (name, seed), dict(overrides=overrides or {}, max_wall=max_wall, eval_every=eval_every))
             )
