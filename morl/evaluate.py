@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -107,17 +108,39 @@ class Front:
 _ROLLOUTS: dict[tuple, Any] = {}
 
 
+def _weak_policy(act):
+    """``act``'s identity for the rollout cache, and a policy that calls it without keeping its owner alive.
+
+    Agents hand out ``act`` as a bound method (``trainer._act``): a new object each time, so the cache keys on its
+    instance and function, which stay the same. The cached rollout holds the instance only weakly and its entry is
+    dropped when the instance goes, so a process that trains many runs (a suite, a sweep) does not keep every
+    trainer and its compiled programs alive. Objects that cannot be weakly referenced are held as before."""
+    owner, func = getattr(act, "__self__", None), getattr(act, "__func__", None)
+    if owner is None or func is None:  # a plain function (or another callable): it is its own owner
+        owner, func, ident = act, None, id(act)
+    else:
+        ident = (id(owner), id(func))
+    try:
+        ref = weakref.ref(owner)
+    except TypeError:
+        return ident, None, lambda p, obs, k, *context: (act(p["params"], p["w"], obs, k, *context), ())
+
+    def policy(p, obs, k, *context):
+        target = ref() if func is None else func.__get__(ref())
+        return target(p["params"], p["w"], obs, k, *context), ()
+
+    return ident, owner, policy
+
+
 def _cached_rollout(env, act, population, episodes, steps, gamma, episode_context=False, conditioned=False):
-    """Evaluation rollouts are built once per (env, policy, shape). A host env's rollout steps vector envs in place,
-    so threads (training lanes) that evaluate at the same time each get their own. A conditioned policy's one
-    network serves every preference (``policy_axes``): no copy of it per preference."""
+    """Evaluation rollouts are built once per (env, policy, shape) and live as long as the policy's owner. A host
+    env's rollout steps vector envs in place, so threads (training lanes) that evaluate at the same time each get
+    their own. A conditioned policy's one network serves every preference (``policy_axes``): no copy of it per
+    preference."""
     thread = threading.get_ident() if getattr(env, "is_host", False) else None
-    key = (id(env), id(act), population, episodes, steps, float(gamma), episode_context, conditioned, thread)
+    ident, owner, policy = _weak_policy(act)
+    key = (id(env), ident, population, episodes, steps, float(gamma), episode_context, conditioned, thread)
     if key not in _ROLLOUTS:
-
-        def policy(p, obs, k, *context):
-            return act(p["params"], p["w"], obs, k, *context), ()
-
         _ROLLOUTS[key] = (
             env,
             make_rollout(
@@ -132,6 +155,8 @@ def _cached_rollout(env, act, population, episodes, steps, gamma, episode_contex
                 policy_axes={"params": None, "w": 0} if conditioned else 0,
             ),
         )
+        if owner is not None:
+            weakref.finalize(owner, _ROLLOUTS.pop, key, None)
     return _ROLLOUTS[key][1]
 
 

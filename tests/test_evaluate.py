@@ -174,3 +174,31 @@ def test_a_conditioned_policy_scores_as_the_policy_set_of_its_copies():
     for a, b in zip(conditioned, as_set, strict=True):
         np.testing.assert_array_equal(a, b)
     assert len({tuple(r) for r in conditioned[0]}) >= 5  # the preferences reach different treasures
+
+
+def test_evaluations_of_one_trainer_share_a_rollout_that_goes_with_the_trainer():
+    """Agents hand out ``trainer._act``: a new bound method at every ``solution()``. Its evaluations reuse one
+    compiled rollout, and the rollout is dropped with the trainer, so a process that trains many runs one after
+    another (``morl tune``, a suite) does not keep them all (it once ran out of memory maps after ~50)."""
+    import gc
+    import weakref
+
+    from morl import evaluate as ev
+
+    class Trainer:
+        def act(self, target, w, obs, key):
+            return go_to_column(target, w, obs, key)
+
+    trainer = Trainer()
+    before = len(ev._ROLLOUTS)
+    by_column = ENV.pareto_front(0.99)[np.argsort(ENV.pareto_front(0.99)[:, 0])]
+    for cols in ([9, 0], [4, 7]):
+        disc, _, _ = evaluate_returns(
+            Solution(act=trainer.act, params=jnp.asarray(cols)), ENV, PARAMS, episodes=1, gamma=0.99
+        )
+        np.testing.assert_allclose(disc, by_column[cols], rtol=1e-5)
+    assert len(ev._ROLLOUTS) == before + 1
+    gone = weakref.ref(trainer)
+    del trainer
+    gc.collect()
+    assert gone() is None and len(ev._ROLLOUTS) == before

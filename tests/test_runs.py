@@ -516,3 +516,26 @@ def test_check_trainable_names_what_to_do(tmp_path):
         R.check_trainable(info("running"))
     with pytest.raises(R.RunError, match="already finished"):
         R.train_runs([info("done")])  # train_runs refuses before building anything
+
+
+def test_the_build_cache_keeps_the_recent_trainers_and_lets_old_ones_go():
+    """`morl tune` builds one config per trial in one process: the driver's trainer cache is bounded, reuses the
+    recent builds (seeds of a group, runs of a suite) and frees the oldest."""
+    import gc
+    import weakref
+
+    from morl.runs import driver
+
+    def meta(i):
+        return {"agent": "toy-random", "env": "deep-sea-treasure-v0", "config": {"total_steps": 1000 + i}}
+
+    driver._BUILT.clear()
+    first = weakref.ref(R.build(meta(0))[4])
+    trainers = [R.build(meta(i))[4] for i in range(1, driver.BUILT_CACHE_SIZE + 1)]
+    assert len(driver._BUILT) == driver.BUILT_CACHE_SIZE
+    assert R.build(meta(driver.BUILT_CACHE_SIZE))[4] is trainers[-1]  # a recent build is reused
+    assert R.build(meta(1))[4] is trainers[0]  # the oldest kept one too, and it becomes the newest
+    del trainers
+    gc.collect()
+    assert first() is None  # the first build was dropped and nothing else holds it
+    driver._BUILT.clear()

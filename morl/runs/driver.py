@@ -16,6 +16,7 @@ as the run trained alone); on a CPU one seed's small kernels leave cores idle.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -82,8 +83,11 @@ class RunCallback:
         pass
 
 
-#: `build`'s cache: (agent, env, env kwargs, config) -> (env, env_params, trainer, env key)
-_BUILT: dict[str, tuple] = {}
+#: `build`'s cache: (agent, env, env kwargs, config) -> (env, env_params, trainer, env key), the most recently
+#: used last. Bounded: a process that trains many configs one after another (`morl tune`'s trials, a suite) would
+#: otherwise keep every trainer and its compiled programs, until compiling fails for want of memory maps.
+_BUILT: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+BUILT_CACHE_SIZE = 16
 
 
 def build(meta: dict[str, Any]):
@@ -115,6 +119,7 @@ def build(meta: dict[str, Any]):
         default=str,
     )
     if key in _BUILT:
+        _BUILT.move_to_end(key)
         env, env_params, trainer, _ = _BUILT[key]
     else:
         env_key = json.dumps([meta["env"], meta.get("env_kwargs") or {}], sort_keys=True, default=str)
@@ -130,6 +135,8 @@ def build(meta: dict[str, Any]):
         trainer = make_trainer(meta["agent"], env, env_params, config=config)
         if not getattr(env, "is_host", False):
             _BUILT[key] = (env, env_params, trainer, env_key)
+            while len(_BUILT) > BUILT_CACHE_SIZE:
+                _BUILT.popitem(last=False)
     return spec, env, env_params, config, trainer, protocol_from_dict(meta.get("protocol") or {})
 
 
