@@ -350,7 +350,6 @@ class GPITrainer(Trainer):
             return jnp.argmax(td.scalarize(w[:, None, :], jnp.min(q, axis=0)), axis=-1).astype(jnp.int32)
 
         self._act = act
-        self._act_gpi_fn = self._act_gpi  # one object: the evaluator caches its rollout by the act function
 
     # ------------------------------------------------------------------ protocol
     def init(self, key: jax.Array) -> GPIState:
@@ -413,7 +412,7 @@ class GPITrainer(Trainer):
 
     def _gpi_values(self, state: GPIState, weights: np.ndarray, key: jax.Array) -> np.ndarray:
         """The GPI policy's mean discounted return at each of ``weights`` ``[K, m]`` (eval_episodes episodes)."""
-        sol = Solution(act=self._act_gpi_fn, params=self._policy_params(state.learner), conditioned=True, greedy=True)
+        sol = Solution(act=self._act_gpi, params=self._policy_params(state.learner), conditioned=True, greedy=True)
         weights = np.asarray(weights, np.float32)
         k = len(weights)
         padded = np.concatenate([weights, np.repeat(weights[-1:], _pow2(k) - k, axis=0)])

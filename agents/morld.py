@@ -287,7 +287,7 @@ class MORLDTrainer(JitTrainer):
             population=P,
             emit="summary",
         )
-        self._act = learner.act  # one bound method: the evaluator caches compiled rollouts by its identity
+        self._act = learner.act
         self._compile()
 
     # ------------------------------------------------------------------ protocol
