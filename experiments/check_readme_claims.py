@@ -294,7 +294,7 @@ CLAIMS = [
     Claim(
         "envelope-dst",
         r"^morl train envelope --env deep-sea-treasure-v0",
-        "Envelope: 100% of DST in ~190 s (tests/test_envelope.py's setting: batch 32, seed 1, evaluated every 1,000 "
+        "Envelope: 100% of DST in 64 s (tests/test_envelope.py's setting: batch 32, seed 1, evaluated every 1,000 "
         "steps, time to the first full-HV evaluation)",
         needs=dict(agent="envelope", env="deep-sea-treasure-v0", batch_size=32, seeds=[1], eval_every=1000),
         proposed="morl train envelope --env deep-sea-treasure-v0 --seed 1 --batch-size 32 --eval-every 1000",
