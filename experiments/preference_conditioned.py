@@ -45,7 +45,8 @@ MORL_BASELINES_ENVELOPE_DST_S = 530.0  # MORL-Baselines' Envelope to 100% of DST
 PAPER_NET = {"envelope": {"net_arch": (256, 256, 256, 256)}, "pd-morl-discrete": {"hidden": 256, "num_layers": 4}}
 
 #: settings measured beside the defaults, not defaults themselves: Envelope's fast DST recipe reaches 100% on seeds
-#: 0-2 in seconds but on only ~60% of seeds (docs/algorithms/envelope.md, "What 100% of DST's HV measures")
+#: 0-2 in seconds but on only ~60% of seeds, and its Q-network diverges if trained on (docs/algorithms/envelope.md,
+#: "What 100% of DST's HV measures")
 RECIPES = {
     "envelope": [
         (
