@@ -222,7 +222,9 @@ class EnvelopeTrainer(JitTrainer):
             replay=replay,
             updates=state.updates + enabled.astype(jnp.int32),
         )
-        return state, {"loss": jnp.where(enabled, loss, 0.0), "homotopy_lambda": lam}
+        # the extreme Q components trained on: outside the env's range of returns they show overestimation
+        q_max, q_min = jnp.where(enabled, jnp.max(q), 0.0), jnp.where(enabled, jnp.min(q), 0.0)
+        return state, {"loss": jnp.where(enabled, loss, 0.0), "homotopy_lambda": lam, "q_max": q_max, "q_min": q_min}
 
     def _iteration(self, state: EnvelopeState, _):
         c = self.config
@@ -263,7 +265,8 @@ class EnvelopeTrainer(JitTrainer):
             new_state, logs = one(stepped, k_upd)
         else:
             new_state, logs = jax.lax.scan(one, stepped, jax.random.split(k_upd, c.gradient_updates))
-            logs = jax.tree.map(jnp.mean, logs)
+            extreme = {"q_max": jnp.max, "q_min": jnp.min}
+            logs = {k: extreme.get(k, jnp.mean)(v) for k, v in logs.items()}
         replay = rb.add(new_state.replay, items)
         replay = replay.replace(
             pos=jnp.where(active, replay.pos, new_state.replay.pos),
@@ -293,6 +296,8 @@ class EnvelopeTrainer(JitTrainer):
         episodes = jnp.sum(finished)
         out = {
             "loss": jnp.mean(logs["loss"]),
+            "q_max": jnp.max(logs["q_max"]),
+            "q_min": jnp.min(logs["q_min"]),
             "homotopy_lambda": logs["homotopy_lambda"][-1],
             "epsilon": epsilon[-1],
             "episodes": episodes,
