@@ -190,15 +190,16 @@ def test_evaluations_of_one_trainer_share_a_rollout_that_goes_with_the_trainer()
             return go_to_column(target, w, obs, key)
 
     trainer = Trainer()
-    before = len(ev._ROLLOUTS)
+    before = set(ev._ROLLOUTS)  # other tests' entries may go meanwhile (their owners collected): compare keys
     by_column = ENV.pareto_front(0.99)[np.argsort(ENV.pareto_front(0.99)[:, 0])]
     for cols in ([9, 0], [4, 7]):
         disc, _, _ = evaluate_returns(
             Solution(act=trainer.act, params=jnp.asarray(cols)), ENV, PARAMS, episodes=1, gamma=0.99
         )
         np.testing.assert_allclose(disc, by_column[cols], rtol=1e-5)
-    assert len(ev._ROLLOUTS) == before + 1
+    built = set(ev._ROLLOUTS) - before
+    assert len(built) == 1  # both evaluations ran one compiled rollout
     gone = weakref.ref(trainer)
     del trainer
     gc.collect()
-    assert gone() is None and len(ev._ROLLOUTS) == before
+    assert gone() is None and not built & set(ev._ROLLOUTS)
